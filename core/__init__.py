@@ -1,0 +1,50 @@
+"""e5-integrations: exact, fast e5-mistral-7b-instruct embeddings for RAG stacks.
+
+>>> from e5_integrations import E5Encoder
+>>> enc = E5Encoder("intfloat/e5-mistral-7b-instruct")          # doctest: +SKIP
+>>> enc.encode_queries(["how much protein should a female eat"])  # doctest: +SKIP
+
+Adapters live in ``e5_integrations.langchain`` and ``e5_integrations.llama_index``; batch
+ingestion in ``e5_integrations.ingest`` and the ``e5`` command.
+"""
+
+from e5_integrations._encoder import DEFAULT_MODEL, E5Encoder
+from e5_integrations._errors import (
+    ConfigurationError,
+    E5Error,
+    InputError,
+    ModelLoadError,
+    OutOfMemoryError,
+    SchemaMismatchError,
+    SourceError,
+    StoreError,
+    StoreUnavailableError,
+    UnknownTaskError,
+)
+from e5_integrations._recipe import E5_MISTRAL, Recipe, last_token_pool
+from e5_integrations._tasks import DEFAULT_TASK, Task, available_tasks, resolve_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TASK",
+    "E5Encoder",
+    "E5Error",
+    "E5_MISTRAL",
+    "ConfigurationError",
+    "InputError",
+    "ModelLoadError",
+    "OutOfMemoryError",
+    "Recipe",
+    "SchemaMismatchError",
+    "SourceError",
+    "StoreError",
+    "StoreUnavailableError",
+    "Task",
+    "UnknownTaskError",
+    "__version__",
+    "available_tasks",
+    "last_token_pool",
+    "resolve_task",
+]

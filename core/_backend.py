@@ -1,0 +1,179 @@
+"""Torch backend: loads the model on one device and turns token-id batches into vectors.
+
+Backends only compute. Templates, truncation, EOS, batching and normalisation are decided
+by the encoder (core) and the recipe; a backend gets ready token ids and returns pooled
+float32 vectors. Loaded models are shared process-wide by (model, device, dtype, attention).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from e5_integrations._errors import ConfigurationError, ModelLoadError
+from e5_integrations._recipe import Recipe
+
+__all__ = ["LoadedModel", "TorchBackend", "load_model", "resolve_devices", "resolve_dtype"]
+
+logger = logging.getLogger("e5_integrations")
+
+_DTYPES: dict[str, torch.dtype] = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+
+def resolve_devices(device: str | torch.device | Sequence[str | torch.device] | None) -> list[torch.device]:
+    """``None`` → the best available single device; a string or list → those devices."""
+    if device is None:
+        if torch.cuda.is_available():
+            return [torch.device("cuda", torch.cuda.current_device())]
+        return [torch.device("cpu")]
+    items = [device] if isinstance(device, (str, torch.device)) else list(device)
+    if not items:
+        raise ConfigurationError("device=[] is empty; pass None, 'cpu', 'cuda', 'cuda:1' or a list of them")
+    devices: list[torch.device] = []
+    for item in items:
+        try:
+            dev = torch.device(item)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigurationError(f"device {item!r} is not a torch device; expected e.g. 'cpu', 'cuda:0'") from exc
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ConfigurationError(
+                    f"device {item!r} asks for CUDA but torch.cuda.is_available() is False "
+                    f"(torch {torch.__version__}); install a CUDA build of torch or pass device='cpu'"
+                )
+            if dev.index is None:
+                dev = torch.device("cuda", torch.cuda.current_device())
+            if dev.index >= torch.cuda.device_count():
+                raise ConfigurationError(
+                    f"device {item!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible"
+                )
+        devices.append(dev)
+    return devices
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``"auto"``: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if key not in _DTYPES:
+        raise ConfigurationError(f"dtype {dtype!r} is not supported; expected 'auto', 'bf16', 'fp16' or 'fp32'")
+    return _DTYPES[key]
+
+
+def _default_attention(device: torch.device, dtype: torch.dtype) -> str:
+    flash_ok = device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+    if flash_ok and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model on one device, shared by every encoder that asks for the same settings."""
+
+    model: Any
+    device: torch.device
+    dtype: torch.dtype
+    attention: str
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+
+_LOADED: "weakref.WeakValueDictionary[tuple[str, str, str, str], LoadedModel]" = weakref.WeakValueDictionary()
+_LOAD_LOCK = threading.Lock()
+
+
+def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: str | None = None) -> LoadedModel:
+    """Load ``model`` on ``device`` once per process; later calls return the same object."""
+    attention = attention or _default_attention(device, dtype)
+    key = (model, str(device), str(dtype), attention)
+    with _LOAD_LOCK:
+        cached = _LOADED.get(key)
+        if cached is not None:
+            return cached
+        from transformers import AutoModel
+
+        try:
+            hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ModelLoadError(
+                f"could not load model {model!r} ({type(exc).__name__}: {exc}). Expected a Hugging Face "
+                "model id reachable from this machine or a local directory with config.json and weights; "
+                "set E5_MODEL or pass model='/path/to/dir' (download it first where there is no network)"
+            ) from exc
+        hf_model.to(device).eval()
+        hf_model.requires_grad_(False)
+        loaded = LoadedModel(hf_model, device, dtype, attention)
+        _LOADED[key] = loaded
+        logger.info("loaded %s on %s as %s (%s attention)", model, device, dtype, attention)
+        return loaded
+
+
+class TorchBackend:
+    """Runs padded batches of token ids through a :class:`LoadedModel` and pools them."""
+
+    def __init__(self, loaded: LoadedModel, recipe: Recipe, pad_token_id: int, padding_side: str = "right"):
+        if padding_side not in ("left", "right"):
+            raise ConfigurationError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        self.loaded = loaded
+        self.recipe = recipe
+        self.pad_token_id = pad_token_id
+        self.padding_side = padding_side
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    def _pad(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            if self.padding_side == "right":
+                input_ids[row, : len(ids)] = torch.as_tensor(ids)
+                mask[row, : len(ids)] = 1
+            else:
+                input_ids[row, width - len(ids) :] = torch.as_tensor(ids)
+                mask[row, width - len(ids) :] = 1
+        # Positions count real tokens only, so a text gets the same positions whatever its
+        # padding and its batch-mates (the model card relies on right padding for this).
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return input_ids, mask, positions
+
+    @torch.inference_mode()
+    def embed(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Pooled (not normalised) float32 vectors on the CPU, one row per sequence."""
+        input_ids, mask, positions = self._pad(batch)
+        device = self.loaded.device
+        non_blocking = device.type == "cuda"
+        out = self.loaded.model(
+            input_ids=input_ids.to(device, non_blocking=non_blocking),
+            attention_mask=mask.to(device, non_blocking=non_blocking),
+            position_ids=positions.to(device, non_blocking=non_blocking),
+            use_cache=False,
+        )
+        pooled = self.recipe.pool(out.last_hidden_state, mask.to(device))
+        return pooled.float().cpu()

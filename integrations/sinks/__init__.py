@@ -1,0 +1,1 @@
+"""e5_integrations.sinks (see the package docs)."""
