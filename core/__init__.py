@@ -27,12 +27,12 @@ from e5_integrations._tasks import DEFAULT_TASK, Task, available_tasks, resolve_
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigurationError",
     "DEFAULT_MODEL",
     "DEFAULT_TASK",
     "E5Encoder",
     "E5Error",
     "E5_MISTRAL",
-    "ConfigurationError",
     "InputError",
     "ModelLoadError",
     "OutOfMemoryError",

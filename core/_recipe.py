@@ -76,6 +76,8 @@ def tokenize_for_embedding(tokenizer: Any, texts: Sequence[str], max_length: int
     ``max_length - 1``, then append the EOS id, so every sequence is at most ``max_length``
     long and ends with EOS (the token whose hidden state is pooled).
     """
+    if not texts:
+        return []
     limit = max_length - 1 if recipe.append_eos else max_length
     encoded = tokenizer(
         list(texts),
