@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs, then run it:  bash scripts/test.sh [pytest args]
+#
+# - .venv: torch (CPU wheel 2.13.0 unless torch is already there), the package with every
+#   extra, and the test tools;
+# - .venv-milvus: the real C++ Milvus Lite 2.5 server, whose pins clash with ours;
+# - .cache/e5-tiny: the tiny random e5-mistral-architecture test model (no hub needed).
+# Vector store servers (Chroma, Milvus Lite, Postgres+pgvector) are started by pytest
+# fixtures; set CHROMA_URL / MILVUS_URI / QDRANT_URL / PG_DSN to use external ones instead
+# (docker/docker-compose.yml starts all four).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${E5_VENV:-.venv}
+MILVUS_VENV=${E5_MILVUS_VENV:-$PWD/.venv-milvus}
+quiet_pip() { "$@" 2>&1 | grep -vE "is ignored: it is neither|^\s*$" || true; }
+
+if [ ! -x "$VENV/bin/python" ]; then "$PYTHON" -m venv "$VENV"; fi
+quiet_pip "$VENV/bin/python" -m pip install -q --upgrade pip
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  # A bare `torch` requirement would resolve to a multi-GB CUDA build; pin the CPU wheel first.
+  quiet_pip "$VENV/bin/python" -m pip install -q "torch==${E5_TORCH_VERSION:-2.13.0}"
+fi
+quiet_pip "$VENV/bin/python" -m pip install -q -e ".[all,test]"
+"$VENV/bin/python" -c "import e5_integrations, torch, transformers; print('e5-integrations', e5_integrations.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
+
+if [ ! -x "$MILVUS_VENV/bin/python" ] || ! "$MILVUS_VENV/bin/python" -c "import milvus_lite.server" 2>/dev/null; then
+  "$PYTHON" -m venv "$MILVUS_VENV"
+  quiet_pip "$MILVUS_VENV/bin/python" -m pip install -q "milvus-lite==2.5.1" "pymilvus>=2.5,<2.6" "setuptools<81"
+fi
+export E5_MILVUS_VENV="$MILVUS_VENV"
+
+export E5_TEST_MODEL_DIR=${E5_TEST_MODEL_DIR:-$PWD/.cache/e5-tiny}
+"$VENV/bin/python" -m e5_integrations.testing build-tiny "$E5_TEST_MODEL_DIR" >/dev/null
+
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,46 @@
+"""A built wheel installs into a fresh venv and imports every subpackage from there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.integration
+def test_wheel_installs_and_imports_in_fresh_venv(tmp_path):
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-w", str(dist), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    wheel = next(dist.glob("e5_integrations-*.whl"))
+    env_dir = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], capture_output=True, text=True
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    # Dependencies (torch, transformers...) come from the test venv, appended after the
+    # fresh site-packages so the wheel's copy of e5_integrations wins over the editable one.
+    site = Path(subprocess.check_output([str(py), "-c", "import site; print(site.getsitepackages()[0])"], text=True).strip())
+    (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code = (
+        "import e5_integrations as e, e5_integrations.ingest, e5_integrations.testing, e5_integrations.sinks,"
+        " e5_integrations.langchain, e5_integrations.llama_index, e5_integrations.cli;"
+        f"assert e.__file__.startswith({str(site)!r}), e.__file__;"
+        "assert len(e.available_tasks()) >= 68;"
+        "import importlib.resources as r; assert r.files('e5_integrations').joinpath('py.typed').is_file();"
+        "print('ok')"
+    )
+    run = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout + run.stderr
