@@ -94,6 +94,13 @@ class Sink(abc.ABC):
     def count(self) -> int:
         """Number of records in the collection (0 if it does not exist)."""
 
+    def finalize(self) -> None:
+        """Called once after a run's last upsert: build deferred indexes, refresh statistics.
+
+        The default does nothing; PGVector builds its binary-quantised HNSW index here.
+        Safe to call more than once.
+        """
+
     def delete(self, ids: Iterable[str]) -> None:
         """Delete records by id (used to drop stale chunks of a shrunk document)."""
         raise NotImplementedError(f"{type(self).__name__} does not support delete")

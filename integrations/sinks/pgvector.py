@@ -1,0 +1,495 @@
+"""PostgreSQL + pgvector sink.
+
+A collection is a table of that name in the connection's current schema::
+
+    id text PRIMARY KEY, text text NOT NULL, metadata jsonb NOT NULL, embedding vector(dim) NOT NULL
+
+Writes COPY each batch (binary) into a temporary staging table and merge it with
+``INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE``, in one transaction per batch.
+
+Indexes. pgvector's HNSW refuses ``vector`` columns above 2000 dimensions (e5-mistral has
+4096), so:
+
+- up to 2000 dims: HNSW on ``embedding vector_cosine_ops``, created with the table;
+- above 2000 dims: HNSW on ``(binary_quantize(embedding)::bit(dim)) bit_hamming_ops``,
+  built by :meth:`PGVectorSink.finalize` after the bulk load (building it once is much
+  faster than maintaining it row by row). Searches take ``max(candidate_factor * k,
+  min_candidates)`` candidates by Hamming distance from that index and re-rank them by
+  exact cosine distance. Before ``finalize`` they scan exactly.
+
+Every table and index name goes through ``psycopg.sql.Identifier``; passwords are
+redacted from every message and log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.sinks._retry import call_with_retry
+
+__all__ = ["HNSW_MAX_DIM", "PGVectorSink", "redact_dsn"]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Largest ``vector`` dimension pgvector's HNSW/IVFFlat index; above it we index bits.
+HNSW_MAX_DIM = 2000
+#: Largest dimension of a pgvector ``vector`` column.
+VECTOR_MAX_DIM = 16000
+#: Postgres truncates longer identifiers (NAMEDATALEN - 1 bytes).
+_MAX_IDENTIFIER_BYTES = 63
+#: pgvector caps ``hnsw.ef_search`` (and so one index scan's candidates) at 1000.
+_MAX_EF_SEARCH = 1000
+_COLUMNS = ("id", "text", "metadata", "embedding")
+_STAGE = "e5_stage"
+
+_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (URL and ``key=value`` forms)."""
+    return _KEYWORD_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
+
+
+class PostgresConnectionFailed(ConnectionError):
+    """Connecting failed or the connection broke; the message is already redacted."""
+
+
+class PGVectorSink(Sink):
+    """Write to and search one pgvector table with cosine distance.
+
+    Args:
+        uri: libpq connection string, ``postgresql://user:pass@host:5432/db`` or ``key=value``.
+        collection: table name (any characters, at most 63 bytes), in the current schema.
+        connect_timeout: seconds to wait for a connection (libpq's minimum is 2).
+        retry_attempts: tries per operation while the server cannot be reached.
+        retry_base_delay: first back-off delay in seconds (doubles each retry).
+        candidate_factor: above 2000 dims, candidates per requested hit for the re-rank.
+        min_candidates: above 2000 dims, the least number of candidates taken.
+        maintenance_work_mem: e.g. ``"1GB"``, set while :meth:`finalize` builds the index
+            (the build is much faster when the graph fits in it).
+    """
+
+    name: ClassVar[str] = "pgvector"
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        *,
+        connect_timeout: int = 10,
+        retry_attempts: int = 5,
+        retry_base_delay: float = 0.5,
+        candidate_factor: int = 10,
+        min_candidates: int = 100,
+        maintenance_work_mem: str | None = None,
+    ) -> None:
+        try:
+            import pgvector.psycopg  # noqa: F401
+            import psycopg
+        except ImportError as exc:
+            raise ImportError(
+                "PGVectorSink needs psycopg and pgvector; install them with: "
+                "pip install 'e5-integrations[pgvector]'"
+            ) from exc
+        _check_table_name(collection)
+        if candidate_factor < 1 or min_candidates < 1:
+            raise ConfigurationError(
+                f"candidate_factor={candidate_factor} and min_candidates={min_candidates} must be >= 1"
+            )
+        self.collection = collection
+        self.index_name = _index_name_for(collection)
+        self.uri = redact_dsn(uri)  # the only copy of the URI that is ever shown
+        self._dsn = uri
+        self._password = _password_of(uri)
+        self._connect_timeout = connect_timeout
+        self._attempts = retry_attempts
+        self._base_delay = retry_base_delay
+        self.candidate_factor = candidate_factor
+        self.min_candidates = min_candidates
+        self._maintenance_work_mem = maintenance_work_mem
+        self._conn: psycopg.Connection[Any] | None = None
+        self._dim: int | None = None
+        self._has_bit_index = False
+
+    def __repr__(self) -> str:
+        return f"PGVectorSink(uri={self.uri!r}, collection={self.collection!r})"
+
+    # -- connection and retries --------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        text = redact_dsn(text)
+        return text.replace(self._password, "***") if self._password else text
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        self._conn = None
+        try:
+            conn = psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name="e5-integrations",
+            )
+        except psycopg.OperationalError as exc:
+            raise PostgresConnectionFailed(self._redact(str(exc).strip())) from None
+        except psycopg.Error as exc:  # e.g. a malformed DSN
+            raise ConfigurationError(
+                f"cannot use the PostgreSQL URI {self.uri}: {self._redact(str(exc).strip())}; "
+                "expected postgresql://USER:PASSWORD@HOST:PORT/DB"
+            ) from None
+        self._conn = conn
+        self._register_vector(conn)
+        return conn
+
+    def _register_vector(self, conn: Any) -> bool:
+        from pgvector.psycopg import register_vector
+
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
+            return False
+        register_vector(conn)
+        return True
+
+    def _run(self, what: str, fn: Callable[[Any], _T]) -> _T:
+        """Run ``fn(connection)``, reconnecting with back-off while the server is unreachable."""
+        import psycopg
+
+        def attempt() -> _T:
+            conn = self._connection()
+            try:
+                return fn(conn)
+            except psycopg.OperationalError as exc:
+                if conn.broken or conn.closed:
+                    self._conn = None
+                    raise PostgresConnectionFailed(self._redact(str(exc).strip())) from None
+                raise
+            except psycopg.errors.UndefinedTable:
+                raise StoreError(
+                    f"pgvector table {self.collection!r} does not exist at {self.uri}; "
+                    "call ensure_collection(dim) first"
+                ) from None
+
+        return call_with_retry(
+            attempt,
+            what=f"PostgreSQL at {self.uri} ({what} on {self.collection!r})",
+            attempts=self._attempts,
+            base_delay=self._base_delay,
+            retry_on=(PostgresConnectionFailed,),
+        )
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _table(self) -> Any:
+        from psycopg import sql
+
+        return sql.Identifier(self.collection)
+
+    def _table_columns(self, conn: Any) -> dict[str, tuple[str, int]] | None:
+        """``{column: (type, typmod)}`` of the collection's table, or None if it does not exist."""
+        rows = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid "
+            "WHERE c.relname = %s AND n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND a.attnum > 0 AND NOT a.attisdropped",
+            (self.collection,),
+        ).fetchall()
+        return {name: (typ, mod) for name, typ, mod in rows} if rows else None
+
+    def _existing_dim(self, conn: Any) -> int | None:
+        columns = self._table_columns(conn)
+        if columns is None:
+            return None
+        missing = [c for c in _COLUMNS if c not in columns]
+        typ, dim = columns.get("embedding", ("", -1))
+        if missing or typ != "vector" or dim < 1:
+            raise SchemaMismatchError(
+                f"table {self.collection!r} at {self.uri} exists but is not an e5 collection "
+                f"(columns {sorted(columns)}; embedding type {typ or 'missing'}); expected columns "
+                f"{list(_COLUMNS)} with embedding vector(dim). Use another collection name"
+            )
+        return dim
+
+    def _index_name(self) -> Any:
+        from psycopg import sql
+
+        return sql.Identifier(self.index_name)
+
+    def _index_sql(self, dim: int) -> Any:
+        from psycopg import sql
+
+        create = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ").format(
+            self._index_name(), self._table()
+        )
+        if dim <= HNSW_MAX_DIM:
+            return create + sql.SQL("(embedding vector_cosine_ops)")
+        bits = sql.SQL("((binary_quantize(embedding)::bit({})) bit_hamming_ops)").format(sql.Literal(dim))
+        return create + bits
+
+    # -- Sink API ----------------------------------------------------------------------------
+
+    def ensure_collection(self, dim: int) -> None:
+        """Create the table (and, up to 2000 dims, its HNSW index) or check the existing
+        table's vector dimension (``SchemaMismatchError``; nothing is written)."""
+        if not 1 <= dim <= VECTOR_MAX_DIM:
+            raise ConfigurationError(f"dim={dim} is outside pgvector's 1..{VECTOR_MAX_DIM} range")
+        self._run("ensure_collection", lambda conn: self._ensure(conn, dim))
+        self._dim = dim
+
+    def _ensure(self, conn: Any, dim: int) -> None:
+        from psycopg import sql
+
+        existing = self._existing_dim(conn)
+        if existing is not None:
+            if existing != dim:
+                raise SchemaMismatchError(
+                    f"table {self.collection!r} at {self.uri} has vector({existing}) embeddings; "
+                    f"the embeddings are {dim}-dim. Use another collection name, or drop the table "
+                    "(force_recreate) to rebuild it"
+                )
+            if not self._register_vector(conn):
+                raise StoreError(f"table {self.collection!r} exists but the vector extension is missing")
+            return
+        with conn.transaction():
+            if not self._register_vector(conn):
+                self._create_extension(conn)
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "
+                    "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({}) NOT NULL)"
+                ).format(self._table(), sql.Literal(dim))
+            )
+            if dim <= HNSW_MAX_DIM:
+                conn.execute(self._index_sql(dim))
+        _log.info("created pgvector table %r (vector(%d)) at %s", self.collection, dim, self.uri)
+
+    def _create_extension(self, conn: Any) -> None:
+        import psycopg
+
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege:
+            raise StoreError(
+                f"the pgvector extension is not installed in the database at {self.uri} and this "
+                "user may not create it; run 'CREATE EXTENSION vector;' as its owner or a superuser"
+            ) from None
+        self._register_vector(conn)
+
+    def finalize(self) -> None:
+        """Build the HNSW index after a bulk load (idempotent: ``IF NOT EXISTS``) and ANALYZE.
+
+        Above 2000 dims this creates the binary-quantised index searches need; up to 2000
+        dims the index already exists and this only refreshes statistics. Call it at the
+        end of an ingestion run.
+        """
+        from psycopg import sql
+
+        def build(conn: Any) -> None:
+            dim = self._existing_dim(conn)
+            if dim is None:
+                return
+            with conn.transaction():
+                if self._maintenance_work_mem:
+                    conn.execute(
+                        sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+                            sql.Literal(self._maintenance_work_mem)
+                        )
+                    )
+                conn.execute(self._index_sql(dim))
+            conn.execute(sql.SQL("ANALYZE {}").format(self._table()))
+            self._has_bit_index = dim > HNSW_MAX_DIM
+
+        self._run("finalize", build)
+        _log.info("indexed pgvector table %r at %s", self.collection, self.uri)
+
+    def max_batch_records(self, dim: int) -> int:
+        """COPY streams, so only memory bounds a batch: about 32 MB of vectors per batch."""
+        return max(1, min(4096, (32 * 1024 * 1024) // (4 * dim + 4096)))
+
+    def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{id: content hash}`` for the given ids that are stored."""
+        from psycopg import sql
+
+        if not ids:
+            return {}
+
+        def fetch(conn: Any) -> dict[str, str]:
+            if self._table_columns(conn) is None:
+                return {}
+            rows = conn.execute(
+                sql.SQL("SELECT id, metadata ->> %s FROM {} WHERE id = ANY(%s)").format(self._table()),
+                (CONTENT_HASH_KEY, list(ids)),
+            ).fetchall()
+            return {i: h for i, h in rows if h is not None}
+
+        return self._run("fetch_hashes", fetch)
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        """COPY the batch into a staging table and merge it by id, in one transaction."""
+        from psycopg import sql
+        from psycopg.types.json import Jsonb
+
+        latest = {r.id: r for r in records}  # ON CONFLICT cannot update one row twice
+        if not latest:
+            return
+        stage = sql.Identifier(_STAGE)
+        columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+
+        def load(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, self._table())
+                )
+                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(stage, columns)
+                with cur.copy(copy_sql) as copy:
+                    copy.set_types(["text", "text", "jsonb", "vector"])
+                    for r in latest.values():
+                        vector = np.asarray(r.embedding, dtype=np.float32).ravel()
+                        copy.write_row((r.id, r.text, Jsonb(dict(r.metadata)), vector))
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
+                        "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
+                        "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
+                    ).format(table=self._table(), cols=columns, stage=stage)
+                )
+
+        self._run("upsert", load)
+        _log.debug("upserted %d rows into %r at %s", len(latest), self.collection, self.uri)
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` nearest rows by cosine similarity, best first (see the module docs)."""
+        query = np.asarray(vector, dtype=np.float32).ravel()
+
+        def run(conn: Any) -> list[Hit]:
+            dim = self._dim or self._existing_dim(conn)
+            if dim is None or k < 1:
+                return []
+            with conn.transaction(), conn.cursor() as cur:
+                if dim > HNSW_MAX_DIM and self._bit_index_exists(conn):
+                    rows = self._search_bits(cur, query, k, dim)
+                else:
+                    rows = self._search_exact(cur, query, k)
+            return [Hit(id=i, score=float(s), text=t, metadata=m) for i, t, m, s in rows]
+
+        return self._run("search", run)
+
+    def _bit_index_exists(self, conn: Any) -> bool:
+        if not self._has_bit_index:
+            row = conn.execute(
+                "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s "
+                "AND indexname = %s",
+                (self.collection, self.index_name),
+            ).fetchone()
+            self._has_bit_index = row is not None
+        return self._has_bit_index
+
+    def _search_exact(self, cur: Any, query: np.ndarray, k: int) -> list[tuple[Any, ...]]:
+        from psycopg import sql
+
+        cur.execute(
+            sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(max(k, 40), _MAX_EF_SEARCH)))
+        )
+        cur.execute(
+            sql.SQL(
+                "SELECT id, text, metadata, 1 - (embedding <=> %(q)s) FROM {} "
+                "ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+            ).format(self._table()),
+            {"q": query, "k": k},
+        )
+        return list(cur.fetchall())
+
+    def _search_bits(self, cur: Any, query: np.ndarray, k: int, dim: int) -> list[tuple[Any, ...]]:
+        from psycopg import sql
+
+        candidates = min(max(self.candidate_factor * k, self.min_candidates, k), _MAX_EF_SEARCH)
+        cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(candidates)))
+        cur.execute(self._bits_query(dim), {"q": query, "n": candidates, "k": k})
+        return list(cur.fetchall())
+
+    def _bits_query(self, dim: int) -> Any:
+        """``n`` candidates by Hamming distance (from the bit index), re-ranked by ``<=>``."""
+        from psycopg import sql
+
+        return sql.SQL(
+            "SELECT id, text, metadata, 1 - (embedding <=> %(q)s) FROM ("
+            "SELECT id, text, metadata, embedding FROM {table} "
+            "ORDER BY binary_quantize(embedding)::bit({dim}) <~> binary_quantize(%(q)s) LIMIT %(n)s"
+            ") AS candidates ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+        ).format(table=self._table(), dim=sql.Literal(dim))
+
+    def count(self) -> int:
+        """Number of rows; 0 if the table does not exist."""
+        from psycopg import sql
+
+        def run(conn: Any) -> int:
+            if self._table_columns(conn) is None:
+                return 0
+            return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table())).fetchone()[0])
+
+        return self._run("count", run)
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Delete rows by id (missing ids are ignored)."""
+        from psycopg import sql
+
+        wanted = list(ids)
+        if wanted:
+            self._run(
+                "delete",
+                lambda conn: conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table()), (wanted,)
+                ),
+            )
+
+    def drop(self) -> None:
+        """Drop the table and its index (no error if it does not exist)."""
+        from psycopg import sql
+
+        self._run("drop", lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table())))
+        self._dim = None
+        self._has_bit_index = False
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _check_table_name(name: str) -> None:
+    if not name or "\x00" in name or len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise ConfigurationError(
+            f"collection {name!r} cannot be a PostgreSQL table name: it must be 1 to "
+            f"{_MAX_IDENTIFIER_BYTES} bytes without NUL characters; pass a shorter name"
+        )
+
+
+def _index_name_for(collection: str) -> str:
+    """``<collection>_hnsw``, or a hash-based name when that would be truncated by Postgres."""
+    name = f"{collection}_hnsw"
+    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+        name = f"e5_{hashlib.sha1(collection.encode()).hexdigest()[:24]}_hnsw"
+    return name
+
+
+def _password_of(dsn: str) -> str | None:
+    """The password in ``dsn``, to scrub it from driver messages (None if there is none)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(dsn).get("password") or None  # type: ignore[return-value]
+    except Exception:  # an unparsable DSN: psycopg.connect reports it later, redacted
+        return None

@@ -1,0 +1,299 @@
+"""Qdrant sink: a local folder, an in-process ``:memory:`` store, or a Qdrant server.
+
+Qdrant point ids must be unsigned integers or UUIDs, so each deterministic chunk id is
+mapped to ``uuid5(POINT_ID_NAMESPACE, chunk_id)`` and kept verbatim in the payload under
+``"id"``; searches return that chunk id. The payload is ``{"id", "text", "metadata"}``.
+
+Local mode (a path or ``:memory:``) is qdrant-client's Python emulation of the API. It
+stores ``on_disk`` in the collection config but keeps every vector in RAM, and it ignores
+``quantization``; both options only take effect on a server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.sinks._retry import call_with_retry
+
+__all__ = ["POINT_ID_NAMESPACE", "QdrantSink", "point_id"]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Namespace of the uuid5 point ids. Changing it orphans every stored point: never do.
+POINT_ID_NAMESPACE = uuid.UUID("cee79ab9-b7dd-5233-aed4-74546597854d")
+
+#: Qdrant's default ``service.max_request_size_mb``.
+REQUEST_LIMIT_BYTES = 32 * 1024 * 1024
+#: Share of the limit one upsert request may use (JSON overhead, headers, estimates).
+_REQUEST_BUDGET = 0.75
+#: JSON bytes per vector component: a float32 printed as a Python float, plus ", ".
+_JSON_BYTES_PER_DIM = 24
+#: Text and metadata bytes assumed per record when only the dimension is known.
+_PAYLOAD_ESTIMATE_BYTES = 16 * 1024
+_QUANTIZATIONS = (None, "int8")
+
+
+def point_id(chunk_id: str) -> str:
+    """The Qdrant point id (a UUID string) that stores chunk ``chunk_id``."""
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, chunk_id))
+
+
+class QdrantSink(Sink):
+    """Write to and search one Qdrant collection with cosine distance.
+
+    Args:
+        uri: ``":memory:"``, a folder for local mode, or ``http(s)://host:6333`` for a server.
+        collection: collection name.
+        api_key: server API key; defaults to the ``QDRANT_API_KEY`` environment variable.
+        on_disk: keep original vectors on disk (server only); sensible for 4096-dim vectors.
+        quantization: ``"int8"`` adds scalar quantization kept in RAM (server only): the
+            HNSW search runs on 1-byte components and rescoring uses the full vectors.
+        timeout: seconds per server request.
+        retry_attempts: tries per server call before ``StoreUnavailableError``.
+        retry_base_delay: first back-off delay in seconds (doubles each retry).
+        **options: passed to ``qdrant_client.QdrantClient`` (e.g. ``prefer_grpc=True``).
+    """
+
+    name: ClassVar[str] = "qdrant"
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        *,
+        api_key: str | None = None,
+        on_disk: bool = False,
+        quantization: str | None = None,
+        timeout: float = 30.0,
+        retry_attempts: int = 5,
+        retry_base_delay: float = 0.5,
+        **options: Any,
+    ) -> None:
+        try:
+            import qdrant_client
+            from qdrant_client.http.exceptions import ResponseHandlingException
+        except ImportError as exc:
+            raise ImportError(
+                "QdrantSink needs qdrant-client; install it with: pip install 'e5-integrations[qdrant]'"
+            ) from exc
+        if quantization not in _QUANTIZATIONS:
+            raise ConfigurationError(
+                f"quantization={quantization!r} is not supported; expected None or 'int8'"
+            )
+        if not collection:
+            raise ConfigurationError("collection name is empty; pass a name such as 'docs'")
+        self.uri = uri
+        self.collection = collection
+        self.on_disk = on_disk
+        self.quantization = quantization
+        self._attempts = retry_attempts
+        self._base_delay = retry_base_delay
+        self._retry_on: tuple[type[BaseException], ...] = (
+            ResponseHandlingException,
+            ConnectionError,
+            TimeoutError,
+        )
+        self.is_server = uri.startswith(("http://", "https://"))
+        self._client = self._make_client(qdrant_client, api_key, timeout, options)
+
+    def __repr__(self) -> str:
+        return f"QdrantSink(uri={self.uri!r}, collection={self.collection!r})"
+
+    def _make_client(self, module: Any, api_key: str | None, timeout: float, options: dict[str, Any]) -> Any:
+        try:
+            if self.is_server:
+                key = api_key if api_key is not None else os.environ.get("QDRANT_API_KEY")
+                return module.QdrantClient(url=self.uri, api_key=key, timeout=int(timeout), **options)
+            if self.on_disk or self.quantization:
+                _log.info(
+                    "qdrant local mode keeps vectors in RAM and ignores on_disk/quantization; "
+                    "they apply on a Qdrant server"
+                )
+            if self.uri == ":memory:":
+                return module.QdrantClient(location=":memory:", **options)
+            return module.QdrantClient(path=self.uri, **options)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"unsupported QdrantSink option ({exc}); see QdrantSink's docstring for its options"
+            ) from None
+        except RuntimeError as exc:  # local folder locked by another client
+            raise ConfigurationError(
+                f"cannot open the Qdrant folder {self.uri!r}: {exc}. Close the other client "
+                "using it, or run a Qdrant server and pass its http:// URL"
+            ) from None
+
+    def _call(self, what: str, fn: Callable[[], _T]) -> _T:
+        return call_with_retry(
+            fn,
+            what=f"qdrant {what} at {self.uri} (collection {self.collection!r})",
+            attempts=self._attempts,
+            base_delay=self._base_delay,
+            retry_on=self._retry_on,
+        )
+
+    def _exists(self) -> bool:
+        return bool(self._call("collection_exists", lambda: self._client.collection_exists(self.collection)))
+
+    # -- Sink API --------------------------------------------------------------------------
+
+    def ensure_collection(self, dim: int) -> None:
+        """Create the collection with cosine distance, or check the existing one's
+        dimension and distance (``SchemaMismatchError``; nothing is written)."""
+        if self._exists():
+            self._check_schema(dim)
+            return
+        from qdrant_client import models
+
+        vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.on_disk or None)
+        quantization = None
+        if self.quantization == "int8":
+            quantization = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+        self._call(
+            "create_collection",
+            lambda: self._client.create_collection(
+                self.collection, vectors_config=vectors, quantization_config=quantization
+            ),
+        )
+        _log.info("created qdrant collection %r (%d dims, cosine)", self.collection, dim)
+
+    def _check_schema(self, dim: int) -> None:
+        from qdrant_client import models
+
+        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, models.VectorParams):
+            raise SchemaMismatchError(
+                f"qdrant collection {self.collection!r} uses named vectors {sorted(vectors or {})}; "
+                "expected one unnamed cosine vector. Use another collection name or drop it"
+            )
+        if vectors.size != dim or vectors.distance != models.Distance.COSINE:
+            raise SchemaMismatchError(
+                f"qdrant collection {self.collection!r} has {vectors.size}-dim {vectors.distance.value} "
+                f"vectors; the embeddings are {dim}-dim cosine. Use another collection name, or "
+                "drop it (force_recreate) to rebuild it"
+            )
+
+    def max_batch_records(self, dim: int) -> int:
+        """Records per upsert that keep a JSON request well under Qdrant's 32 MB limit."""
+        per_record = dim * _JSON_BYTES_PER_DIM + _PAYLOAD_ESTIMATE_BYTES
+        return max(1, int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET) // per_record)
+
+    def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{chunk id: content hash}`` for the given ids that are stored."""
+        if not ids or not self._exists():
+            return {}
+        points = self._call(
+            "retrieve",
+            lambda: self._client.retrieve(
+                self.collection,
+                ids=[point_id(i) for i in ids],
+                with_payload=["id", "metadata"],
+                with_vectors=False,
+            ),
+        )
+        hashes: dict[str, str] = {}
+        for point in points:
+            payload = point.payload or {}
+            content_hash = (payload.get("metadata") or {}).get(CONTENT_HASH_KEY)
+            if "id" in payload and content_hash is not None:
+                hashes[payload["id"]] = content_hash
+        return hashes
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        """Upsert records (acknowledged with ``wait=True``), split so each request stays
+        under the request size limit even when texts are long."""
+        from qdrant_client import models
+
+        points = [
+            models.PointStruct(
+                id=point_id(r.id),
+                vector=np.asarray(r.embedding, dtype=np.float32).tolist(),
+                payload={"id": r.id, "text": r.text, "metadata": dict(r.metadata)},
+            )
+            for r in records
+        ]
+        for chunk in _split_by_size(points):
+            self._call(
+                "upsert",
+                lambda chunk=chunk: self._client.upsert(self.collection, points=chunk, wait=True),
+            )
+        _log.debug("upserted %d points into qdrant collection %r", len(points), self.collection)
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` nearest records by cosine similarity, best first."""
+        query = np.asarray(vector, dtype=np.float32).ravel().tolist()
+        response = self._call(
+            "query_points",
+            lambda: self._client.query_points(self.collection, query=query, limit=k, with_payload=True),
+        )
+        return [
+            Hit(
+                id=(p.payload or {}).get("id", str(p.id)),
+                score=float(p.score),
+                text=(p.payload or {}).get("text", ""),
+                metadata=(p.payload or {}).get("metadata") or {},
+            )
+            for p in response.points
+        ]
+
+    def count(self) -> int:
+        """Exact number of points; 0 if the collection does not exist."""
+        if not self._exists():
+            return 0
+        result = self._call("count", lambda: self._client.count(self.collection, exact=True))
+        return int(result.count)
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Delete records by chunk id (missing ids are ignored)."""
+        from qdrant_client import models
+
+        selector = models.PointIdsList(points=[point_id(i) for i in ids])
+        if not selector.points or not self._exists():
+            return
+        self._call(
+            "delete", lambda: self._client.delete(self.collection, points_selector=selector, wait=True)
+        )
+
+    def drop(self) -> None:
+        """Delete the whole collection (no error if it does not exist)."""
+        if self._exists():
+            self._call("delete_collection", lambda: self._client.delete_collection(self.collection))
+
+    def close(self) -> None:
+        """Close the client (releases the local folder lock). Safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _split_by_size(points: list[Any]) -> Iterable[list[Any]]:
+    """Group points into requests whose estimated JSON size fits the request budget."""
+    budget = int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET)
+    chunk: list[Any] = []
+    size = 0
+    for point in points:
+        point_size = _estimated_json_bytes(point)
+        if chunk and size + point_size > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(point)
+        size += point_size
+    if chunk:
+        yield chunk
+
+
+def _estimated_json_bytes(point: Any) -> int:
+    payload = json.dumps(point.payload, ensure_ascii=False, default=str)
+    return len(point.vector) * _JSON_BYTES_PER_DIM + len(payload.encode()) + 128

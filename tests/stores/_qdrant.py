@@ -1,0 +1,51 @@
+"""Fixtures: Qdrant targets for the Qdrant sink tests.
+
+Every test runs in qdrant-client's local mode, both in memory and in a folder. When
+``QDRANT_URL`` is set (e.g. ``http://127.0.0.1:6333``, the docker-compose stack) the same
+tests also run against that server (``QDRANT_API_KEY`` is read by the sink).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["qdrant_sink", "qdrant_uri"]
+
+_TARGETS = ["memory", "path"] + (["server"] if os.environ.get("QDRANT_URL") else [])
+
+
+@pytest.fixture(params=_TARGETS)
+def qdrant_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``:memory:``, a fresh local folder, or ``$QDRANT_URL``."""
+    if request.param == "memory":
+        return ":memory:"
+    if request.param == "path":
+        return str(tmp_path / "qdrant")
+    return os.environ["QDRANT_URL"]
+
+
+@pytest.fixture
+def qdrant_sink(qdrant_uri: str) -> Iterator[Callable[..., Any]]:
+    """Factory of QdrantSink on fresh collections; drops and closes them after the test."""
+    from e5_integrations.sinks.qdrant import QdrantSink
+
+    made: list[QdrantSink] = []
+
+    def make(collection: str | None = None, **options: Any) -> QdrantSink:
+        sink = QdrantSink(qdrant_uri, collection or f"e5_test_{uuid.uuid4().hex[:12]}", **options)
+        made.append(sink)
+        return sink
+
+    yield make
+    for sink in made:
+        if sink._client is not None:
+            try:
+                sink.drop()
+            finally:
+                sink.close()
