@@ -1,0 +1,117 @@
+"""``E5MistralEmbeddings``: the LangChain ``Embeddings`` face of :class:`~e5_integrations.E5Encoder`.
+
+The class is a thin pydantic model. Everything that decides what a vector is (instruction
+template, EOS, last-token pooling, token-budget batching, normalisation) lives in the
+core; this module only maps LangChain's two calls onto it:
+
+- ``embed_query``  -> ``E5Encoder.encode_queries(texts, task=task)``
+- ``embed_documents`` -> ``E5Encoder.encode_documents(texts, task=task)`` (the core adds the
+  instruction to documents only when the task is symmetric, e.g. STS)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, resolve_task
+
+__all__ = ["E5MistralEmbeddings"]
+
+
+def _default_model_name() -> str:
+    """``$E5_MODEL`` if set, else the public e5-mistral checkpoint."""
+    return os.environ.get("E5_MODEL") or DEFAULT_MODEL
+
+
+def _to_lists(vectors: np.ndarray) -> list[list[float]]:
+    """Rows of a float array as lists of plain Python floats (what LangChain expects)."""
+    rows: list[list[float]] = vectors.tolist()
+    return rows
+
+
+class E5MistralEmbeddings(BaseModel, Embeddings):
+    """e5-mistral-7b-instruct embeddings for LangChain.
+
+    Queries get the task instruction; documents are embedded as they are (or with the
+    instruction too when the task is symmetric). Instances with the same ``model_name``,
+    ``device`` and ``dtype`` share one loaded model.
+
+    Example:
+        .. code-block:: python
+
+            from e5_integrations.langchain import E5MistralEmbeddings
+
+            embeddings = E5MistralEmbeddings(task="NQ")
+            vectors = embeddings.embed_documents(["Paris is the capital of France."])
+            query = embeddings.embed_query("capital of France?")
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    model_name: str = Field(default_factory=_default_model_name)
+    """Hugging Face model id or local directory; default ``$E5_MODEL``, else e5-mistral-7b-instruct."""
+
+    device: str | None = None
+    """Torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``); ``None`` picks CUDA when available."""
+
+    dtype: str = "auto"
+    """Weight dtype: ``"auto"`` (bf16/fp16 on GPU, fp32 on CPU), ``"bf16"``, ``"fp16"`` or ``"fp32"``."""
+
+    task: str = DEFAULT_TASK
+    """Registered task name (``"NQ"``, ``"STS"`` ...) or a one-sentence instruction; applied to queries,
+    and to documents too when the task is symmetric."""
+
+    max_length: int = Field(default=4096, gt=0)
+    """Longest input in tokens, EOS included; longer texts are truncated."""
+
+    batch_tokens: int = Field(default=16384, gt=0)
+    """Token budget of one forward pass; the core packs batches up to it."""
+
+    show_progress: bool | None = None
+    """Show a progress bar while encoding; ``None`` shows one only for large inputs."""
+
+    _encoder: E5Encoder = PrivateAttr()
+
+    @field_validator("task")
+    @classmethod
+    def _check_task(cls, task: str) -> str:
+        resolve_task(task)  # raises UnknownTaskError (a ValueError) for a mistyped task name
+        return task
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._encoder = E5Encoder.shared(
+            model=self.model_name,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            batch_tokens=self.batch_tokens,
+            show_progress=self.show_progress,
+        )
+
+    @property
+    def encoder(self) -> E5Encoder:
+        """The core encoder this adapter delegates to."""
+        return self._encoder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents (passages) for storage; one list of floats per text."""
+        return _to_lists(self._encoder.encode_documents(list(texts), task=self.task))
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one search query with the task instruction."""
+        return _to_lists(self._encoder.encode_queries([text], task=self.task))[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Like :meth:`embed_documents`, run in a worker thread so the event loop keeps running."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Like :meth:`embed_query`, run in a worker thread so the event loop keeps running."""
+        return await asyncio.to_thread(self.embed_query, text)
