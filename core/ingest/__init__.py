@@ -1,17 +1,42 @@
 """Batch ingestion: sources → chunks → embeddings → a vector store sink."""
 
+from e5_integrations.ingest._chunking import (
+    DEFAULT_CHUNK_OVERLAP,
+    DEFAULT_CHUNK_TOKENS,
+    Chunk,
+    Chunker,
+    chunk_id,
+    content_hash,
+)
+from e5_integrations.ingest._pipeline import DOCUMENT_ID_KEY, ingest, search
 from e5_integrations.ingest._registry import DEFAULT_STORE_DIR, STORES, infer_store, open_sink
+from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, SOURCE_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sources import SUPPORTED_EXTENSIONS, Document, SourceProblem, iter_documents
 
 __all__ = [
     "CHUNK_INDEX_KEY",
     "CONTENT_HASH_KEY",
+    "Chunk",
+    "Chunker",
+    "DEFAULT_CHUNK_OVERLAP",
+    "DEFAULT_CHUNK_TOKENS",
     "DEFAULT_STORE_DIR",
+    "DOCUMENT_ID_KEY",
+    "Document",
     "Hit",
+    "IngestReport",
     "Record",
     "SOURCE_KEY",
     "STORES",
+    "SUPPORTED_EXTENSIONS",
     "Sink",
+    "SourceProblem",
+    "chunk_id",
+    "content_hash",
     "infer_store",
+    "ingest",
+    "iter_documents",
     "open_sink",
+    "search",
 ]

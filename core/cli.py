@@ -1,0 +1,220 @@
+"""The ``e5`` command: ``e5 ingest SOURCE...`` and ``e5 search QUERY``.
+
+With no ``--store``/``--uri`` both use an embedded Chroma store in ``./.e5-store``, so::
+
+    e5 ingest ./docs
+    e5 search "how do I rotate the API key?"
+
+works with no server. Exit status: 0 on success, 2 for bad arguments or input (a message
+on stderr, no traceback), 1 when the model or the store fails, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from e5_integrations._errors import ConfigurationError, E5Error, InputError, SourceError
+from e5_integrations.ingest._chunking import DEFAULT_CHUNK_OVERLAP
+from e5_integrations.ingest._registry import STORES, infer_store, open_sink
+from e5_integrations.ingest._sink import Hit, Sink
+
+__all__ = ["DEFAULT_COLLECTION", "build_parser", "main"]
+
+DEFAULT_COLLECTION = "e5_docs"
+#: Errors caused by what the user passed: exit status 2, like argparse's own errors.
+_USAGE_ERRORS = (ConfigurationError, InputError, SourceError)
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress to stderr (-vv: debug)")
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("store")
+    group.add_argument("--store", choices=sorted(STORES), help="vector store (default: embedded Chroma in ./.e5-store)")
+    group.add_argument(
+        "--uri",
+        help="store location: a path (Chroma, Qdrant local), a .db file (Milvus Lite), "
+        "http(s)://host:port (server), postgresql://... (pgvector); default ./.e5-store/<store>",
+    )
+    group.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection or table name (default: %(default)s)")
+    group.add_argument("--api-key", help="Qdrant API key (default: the QDRANT_API_KEY environment variable)")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model", help="model name or local directory (default: $E5_MODEL, else intfloat/e5-mistral-7b-instruct)"
+    )
+    group.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: the best available)")
+    group.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (default: %(default)s)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``e5`` (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="e5", description="Embed documents with e5-mistral and search them.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="chunk, embed and store documents (idempotent, resumable)")
+    ingest.add_argument("sources", nargs="+", metavar="SOURCE", help="files or directories (.txt .md .jsonl .csv .parquet)")
+    _add_common_arguments(ingest)
+    _add_store_arguments(ingest)
+    _add_model_arguments(ingest)
+    ingest.add_argument("--batch-tokens", type=_positive, help="padded tokens per forward pass (default: the encoder's)")
+    ingest.add_argument("--chunk-tokens", type=_positive, help="tokens per chunk (default: 512, capped to max length)")
+    ingest.add_argument(
+        "--chunk-overlap", type=_non_negative,
+        help=f"tokens shared by consecutive chunks (default: {DEFAULT_CHUNK_OVERLAP}, at most a quarter of a chunk)",
+    )
+    ingest.add_argument("--text-field", default="text", help="JSONL/CSV/parquet field with the text (default: %(default)s)")
+    ingest.add_argument("--id-field", help="JSONL/CSV/parquet field with the document id (default: id, when present)")
+    ingest.add_argument(
+        "--on-error", choices=("fail", "skip"), default="fail",
+        help="malformed records: fail before writing anything, or skip and report them (default: %(default)s)",
+    )
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.add_argument("--json", action="store_true", help="print the final report as one JSON object")
+
+    search = commands.add_parser("search", help="search a collection with a question")
+    search.add_argument("query", metavar="QUERY")
+    _add_common_arguments(search)
+    _add_store_arguments(search)
+    _add_model_arguments(search)
+    search.add_argument("--task", help="task name (e.g. NQ) or instruction for the query (default: web search)")
+    search.add_argument("-k", type=_positive, default=10, help="number of results (default: %(default)s)")
+    search.add_argument("--json", action="store_true", help="one JSON object per hit per line")
+    return parser
+
+
+def _open_sink(args: argparse.Namespace) -> Sink:
+    options: dict[str, Any] = {}
+    if args.api_key is not None:
+        store, _ = infer_store(args.store, args.uri)
+        if store != "qdrant":
+            raise ConfigurationError(f"--api-key is a Qdrant option; the store here is {store} (--store qdrant)")
+        options["api_key"] = args.api_key
+    return open_sink(args.store, args.uri, args.collection, **options)
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    from e5_integrations import E5Encoder
+
+    options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
+    if getattr(args, "batch_tokens", None) is not None:
+        options["batch_tokens"] = args.batch_tokens
+    return E5Encoder(args.model, **options)
+
+
+def _check_paths(sources: Sequence[str]) -> None:
+    """Fail on a mistyped source before spending minutes loading a 7B model."""
+    for source in sources:
+        if not os.path.exists(source):
+            raise SourceError(f"source {source!r} does not exist; pass files or directories to ingest")
+
+
+def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:
+    from e5_integrations.ingest._pipeline import ingest
+
+    _check_paths(args.sources)
+    encoder = _encoder(args)
+    with _open_sink(args) as sink:
+        report = ingest(
+            args.sources,
+            sink,
+            encoder,
+            chunk_tokens=args.chunk_tokens,
+            chunk_overlap=args.chunk_overlap,
+            text_field=args.text_field,
+            id_field=args.id_field,
+            on_error=args.on_error,
+            progress=False if args.no_progress else None,
+        )
+    if not report.collection:
+        report.collection = args.collection
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False), file=out)
+    else:
+        print(report.summary(), file=out)
+    return 0
+
+
+def _print_hits(hits: Sequence[Hit], as_json: bool, out: TextIO) -> None:
+    for rank, hit in enumerate(hits, start=1):
+        if as_json:
+            line = {"id": hit.id, "score": float(hit.score), "text": hit.text, "metadata": dict(hit.metadata)}
+            print(json.dumps(line, ensure_ascii=False, default=str), file=out)
+        else:
+            snippet = " ".join(hit.text.split())
+            if len(snippet) > 200:
+                snippet = snippet[:199] + "…"
+            print(f"{rank:>3}. {hit.score:.4f}  {hit.id}\n     {snippet}", file=out)
+
+
+def _run_search(args: argparse.Namespace, out: TextIO) -> int:
+    from e5_integrations.ingest._pipeline import search
+
+    encoder = _encoder(args)
+    with _open_sink(args) as sink:
+        if sink.count() == 0:
+            raise ConfigurationError(
+                f"collection {args.collection!r} is empty or does not exist in this store; "
+                "run `e5 ingest SOURCE...` first with the same --store/--uri/--collection"
+            )
+        hits = search(args.query, sink, encoder, k=args.k, task=args.task)
+    _print_hits(hits, args.json, out)
+    return 0
+
+
+def _configure_logging(verbosity: int) -> None:
+    if verbosity <= 0:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("e5_integrations")
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``e5``; returns the exit status (see the module docs)."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    commands = {"ingest": _run_ingest, "search": _run_search}
+    try:
+        return commands[args.command](args, sys.stdout)
+    except _USAGE_ERRORS as exc:
+        print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except E5Error as exc:
+        print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"e5 {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

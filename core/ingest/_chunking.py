@@ -1,0 +1,164 @@
+"""Token-aware chunking with the model's own tokenizer.
+
+A text is tokenized once (no special tokens) with character offsets. If it has at most
+``chunk_tokens`` tokens it is one chunk, the whole text (trimmed). Otherwise windows of
+``chunk_tokens`` tokens advance by ``chunk_tokens - overlap`` tokens, and each chunk is the
+slice of the original text its tokens cover, trimmed of surrounding whitespace, so every
+chunk is an exact substring of the document. Whitespace-only windows are dropped and the
+remaining chunks numbered 0, 1, 2... so chunk ids stay contiguous.
+
+The default size is :data:`DEFAULT_CHUNK_TOKENS` (512) tokens, capped so a chunk plus BOS
+and EOS fits the encoder's ``max_length``: a retrieval-sized passage (e5 models are
+trained and evaluated on passage retrieval, where passages are a few hundred tokens), a
+single last-token vector summarises it well, and the padded batches stay small. A document
+that fits is never split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from e5_integrations._errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_CHUNK_OVERLAP",
+    "DEFAULT_CHUNK_TOKENS",
+    "SPECIAL_TOKEN_ROOM",
+    "Chunk",
+    "Chunker",
+    "chunk_id",
+    "content_hash",
+]
+
+DEFAULT_CHUNK_TOKENS = 512
+DEFAULT_CHUNK_OVERLAP = 64
+#: Tokens the encoder adds around a document (BOS and EOS).
+SPECIAL_TOKEN_ROOM = 2
+
+
+class _FastTokenizer(Protocol):
+    def __call__(self, text: str, **kwargs: Any) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a document.
+
+    Attributes:
+        index: position among the document's chunks, from 0.
+        text: exact substring ``document[start:end]``.
+        start: character offset of the chunk in the document.
+        end: character offset just past the chunk.
+        tokens: number of tokens of the window (without special tokens).
+    """
+
+    index: int
+    text: str
+    start: int
+    end: int
+    tokens: int
+
+
+def chunk_id(document_id: str, index: int) -> str:
+    """The deterministic id of chunk ``index`` of a document: ``"{document_id}#{index}"``."""
+    return f"{document_id}#{index}"
+
+
+def content_hash(model: str, max_length: int, text: str, metadata: Mapping[str, Any]) -> str:
+    """Fingerprint of everything a stored row depends on: the model, ``max_length``, the
+    chunk text and its metadata (canonical JSON). Equal hash → the stored row is identical
+    and the chunk need not be embedded again."""
+    payload = json.dumps(
+        [model, max_length, text, metadata], ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class Chunker:
+    """Split texts into overlapping token windows that are exact substrings.
+
+    Args:
+        tokenizer: a Hugging Face *fast* tokenizer (it must return offset mappings).
+        chunk_tokens: tokens per chunk; ``None`` → ``min(512, max_length - 2)``.
+        overlap: tokens shared by consecutive chunks; ``0 <= overlap < chunk_tokens``;
+            ``None`` → ``min(64, chunk_tokens // 4)``.
+        max_length: the encoder's ``max_length``; a chunk plus BOS/EOS must fit in it.
+
+    Raises:
+        ConfigurationError: sizes out of range, or a slow tokenizer without offsets.
+    """
+
+    def __init__(
+        self,
+        tokenizer: _FastTokenizer,
+        chunk_tokens: int | None = None,
+        overlap: int | None = None,
+        *,
+        max_length: int = 4096,
+    ) -> None:
+        limit = max_length - SPECIAL_TOKEN_ROOM
+        if chunk_tokens is None:
+            chunk_tokens = min(DEFAULT_CHUNK_TOKENS, limit)
+        if overlap is None:
+            overlap = min(DEFAULT_CHUNK_OVERLAP, chunk_tokens // 4)
+        if not 1 <= chunk_tokens <= limit:
+            raise ConfigurationError(
+                f"chunk_tokens={chunk_tokens}; expected 1..{limit} so a chunk plus BOS and EOS fits "
+                f"max_length={max_length} (raise max_length or lower --chunk-tokens)"
+            )
+        if not 0 <= overlap < chunk_tokens:
+            raise ConfigurationError(
+                f"chunk_overlap={overlap}; expected 0 <= overlap < chunk_tokens ({chunk_tokens})"
+            )
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigurationError(
+                f"chunking needs a fast tokenizer (offset mappings); got {type(tokenizer).__name__}"
+            )
+        self.tokenizer = tokenizer
+        self.chunk_tokens = chunk_tokens
+        self.overlap = overlap
+
+    def _offsets(self, text: str) -> list[tuple[int, int]]:
+        encoded = self.tokenizer(
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            truncation=False,
+        )
+        return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
+
+    def split(self, text: str) -> list[Chunk]:
+        """The chunks of ``text``, in order; ``[]`` for a whitespace-only text."""
+        if not text.strip():
+            return []
+        offsets = self._offsets(text)
+        if len(offsets) <= self.chunk_tokens:
+            start = len(text) - len(text.lstrip())
+            return [Chunk(0, text.strip(), start, start + len(text.strip()), len(offsets))]
+        stride = self.chunk_tokens - self.overlap
+        chunks: list[Chunk] = []
+        first = 0
+        while True:
+            last = min(first + self.chunk_tokens, len(offsets))
+            chunk = self._slice(text, offsets, first, last, len(chunks))
+            if chunk is not None:
+                chunks.append(chunk)
+            if last == len(offsets):
+                return chunks
+            first += stride
+
+    @staticmethod
+    def _slice(text: str, offsets: list[tuple[int, int]], first: int, last: int, index: int) -> Chunk | None:
+        start = offsets[first][0]
+        end = max(offset_end for _, offset_end in offsets[first:last])
+        piece = text[start:end]
+        stripped = piece.strip()
+        if not stripped:
+            return None
+        start += len(piece) - len(piece.lstrip())
+        return Chunk(index, stripped, start, start + len(stripped), last - first)

@@ -1,0 +1,380 @@
+"""The ingestion pipeline: sources → chunks → embeddings → a sink, resumable and idempotent.
+
+A run makes two streaming passes over the sources:
+
+1. **Check.** Every file is parsed and every record validated, nothing is tokenized or
+   embedded. With ``on_error="fail"`` a malformed record stops the run here, naming the
+   file and line, before the collection is even created. The pass also counts documents
+   for the progress bar. Memory stays bounded: one record at a time.
+2. **Load.** The collection is created or checked (:meth:`Sink.ensure_collection`, which
+   raises :class:`SchemaMismatchError` before any write), then documents are chunked and
+   gathered into *groups* of about ``group_tokens`` tokens. For each group the stored
+   content hashes of its chunk ids are fetched; chunks stored unchanged are skipped
+   without being embedded; the rest are embedded in one encoder call (the encoder sorts
+   them into token-budget batches) and upserted.
+
+All store calls run on one background thread, in submission order, so the encoder never
+waits for the store: while group *n* is embedded, group *n-1* is written and group *n+1*'s
+hashes are fetched. At most one group is being written while the next is embedded, so
+memory stays bounded. A failed store call fails the run (no silent loss).
+
+Chunk ids are deterministic (``"{document id}#{chunk index}"``) and writes are upserts, so a
+run killed at any point and started again converges to exactly the expected rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from e5_integrations._errors import ConfigurationError
+from e5_integrations.ingest._chunking import Chunker, chunk_id, content_hash
+from e5_integrations.ingest._report import IngestReport
+from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, SOURCE_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sources import EMPTY, INVALID, UNSUPPORTED, Document, OnError, SourceProblem, iter_documents
+
+__all__ = ["DOCUMENT_ID_KEY", "Embedder", "ingest", "search"]
+
+logger = logging.getLogger("e5_integrations.ingest")
+
+#: Metadata key holding the id of the document a chunk belongs to.
+DOCUMENT_ID_KEY = "document_id"
+#: Group size in tokens per encoder call, as a multiple of the encoder's ``batch_tokens``.
+GROUP_BATCHES = 4
+#: At most this many chunks per group, whatever their size.
+MAX_GROUP_CHUNKS = 4096
+#: Ids per ``fetch_hashes`` call.
+FETCH_BATCH = 512
+
+
+class Embedder(Protocol):
+    """What the pipeline uses of :class:`~e5_integrations.E5Encoder`."""
+
+    @property
+    def tokenizer(self) -> Any: ...
+    @property
+    def max_length(self) -> int: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+    @property
+    def batch_tokens(self) -> int: ...
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+    def encode_queries(self, texts: Sequence[str], task: Any = ...) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A chunk waiting to be embedded."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    hash: str
+    tokens: int
+
+
+@dataclass
+class _Group:
+    """Chunks embedded in one encoder call, plus the stale-chunk probes of their documents."""
+
+    chunks: list[_Pending] = field(default_factory=list)
+    tokens: int = 0
+    documents_done: int = 0
+    #: (document id, first chunk index that should no longer exist)
+    probes: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    stored: dict[str, str]
+    deleted: int
+
+
+class _Progress:
+    """tqdm over documents with tokens/s, or nothing."""
+
+    def __init__(self, enabled: bool | None, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, unit="doc", desc="ingest", disable=not enabled if enabled is not None else None)
+        self._start = time.perf_counter()
+        self._tokens = 0
+
+    def update(self, documents: int, tokens: int) -> None:
+        self._tokens += tokens
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        self._bar.set_postfix({"tok/s": f"{self._tokens / elapsed:,.0f}"}, refresh=False)
+        self._bar.update(documents)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _check_sources(
+    sources: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
+    report: IngestReport,
+) -> int:
+    """Pass 1: parse and validate everything; count problems and documents."""
+
+    def record(problem: SourceProblem) -> None:
+        if problem.kind == EMPTY:
+            report.skipped_empty += 1
+        elif problem.kind == INVALID:
+            report.skipped_invalid += 1
+        elif problem.kind == UNSUPPORTED:
+            report.skipped_unsupported += 1
+        report.add_problem(problem)
+
+    count = 0
+    for _ in iter_documents(sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=record):
+        count += 1
+    for problem in report.problems:
+        logger.info("skipped %s", problem)
+    return count
+
+
+class _Run:
+    """Pass 2 of one ingestion run (see the module docs)."""
+
+    def __init__(self, sink: Sink, encoder: Embedder, chunker: Chunker, group_tokens: int, report: IngestReport):
+        self.sink = sink
+        self.encoder = encoder
+        self.chunker = chunker
+        self.group_tokens = group_tokens
+        self.report = report
+        self.dim = encoder.dimension
+        self.max_records = max(1, int(sink.max_batch_records(self.dim)))
+
+    # -- building groups (main thread) ---------------------------------------------------
+    def _pending(self, document: Document) -> list[_Pending]:
+        pending = []
+        for chunk in self.chunker.split(document.text):
+            metadata = {
+                **document.metadata,
+                SOURCE_KEY: document.source,
+                DOCUMENT_ID_KEY: document.id,
+                CHUNK_INDEX_KEY: chunk.index,
+            }
+            digest = content_hash(self.encoder.model_name, self.encoder.max_length, chunk.text, metadata)
+            metadata[CONTENT_HASH_KEY] = digest
+            pending.append(_Pending(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens))
+        return pending
+
+    def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
+        group = _Group()
+        for document in documents:
+            chunks = self._pending(document)
+            self.report.documents += 1
+            self.report.chunks += len(chunks)
+            for chunk in chunks:
+                group.chunks.append(chunk)
+                group.tokens += chunk.tokens
+                if group.tokens >= self.group_tokens or len(group.chunks) >= MAX_GROUP_CHUNKS:
+                    yield group
+                    group = _Group()
+            group.documents_done += 1
+            group.probes.append((document.id, len(chunks)))
+        if group.chunks or group.documents_done:
+            yield group
+
+    # -- store calls (store thread) ------------------------------------------------------
+    def _fetch(self, ids: Sequence[str]) -> dict[str, str]:
+        stored: dict[str, str] = {}
+        for start in range(0, len(ids), FETCH_BATCH):
+            stored.update(self.sink.fetch_hashes(ids[start : start + FETCH_BATCH]))
+        return stored
+
+    def lookup(self, group: _Group) -> _Lookup:
+        """Stored hashes of the group's chunks; delete chunks past each document's new end."""
+        probe_ids = [chunk_id(doc_id, index) for doc_id, index in group.probes]
+        stored = self._fetch([chunk.id for chunk in group.chunks] + probe_ids)
+        deleted = 0
+        for doc_id, index in group.probes:
+            if chunk_id(doc_id, index) in stored:
+                deleted += self._delete_stale(doc_id, index)
+        return _Lookup(stored, deleted)
+
+    def _delete_stale(self, doc_id: str, first: int) -> int:
+        """Delete chunks ``first, first+1, ...`` of a document that now has fewer chunks."""
+        stale: list[str] = []
+        while True:
+            ids = [chunk_id(doc_id, index) for index in range(first, first + FETCH_BATCH)]
+            found = self.sink.fetch_hashes(ids)
+            stale.extend(chunk_id for chunk_id in ids if chunk_id in found)
+            if len(found) < len(ids):
+                break
+            first += FETCH_BATCH
+        try:
+            self.sink.delete(stale)
+        except NotImplementedError:
+            self.report.warnings.append(
+                f"document {doc_id!r} shrank but the {self.sink.name} sink cannot delete; "
+                f"{len(stale)} stale chunks remain"
+            )
+            return 0
+        logger.info("deleted %d stale chunks of %r", len(stale), doc_id)
+        return len(stale)
+
+    def write(self, records: list[Record]) -> int:
+        written = 0
+        for start in range(0, len(records), self.max_records):
+            batch = records[start : start + self.max_records]
+            self.sink.upsert(batch)
+            written += len(batch)
+            logger.info("upserted %d records (%d in this group)", len(batch), written)
+        return written
+
+    # -- embedding (main thread) ---------------------------------------------------------
+    def embed(self, group: _Group, stored: Mapping[str, str]) -> list[Record]:
+        todo = [chunk for chunk in group.chunks if stored.get(chunk.id) != chunk.hash]
+        self.report.skipped_unchanged += len(group.chunks) - len(todo)
+        if not todo:
+            return []
+        vectors = np.asarray(self.encoder.encode_documents([chunk.text for chunk in todo]), dtype=np.float32)
+        if vectors.shape != (len(todo), self.dim):
+            raise RuntimeError(f"encoder returned shape {vectors.shape}, expected {(len(todo), self.dim)}")
+        self.report.embedded += len(todo)
+        self.report.tokens_embedded += sum(chunk.tokens for chunk in todo)
+        return [Record(chunk.id, chunk.text, chunk.metadata, vector) for chunk, vector in zip(todo, vectors)]
+
+    def run(self, documents: Iterable[Document], progress: _Progress) -> None:
+        """Embed group n while group n-1 is written and group n+1's hashes are fetched."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-store") as store:
+            try:
+                self._loop(documents, progress, store.submit)
+            except BaseException:
+                store.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _loop(self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]) -> None:
+        groups = self.groups(documents)
+        group = next(groups, None)
+        lookup = submit(self.lookup, group) if group is not None else None
+        writing: Future[int] | None = None
+        while group is not None and lookup is not None:
+            found: _Lookup = lookup.result()
+            self.report.deleted_stale += found.deleted
+            following = next(groups, None)
+            lookup = submit(self.lookup, following) if following is not None else None
+            embedded_before = self.report.tokens_embedded
+            records = self.embed(group, found.stored)
+            if writing is not None:
+                self.report.written += writing.result()
+            writing = submit(self.write, records)
+            progress.update(group.documents_done, self.report.tokens_embedded - embedded_before)
+            group = following
+        if writing is not None:
+            self.report.written += writing.result()
+
+
+def _finalize(sink: Sink) -> None:
+    """Run the sink's post-load step (e.g. build an index after a bulk load), if it has one."""
+    finalize = getattr(sink, "finalize", None)
+    if callable(finalize):
+        finalize()
+
+
+def ingest(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    sink: Sink,
+    encoder: Embedder,
+    *,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
+    text_field: str = "text",
+    id_field: str | None = None,
+    on_error: OnError = "fail",
+    group_tokens: int | None = None,
+    progress: bool | None = False,
+) -> IngestReport:
+    """Load ``sources`` into ``sink``, embedding with ``encoder``; idempotent and resumable.
+
+    Args:
+        sources: files or directories of ``.txt``, ``.md``, ``.jsonl``, ``.csv``, ``.parquet``.
+        sink: the collection to write (see :func:`open_sink`).
+        encoder: an :class:`~e5_integrations.E5Encoder`.
+        chunk_tokens: tokens per chunk; ``None`` → 512 (capped to ``max_length - 2``).
+        chunk_overlap: tokens shared by consecutive chunks of one document; ``None`` →
+            ``min(64, chunk_tokens // 4)``.
+        text_field: field/column with the text in JSONL, CSV and parquet.
+        id_field: field/column with the document id (default ``id`` when present).
+        on_error: ``"fail"``: a malformed record aborts before anything is written;
+            ``"skip"``: it is skipped and reported.
+        group_tokens: tokens per encoder call; default 4 × the encoder's ``batch_tokens``.
+        progress: show a progress bar (``None``: only on a terminal).
+
+    Returns:
+        An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
+
+    Raises:
+        SourceError: a malformed record (``on_error="fail"``) or a missing source.
+        SchemaMismatchError: the collection exists with another dimension or metric.
+        StoreUnavailableError: the store could not be reached, after retries.
+        ConfigurationError: bad chunking or ``on_error`` arguments.
+    """
+    started = time.perf_counter()
+    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not paths:
+        raise ConfigurationError("no sources given; pass files or directories to ingest")
+    chunker = Chunker(encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length)
+    if group_tokens is None:
+        group_tokens = GROUP_BATCHES * encoder.batch_tokens
+    if group_tokens < 1:
+        raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
+    report = IngestReport(store=sink.name, collection=str(getattr(sink, "collection", "")), model=encoder.model_name)
+
+    total = _check_sources(paths, text_field, id_field, on_error, report)
+    sink.ensure_collection(encoder.dimension)
+    run = _Run(sink, encoder, chunker, group_tokens, report)
+    bar = _Progress(progress, total)
+    try:
+        documents = iter_documents(paths, text_field=text_field, id_field=id_field, on_error=on_error)
+        run.run(documents, bar)
+    finally:
+        bar.close()
+    _finalize(sink)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def search(
+    query: str | np.ndarray,
+    sink: Sink,
+    encoder: Embedder | None = None,
+    *,
+    k: int = 10,
+    task: Any = None,
+) -> list[Hit]:
+    """The ``k`` stored chunks nearest to ``query``, best first.
+
+    Args:
+        query: a question (embedded with ``encoder.encode_queries`` and ``task``'s
+            instruction) or a ready vector of the collection's dimension.
+        sink: the collection to search.
+        encoder: needed when ``query`` is text.
+        k: number of hits.
+        task: a task name or instruction for the query (default: the encoder's default).
+    """
+    if k < 1:
+        raise ConfigurationError(f"k={k}; expected a positive number of results")
+    if isinstance(query, str):
+        if encoder is None:
+            raise ConfigurationError("searching with a text query needs an encoder; pass encoder=E5Encoder(...)")
+        if task is None:
+            vector = encoder.encode_queries([query])[0]
+        else:
+            vector = encoder.encode_queries([query], task=task)[0]
+    else:
+        vector = np.asarray(query, dtype=np.float32)
+        if vector.ndim != 1:
+            raise ConfigurationError(f"query vector has shape {vector.shape}; expected one vector (dim,)")
+    return sink.search(np.asarray(vector, dtype=np.float32), k)

@@ -1,0 +1,96 @@
+"""What an ingestion run did: :class:`IngestReport`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from e5_integrations.ingest._sources import SourceProblem
+
+__all__ = ["IngestReport", "MAX_REPORTED_PROBLEMS"]
+
+#: Problems kept verbatim in a report; the counters cover all of them.
+MAX_REPORTED_PROBLEMS = 100
+
+
+@dataclass
+class IngestReport:
+    """Counters of one :func:`~e5_integrations.ingest.ingest` run.
+
+    Attributes:
+        store: store name (``chroma``, ``milvus``...).
+        collection: collection written.
+        model: model name used for the embeddings.
+        documents: documents read (non-empty, valid).
+        chunks: chunks those documents were split into.
+        embedded: chunks embedded in this run.
+        tokens_embedded: tokens of the embedded chunks (without special tokens).
+        written: records upserted (acknowledged by the store).
+        skipped_unchanged: chunks already stored with the same content hash (not embedded).
+        skipped_empty: documents with no text.
+        skipped_invalid: records or files not loaded (``on_error="skip"``).
+        skipped_unsupported: files with an unsupported extension.
+        deleted_stale: stored chunks beyond a document's new last chunk, deleted.
+        seconds: wall time of the run.
+        problems: the first :data:`MAX_REPORTED_PROBLEMS` problems, verbatim.
+        warnings: anything else worth telling the user.
+    """
+
+    store: str = ""
+    collection: str = ""
+    model: str = ""
+    documents: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    tokens_embedded: int = 0
+    written: int = 0
+    skipped_unchanged: int = 0
+    skipped_empty: int = 0
+    skipped_invalid: int = 0
+    skipped_unsupported: int = 0
+    deleted_stale: int = 0
+    seconds: float = 0.0
+    problems: list[SourceProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Non-zero skip counters by reason (units differ: chunks, documents, files)."""
+        counts = {
+            "unchanged chunks": self.skipped_unchanged,
+            "empty documents": self.skipped_empty,
+            "invalid records": self.skipped_invalid,
+            "unsupported files": self.skipped_unsupported,
+        }
+        return {reason: count for reason, count in counts.items() if count}
+
+    def add_problem(self, problem: SourceProblem) -> None:
+        """Keep ``problem`` if fewer than :data:`MAX_REPORTED_PROBLEMS` are kept already."""
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (problems as strings)."""
+        data = asdict(self)
+        data["problems"] = [str(problem) for problem in self.problems]
+        data["skipped"] = self.skipped
+        return data
+
+    def summary(self) -> str:
+        """A few human-readable lines, as the CLI prints them."""
+        rate = self.tokens_embedded / self.seconds if self.seconds > 0 else 0.0
+        skipped = ", ".join(f"{count} {reason}" for reason, count in self.skipped.items()) or "none"
+        lines = [
+            f"{self.store}/{self.collection}: read {self.documents} documents -> {self.chunks} chunks; "
+            f"embedded {self.embedded} ({self.tokens_embedded} tokens, {rate:,.0f} tokens/s); "
+            f"written {self.written}; skipped: {skipped}"
+            + (f"; deleted {self.deleted_stale} stale chunks" if self.deleted_stale else "")
+            + f"; {self.seconds:.1f} s",
+        ]
+        total_problems = self.skipped_empty + self.skipped_invalid + self.skipped_unsupported
+        for problem in self.problems:
+            lines.append(f"  skipped {problem}")
+        if total_problems > len(self.problems):
+            lines.append(f"  ... and {total_problems - len(self.problems)} more")
+        lines.extend(f"  warning: {warning}" for warning in self.warnings)
+        return "\n".join(lines)

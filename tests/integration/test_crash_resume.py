@@ -1,0 +1,95 @@
+"""kill -9 in the middle of ``e5 ingest``, run it again: exactly the expected rows, none twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e5_integrations.cli import main
+from e5_integrations.ingest import open_sink
+
+pytestmark = pytest.mark.integration
+
+N_DOCS = 400
+
+
+def _corpus(root: Path) -> list[str]:
+    root.mkdir()
+    ids = []
+    for i in range(N_DOCS):
+        name = f"doc{i:04d}.txt"
+        (root / name).write_text(f"Document {i} is about topic {i % 17} and mentions item {i * 7}.", encoding="utf-8")
+        ids.append(f"{name}#0")
+    return ids
+
+
+def _command(tiny_model_dir: Path, store_args: list[str]) -> list[str]:
+    # tiny forward passes and small groups: hundreds of background writes, so a kill lands mid-run
+    return [
+        sys.executable, "-m", "e5_integrations.cli", "ingest", "corpus", *store_args,
+        "--collection", "crash", "--model", str(tiny_model_dir), "--batch-tokens", "64",
+        "--no-progress", "--json", "-v",
+    ]
+
+
+def _kill_after_first_write(command: list[str], cwd: Path) -> None:
+    """Start ``command``; SIGKILL it as soon as it logs its first acknowledged write."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env) as process:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 240
+        seen = []
+        try:
+            for line in process.stderr:
+                seen.append(line)
+                if "upserted" in line:
+                    os.kill(process.pid, signal.SIGKILL)
+                    break
+                assert time.monotonic() < deadline, "no write within 240 s"
+            else:
+                pytest.fail("the run ended before any write was logged:\n" + "".join(seen[-20:]))
+        finally:
+            process.kill()
+            process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("target", ["chroma", "milvus", "qdrant"])
+def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
+    tmp_path: Path, tiny_model_dir: Path, target: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = _corpus(tmp_path / "corpus")
+    uri = {"chroma": str(tmp_path / ".e5-store" / "chroma"), "milvus": str(tmp_path / "milvus.db"),
+           "qdrant": str(tmp_path / "qdrant")}[target]
+    store_args = [] if target == "chroma" else ["--store", target, "--uri", uri]
+    command = _command(tiny_model_dir, store_args)
+
+    _kill_after_first_write(command, tmp_path)
+
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = json.loads(rerun.stdout)
+    # the killed run had stored some rows, not all; the rerun embedded only the rest
+    assert 0 < report["skipped_unchanged"] < N_DOCS
+    assert report["embedded"] == N_DOCS - report["skipped_unchanged"]
+    assert report["chunks"] == N_DOCS
+
+    # a fresh process-like open of the store serves `e5 search`
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "topic 3", *store_args, "--collection", "crash", "--model", str(tiny_model_dir),
+                 "--json", "-k", "3"]) == 0, capsys.readouterr().err
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+    with open_sink(target, uri, "crash") as sink:
+        assert sink.count() == N_DOCS
+        assert set(sink.fetch_hashes(expected)) == set(expected)

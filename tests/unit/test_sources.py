@@ -1,0 +1,213 @@
+"""Reading sources: every format, ids, recursion order, malformed input, streaming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from e5_integrations import SourceError
+from e5_integrations.ingest._sources import SourceProblem, iter_documents, iter_source_files
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _jsonl(path: Path, *records: object) -> Path:
+    lines = [record if isinstance(record, str) else json.dumps(record) for record in records]
+    return _write(path, "\n".join(lines) + "\n")
+
+
+def _read(*sources: object, **kwargs: object) -> tuple[list, list[SourceProblem]]:
+    problems: list[SourceProblem] = []
+    docs = list(iter_documents(sources, on_problem=problems.append, **kwargs))  # type: ignore[arg-type]
+    return docs, problems
+
+
+def test_directory_is_walked_recursively_in_sorted_order_with_relative_ids(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    _write(root / "b.txt", "bee")
+    _write(root / "a.md", "# A")
+    _write(root / "sub" / "c.txt", "sea")
+    _write(root / "sub" / "deeper" / "d.txt", "dee")
+    _write(root / ".hidden" / "x.txt", "hidden")
+    _write(root / ".secret.txt", "hidden")
+
+    docs, problems = _read(root)
+
+    assert [doc.id for doc in docs] == ["a.md", "b.txt", "sub/c.txt", "sub/deeper/d.txt"]
+    assert [doc.text for doc in docs] == ["# A", "bee", "sea", "dee"]
+    assert [doc.source for doc in docs] == [doc.id for doc in docs]
+    assert all(doc.metadata == {} for doc in docs)
+    assert problems == []
+
+
+def test_a_file_given_directly_is_known_by_its_normalised_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "docs" / "a.txt", "alpha")
+    docs, _ = _read("./docs//a.txt")
+    assert [doc.id for doc in docs] == ["docs/a.txt"]
+    assert [file.file_id for file in iter_source_files(["docs"])] == ["a.txt"]
+
+
+def test_jsonl_text_id_and_metadata(tmp_path: Path) -> None:
+    path = _jsonl(
+        tmp_path / "data.jsonl",
+        {"id": "doc-1", "text": "first", "lang": "en", "tags": ["a", "b"]},
+        {"text": "no id here", "score": 0.5},
+        "",
+        {"id": 7, "text": "integer id"},
+    )
+    docs, problems = _read(path)
+    assert [doc.id for doc in docs] == ["doc-1", f"{path.as_posix()}:2", "7"]
+    assert docs[0].metadata == {"lang": "en", "tags": ["a", "b"]}
+    assert docs[1].metadata == {"score": 0.5}
+    assert docs[0].source == path.as_posix()
+    assert problems == []
+
+
+def test_jsonl_custom_text_and_id_fields(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", {"key": "k1", "body": "hello", "text": "not this"})
+    docs, _ = _read(path, text_field="body", id_field="key")
+    assert docs[0].id == "k1"
+    assert docs[0].text == "hello"
+    assert docs[0].metadata == {"text": "not this"}
+
+
+def test_malformed_jsonl_fails_naming_file_and_line(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "bad.jsonl", {"text": "ok"}, {"text": "ok too"}, '{"text": "broken",')
+    with pytest.raises(SourceError) as info:
+        list(iter_documents([path]))
+    message = str(info.value)
+    assert f"{path}:3" in message
+    assert "invalid JSON" in message
+    assert "--on-error skip" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('["a", "list"]', "expected an object"),
+        ('{"body": "no text field"}', "no 'text' field"),
+        ('{"text": 42}', "'text' is int"),
+        ('{"text": "x", "id": {"nested": 1}}', "id field 'id' is dict"),
+    ],
+)
+def test_invalid_records_are_errors(tmp_path: Path, line: str, expected: str) -> None:
+    path = _write(tmp_path / "bad.jsonl", '{"text": "fine"}\n' + line + "\n")
+    with pytest.raises(SourceError, match=expected) as info:
+        list(iter_documents([path]))
+    assert f"{path}:2" in str(info.value)
+
+
+def test_explicit_id_field_must_be_present(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", {"text": "no key"})
+    with pytest.raises(SourceError, match="--id-field"):
+        list(iter_documents([path], id_field="key"))
+
+
+def test_skip_mode_loads_the_rest_and_reports_why(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", {"text": "one"}, "{not json", {"text": 3}, {"text": "four"})
+    docs, problems = _read(path, on_error="skip")
+    assert [doc.text for doc in docs] == ["one", "four"]
+    assert [(problem.kind, problem.location) for problem in problems] == [
+        ("invalid record", f"{path}:2"),
+        ("invalid record", f"{path}:3"),
+    ]
+    assert "invalid JSON" in problems[0].detail
+
+
+def test_empty_texts_and_unsupported_files_are_reported_not_dropped(tmp_path: Path) -> None:
+    _write(tmp_path / "empty.txt", "  \n\t")
+    _write(tmp_path / "image.png", "not text")
+    _write(tmp_path / "README", "no extension")
+    _jsonl(tmp_path / "d.jsonl", {"text": ""}, {"text": None}, {"text": "kept"})
+    docs, problems = _read(tmp_path)
+    assert [doc.text for doc in docs] == ["kept"]
+    kinds = sorted((problem.kind, Path(problem.location.split(":")[0]).name) for problem in problems)
+    assert kinds == [
+        ("empty text", "d.jsonl"),
+        ("empty text", "d.jsonl"),
+        ("empty text", "empty.txt"),
+        ("unsupported file type", "README"),
+        ("unsupported file type", "image.png"),
+    ]
+
+
+def test_csv_rows(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", 'id,body,lang\nr1,"hello, world",en\nr2,"multi\nline",fr\n')
+    docs, _ = _read(path, text_field="body")
+    assert [(doc.id, doc.text, dict(doc.metadata)) for doc in docs] == [
+        ("r1", "hello, world", {"lang": "en"}),
+        ("r2", "multi\nline", {"lang": "fr"}),
+    ]
+
+
+def test_csv_missing_column_and_ragged_rows(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", "title,body\na,b\n")
+    with pytest.raises(SourceError, match="no column 'text'"):
+        list(iter_documents([path]))
+    ragged = _write(tmp_path / "r.csv", "text\nok\n\"x\",extra\n")
+    with pytest.raises(SourceError, match=rf"{ragged}:3.*2 cells"):
+        list(iter_documents([ragged]))
+
+
+def test_csv_cells_larger_than_the_csv_module_default(tmp_path: Path) -> None:
+    big = "word " * 60_000  # 300 kB > csv's default 128 KiB field limit
+    path = _write(tmp_path / "big.csv", f'text\n"{big}"\n')
+    docs, _ = _read(path)
+    assert docs[0].text == big
+
+
+def test_parquet_streams_row_batches(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from e5_integrations.ingest import _sources
+
+    n = _sources.PARQUET_BATCH_ROWS * 2 + 5
+    table = pa.table(
+        {
+            "uid": [f"p{i}" for i in range(n)],
+            "content": [f"row {i}" for i in range(n)],
+            "rank": list(range(n)),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=500)
+    docs = list(iter_documents([path], text_field="content", id_field="uid"))
+    assert len(docs) == n
+    assert (docs[0].id, docs[0].text, dict(docs[0].metadata)) == ("p0", "row 0", {"rank": 0})
+    assert docs[-1].id == f"p{n - 1}"
+
+
+def test_parquet_missing_column(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), path)
+    with pytest.raises(SourceError, match="no column 'text'"):
+        list(iter_documents([path]))
+
+
+def test_reading_is_lazy(tmp_path: Path) -> None:
+    """Documents come out before a later malformed line is even read: nothing is preloaded."""
+    path = _jsonl(tmp_path / "d.jsonl", *({"text": f"doc {i}"} for i in range(100)), "{broken")
+    documents = iter_documents([path])
+    assert next(documents).text == "doc 0"
+    with pytest.raises(SourceError, match=":101"):
+        list(documents)
+
+
+def test_missing_source_and_invalid_utf8(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        list(iter_documents([tmp_path / "nope"]))
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(SourceError, match="UTF-8"):
+        list(iter_documents([bad]))
