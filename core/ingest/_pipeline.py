@@ -276,13 +276,6 @@ class _Run:
             self.report.written += writing.result()
 
 
-def _finalize(sink: Sink) -> None:
-    """Run the sink's post-load step (e.g. build an index after a bulk load), if it has one."""
-    finalize = getattr(sink, "finalize", None)
-    if callable(finalize):
-        finalize()
-
-
 def ingest(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     sink: Sink,
@@ -330,7 +323,7 @@ def ingest(
         group_tokens = GROUP_BATCHES * encoder.batch_tokens
     if group_tokens < 1:
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
-    report = IngestReport(store=sink.name, collection=str(getattr(sink, "collection", "")), model=encoder.model_name)
+    report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
     total = _check_sources(paths, text_field, id_field, on_error, report)
     sink.ensure_collection(encoder.dimension)
@@ -341,7 +334,7 @@ def ingest(
         run.run(documents, bar)
     finally:
         bar.close()
-    _finalize(sink)
+    sink.finalize()  # post-load step, e.g. PGVector builds its index after the bulk load
     report.seconds = time.perf_counter() - started
     return report
 

@@ -61,6 +61,8 @@ class Sink(abc.ABC):
 
     #: Store name as given to ``--store``.
     name: ClassVar[str]
+    #: Collection (table) name this sink writes to; set by ``__init__``.
+    collection: str
 
     @abc.abstractmethod
     def ensure_collection(self, dim: int) -> None:

@@ -23,7 +23,9 @@ on.
 
 from __future__ import annotations
 
+
 import csv
+import hashlib
 import json
 import math
 import os
@@ -401,5 +403,18 @@ def iter_documents(
         raise ConfigurationError("text_field is empty; pass the name of the field holding the text")
     fields = _Fields(text=text_field, id=id_field or None)
     reporter = _Reporter(on_error, on_problem)
+    # Two records with one id would silently overwrite each other in the store: the second
+    # is an invalid record. Ids are kept as 16-byte digests to bound memory.
+    seen: set[bytes] = set()
     for source in iter_source_files(sources):
-        yield from _read_file(source, fields, reporter)
+        for document in _read_file(source, fields, reporter):
+            digest = hashlib.blake2b(document.id.encode("utf-8"), digest_size=16).digest()
+            if digest in seen:
+                reporter.problem(
+                    INVALID, str(source.path),
+                    f"duplicate document id {document.id!r} (an earlier record already has it; "
+                    "ids must be unique across all sources, see --id-field)",
+                )
+                continue
+            seen.add(digest)
+            yield document

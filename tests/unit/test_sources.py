@@ -211,3 +211,17 @@ def test_missing_source_and_invalid_utf8(tmp_path: Path) -> None:
     bad.write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(SourceError, match="UTF-8"):
         list(iter_documents([bad]))
+
+
+def test_duplicate_document_ids_are_invalid_records(tmp_path):
+    from e5_integrations import SourceError
+    from e5_integrations.ingest import iter_documents
+
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "first"}\n{"id": "y", "text": "other"}\n')
+    (tmp_path / "b.jsonl").write_text('{"id": "x", "text": "second"}\n')
+    with pytest.raises(SourceError, match="duplicate document id 'x'"):
+        list(iter_documents([tmp_path]))
+    problems = []
+    docs = list(iter_documents([tmp_path], on_error="skip", on_problem=problems.append))
+    assert [(d.id, d.text) for d in docs] == [("x", "first"), ("y", "other")]
+    assert len(problems) == 1 and "duplicate" in problems[0].detail
