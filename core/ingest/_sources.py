@@ -23,7 +23,6 @@ on.
 
 from __future__ import annotations
 
-
 import csv
 import hashlib
 import json
