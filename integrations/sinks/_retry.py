@@ -76,6 +76,6 @@ def call_with_retry(
     total = sum(delays)
     raise StoreUnavailableError(
         f"cannot reach {what} after {attempts} attempts over {total:.1f} s "
-        f"(last error: {type(last).__name__}: {last}); check that the server is running and the "
+        f"(last error: {last}); check that the server is running and the "
         "URI is right, or raise the retry options (retry_attempts=, retry_base_delay=)"
     ) from last

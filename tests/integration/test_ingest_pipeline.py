@@ -247,6 +247,7 @@ class _FailingUpserts(Sink):
 
     def __init__(self, inner: Sink, fail_on: int) -> None:
         self.inner, self.fail_on, self.upserts = inner, fail_on, 0
+        self.collection = inner.collection
 
     def ensure_collection(self, dim: int) -> None:
         self.inner.ensure_collection(dim)

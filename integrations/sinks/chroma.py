@@ -1,0 +1,365 @@
+"""Chroma sink: an embedded ``PersistentClient`` directory or a Chroma server over HTTP.
+
+- ``uri`` is a directory (embedded, created if missing) or ``http(s)://host:port``.
+- The collection uses the cosine space and ``embedding_function=None`` (vectors come from us).
+  Its metadata records the dimension (``e5_dim``) so a later run can check it.
+- Chroma metadata values must be scalars: other values (dicts, lists, ``None``) are stored
+  JSON-encoded, their keys listed under ``e5_json_keys``, and decoded on read, so metadata
+  round-trips. Chroma merges metadata on upsert; keys a record no longer has are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+from e5_integrations._errors import (
+    ConfigurationError,
+    SchemaMismatchError,
+    StoreError,
+    StoreUnavailableError,
+)
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
+
+__all__ = ["ChromaSink"]
+
+T = TypeVar("T")
+
+#: Collection metadata key holding the vector dimension, written at creation.
+DIM_KEY = "e5_dim"
+#: Record metadata key listing the keys whose values are stored JSON-encoded.
+JSON_KEYS_KEY = "e5_json_keys"
+#: Keep one HTTP request (JSON, ~24 bytes per float) under this many bytes.
+REQUEST_BUDGET_BYTES = 32 * 1024 * 1024
+#: Ids per ``get``/``delete`` request.
+READ_SLICE = 1000
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+_SCALARS = (str, bool, int, float)
+
+
+class _Unreachable(ConnectionError):
+    """A client error that means the Chroma server could not be reached."""
+
+
+class ChromaSink(Sink):
+    """A Chroma collection with the cosine metric.
+
+    Args:
+        uri: a directory for the embedded ``PersistentClient``, or ``http(s)://host:port``
+            for a Chroma server (port 8000 if omitted).
+        collection: collection name: 3-512 characters from ``[a-zA-Z0-9._-]``, starting and
+            ending with a letter or digit.
+        retry_attempts: tries per call before ``StoreUnavailableError``.
+        retry_base_delay: first back-off delay in seconds, doubled after each failure.
+
+    Raises:
+        ImportError: ``chromadb`` is not installed.
+        ConfigurationError: the collection name or URI is invalid.
+        StoreUnavailableError: the server cannot be reached.
+    """
+
+    name: ClassVar[str] = "chroma"
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        *,
+        retry_attempts: int = DEFAULT_ATTEMPTS,
+        retry_base_delay: float = DEFAULT_BASE_DELAY,
+    ) -> None:
+        try:
+            import chromadb
+        except ImportError as exc:
+            raise ImportError(
+                "the Chroma sink needs chromadb; install it with: pip install 'e5-integrations[chroma]'"
+            ) from exc
+        _check_collection_name(collection)
+        self.uri = uri
+        self.collection = collection
+        self._attempts = retry_attempts
+        self._base_delay = retry_base_delay
+        self._closed = False
+        self._collection: Any = None
+        self._max_batch_size: int | None = None
+        self._client = self._call(lambda: _connect(chromadb, uri))
+
+    # -- Sink API -------------------------------------------------------------------------
+
+    def ensure_collection(self, dim: int) -> None:
+        """Create the collection (cosine, ``e5_dim`` = ``dim``) or check the existing one."""
+        if dim < 1:
+            raise ConfigurationError(f"dimension must be a positive integer, got {dim}")
+        existing = self._existing()
+        if existing is None:
+            try:
+                self._collection = self._call(
+                    lambda: self._client.create_collection(
+                        name=self.collection,
+                        configuration={"hnsw": {"space": "cosine"}},
+                        metadata={DIM_KEY: dim},
+                        embedding_function=None,
+                    )
+                )
+                return
+            except StoreUnavailableError:
+                raise
+            except Exception:
+                existing = self._existing()  # created meanwhile by another worker?
+                if existing is None:
+                    raise
+        self._check_schema(existing, dim)
+        self._collection = existing
+
+    def max_batch_records(self, dim: int) -> int:
+        """``client.get_max_batch_size()``, lowered so one JSON request stays under 32 MiB."""
+        if self._max_batch_size is None:
+            self._max_batch_size = int(self._call(self._client.get_max_batch_size))
+        per_record = 24 * dim + 64 * 1024
+        return max(1, min(self._max_batch_size, REQUEST_BUDGET_BYTES // per_record))
+
+    def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{id: e5_content_hash}`` for the ids stored with a hash."""
+        collection = self._collection or self._existing()
+        if collection is None:
+            return {}
+        found: dict[str, str] = {}
+        for part in _slices(list(ids), READ_SLICE):
+            got = self._call(lambda part=part: collection.get(ids=part, include=["metadatas"]))
+            for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                value = (meta or {}).get(CONTENT_HASH_KEY)
+                if isinstance(value, str):
+                    found[id_] = value
+        return found
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        """Insert or replace ``records`` by id (metadata keys they no longer have are removed)."""
+        if not records:
+            return
+        collection = self._require_collection()
+        ids = [r.id for r in records]
+        old = self._call(lambda: collection.get(ids=ids, include=["metadatas"]))
+        old_keys = {i: set(m or ()) for i, m in zip(old["ids"], old["metadatas"] or [], strict=True)}
+        metadatas = [_encode_metadata(r.metadata, old_keys.get(r.id, set())) for r in records]
+        embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in records])
+        self._call(
+            lambda: collection.upsert(
+                ids=ids,
+                embeddings=embeddings,
+                documents=[r.text for r in records],
+                metadatas=metadatas,  # type: ignore[arg-type]  # None is allowed per record
+            )
+        )
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` nearest records; ``score`` = cosine similarity = 1 - Chroma's distance."""
+        collection = self._collection or self._existing()
+        if collection is None or k < 1:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        result = self._call(
+            lambda: collection.query(
+                query_embeddings=query, n_results=k, include=["documents", "metadatas", "distances"]
+            )
+        )
+        rows = zip(
+            result["ids"][0],
+            result["distances"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            strict=True,
+        )
+        return [
+            Hit(id=id_, score=1.0 - float(dist), text=doc or "", metadata=_decode_metadata(meta))
+            for id_, dist, doc, meta in rows
+        ]
+
+    def count(self) -> int:
+        """Records in the collection; 0 if it does not exist."""
+        collection = self._collection or self._existing()
+        return 0 if collection is None else int(self._call(collection.count))
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Delete records by id; unknown ids are ignored."""
+        collection = self._collection or self._existing()
+        if collection is None:
+            return
+        for part in _slices(list(ids), READ_SLICE):
+            self._call(lambda part=part: collection.delete(ids=part))
+
+    def drop(self) -> None:
+        """Delete the collection if it exists."""
+        if self._existing() is not None:
+            self._call(lambda: self._client.delete_collection(self.collection))
+        self._collection = None
+
+    def close(self) -> None:
+        """Release the client (its shared system stops when the last client closes)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._collection = None
+        _close_client(self._client)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run a client call, retrying connection failures, then ``StoreUnavailableError``."""
+        return call_with_retry(
+            lambda: _translate_unreachable(fn),
+            what=f"Chroma at {self.uri}",
+            attempts=self._attempts,
+            base_delay=self._base_delay,
+            retry_on=(_Unreachable,),
+        )
+
+    def _existing(self) -> Any:
+        """The collection if it exists, else ``None``."""
+        from chromadb.errors import NotFoundError
+
+        def get() -> Any:
+            try:
+                return self._client.get_collection(self.collection, embedding_function=None)
+            except NotFoundError:
+                return None
+
+        return self._call(get)
+
+    def _require_collection(self) -> Any:
+        collection = self._collection or self._existing()
+        if collection is None:
+            raise StoreError(
+                f"Chroma collection {self.collection!r} at {self.uri} does not exist; "
+                "call ensure_collection(dim) before upsert"
+            )
+        self._collection = collection
+        return collection
+
+    def _check_schema(self, collection: Any, dim: int) -> None:
+        """Raise ``SchemaMismatchError`` if ``collection`` is not cosine or not ``dim``-dimensional."""
+        where = f"Chroma collection {self.collection!r} at {self.uri}"
+        fix = "use another --collection name, or drop this collection to rebuild it"
+        space = _space_of(collection)
+        if space != "cosine":
+            raise SchemaMismatchError(
+                f"{where} uses the {space!r} distance, but e5 embeddings need 'cosine'; {fix}"
+            )
+        stored = self._stored_dim(collection)
+        if stored is not None and stored != dim:
+            raise SchemaMismatchError(
+                f"{where} holds {stored}-dimensional vectors, but the embeddings are {dim}-dimensional; {fix}"
+            )
+
+    def _stored_dim(self, collection: Any) -> int | None:
+        """``e5_dim`` from the collection metadata, else the length of one stored vector."""
+        value = (collection.metadata or {}).get(DIM_KEY)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        peek = self._call(lambda: collection.get(limit=1, include=["embeddings"]))
+        embeddings = peek.get("embeddings")
+        if embeddings is None or len(embeddings) == 0:
+            return None
+        return len(embeddings[0])
+
+
+def _connect(chromadb: Any, uri: str) -> Any:
+    """A ``HttpClient`` for ``http(s)://`` URIs, else a ``PersistentClient`` on the path."""
+    if uri.startswith(("http://", "https://")):
+        parts = urlsplit(uri)
+        if not parts.hostname:
+            raise ConfigurationError(f"Chroma URI {uri!r} has no host; expected http://HOST:PORT")
+        ssl = parts.scheme == "https"
+        port = parts.port or (443 if ssl else 8000)
+        return chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl)
+    if "://" in uri:
+        raise ConfigurationError(f"Chroma URI {uri!r} is neither a directory nor http(s)://HOST:PORT")
+    return chromadb.PersistentClient(path=uri)
+
+
+def _close_client(client: Any) -> None:
+    """``client.close()``, then close the HTTP sessions an ``HttpClient`` leaves open.
+
+    chromadb 1.5 gives every ``HttpClient`` (and the admin client it makes) a system of its
+    own, never shared, but stopping that system leaves its ``httpx.Client`` open, so sockets
+    leak until garbage collection (``ResourceWarning``). Embedded clients have no session.
+    """
+    owners = [client, getattr(client, "_admin_client", None)]
+    sessions = [getattr(getattr(o, "_server", None), "_session", None) for o in owners]
+    client.close()
+    for session in sessions:
+        if session is not None:
+            session.close()
+
+
+def _translate_unreachable(fn: Callable[[], T]) -> T:
+    """Call ``fn``; re-raise transport failures (also the ones chromadb wraps) as ``_Unreachable``."""
+    import httpx
+
+    try:
+        return fn()
+    except httpx.TransportError as exc:
+        raise _Unreachable(str(exc)) from exc
+    except ValueError as exc:
+        if isinstance(exc.__context__, httpx.TransportError):
+            raise _Unreachable(str(exc.__context__)) from exc
+        raise
+
+
+def _check_collection_name(name: str) -> None:
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ConfigurationError(
+            f"invalid Chroma collection name {name!r}: expected 3-512 characters from "
+            "[a-zA-Z0-9._-], starting and ending with a letter or digit, without '..'"
+        )
+
+
+def _space_of(collection: Any) -> str:
+    """The distance space from the collection configuration (HNSW or SPANN), else metadata."""
+    config = collection.configuration_json or {}
+    for index in ("hnsw", "spann"):
+        section = config.get(index)
+        if isinstance(section, dict) and section.get("space"):
+            return str(section["space"])
+    return str((collection.metadata or {}).get("hnsw:space", "l2"))
+
+
+def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[str, Any] | None:
+    """Chroma-safe metadata: scalars as is, other values JSON-encoded; stale keys set to ``None``."""
+    encoded: dict[str, Any] = {}
+    json_keys: list[str] = []
+    for key, value in metadata.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, _SCALARS):
+            encoded[key] = value
+        else:
+            encoded[key] = json.dumps(value, ensure_ascii=False)
+            json_keys.append(key)
+    if json_keys:
+        encoded[JSON_KEYS_KEY] = json.dumps(json_keys, ensure_ascii=False)
+    for stale in old_keys - encoded.keys():
+        encoded[stale] = None  # None removes the key on upsert
+    return encoded or None
+
+
+def _decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Invert :func:`_encode_metadata`."""
+    if not stored:
+        return {}
+    decoded = dict(stored)
+    raw_keys = decoded.pop(JSON_KEYS_KEY, None)
+    for key in json.loads(raw_keys) if isinstance(raw_keys, str) else ():
+        if isinstance(decoded.get(key), str):
+            decoded[key] = json.loads(decoded[key])
+    return decoded
+
+
+def _slices(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
