@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.sinks._requests import by_count
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
 
 __all__ = ["ChromaSink"]
@@ -130,7 +131,7 @@ class ChromaSink(Sink):
         if collection is None:
             return {}
         found: dict[str, str] = {}
-        for part in _slices(list(ids), READ_SLICE):
+        for part in by_count(list(ids), READ_SLICE):
             got = self._call(lambda part=part: collection.get(ids=part, include=["metadatas"]))
             for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
                 value = (meta or {}).get(CONTENT_HASH_KEY)
@@ -190,7 +191,7 @@ class ChromaSink(Sink):
         collection = self._collection or self._existing()
         if collection is None:
             return
-        for part in _slices(list(ids), READ_SLICE):
+        for part in by_count(list(ids), READ_SLICE):
             self._call(lambda part=part: collection.delete(ids=part))
 
     def drop(self) -> None:
@@ -358,8 +359,3 @@ def _decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(decoded.get(key), str):
             decoded[key] = json.loads(decoded[key])
     return decoded
-
-
-def _slices(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -31,6 +31,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.sinks._requests import by_count, by_size
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
 
 __all__ = ["MilvusSink", "primary_key"]
@@ -140,7 +141,7 @@ class MilvusSink(Sink):
         if not ids or not self._readable():
             return {}
         found: dict[str, str] = {}
-        for part in _slices([primary_key(i) for i in ids], READ_SLICE):
+        for part in by_count([primary_key(i) for i in ids], READ_SLICE):
             rows = self._call(
                 lambda part=part: self._client.query(
                     self.collection,
@@ -170,7 +171,7 @@ class MilvusSink(Sink):
                 "call ensure_collection(dim) before upsert"
             )
         rows = [_row(r) for r in records]
-        for part in _by_size(rows, REQUEST_BUDGET_BYTES):
+        for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
             self._call(
                 lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout)
             )
@@ -209,7 +210,7 @@ class MilvusSink(Sink):
         keys = [primary_key(i) for i in ids]
         if not keys or not self._exists():
             return
-        for part in _slices(keys, READ_SLICE):
+        for part in by_count(keys, READ_SLICE):
             self._call(
                 lambda part=part: self._client.delete(self.collection, ids=part, timeout=self._timeout)
             )
@@ -392,23 +393,3 @@ def _row_bytes(row: dict[str, Any]) -> int:
     """Approximate request bytes of one row."""
     meta = len(json.dumps(row[METADATA_FIELD], ensure_ascii=False, default=str).encode("utf-8"))
     return 4 * len(row[VECTOR_FIELD]) + len(row[TEXT_FIELD].encode("utf-8")) + len(row[ID_FIELD]) + 64 + meta
-
-
-def _by_size(rows: list[dict[str, Any]], budget: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive groups of rows, each under ``budget`` bytes (a lone oversized row alone)."""
-    group: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        row_size = _row_bytes(row)
-        if group and size + row_size > budget:
-            yield group
-            group, size = [], 0
-        group.append(row)
-        size += row_size
-    if group:
-        yield group
-
-
-def _slices(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -22,6 +22,7 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import call_with_retry
 
 __all__ = ["POINT_ID_NAMESPACE", "QdrantSink", "point_id"]
@@ -278,22 +279,12 @@ class QdrantSink(Sink):
             client.close()
 
 
-def _split_by_size(points: list[Any]) -> Iterable[list[Any]]:
-    """Group points into requests whose estimated JSON size fits the request budget."""
-    budget = int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET)
-    chunk: list[Any] = []
-    size = 0
-    for point in points:
-        point_size = _estimated_json_bytes(point)
-        if chunk and size + point_size > budget:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(point)
-        size += point_size
-    if chunk:
-        yield chunk
-
 
 def _estimated_json_bytes(point: Any) -> int:
     payload = json.dumps(point.payload, ensure_ascii=False, default=str)
     return len(point.vector) * _JSON_BYTES_PER_DIM + len(payload.encode()) + 128
+
+
+def _split_by_size(points: list[Any]) -> Iterable[list[Any]]:
+    """Group points into requests whose estimated JSON size fits the request budget."""
+    return by_size(points, int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET), _estimated_json_bytes)
