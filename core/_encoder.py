@@ -19,7 +19,7 @@ from e5_integrations._errors import ConfigurationError, InputError, ModelLoadErr
 from e5_integrations._recipe import E5_MISTRAL, Recipe, tokenize_for_embedding
 from e5_integrations._tasks import DEFAULT_TASK, Task, resolve_task
 
-__all__ = ["DEFAULT_MODEL", "E5Encoder"]
+__all__ = ["DEFAULT_MODEL", "E5Encoder", "load_tokenizer"]
 
 logger = logging.getLogger("e5_integrations")
 
@@ -45,6 +45,26 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
                 "convert or drop it before encoding"
             )
     return items
+
+
+def load_tokenizer(model: str) -> Any:
+    """The Hugging Face tokenizer of ``model`` (an id or a local directory).
+
+    Raises:
+        ModelLoadError: it cannot be loaded, or has no EOS token (last-token pooling needs one).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(
+            f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {exc}); expected a "
+            "Hugging Face model id or a local model directory; set E5_MODEL or pass model="
+        ) from exc
+    if tokenizer.eos_token_id is None:
+        raise ModelLoadError(f"the tokenizer of {model!r} has no EOS token; last-token pooling needs one")
+    return tokenizer
 
 
 class E5Encoder:
@@ -105,7 +125,7 @@ class E5Encoder:
         self.normalize = normalize
         self.show_progress = show_progress
         self.recipe = recipe
-        self.tokenizer = self._load_tokenizer(self.model_name)
+        self.tokenizer = load_tokenizer(self.model_name)
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
@@ -113,21 +133,6 @@ class E5Encoder:
             TorchBackend(load_model(self.model_name, dev, self.dtype, attn_implementation), recipe, pad_id, padding_side)
             for dev in self.devices
         ]
-
-    @staticmethod
-    def _load_tokenizer(model: str) -> Any:
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model)
-        except (OSError, ValueError, ImportError) as exc:
-            raise ModelLoadError(
-                f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {exc}); expected a "
-                "Hugging Face model id or a local model directory; set E5_MODEL or pass model="
-            ) from exc
-        if tokenizer.eos_token_id is None:
-            raise ModelLoadError(f"the tokenizer of {model!r} has no EOS token; last-token pooling needs one")
-        return tokenizer
 
     @classmethod
     def shared(

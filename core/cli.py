@@ -5,7 +5,8 @@ With no ``--store``/``--uri`` both use an embedded Chroma store in ``./.e5-store
     e5 ingest ./docs
     e5 search "how do I rotate the API key?"
 
-works with no server. Exit status: 0 on success, 2 for bad arguments or input (a message
+works with no server. ``e5 ingest --engine ray`` runs the same job as a Ray Data pipeline on a
+Ray cluster (see :func:`e5_integrations.ray.ingest_ray`). Exit status: 0 on success, 2 for bad arguments or input (a message
 on stderr, no traceback), 1 when the model or the store fails, 130 on Ctrl-C.
 """
 
@@ -70,6 +71,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``e5`` (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(prog="e5", description="Embed documents with e5-mistral and search them.")
@@ -94,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.add_argument("--json", action="store_true", help="print the final report as one JSON object")
+    engine = ingest.add_argument_group("engine")
+    engine.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: this process and its GPUs; ray: a Ray Data job on a Ray cluster (default: %(default)s)",
+    )
+    engine.add_argument(
+        "--ray-address",
+        help="Ray cluster to join: auto, ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray instance)",
+    )
+    engine.add_argument(
+        "--gpus-per-worker", type=_non_negative_float,
+        help="GPUs per embedding actor (default: 1 when the cluster has GPUs, else 0: CPU)",
+    )
+    engine.add_argument("--workers", type=_positive, help="embedding actors (default: cluster GPUs / --gpus-per-worker)")
+    engine.add_argument("--writers", type=_positive, help="concurrent write tasks on the store (default: 2)")
 
     search = commands.add_parser("search", help="search a collection with a question")
     search.add_argument("query", metavar="QUERY")
@@ -132,13 +155,50 @@ def _check_paths(sources: Sequence[str]) -> None:
             raise SourceError(f"source {source!r} does not exist; pass files or directories to ingest")
 
 
-def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:
+_RAY_ONLY = ("ray_address", "gpus_per_worker", "workers", "writers")
+
+
+def _ingest_ray(args: argparse.Namespace) -> Any:
+    from e5_integrations.ray import ingest_ray
+
+    if args.device is not None:
+        raise ConfigurationError(
+            "--device is for --engine local; with --engine ray, Ray places each embedding actor on its own "
+            "GPUs (see --gpus-per-worker)"
+        )
+    options: dict[str, Any] = {}
+    if args.api_key is not None:
+        options["api_key"] = args.api_key
+    ray_options = {name: getattr(args, name) for name in _RAY_ONLY if getattr(args, name) is not None}
+    if args.batch_tokens is not None:
+        ray_options["batch_tokens"] = args.batch_tokens
+    return ingest_ray(
+        args.sources,
+        store=args.store,
+        uri=args.uri,
+        collection=args.collection,
+        sink_options=options,
+        model=args.model,
+        dtype=args.dtype,
+        chunk_tokens=args.chunk_tokens,
+        chunk_overlap=args.chunk_overlap,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        on_error=args.on_error,
+        progress=False if args.no_progress else None,
+        **ray_options,
+    )
+
+
+def _ingest_local(args: argparse.Namespace) -> Any:
     from e5_integrations.ingest._pipeline import ingest
 
-    _check_paths(args.sources)
+    given = [f"--{name.replace('_', '-')}" for name in _RAY_ONLY if getattr(args, name) is not None]
+    if given:
+        raise ConfigurationError(f"{', '.join(given)} only apply to --engine ray")
     encoder = _encoder(args)
     with _open_sink(args) as sink:
-        report = ingest(
+        return ingest(
             args.sources,
             sink,
             encoder,
@@ -149,6 +209,11 @@ def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:
             on_error=args.on_error,
             progress=False if args.no_progress else None,
         )
+
+
+def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:
+    _check_paths(args.sources)
+    report = _ingest_ray(args) if args.engine == "ray" else _ingest_local(args)
     if not report.collection:
         report.collection = args.collection
     if args.json:

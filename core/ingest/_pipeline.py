@@ -38,9 +38,18 @@ from e5_integrations._errors import ConfigurationError
 from e5_integrations.ingest._chunking import Chunker, chunk_id, content_hash
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, SOURCE_KEY, Hit, Record, Sink
-from e5_integrations.ingest._sources import EMPTY, INVALID, UNSUPPORTED, Document, OnError, SourceProblem, iter_documents
+from e5_integrations.ingest._sources import Document, OnError, iter_documents
 
-__all__ = ["DOCUMENT_ID_KEY", "Embedder", "ingest", "search"]
+__all__ = [
+    "DOCUMENT_ID_KEY",
+    "Embedder",
+    "PendingChunk",
+    "delete_stale_chunks",
+    "ingest",
+    "prepare_chunks",
+    "search",
+    "upsert_in_batches",
+]
 
 logger = logging.getLogger("e5_integrations.ingest")
 
@@ -72,8 +81,8 @@ class Embedder(Protocol):
 
 
 @dataclass(frozen=True)
-class _Pending:
-    """A chunk waiting to be embedded."""
+class PendingChunk:
+    """A chunk waiting to be embedded, with its id, metadata and content hash."""
 
     id: str
     text: str
@@ -86,11 +95,63 @@ class _Pending:
 class _Group:
     """Chunks embedded in one encoder call, plus the stale-chunk probes of their documents."""
 
-    chunks: list[_Pending] = field(default_factory=list)
+    chunks: list[PendingChunk] = field(default_factory=list)
     tokens: int = 0
     documents_done: int = 0
     #: (document id, first chunk index that should no longer exist)
     probes: list[tuple[str, int]] = field(default_factory=list)
+
+
+def prepare_chunks(document: Document, chunker: Chunker, model_name: str, max_length: int) -> list[PendingChunk]:
+    """Split ``document`` and give every chunk its id, metadata and content hash.
+
+    Shared by the local and the Ray engine, so both write identical rows.
+    """
+    pending = []
+    for chunk in chunker.split(document.text):
+        metadata = {
+            **document.metadata,
+            SOURCE_KEY: document.source,
+            DOCUMENT_ID_KEY: document.id,
+            CHUNK_INDEX_KEY: chunk.index,
+        }
+        digest = content_hash(model_name, max_length, chunk.text, metadata)
+        metadata[CONTENT_HASH_KEY] = digest
+        pending.append(PendingChunk(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens))
+    return pending
+
+
+def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
+    """Delete chunks ``first, first+1, ...`` of a document that now has fewer chunks.
+
+    Returns how many were deleted. Idempotent, so an engine may retry it.
+
+    Raises:
+        NotImplementedError: the sink cannot delete.
+    """
+    stale: list[str] = []
+    while True:
+        ids = [chunk_id(doc_id, index) for index in range(first, first + FETCH_BATCH)]
+        found = sink.fetch_hashes(ids)
+        stale.extend(chunk_id for chunk_id in ids if chunk_id in found)
+        if len(found) < len(ids):
+            break
+        first += FETCH_BATCH
+    if stale:
+        sink.delete(stale)
+        logger.info("deleted %d stale chunks of %r", len(stale), doc_id)
+    return len(stale)
+
+
+def upsert_in_batches(sink: Sink, records: Sequence[Record], max_records: int) -> int:
+    """Upsert ``records`` in requests of at most ``max_records``; returns how many."""
+    written = 0
+    for start in range(0, len(records), max_records):
+        batch = records[start : start + max_records]
+        sink.upsert(batch)
+        written += len(batch)
+        logger.info("upserted %d records (%d of %d)", len(batch), written, len(records))
+    return written
 
 
 @dataclass(frozen=True)
@@ -124,18 +185,11 @@ def _check_sources(
     report: IngestReport,
 ) -> int:
     """Pass 1: parse and validate everything; count problems and documents."""
-
-    def record(problem: SourceProblem) -> None:
-        if problem.kind == EMPTY:
-            report.skipped_empty += 1
-        elif problem.kind == INVALID:
-            report.skipped_invalid += 1
-        elif problem.kind == UNSUPPORTED:
-            report.skipped_unsupported += 1
-        report.add_problem(problem)
-
     count = 0
-    for _ in iter_documents(sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=record):
+    documents = iter_documents(
+        sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem
+    )
+    for _ in documents:
         count += 1
     for problem in report.problems:
         logger.info("skipped %s", problem)
@@ -155,19 +209,8 @@ class _Run:
         self.max_records = max(1, int(sink.max_batch_records(self.dim)))
 
     # -- building groups (main thread) ---------------------------------------------------
-    def _pending(self, document: Document) -> list[_Pending]:
-        pending = []
-        for chunk in self.chunker.split(document.text):
-            metadata = {
-                **document.metadata,
-                SOURCE_KEY: document.source,
-                DOCUMENT_ID_KEY: document.id,
-                CHUNK_INDEX_KEY: chunk.index,
-            }
-            digest = content_hash(self.encoder.model_name, self.encoder.max_length, chunk.text, metadata)
-            metadata[CONTENT_HASH_KEY] = digest
-            pending.append(_Pending(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens))
-        return pending
+    def _pending(self, document: Document) -> list[PendingChunk]:
+        return prepare_chunks(document, self.chunker, self.encoder.model_name, self.encoder.max_length)
 
     def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
         group = _Group()
@@ -204,34 +247,16 @@ class _Run:
         return _Lookup(stored, deleted)
 
     def _delete_stale(self, doc_id: str, first: int) -> int:
-        """Delete chunks ``first, first+1, ...`` of a document that now has fewer chunks."""
-        stale: list[str] = []
-        while True:
-            ids = [chunk_id(doc_id, index) for index in range(first, first + FETCH_BATCH)]
-            found = self.sink.fetch_hashes(ids)
-            stale.extend(chunk_id for chunk_id in ids if chunk_id in found)
-            if len(found) < len(ids):
-                break
-            first += FETCH_BATCH
         try:
-            self.sink.delete(stale)
+            return delete_stale_chunks(self.sink, doc_id, first)
         except NotImplementedError:
             self.report.warnings.append(
-                f"document {doc_id!r} shrank but the {self.sink.name} sink cannot delete; "
-                f"{len(stale)} stale chunks remain"
+                f"document {doc_id!r} shrank but the {self.sink.name} sink cannot delete; stale chunks remain"
             )
             return 0
-        logger.info("deleted %d stale chunks of %r", len(stale), doc_id)
-        return len(stale)
 
     def write(self, records: list[Record]) -> int:
-        written = 0
-        for start in range(0, len(records), self.max_records):
-            batch = records[start : start + self.max_records]
-            self.sink.upsert(batch)
-            written += len(batch)
-            logger.info("upserted %d records (%d in this group)", len(batch), written)
-        return written
+        return upsert_in_batches(self.sink, records, self.max_records)
 
     # -- embedding (main thread) ---------------------------------------------------------
     def embed(self, group: _Group, stored: Mapping[str, str]) -> list[Record]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from e5_integrations.ingest._sources import SourceProblem
+from e5_integrations.ingest._sources import EMPTY, INVALID, UNSUPPORTED, SourceProblem
 
 __all__ = ["IngestReport", "MAX_REPORTED_PROBLEMS"]
 
@@ -68,6 +68,16 @@ class IngestReport:
         """Keep ``problem`` if fewer than :data:`MAX_REPORTED_PROBLEMS` are kept already."""
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
             self.problems.append(problem)
+
+    def record_problem(self, problem: SourceProblem) -> None:
+        """Count ``problem`` under its skip counter and keep it (see :meth:`add_problem`)."""
+        if problem.kind == EMPTY:
+            self.skipped_empty += 1
+        elif problem.kind == INVALID:
+            self.skipped_invalid += 1
+        elif problem.kind == UNSUPPORTED:
+            self.skipped_unsupported += 1
+        self.add_problem(problem)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (problems as strings)."""

@@ -41,11 +41,13 @@ from e5_integrations._errors import ConfigurationError, SourceError
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "Document",
+    "DuplicateIds",
     "OnError",
     "SourceFile",
     "SourceProblem",
     "iter_documents",
     "iter_source_files",
+    "read_source_file",
 ]
 
 OnError = Literal["fail", "skip"]
@@ -372,6 +374,56 @@ def _read_file(source: SourceFile, fields: _Fields, reporter: _Reporter) -> Iter
         reporter.problem(INVALID, str(source.path), f"cannot read: {exc.strerror or exc}")
 
 
+def _fields(text_field: str, id_field: str | None, on_error: OnError) -> _Fields:
+    if on_error not in ("fail", "skip"):
+        raise ConfigurationError(f"on_error={on_error!r}; expected 'fail' or 'skip'")
+    if not text_field:
+        raise ConfigurationError("text_field is empty; pass the name of the field holding the text")
+    return _Fields(text=text_field, id=id_field or None)
+
+
+def read_source_file(
+    source: SourceFile,
+    *,
+    text_field: str = "text",
+    id_field: str | None = None,
+    on_error: OnError = "fail",
+    on_problem: ProblemCallback | None = None,
+) -> Iterator[Document]:
+    """The documents of one file, without the cross-file duplicate-id check.
+
+    Engines that read files in parallel (Ray) use this; :func:`iter_documents` adds the
+    duplicate check with :class:`DuplicateIds`. Arguments as for :func:`iter_documents`.
+    """
+    reporter = _Reporter(on_error, on_problem)
+    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter)
+
+
+class DuplicateIds:
+    """Remembers document ids; a second record with a seen id is an invalid record.
+
+    Two records with one id would silently overwrite each other in the store. Ids are kept
+    as 16-byte digests to bound memory.
+    """
+
+    def __init__(self, on_error: OnError, on_problem: ProblemCallback | None) -> None:
+        self._reporter = _Reporter(on_error, on_problem)
+        self._seen: set[bytes] = set()
+
+    def is_duplicate(self, document: Document, source: SourceFile) -> bool:
+        """True (and the problem reported, or raised under ``"fail"``) when the id was seen."""
+        digest = hashlib.blake2b(document.id.encode("utf-8"), digest_size=16).digest()
+        if digest in self._seen:
+            self._reporter.problem(
+                INVALID, str(source.path),
+                f"duplicate document id {document.id!r} (an earlier record already has it; "
+                "ids must be unique across all sources, see --id-field)",
+            )
+            return True
+        self._seen.add(digest)
+        return False
+
+
 def iter_documents(
     sources: Iterable[str | os.PathLike[str]],
     *,
@@ -396,24 +448,11 @@ def iter_documents(
         SourceError: an invalid record (with ``on_error="fail"``) or a missing source;
             the message names the file and the line.
     """
-    if on_error not in ("fail", "skip"):
-        raise ConfigurationError(f"on_error={on_error!r}; expected 'fail' or 'skip'")
-    if not text_field:
-        raise ConfigurationError("text_field is empty; pass the name of the field holding the text")
-    fields = _Fields(text=text_field, id=id_field or None)
-    reporter = _Reporter(on_error, on_problem)
-    # Two records with one id would silently overwrite each other in the store: the second
-    # is an invalid record. Ids are kept as 16-byte digests to bound memory.
-    seen: set[bytes] = set()
+    _fields(text_field, id_field, on_error)
+    duplicates = DuplicateIds(on_error, on_problem)
     for source in iter_source_files(sources):
-        for document in _read_file(source, fields, reporter):
-            digest = hashlib.blake2b(document.id.encode("utf-8"), digest_size=16).digest()
-            if digest in seen:
-                reporter.problem(
-                    INVALID, str(source.path),
-                    f"duplicate document id {document.id!r} (an earlier record already has it; "
-                    "ids must be unique across all sources, see --id-field)",
-                )
-                continue
-            seen.add(digest)
-            yield document
+        for document in read_source_file(
+            source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=on_problem
+        ):
+            if not duplicates.is_duplicate(document, source):
+                yield document

@@ -1,0 +1,329 @@
+"""``ingest_ray``: the ingestion pipeline on Ray Data, for corpora that outgrow one GPU box.
+
+The job is the local engine's, split into Ray Data stages::
+
+    source files ──read (1 task/file)──▶ documents ──chunk (CPU tasks)──▶ chunks
+        ──lookup (CPU tasks: skip stored-unchanged, delete stale)──▶
+        ──embed (actor pool, one E5Encoder per actor on num_gpus GPUs)──▶
+        ──E5StoreDatasink (write tasks, batched idempotent upserts)──▶ the store
+
+The driver only scans the sources (the same check pass as the local engine: malformed
+records fail the run before anything is written, duplicates and problems are reported),
+creates the collection, and adds up the writers' counters into an
+:class:`~e5_integrations.ingest.IngestReport`.
+
+Same rows as the local engine: the chunker, ids (``"{document id}#{chunk index}"``),
+metadata and content hashes come from the same functions, and every store write is an
+upsert by id. So Ray may retry any task (a worker or an embedding actor that dies is
+restarted and its batch re-run) and the store still ends with exactly one row per chunk;
+a killed run started again skips what it stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations.ingest._registry import infer_store
+from e5_integrations.ingest._report import IngestReport
+from e5_integrations.ingest._sources import DuplicateIds, OnError, iter_source_files, read_source_file
+
+from e5_integrations.ray._stages import (
+    COUNTERS,
+    EmbedChunks,
+    EncoderSpec,
+    SinkSpec,
+    chunk_documents,
+    lookup_stored,
+    read_file,
+    write_rows,
+)
+
+__all__ = ["E5StoreDatasink", "ingest_ray", "is_shared_store"]
+
+logger = logging.getLogger("e5_integrations.ray")
+
+#: Chunk rows per embedding-actor call; the encoder sorts them into token-budget batches.
+DEFAULT_EMBED_BATCH_ROWS = 256
+#: Documents per chunking task call.
+CHUNK_BATCH_DOCUMENTS = 64
+#: Chunk rows per lookup task call.
+LOOKUP_BATCH_ROWS = 512
+#: Default concurrent write tasks per store.
+DEFAULT_WRITERS = 2
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"the ray engine needs Ray Data ({exc.name or exc}); install it with: pip install 'e5-integrations[ray]'"
+        ) from exc
+    return ray
+
+
+def is_shared_store(store: str, uri: str) -> bool:
+    """Whether many processes may write ``store`` at ``uri`` at once (a server, not a file)."""
+    return store == "pgvector" or uri.startswith(("http://", "https://"))
+
+
+def _datasink_class() -> type:
+    """Build the Datasink subclass only once Ray is imported (Ray stays optional)."""
+    from ray.data import Datasink
+
+    class _E5StoreDatasink(Datasink):  # type: ignore[misc]
+        """Writes embedded chunk rows to one store with batched, idempotent upserts.
+
+        Each write task opens the store once per worker process and upserts in requests
+        of at most ``max_records`` (the sink's request limit); ``on_write_complete`` adds
+        up the tasks' counters into :attr:`totals` on the driver.
+        """
+
+        def __init__(self, sink_spec: SinkSpec, max_records: int) -> None:
+            self.sink_spec = sink_spec
+            self.max_records = max_records
+            self.totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+
+        def get_name(self) -> str:
+            return f"E5Store({self.sink_spec.store})"
+
+        @property
+        def min_rows_per_write(self) -> int:
+            return self.max_records
+
+        def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, int]:
+            from ray.data.block import BlockAccessor
+
+            batches = (BlockAccessor.for_block(block).to_numpy() for block in blocks)
+            return write_rows(batches, self.sink_spec, self.max_records)
+
+        def on_write_complete(self, write_result: Any) -> None:
+            for counts in write_result.write_returns:
+                for name, value in counts.items():
+                    self.totals[name] += int(value)
+
+    _E5StoreDatasink.__name__ = _E5StoreDatasink.__qualname__ = "E5StoreDatasink"
+    return _E5StoreDatasink
+
+
+def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:  # noqa: N802 (a class factory)
+    """A ``ray.data.Datasink`` writing chunk rows (with ``embedding``) to ``sink_spec``'s store."""
+    return _datasink_class()(sink_spec, max_records)
+
+
+def _scan(
+    paths: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
+    report: IngestReport,
+) -> tuple[list[dict[str, Any]], int]:
+    """The local engine's check pass, file by file: one read task per file, with the
+    ordinals of the documents to drop because an earlier record has their id."""
+    duplicates = DuplicateIds(on_error, report.record_problem)
+    files: list[dict[str, Any]] = []
+    total = 0
+    for source in iter_source_files(paths):
+        skip: list[int] = []
+        documents = read_source_file(
+            source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem
+        )
+        kept = 0
+        for ordinal, document in enumerate(documents):
+            if duplicates.is_duplicate(document, source):
+                skip.append(ordinal)
+            else:
+                kept += 1
+        if kept:
+            files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
+            total += kept
+    for problem in report.problems:
+        logger.info("skipped %s", problem)
+    return files, total
+
+
+def _model_dimension(model: str) -> int:
+    from transformers import AutoConfig
+
+    from e5_integrations._errors import ModelLoadError
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not read the config of {model!r} ({type(exc).__name__}: {exc})") from exc
+    return int(config.hidden_size)
+
+
+def _plan_workers(ray: Any, gpus_per_worker: float | None, workers: int | None) -> tuple[float, int]:
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if gpus_per_worker is None:
+        gpus_per_worker = 1.0 if gpus else 0.0
+    if gpus_per_worker < 0:
+        raise ConfigurationError(f"gpus_per_worker={gpus_per_worker}; expected >= 0 (0 embeds on CPUs)")
+    if gpus_per_worker > gpus:
+        raise ConfigurationError(
+            f"gpus_per_worker={gpus_per_worker:g} but the Ray cluster has {gpus:g} GPUs; "
+            "add GPU nodes, or pass --gpus-per-worker 0 to embed on CPUs (slow)"
+        )
+    if workers is None:
+        workers = max(1, int(gpus // gpus_per_worker)) if gpus_per_worker else 1
+    if workers < 1:
+        raise ConfigurationError(f"workers={workers}; expected at least one embedding actor")
+    if gpus_per_worker and workers * gpus_per_worker > gpus:
+        raise ConfigurationError(
+            f"{workers} workers x {gpus_per_worker:g} GPUs needs {workers * gpus_per_worker:g} GPUs; "
+            f"the cluster has {gpus:g}. Lower --workers or --gpus-per-worker"
+        )
+    return gpus_per_worker, workers
+
+
+def ingest_ray(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    store: str | None = None,
+    uri: str | None = None,
+    collection: str = "e5_docs",
+    sink_options: Mapping[str, Any] | None = None,
+    model: str | os.PathLike[str] | None = None,
+    dtype: str = "auto",
+    max_length: int = 4096,
+    batch_tokens: int = 16384,
+    attn_implementation: str | None = None,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
+    text_field: str = "text",
+    id_field: str | None = None,
+    on_error: OnError = "fail",
+    ray_address: str | None = None,
+    gpus_per_worker: float | None = None,
+    workers: int | None = None,
+    writers: int = DEFAULT_WRITERS,
+    embed_batch_rows: int = DEFAULT_EMBED_BATCH_ROWS,
+    write_batch_records: int | None = None,
+    progress: bool | None = None,
+) -> IngestReport:
+    """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
+
+    Args:
+        sources: files or directories, at paths every Ray node can read (a shared or
+            network file system; in local mode, any local path).
+        store, uri, collection, sink_options: the target, as for
+            :func:`~e5_integrations.ingest.open_sink`. The store must be a server
+            (pgvector, or an ``http(s)://`` Chroma, Milvus or Qdrant): many Ray workers
+            write it at once, which embedded files do not allow.
+        model, dtype, max_length, batch_tokens, attn_implementation: each embedding
+            actor's :class:`~e5_integrations.E5Encoder`.
+        chunk_tokens, chunk_overlap, text_field, id_field, on_error: as for ``ingest``.
+        ray_address: ``None`` uses the running Ray session, else ``$RAY_ADDRESS``, else
+            starts a local one; ``"auto"`` or ``ray://host:10001`` joins a cluster.
+        gpus_per_worker: GPUs per embedding actor; default 1 when the cluster has GPUs,
+            else 0 (CPU).
+        workers: embedding actors; default cluster GPUs // ``gpus_per_worker`` (1 on CPU).
+        writers: concurrent write tasks on the store.
+        embed_batch_rows: chunks per actor call (the encoder batches them by tokens).
+        write_batch_records: records per upsert request; default and maximum: the
+            sink's request limit (``max_batch_records``). Lower it for a store that
+            struggles with large requests.
+        progress: Ray Data's progress bars (``None``: Ray's default).
+
+    Returns:
+        An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
+        acknowledged.
+
+    Raises:
+        ConfigurationError: an embedded store, or more GPUs asked for than the cluster has.
+        SourceError, SchemaMismatchError, StoreUnavailableError: as for ``ingest``.
+        ImportError: Ray Data is not installed (``pip install 'e5-integrations[ray]'``).
+    """
+    started = time.perf_counter()
+    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not paths:
+        raise ConfigurationError("no sources given; pass files or directories to ingest")
+    for path in paths:
+        if not os.path.exists(path):
+            raise SourceError(f"source {str(path)!r} does not exist; pass files or directories to ingest")
+    if writers < 1 or embed_batch_rows < 1:
+        raise ConfigurationError(f"writers={writers}, embed_batch_rows={embed_batch_rows}; expected positive ints")
+    store_name, resolved_uri = infer_store(store, uri)
+    if not is_shared_store(store_name, resolved_uri):
+        raise ConfigurationError(
+            f"the ray engine writes from many processes, but {store_name} at {resolved_uri!r} is an embedded "
+            "single-process store; point --uri at a server (http://host:port, postgresql://...) "
+            "or use --engine local"
+        )
+    model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or None
+    if model_name is None:
+        from e5_integrations._encoder import DEFAULT_MODEL
+
+        model_name = DEFAULT_MODEL
+    spec = EncoderSpec(
+        model=model_name, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
+        attn_implementation=attn_implementation, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+    )
+    spec.chunker()  # fail here on a bad model path or chunk size, not in a thousand tasks
+    dim = _model_dimension(model_name)
+    sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
+    report = IngestReport(store=store_name, collection=collection, model=model_name)
+
+    files, total = _scan(paths, text_field, id_field, on_error, report)
+    report.documents = total
+    sink = sink_spec.open()
+    try:
+        sink.ensure_collection(dim)
+        max_records = max(1, int(sink.max_batch_records(dim)))
+        if write_batch_records is not None:
+            if write_batch_records < 1:
+                raise ConfigurationError(f"write_batch_records={write_batch_records}; expected a positive int")
+            max_records = min(max_records, write_batch_records)
+        if files:
+            totals = _run(files, spec, sink_spec, max_records, text_field, id_field, on_error,
+                          ray_address, gpus_per_worker, workers, writers, embed_batch_rows, progress)
+            for name in COUNTERS:
+                setattr(report, name, totals[name])
+        sink.finalize()
+    finally:
+        sink.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(
+    files: list[dict[str, Any]], spec: EncoderSpec, sink_spec: SinkSpec, max_records: int,
+    text_field: str, id_field: str | None, on_error: OnError, ray_address: str | None,
+    gpus_per_worker: float | None, workers: int | None, writers: int, embed_batch_rows: int,
+    progress: bool | None,
+) -> dict[str, int]:
+    ray = _import_ray()
+    started_here = False
+    if not ray.is_initialized():
+        ray.init(address=ray_address, log_to_driver=logger.isEnabledFor(logging.INFO))
+        started_here = True
+    elif ray_address is not None:
+        logger.warning("a Ray session is already running in this process; ignoring ray_address=%r", ray_address)
+    try:
+        gpus, actors = _plan_workers(ray, gpus_per_worker, workers)
+        context = ray.data.DataContext.get_current()
+        if progress is not None:
+            context.enable_progress_bars = progress
+        logger.info("ray ingest: %d files, %d embedding actors x %g GPUs, %d writers", len(files), actors, gpus, writers)
+        dataset = (
+            ray.data.from_items(files, override_num_blocks=len(files))
+            .flat_map(read_file, fn_kwargs={"text_field": text_field, "id_field": id_field, "on_error": on_error})
+            .map_batches(chunk_documents, batch_size=CHUNK_BATCH_DOCUMENTS, batch_format="numpy",
+                         fn_kwargs={"spec": spec})
+            .map_batches(lookup_stored, batch_size=LOOKUP_BATCH_ROWS, batch_format="numpy",
+                         fn_kwargs={"sink_spec": sink_spec})
+            .map_batches(EmbedChunks, batch_size=embed_batch_rows, batch_format="numpy",
+                         fn_constructor_kwargs={"spec": spec}, compute=ray.data.ActorPoolStrategy(size=actors),
+                         num_gpus=gpus or None, num_cpus=1 if not gpus else None)
+        )
+        datasink = E5StoreDatasink(sink_spec, max_records)
+        dataset.write_datasink(datasink, concurrency=writers)
+        return dict(datasink.totals)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,244 @@
+"""The pieces of the Ray Data pipeline that run inside Ray workers.
+
+Everything here is imported by Ray worker processes, so it holds no driver state: specs
+are small frozen dataclasses shipped with the tasks, and the expensive objects (a sink's
+client, a tokenizer) are cached per worker process so a long-lived worker opens them once.
+
+Rows flowing between the stages are flat dicts of columns:
+
+======================  ==========================================================
+``id``                  chunk id, ``"{document id}#{chunk index}"``
+``text``                chunk text (blanked once the chunk is known to be stored)
+``metadata``            the stored metadata as canonical JSON (arrow-friendly)
+``hash``                content hash, as in the local engine
+``tokens``              tokens of the chunk (without BOS/EOS)
+``document_id``         the document the chunk belongs to
+``chunk_index``         position in the document
+``n_chunks``            chunks of the document (for the stale-chunk probe)
+``unchanged``           stored already with the same hash: not embedded, not written
+``deleted``             stale chunks deleted for this document (on chunk 0 only)
+``embedding``           float32 vector (zeros for unchanged rows), after the embed stage
+======================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from e5_integrations.ingest._chunking import Chunker, chunk_id
+from e5_integrations.ingest._pipeline import (
+    FETCH_BATCH,
+    delete_stale_chunks,
+    prepare_chunks,
+    upsert_in_batches,
+)
+from e5_integrations.ingest._registry import open_sink
+from e5_integrations.ingest._sink import Record, Sink
+from e5_integrations.ingest._sources import Document, OnError, SourceFile, read_source_file
+
+__all__ = ["EncoderSpec", "SinkSpec", "EmbedChunks", "chunk_documents", "lookup_stored", "read_file", "write_rows"]
+
+logger = logging.getLogger("e5_integrations.ray")
+
+_lock = threading.Lock()
+_SINKS: dict["SinkSpec", Sink] = {}
+_CHUNKERS: dict[tuple[str, int, int | None, int | None], Chunker] = {}
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """How a worker opens the run's sink: :func:`~e5_integrations.ingest.open_sink` arguments."""
+
+    store: str
+    uri: str
+    collection: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def open(self) -> Sink:
+        """A fresh sink (the driver's own, closed by the driver)."""
+        return open_sink(self.store, self.uri, self.collection, **dict(self.options))
+
+    def cached(self) -> Sink:
+        """This worker process's sink for the spec, opened on first use and kept open."""
+        with _lock:
+            sink = _SINKS.get(self)
+            if sink is None:
+                sink = self.open()
+                _SINKS[self] = sink
+            return sink
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How an embedding actor builds its :class:`~e5_integrations.E5Encoder`."""
+
+    model: str
+    dtype: str = "auto"
+    max_length: int = 4096
+    batch_tokens: int = 16384
+    attn_implementation: str | None = None
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
+
+    def chunker(self) -> Chunker:
+        """This worker's chunker (the model's tokenizer, loaded once per process)."""
+        from e5_integrations._encoder import load_tokenizer
+
+        key = (self.model, self.max_length, self.chunk_tokens, self.chunk_overlap)
+        with _lock:
+            chunker = _CHUNKERS.get(key)
+            if chunker is None:
+                chunker = Chunker(
+                    load_tokenizer(self.model), self.chunk_tokens, self.chunk_overlap, max_length=self.max_length
+                )
+                _CHUNKERS[key] = chunker
+            return chunker
+
+
+# -- stage 1: read (one task per file) ------------------------------------------------------
+def read_file(row: Mapping[str, Any], *, text_field: str, id_field: str | None, on_error: OnError) -> list[dict[str, Any]]:
+    """The documents of one source file as rows ``{doc_id, text, source, metadata}``.
+
+    The driver's check pass has validated the file and reported its problems; here
+    invalid records are skipped silently (``on_error`` only matters if the file changed
+    since), and ``skip`` lists the ordinals of documents whose id an earlier file already
+    used, exactly as the local engine drops them.
+    """
+    source = SourceFile(Path(row["path"]), row["file_id"])
+    skip = set(json.loads(row["skip"]))
+    rows = []
+    documents = read_source_file(source, text_field=text_field, id_field=id_field, on_error=on_error)
+    for ordinal, document in enumerate(documents):
+        if ordinal in skip:
+            continue
+        rows.append(
+            {
+                "doc_id": document.id,
+                "text": document.text,
+                "source": document.source,
+                "metadata": json.dumps(dict(document.metadata), ensure_ascii=False, sort_keys=True),
+            }
+        )
+    return rows
+
+
+# -- stage 2: chunk (CPU tasks) ----------------------------------------------------------------
+def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> dict[str, Any]:
+    """Split documents into chunk rows with ids, metadata and content hashes."""
+    chunker = spec.chunker()
+    columns: dict[str, list[Any]] = {
+        name: [] for name in ("id", "text", "metadata", "hash", "tokens", "document_id", "chunk_index", "n_chunks")
+    }
+    for doc_id, text, source, metadata in zip(batch["doc_id"], batch["text"], batch["source"], batch["metadata"]):
+        document = Document(id=str(doc_id), text=str(text), source=str(source), metadata=json.loads(metadata))
+        chunks = prepare_chunks(document, chunker, spec.model, spec.max_length)
+        for index, chunk in enumerate(chunks):
+            columns["id"].append(chunk.id)
+            columns["text"].append(chunk.text)
+            columns["metadata"].append(json.dumps(chunk.metadata, ensure_ascii=False, sort_keys=True))
+            columns["hash"].append(chunk.hash)
+            columns["tokens"].append(chunk.tokens)
+            columns["document_id"].append(document.id)
+            columns["chunk_index"].append(index)
+            columns["n_chunks"].append(len(chunks))
+    return {
+        name: np.asarray(values, dtype=np.int64 if name in ("tokens", "chunk_index", "n_chunks") else object)
+        for name, values in columns.items()
+    }
+
+
+# -- stage 3: skip what is stored, delete stale chunks (CPU tasks) -------------------------------
+def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[str, np.ndarray]:
+    """Mark chunks stored unchanged; delete chunks past each document's new last chunk.
+
+    Both steps are idempotent, so Ray may retry this task freely.
+    """
+    sink = sink_spec.cached()
+    ids = [str(value) for value in batch["id"]]
+    stored: dict[str, str] = {}
+    for start in range(0, len(ids), FETCH_BATCH):
+        stored.update(sink.fetch_hashes(ids[start : start + FETCH_BATCH]))
+    unchanged = np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"])], dtype=bool)
+    deleted = np.zeros(len(ids), dtype=np.int64)
+    for row in np.flatnonzero(batch["chunk_index"] == 0):
+        doc_id, count = str(batch["document_id"][row]), int(batch["n_chunks"][row])
+        if sink.fetch_hashes([chunk_id(doc_id, count)]):
+            try:
+                deleted[row] = delete_stale_chunks(sink, doc_id, count)
+            except NotImplementedError:
+                logger.warning("document %r shrank but the %s sink cannot delete; stale chunks remain", doc_id, sink.name)
+    text = batch["text"].copy()
+    text[unchanged] = ""  # not embedded: do not ship the text further
+    return {**batch, "text": text, "unchanged": unchanged, "deleted": deleted}
+
+
+# -- stage 4: embed (actor pool, one encoder per actor) -----------------------------------------
+class EmbedChunks:
+    """A Ray Data actor holding one :class:`~e5_integrations.E5Encoder` on its GPU(s).
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` for an actor started with ``num_gpus``, so the actor
+    sees its GPUs as ``cuda:0..n-1``; with no GPU it runs on the CPU.
+    """
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        import ray
+
+        from e5_integrations import E5Encoder
+
+        gpus = len(ray.get_gpu_ids())
+        device: str | list[str] = [f"cuda:{index}" for index in range(gpus)] if gpus else "cpu"
+        self.encoder = E5Encoder(
+            spec.model,
+            device=device,
+            dtype=spec.dtype,
+            max_length=spec.max_length,
+            batch_tokens=spec.batch_tokens,
+            attn_implementation=spec.attn_implementation,
+            show_progress=False,
+        )
+        logger.info("embedding actor ready: %r", self.encoder)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        todo = np.flatnonzero(~batch["unchanged"])
+        vectors = np.zeros((len(batch["id"]), self.encoder.dimension), dtype=np.float32)
+        if len(todo):
+            vectors[todo] = self.encoder.encode_documents([str(batch["text"][row]) for row in todo])
+        return {**batch, "embedding": vectors}
+
+
+# -- stage 5: write (Datasink tasks) ----------------------------------------------------------
+COUNTERS = ("chunks", "embedded", "tokens_embedded", "written", "skipped_unchanged", "deleted_stale")
+
+
+def write_rows(batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec, max_records: int) -> dict[str, int]:
+    """Upsert the embedded rows of ``batches``; returns this task's counters."""
+    sink = sink_spec.cached()
+    counts = dict.fromkeys(COUNTERS, 0)
+    pending: list[Record] = []
+    for batch in batches:
+        counts["chunks"] += len(batch["id"])
+        counts["deleted_stale"] += int(np.sum(batch["deleted"]))
+        for row in range(len(batch["id"])):
+            if batch["unchanged"][row]:
+                counts["skipped_unchanged"] += 1
+                continue
+            metadata = json.loads(batch["metadata"][row])
+            pending.append(
+                Record(str(batch["id"][row]), str(batch["text"][row]), metadata, np.asarray(batch["embedding"][row]))
+            )
+            counts["embedded"] += 1
+            counts["tokens_embedded"] += int(batch["tokens"][row])
+            if len(pending) >= max_records:
+                counts["written"] += upsert_in_batches(sink, pending, max_records)
+                pending = []
+    if pending:
+        counts["written"] += upsert_in_batches(sink, pending, max_records)
+    return counts

@@ -1,0 +1,223 @@
+"""The Ray Data engine on Ray local mode (2 CPUs) with the tiny model, into real stores.
+
+Proves what issue 7 asks: exact counts in a real Postgres+pgvector and a real Chroma
+server, the same rows (ids, texts, metadata, vectors) as the local engine, exactness after
+an embedding actor is killed mid-run, and the local engine's resume semantics.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from e5_integrations import ConfigurationError
+from e5_integrations.ingest import Chunker, ingest, iter_documents, open_sink
+from e5_integrations.ingest._pipeline import prepare_chunks
+from tests.ray.conftest import dump_rows, write_corpus
+
+pytestmark = pytest.mark.integration
+
+CHUNK = {"chunk_tokens": 48, "chunk_overlap": 8}
+
+
+def expected_rows(encoder: Any, corpus: Path) -> dict[str, str]:
+    """``{chunk id: text}`` the corpus must end up as, computed without any engine."""
+    chunker = Chunker(encoder.tokenizer, CHUNK["chunk_tokens"], CHUNK["chunk_overlap"], max_length=encoder.max_length)
+    rows = {}
+    for document in iter_documents([corpus]):
+        for chunk in prepare_chunks(document, chunker, encoder.model_name, encoder.max_length):
+            rows[chunk.id] = chunk.text
+    return rows
+
+
+def run_ray(target: tuple[str, str, str], corpus: Path, model: Path, **options: Any) -> Any:
+    from e5_integrations.ray import ingest_ray
+
+    store, uri, collection = target
+    return ingest_ray(
+        [corpus], store=store, uri=uri, collection=collection, model=str(model), dtype="fp32", **CHUNK, **options
+    )
+
+
+@pytest.mark.parametrize("store_target", ["pgvector", "chroma"], indirect=True)
+def test_exact_rows_then_idempotent_rerun_then_shrink(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "docs", documents=120)
+    expected = expected_rows(encoder, corpus)
+    assert len(expected) > 125, "the corpus must split some documents into several chunks"
+
+    report = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=32)
+    rows = dump_rows(*store_target)
+    assert {id_: text for id_, (text, _, _) in rows.items()} == expected
+    assert report.documents == 122
+    assert (report.chunks, report.embedded, report.written) == (len(expected),) * 3
+    assert report.skipped_unchanged == 0 and report.deleted_stale == 0
+    assert report.tokens_embedded > 0
+    norms = np.linalg.norm(np.stack([vector for _, _, vector in rows.values()]), axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+
+    again = run_ray(store_target, corpus, tiny_model_dir)
+    assert (again.chunks, again.skipped_unchanged, again.embedded, again.written) == (len(expected), len(expected), 0, 0)
+    with open_sink(*store_target) as sink:
+        assert sink.count() == len(expected)
+
+    (corpus / "notes.txt").write_text("Short notes now.", encoding="utf-8")
+    shrunk = run_ray(store_target, corpus, tiny_model_dir)
+    now = expected_rows(encoder, corpus)
+    assert shrunk.deleted_stale == len(expected) - len(now) > 0
+    assert shrunk.embedded == 1  # notes.txt#0 changed text; nothing else
+    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == now
+
+
+@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+def test_local_and_ray_engines_write_the_same_rows(
+    ray_session: Any, store_target: tuple[str, str, str], pg_dsn: str, tiny_model_dir: Path, encoder: Any,
+    tmp_path: Path,
+) -> None:
+    corpus = write_corpus(tmp_path / "docs", documents=60, seed=7)
+    store, uri, collection = store_target
+    local_collection = collection + "_local"
+    with open_sink(store, uri, local_collection) as sink:
+        try:
+            local = ingest([corpus], sink, encoder, **CHUNK)
+            local_rows = dump_rows(store, uri, local_collection)
+        finally:
+            sink.drop()
+    remote = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=16)
+    ray_rows = dump_rows(*store_target)
+
+    assert sorted(ray_rows) == sorted(local_rows)
+    for id_, (text, metadata, vector) in local_rows.items():
+        ray_text, ray_metadata, ray_vector = ray_rows[id_]
+        assert (ray_text, ray_metadata) == (text, metadata), id_
+        # fp32 on CPU; batches differ between the engines, so allow float rounding only
+        assert np.allclose(ray_vector, vector, atol=1e-5), id_
+    for field in ("documents", "chunks", "embedded", "tokens_embedded", "written", "skipped_unchanged"):
+        assert getattr(remote, field) == getattr(local, field), field
+
+
+def _embedding_actors() -> dict[int, str]:
+    """``{pid: process title}`` of the embedding actors (Ray titles them after the task)."""
+    import psutil
+
+    actors = {}
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        title = " ".join(process.info["cmdline"] or []).strip()  # Ray pads the title with spaces
+        if title.startswith("ray::") and "EmbedChunks" in title:
+            actors[process.info["pid"]] = title
+    return actors
+
+
+@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+def test_killed_embedding_actor_still_ends_exact(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path
+) -> None:
+    """SIGKILL the embedding actor while it is running a task, mid-run; Ray restarts it and
+    retries the task, and the store still ends with exactly one row per chunk."""
+    corpus = write_corpus(tmp_path / "docs", documents=2000, seed=3)
+    expected = expected_rows(encoder, corpus)
+    outcome: dict[str, Any] = {}
+
+    def job() -> None:
+        try:
+            outcome["report"] = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=4)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=job, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    busy: dict[int, str] = {}
+    while not busy and thread.is_alive() and time.monotonic() < deadline:
+        busy = {pid: title for pid, title in _embedding_actors().items() if title.endswith(".submit")}
+        time.sleep(0.02)
+    assert busy, f"never saw the embedding actor running a task ({outcome.get('error')!r})"
+    time.sleep(1.0)  # let it embed and hand on some batches
+    for pid in busy:
+        os.kill(pid, signal.SIGSTOP)  # freeze it, then check it really is mid-task
+    still_busy = {pid for pid, title in _embedding_actors().items() if pid in busy and title.endswith(".submit")}
+    for pid in busy:
+        os.kill(pid, signal.SIGKILL)
+    assert still_busy, "the actor finished its task before the kill; make the corpus larger"
+    restarted: set[int] = set()
+    while thread.is_alive():
+        restarted |= set(_embedding_actors()) - set(busy)
+        thread.join(timeout=0.05)
+    if "error" in outcome:
+        raise outcome["error"]
+    assert restarted, "Ray did not start a new embedding actor after the kill"
+
+    report = outcome["report"]
+    print(report.summary())
+    rows = dump_rows(*store_target)
+    assert {id_: text for id_, (text, _, _) in rows.items()} == expected
+    assert report.chunks == len(expected)
+    # a retried task may find rows its killed attempt had stored: they count as unchanged
+    assert report.written + report.skipped_unchanged == len(expected)
+    assert report.embedded == report.written
+    with open_sink(*store_target) as sink:
+        assert sink.count() == len(expected)
+
+
+def test_embedded_stores_are_refused_with_the_fix(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from e5_integrations.ray import ingest_ray
+
+    corpus = write_corpus(tmp_path / "docs", documents=2)
+    with pytest.raises(ConfigurationError, match="embedded single-process store.*--engine local"):
+        ingest_ray([corpus], uri=str(tmp_path / "chroma"), model=str(tiny_model_dir))
+    with pytest.raises(ConfigurationError, match="embedded single-process"):
+        ingest_ray([corpus], store="milvus", uri=str(tmp_path / "m.db"), model=str(tiny_model_dir))
+
+
+def test_more_gpus_than_the_cluster_has_is_an_error(ray_session: Any) -> None:
+    from e5_integrations.ray._engine import _plan_workers
+
+    assert _plan_workers(ray_session, None, None) == (0.0, 1)
+    assert _plan_workers(ray_session, 0, 2) == (0.0, 2)
+    with pytest.raises(ConfigurationError, match="has 0 GPUs.*--gpus-per-worker 0"):
+        _plan_workers(ray_session, 1, None)
+
+
+@pytest.mark.parametrize("store_target", ["chroma"], indirect=True)
+def test_cli_engine_ray_then_search(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from e5_integrations.cli import main
+
+    store, uri, collection = store_target
+    corpus = write_corpus(tmp_path / "docs", documents=20, seed=5)
+    target = ["--store", store, "--uri", uri, "--collection", collection, "--model", str(tiny_model_dir), "--dtype", "fp32"]
+    status = main(["ingest", str(corpus), *target, "--engine", "ray", "--workers", "1", "--writers", "1",
+                   "--gpus-per-worker", "0", "--chunk-tokens", "48", "--chunk-overlap", "8", "--json", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    expected = expected_rows(encoder, corpus)
+    assert (report["documents"], report["chunks"], report["written"]) == (22, len(expected), len(expected))
+
+    assert main(["search", "Rotate the API key", *target, "-k", "3", "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    vectors = dump_rows(*store_target)
+    query = encoder.encode_queries(["Rotate the API key"])[0]
+    best = sorted(vectors, key=lambda id_: -float(np.dot(vectors[id_][2], query)))[:3]
+    assert [hit["id"] for hit in hits] == best
+
+
+def test_cli_rejects_flags_of_the_other_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from e5_integrations.cli import main
+
+    corpus = write_corpus(tmp_path / "docs", documents=1)
+    assert main(["ingest", str(corpus), "--workers", "2"]) == 2
+    assert "--workers only apply to --engine ray" in capsys.readouterr().err
+    assert main(["ingest", str(corpus), "--engine", "ray", "--device", "cuda:1"]) == 2
+    assert "--device is for --engine local" in capsys.readouterr().err
