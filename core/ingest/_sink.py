@@ -2,8 +2,9 @@
 
 A sink is small on purpose. The pipeline owns chunking, ids, skipping unchanged chunks,
 batching and retries; a sink only maps these few calls onto one store's client. The
-Chroma, Milvus, Qdrant and PGVector sinks (``e5_integrations.sinks``) implement it, and so
-will a Ray ``Datasink`` wrapper later.
+Chroma, Milvus, Qdrant and PGVector sinks (``e5_integrations.sinks``) implement it; the Ray
+engine's ``Datasink`` (``e5_integrations.ray``) writes through them, one sink per worker
+process.
 """
 
 from __future__ import annotations
