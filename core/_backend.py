@@ -133,15 +133,33 @@ def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: 
 
 
 class TorchBackend:
-    """Runs padded batches of token ids through a :class:`LoadedModel` and pools them."""
+    """Runs padded batches of token ids through a :class:`LoadedModel` and pools them.
 
-    def __init__(self, loaded: LoadedModel, recipe: Recipe, pad_token_id: int, padding_side: str = "right"):
+    With right padding and a causal recipe (e5-mistral) the forward pass gets no attention
+    mask (``mask_free``): in a causal model a real token only attends to positions before
+    it, which are all real, so the padding after a text cannot change its hidden states.
+    The model then runs the plain causal attention path (PyTorch's flash kernel under
+    sdpa on GPUs) instead of a masked one, and builds no 4-D mask. Left padding, or a
+    bidirectional recipe, passes the mask and mask-derived positions as usual.
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, recipe: Recipe, pad_token_id: int, padding_side: str = "right",
+        mask_free: bool | None = None,
+    ):
         if padding_side not in ("left", "right"):
             raise ConfigurationError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        safe = padding_side == "right" and recipe.causal
+        if mask_free and not safe:
+            raise ConfigurationError(
+                f"mask_free=True needs right padding and a causal recipe (got padding_side={padding_side!r}, "
+                f"causal={recipe.causal}); leave mask_free=None"
+            )
         self.loaded = loaded
         self.recipe = recipe
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
+        self.mask_free = safe if mask_free is None else mask_free
 
     @property
     def device(self) -> torch.device:
@@ -169,11 +187,14 @@ class TorchBackend:
         input_ids, mask, positions = self._pad(batch)
         device = self.loaded.device
         non_blocking = device.type == "cuda"
-        out = self.loaded.model(
-            input_ids=input_ids.to(device, non_blocking=non_blocking),
-            attention_mask=mask.to(device, non_blocking=non_blocking),
-            position_ids=positions.to(device, non_blocking=non_blocking),
-            use_cache=False,
-        )
-        pooled = self.recipe.pool(out.last_hidden_state, mask.to(device))
+        if self.mask_free:
+            out = self.loaded.model(input_ids=input_ids.to(device, non_blocking=non_blocking), use_cache=False)
+        else:
+            out = self.loaded.model(
+                input_ids=input_ids.to(device, non_blocking=non_blocking),
+                attention_mask=mask.to(device, non_blocking=non_blocking),
+                position_ids=positions.to(device, non_blocking=non_blocking),
+                use_cache=False,
+            )
+        pooled = self.recipe.pool(out.last_hidden_state, mask.to(device, non_blocking=non_blocking))
         return pooled.float().cpu()

@@ -49,12 +49,17 @@ class Recipe:
         append_eos: truncate to ``max_length - 1`` tokens, then append EOS by hand (the
             e5-mistral model card does this; tokenizers under transformers 5 no longer add
             EOS themselves).
+        causal: the model attends causally (decoder-only, as trained). Then, with right
+            padding, no real token ever attends to a padding token, so the forward pass
+            needs no attention mask and can use the plain causal attention kernels; the
+            mask is still used to pool. ``False`` for bidirectional recipes (LLM2Vec).
     """
 
     name: str
     query_template: str = "Instruct: {instruction}\nQuery: {text}"
     pooling: str = "last_token"
     append_eos: bool = True
+    causal: bool = True
 
     def format_query(self, instruction: str, text: str) -> str:
         """Apply the instruction template to one text."""

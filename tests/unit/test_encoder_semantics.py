@@ -105,6 +105,23 @@ def test_left_and_right_padding_agree(tiny_model_dir):
     assert cosine_rows(left, right).min() >= 0.99999
 
 
+def test_mask_free_forward_equals_masked_forward(encoder):
+    """Right padding in a causal model: the forward pass without a mask gives the same vectors."""
+    from e5_integrations import ConfigurationError
+    from e5_integrations._backend import TorchBackend
+
+    loaded, pad = encoder._backends[0].loaded, encoder._backends[0].pad_token_id
+    ids = tokenize_for_embedding(encoder.tokenizer, ALL_TEXTS, 4096, E5_MISTRAL)  # lengths 2..4096
+    free = TorchBackend(loaded, E5_MISTRAL, pad)
+    masked = TorchBackend(loaded, E5_MISTRAL, pad, mask_free=False)
+    assert free.mask_free and not masked.mask_free
+    assert not TorchBackend(loaded, E5_MISTRAL, pad, padding_side="left").mask_free
+    cos = cosine_rows(free.embed(ids).numpy(), masked.embed(ids).numpy())
+    assert cos.min() >= 0.99999, cos
+    with pytest.raises(ConfigurationError, match="needs right padding"):
+        TorchBackend(loaded, E5_MISTRAL, pad, padding_side="left", mask_free=True)
+
+
 def test_last_token_pool_any_padding():
     hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
     right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
