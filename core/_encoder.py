@@ -7,7 +7,8 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +26,9 @@ logger = logging.getLogger("e5_integrations")
 
 #: Model used when neither ``model=`` nor the ``E5_MODEL`` environment variable is given.
 DEFAULT_MODEL = "intfloat/e5-mistral-7b-instruct"
+
+#: Texts embedded first while the rest is tokenized on a thread (for inputs twice as long).
+HEAD_START_TEXTS = 256
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = (torch.OutOfMemoryError,)
 
@@ -207,8 +211,14 @@ class E5Encoder:
                     f"instruction must be a non-empty sentence or None, got {instruction!r}"
                 )
             items = [self.recipe.format_query(instruction, text) for text in items]
-        ids = tokenize_for_embedding(self.tokenizer, items, self.max_length, self.recipe)
-        return self.encode_token_ids(ids)
+        if len(items) < 2 * HEAD_START_TEXTS:
+            return self.encode_token_ids(self._tokenize(items))
+        # Tokenization never starves the device: the bulk is tokenized on a thread (the
+        # Rust tokenizer releases the GIL) while the device embeds a head start.
+        head = self._tokenize(items[:HEAD_START_TEXTS])
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-tokenize") as pool:
+            bulk = pool.submit(self._tokenize, items[HEAD_START_TEXTS:])
+            return self._encode_parts(len(items), [(0, lambda: head), (HEAD_START_TEXTS, bulk.result)])
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text takes as model input (BOS and EOS included, after truncation)."""
@@ -221,12 +231,19 @@ class E5Encoder:
         Sorts by length, packs token-budget batches, spreads them over the devices, backs
         off on out-of-memory, and returns rows in the input order.
         """
-        n = len(ids)
+        return self._encode_parts(len(ids), [(0, lambda: ids)])
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return tokenize_for_embedding(self.tokenizer, texts, self.max_length, self.recipe)
+
+    def _encode_parts(
+        self, n: int, parts: Sequence[tuple[int, Callable[[], Sequence[Sequence[int]]]]]
+    ) -> np.ndarray:
+        """Embed ``n`` sequences given as parts ``(offset, get_ids)``; each part is sorted
+        and batched on its own, and ``get_ids`` is called only when the part's turn comes."""
         out = np.empty((n, self.dimension), dtype=np.float32)
         if n == 0:
             return out
-        lengths = [len(row) for row in ids]
-        batches = plan_batches(lengths, self.batch_tokens)
         show = self.show_progress
         if show is None:
             show = n >= 512 and sys.stderr.isatty()
@@ -234,11 +251,15 @@ class E5Encoder:
 
         with tqdm(total=n, unit="text", desc="embedding", disable=not show) as progress:
             state = _RunState(self.batch_tokens)
-            if len(self._backends) == 1:
-                for batch in batches:
-                    self._run_batch(self._backends[0], ids, batch, out, state, progress)
-            else:
-                self._run_parallel(ids, batches, out, state, progress)
+            for offset, get_ids in parts:
+                ids = get_ids()
+                rows = out[offset : offset + len(ids)]  # a view: batches write into ``out``
+                batches = plan_batches([len(row) for row in ids], self.batch_tokens)
+                if len(self._backends) == 1:
+                    for batch in batches:
+                        self._run_batch(self._backends[0], ids, batch, rows, state, progress)
+                else:
+                    self._run_parallel(ids, batches, rows, state, progress)
         return out
 
     # -- internals -----------------------------------------------------------------------

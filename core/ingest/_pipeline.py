@@ -15,8 +15,9 @@ A run makes two streaming passes over the sources:
 
 All store calls run on one background thread, in submission order, so the encoder never
 waits for the store: while group *n* is embedded, group *n-1* is written and group *n+1*'s
-hashes are fetched. At most one group is being written while the next is embedded, so
-memory stays bounded. A failed store call fails the run (no silent loss).
+hashes are fetched; and documents are chunked (tokenized) on a third thread, one group
+ahead, so tokenization never waits for the encoder either. At most one group is being
+written, one looked up and one chunked while the next is embedded, so memory stays bounded. A failed store call fails the run (no silent loss).
 
 Chunk ids are deterministic (``"{document id}#{chunk index}"``) and writes are upserts, so a
 run killed at any point and started again converges to exactly the expected rows.
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -160,6 +163,51 @@ class _Lookup:
     deleted: int
 
 
+class _Prefetch(Iterator[Any]):
+    """Runs a generator on a thread, ``depth`` items ahead of its consumer.
+
+    The pipeline chunks (tokenizes) the next group here while the encoder embeds the
+    current one. An exception in the generator is raised by ``__next__``; :meth:`close`
+    stops the thread early.
+    """
+
+    def __init__(self, iterator: Iterator[Any], depth: int = 1, name: str = "e5-chunk") -> None:
+        self._queue: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(iterator,), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[bool, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, iterator: Iterator[Any]) -> None:
+        try:
+            for item in iterator:
+                if not self._put((True, item)):
+                    return
+            self._put((False, None))
+        except BaseException as exc:  # handed to the consumer
+            self._put((False, exc))
+
+    def __next__(self) -> Any:
+        ok, item = self._queue.get()
+        if ok:
+            return item
+        if item is None:
+            raise StopIteration
+        raise item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class _Progress:
     """tqdm over documents with tokens/s, or nothing."""
 
@@ -272,7 +320,8 @@ class _Run:
         return [Record(chunk.id, chunk.text, chunk.metadata, vector) for chunk, vector in zip(todo, vectors)]
 
     def run(self, documents: Iterable[Document], progress: _Progress) -> None:
-        """Embed group n while group n-1 is written and group n+1's hashes are fetched."""
+        """Embed group n while group n-1 is written, group n+1's hashes are fetched and
+        group n+2 is chunked."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-store") as store:
             try:
                 self._loop(documents, progress, store.submit)
@@ -281,7 +330,13 @@ class _Run:
                 raise
 
     def _loop(self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]) -> None:
-        groups = self.groups(documents)
+        groups = _Prefetch(self.groups(documents))
+        try:
+            self._stream(groups, progress, submit)
+        finally:
+            groups.close()
+
+    def _stream(self, groups: Iterator[_Group], progress: _Progress, submit: Callable[..., Future[Any]]) -> None:
         group = next(groups, None)
         lookup = submit(self.lookup, group) if group is not None else None
         writing: Future[int] | None = None

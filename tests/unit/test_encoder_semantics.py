@@ -159,3 +159,21 @@ def test_single_string_is_rejected_with_a_fix(encoder):
 def test_empty_instruction_is_rejected(encoder):
     with pytest.raises(ValueError, match="instruction"):
         encoder.encode(["x"], instruction="  ")
+
+
+def test_head_start_tokenization_keeps_order_and_values(tiny_model_dir, monkeypatch):
+    """Inputs of 2 x HEAD_START_TEXTS or more are tokenized in two parts (the bulk on a
+    thread); rows still come back in order, equal to one-part encoding."""
+    import e5_integrations._encoder as encoder_module
+
+    rng = np.random.default_rng(1)
+    texts = [" ".join(["token"] * int(n)) + f" #{i}" for i, n in enumerate(rng.integers(1, 80, size=50))]
+    enc = E5Encoder(str(tiny_model_dir), device="cpu", batch_tokens=512)
+    whole = enc.encode_token_ids(enc._tokenize(texts))
+    monkeypatch.setattr(encoder_module, "HEAD_START_TEXTS", 7)
+    parts: list[int] = []
+    real = enc._encode_parts
+    monkeypatch.setattr(enc, "_encode_parts", lambda n, p: parts.append(len(p)) or real(n, p))
+    split = enc.encode_documents(texts)
+    assert parts == [2]
+    assert cosine_rows(split, whole).min() >= 0.99999
