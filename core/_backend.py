@@ -12,7 +12,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -96,10 +96,25 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     attention: str
+    _compiled: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
+
+    def compiled(self) -> Any:
+        """``torch.compile(model, dynamic=True)``, created once and shared.
+
+        One compilation covers every batch shape (dynamic shapes). It fuses the
+        element-wise work between the matrix products (RMSNorm, rotary, SiLU, residuals);
+        the first forward pass pays the compilation (about 20 s for the tiny test model
+        on a CPU, minutes for a 7B model).
+        """
+        with self._lock:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.model, dynamic=True)
+            return self._compiled
 
 
 _LOADED: "weakref.WeakValueDictionary[tuple[str, str, str, str], LoadedModel]" = weakref.WeakValueDictionary()
@@ -145,7 +160,7 @@ class TorchBackend:
 
     def __init__(
         self, loaded: LoadedModel, recipe: Recipe, pad_token_id: int, padding_side: str = "right",
-        mask_free: bool | None = None,
+        mask_free: bool | None = None, compile: bool = False, cuda_graphs: bool = False,
     ):
         if padding_side not in ("left", "right"):
             raise ConfigurationError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -160,6 +175,15 @@ class TorchBackend:
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
         self.mask_free = safe if mask_free is None else mask_free
+        self.forward = loaded.compiled() if compile else loaded.model
+        self.graphs: _CudaGraphs | None = None
+        if cuda_graphs:
+            if loaded.device.type != "cuda" or not self.mask_free:
+                raise ConfigurationError(
+                    f"cuda_graphs=True needs a CUDA device and right padding (got {loaded.device}, "
+                    f"padding_side={padding_side!r}); leave it off elsewhere"
+                )
+            self.graphs = _CudaGraphs(self)
 
     @property
     def device(self) -> torch.device:
@@ -187,14 +211,104 @@ class TorchBackend:
         input_ids, mask, positions = self._pad(batch)
         device = self.loaded.device
         non_blocking = device.type == "cuda"
+        if self.graphs is not None:
+            pooled = self.graphs.run(input_ids, mask)
+            if pooled is not None:
+                return pooled.float().cpu()
         if self.mask_free:
-            out = self.loaded.model(input_ids=input_ids.to(device, non_blocking=non_blocking), use_cache=False)
+            hidden = self.forward(input_ids=input_ids.to(device, non_blocking=non_blocking), use_cache=False)
         else:
-            out = self.loaded.model(
+            hidden = self.forward(
                 input_ids=input_ids.to(device, non_blocking=non_blocking),
                 attention_mask=mask.to(device, non_blocking=non_blocking),
                 position_ids=positions.to(device, non_blocking=non_blocking),
                 use_cache=False,
             )
-        pooled = self.recipe.pool(out.last_hidden_state, mask.to(device, non_blocking=non_blocking))
+        pooled = self.recipe.pool(hidden.last_hidden_state, mask.to(device, non_blocking=non_blocking))
         return pooled.float().cpu()
+
+
+class _CudaGraphs:
+    """CUDA graphs of the forward pass for small right-padded batches (search queries).
+
+    A short query is bound by kernel launches, not arithmetic: eager PyTorch issues
+    hundreds of small kernels per layer from Python. A graph replays them in one launch.
+    Batches of up to :attr:`BATCHES` texts and :attr:`LENGTHS` tokens are padded on the
+    right to the nearest bucket (harmless in a causal model, see :class:`TorchBackend`);
+    each bucket is captured on first use and checked once against the eager forward
+    pass. A capture that fails, or a replay that disagrees, turns graphs off for this
+    backend with a warning; results then come from the eager path, never from a bad graph.
+    """
+
+    BATCHES = (1, 2, 4, 8)
+    LENGTHS = (32, 64, 128, 256, 512)
+    #: Minimum cosine between a graph replay and the eager pass on the first batch.
+    CHECK_COSINE = 0.999
+
+    def __init__(self, backend: TorchBackend) -> None:
+        self.backend = backend
+        self.enabled = True
+        self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        self._pool: Any = None
+        self._lock = threading.Lock()  # static buffers: one replay at a time
+
+    def bucket(self, rows: int, width: int) -> tuple[int, int] | None:
+        """The smallest captured shape holding ``rows x width``, or ``None`` (too big)."""
+        batch = next((b for b in self.BATCHES if b >= rows), None)
+        length = next((n for n in self.LENGTHS if n >= width), None)
+        return None if batch is None or length is None else (batch, length)
+
+    def run(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """Pooled vectors on the device, or ``None`` when this batch takes the eager path."""
+        shape = self.bucket(*input_ids.shape)
+        if not self.enabled or shape is None:
+            return None
+        with self._lock:
+            try:
+                fresh = shape not in self._graphs
+                if fresh:
+                    self._graphs[shape] = self._capture(shape)
+                graph, static_ids, static_hidden = self._graphs[shape]
+                rows, width = input_ids.shape
+                static_ids.fill_(self.backend.pad_token_id)
+                static_ids[:rows, :width].copy_(input_ids, non_blocking=True)
+                graph.replay()
+                device_mask = mask.to(static_ids.device, non_blocking=True)
+                pooled = self.backend.recipe.pool(static_hidden[:rows, :width], device_mask).clone()
+            except Exception as exc:  # noqa: BLE001 - any capture problem: fall back, loudly
+                self._disable(f"capture or replay failed ({type(exc).__name__}: {exc})")
+                return None
+            if fresh and not self._agrees(pooled, input_ids, device_mask):
+                return None
+            return pooled
+
+    def _capture(self, shape: tuple[int, int]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        device = self.backend.device
+        model = self.backend.loaded.model
+        static_ids = torch.full(shape, self.backend.pad_token_id, dtype=torch.long, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the capture (kernel selection, allocator)
+                model(input_ids=static_ids, use_cache=False)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            static_hidden = model(input_ids=static_ids, use_cache=False).last_hidden_state
+        self._pool = graph.pool()
+        logger.info("captured a CUDA graph for %d x %d tokens on %s", shape[0], shape[1], device)
+        return graph, static_ids, static_hidden
+
+    def _agrees(self, pooled: torch.Tensor, input_ids: torch.Tensor, device_mask: torch.Tensor) -> bool:
+        eager = self.backend.loaded.model(input_ids=input_ids.to(pooled.device), use_cache=False).last_hidden_state
+        reference = self.backend.recipe.pool(eager, device_mask)
+        cosine = torch.nn.functional.cosine_similarity(pooled.float(), reference.float(), dim=1).min().item()
+        if cosine < self.CHECK_COSINE:
+            self._disable(f"a replay disagreed with the eager pass (cosine {cosine:.6f})")
+            return False
+        return True
+
+    def _disable(self, why: str) -> None:
+        self.enabled = False
+        self._graphs.clear()
+        logger.warning("CUDA graphs turned off on %s: %s; using the eager path", self.backend.device, why)

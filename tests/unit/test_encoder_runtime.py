@@ -95,3 +95,28 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelLoadError, match="E5_MODEL"):
         E5Encoder(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_compiled_model_gives_the_same_vectors(tiny_model_dir, encoder):
+    """``compile=True`` (torch.compile, dynamic shapes) on the CPU: same vectors, mixed shapes."""
+    from tests.unit.test_encoder_semantics import DOCUMENTS, QUERIES, cosine_rows
+
+    compiled = E5Encoder(str(tiny_model_dir), device="cpu", dtype="fp32", compile=True, batch_tokens=2048)
+    assert compiled.loaded_models[0] is encoder.loaded_models[0]  # weights shared, only the forward differs
+    for texts in (DOCUMENTS, QUERIES):
+        assert cosine_rows(compiled.encode_documents(texts), encoder.encode_documents(texts)).min() >= 0.99999
+
+
+def test_cuda_graphs_need_cuda(tiny_model_dir):
+    with pytest.raises(ConfigurationError, match="cuda_graphs=True needs a CUDA device"):
+        E5Encoder(str(tiny_model_dir), device="cpu", cuda_graphs=True)
+
+
+def test_cuda_graph_buckets():
+    from e5_integrations._backend import _CudaGraphs
+
+    bucket = _CudaGraphs.bucket.__get__(object.__new__(_CudaGraphs))
+    assert bucket(1, 12) == (1, 32)
+    assert bucket(3, 33) == (4, 64)
+    assert bucket(8, 512) == (8, 512)
+    assert bucket(9, 10) is None and bucket(1, 513) is None
