@@ -8,7 +8,12 @@ Everything is measured in one process on one GPU, so the figures are comparable 
 - the bf16 GEMM rate at the model's linear shapes, and the ceiling it implies in tokens/s
   (2 x non-embedding parameters FLOPs per token);
 - single short-query latency p50 over 50 calls; peak GPU memory; parity of (c) against an
-  fp32 run of the reference on a subset (minimum cosine).
+  fp32 run of the reference on a subset (minimum cosine);
+- the levers, each measured on its own in the same run (``--variants``): ``masked`` (the
+  forward pass with an attention mask, as before the mask-free path), ``compiled``
+  (``compile=True``; its warm-up is reported apart), ``graphs`` (``cuda_graphs=True``, query
+  latency only); plus the corpus's tokenization time and padding fraction under the
+  encoder's batch plan.
 
 The model is the e5-mistral architecture with random bf16 weights (no hub). Run on a GPU:
 
@@ -114,6 +119,25 @@ def gemm_ceiling(cfg: dict, device: torch.device, dtype: torch.dtype) -> tuple[f
     return rate, rate / flops_per_token
 
 
+def timed(device: torch.device, fn):
+    """(result, seconds) of ``fn()``, synchronised on the device."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return result, time.perf_counter() - start
+
+
+def query_p50(enc, device: torch.device, calls: int = 50) -> float:
+    """Median milliseconds of one short query, end to end (tokenize, forward, copy back)."""
+    enc.encode_queries(["warm-up query"])
+    latencies = []
+    for i in range(calls):
+        _, secs = timed(device, lambda: enc.encode_queries([f"how much protein should a female eat {i}"]))
+        latencies.append(secs * 1000)
+    return statistics.median(latencies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(ARCH), default="e5-mistral")
@@ -121,11 +145,18 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2048)
     parser.add_argument("--parity-texts", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--variants", default="masked,compiled,graphs",
+                        help="levers to measure besides the default encoder (comma-separated; '' for none)")
     args = parser.parse_args()
+    variants = {v for v in args.variants.split(",") if v}
+    unknown = variants - {"masked", "compiled", "graphs"}
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; expected masked, compiled, graphs")
 
     from transformers import AutoModel, AutoTokenizer
 
     from e5_integrations import E5Encoder
+    from e5_integrations._batching import plan_batches
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -151,22 +182,39 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats(device)
 
         enc = E5Encoder(str(model_dir), device=str(device), dtype=dtype)
-        enc.encode_documents(texts[:32])  # warm-up
-        sync(device)
         start = time.perf_counter()
-        vectors = enc.encode_documents(texts)
-        sync(device)
-        secs = time.perf_counter() - start
+        ids = enc._tokenize(texts)
+        results["tokenize_s"] = time.perf_counter() - start
+        lengths = [len(row) for row in ids]
+        plan = plan_batches(lengths, enc.batch_tokens)
+        padded = sum(len(batch) * max(lengths[i] for i in batch) for batch in plan)
+        results["padding_fraction"] = 1 - sum(lengths) / padded
+        enc.encode_documents(texts[:32])  # warm-up
+        vectors, secs = timed(device, lambda: enc.encode_documents(texts))
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        results["e5_integrations"] = {"tokens_per_s": n_tokens / secs, "seconds": secs, "peak_mem_gb": peak}
+        results["e5_integrations"] = {"tokens_per_s": n_tokens / secs, "seconds": secs, "peak_mem_gb": peak,
+                                      "batches": len(plan), "batch_tokens": enc.batch_tokens}
+        results["query_p50_ms"] = query_p50(enc, device)
 
-        latencies = []
-        for i in range(50):
-            start = time.perf_counter()
-            enc.encode_queries([f"how much protein should a female eat {i}"])
-            sync(device)
-            latencies.append((time.perf_counter() - start) * 1000)
-        results["query_p50_ms"] = statistics.median(latencies)
+        if "masked" in variants:
+            for backend in enc._backends:
+                backend.mask_free = False
+            _, secs = timed(device, lambda: enc.encode_documents(texts))
+            results["variant_masked"] = {"tokens_per_s": n_tokens / secs, "seconds": secs}
+            for backend in enc._backends:
+                backend.mask_free = True
+        if "graphs" in variants and device.type == "cuda":
+            graphs = E5Encoder(str(model_dir), device=str(device), dtype=dtype, cuda_graphs=True)
+            graphs.encode_queries(["warm up the graph bucket"])
+            runner = graphs._backends[0].graphs
+            results["variant_graphs"] = {"query_p50_ms": query_p50(graphs, device), "enabled": runner.enabled}
+        if "compiled" in variants:
+            compiled = E5Encoder(str(model_dir), device=str(device), dtype=dtype, compile=True)
+            _, warm = timed(device, lambda: compiled.encode_documents(texts))  # compiles, then runs
+            _, secs = timed(device, lambda: compiled.encode_documents(texts))
+            results["variant_compiled"] = {"tokens_per_s": n_tokens / secs, "seconds": secs,
+                                           "first_run_with_compile_s": warm,
+                                           "query_p50_ms": query_p50(compiled, device)}
 
         from tests.model_card_reference import model_card_embeddings
 
@@ -175,6 +223,8 @@ def main() -> None:
         results["parity_min_cos"] = float((reference * vectors[: len(subset)]).sum(axis=1).min())
     results["e5_vs_ceiling"] = results["e5_integrations"]["tokens_per_s"] / results["gemm_ceiling_tokens_per_s"]
     results["e5_vs_sorted_bs32"] = results["e5_integrations"]["tokens_per_s"] / results["sorted_bs32"]["tokens_per_s"]
+    if "variant_compiled" in results:
+        results["compiled_vs_ceiling"] = results["variant_compiled"]["tokens_per_s"] / results["gemm_ceiling_tokens_per_s"]
     print(json.dumps(results, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     name = results["gpu"].replace(" ", "-").lower()

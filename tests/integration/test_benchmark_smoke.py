@@ -28,3 +28,7 @@ def test_gpu_throughput_script_smoke(tmp_path):
     for key in ("seed_reference_bf16", "sorted_bs32", "e5_integrations"):
         assert figures[key]["tokens_per_s"] > 0
     assert figures["parity_min_cos"] >= 0.9999
+    for key in ("variant_masked", "variant_compiled"):  # the levers, measured in the same run
+        assert figures[key]["tokens_per_s"] > 0
+    assert figures["variant_compiled"]["first_run_with_compile_s"] > 0
+    assert 0 <= figures["padding_fraction"] < 1 and figures["tokenize_s"] > 0
