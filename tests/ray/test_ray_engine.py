@@ -221,3 +221,24 @@ def test_cli_rejects_flags_of_the_other_engine(tmp_path: Path, capsys: pytest.Ca
     assert "--workers only apply to --engine ray" in capsys.readouterr().err
     assert main(["ingest", str(corpus), "--engine", "ray", "--device", "cuda:1"]) == 2
     assert "--device is for --engine local" in capsys.readouterr().err
+
+
+def test_kuberay_example_runs_a_valid_e5_command() -> None:
+    """examples/ray/rayjob.yaml: the entrypoint parses with our CLI and its GPU plan fits the
+    worker group (no Kubernetes here; this checks what can go stale)."""
+    import shlex
+
+    import yaml
+
+    from e5_integrations.cli import build_parser
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "ray" / "rayjob.yaml"
+    job = yaml.safe_load(path.read_text())
+    assert job["kind"] == "RayJob"
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[0] == "e5"
+    args = build_parser().parse_args(argv[1:])
+    assert args.engine == "ray" and args.ray_address == "auto"
+    (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    gpus_per_pod = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    assert args.workers * args.gpus_per_worker <= group["replicas"] * gpus_per_pod
