@@ -158,6 +158,18 @@ def _check_paths(sources: Sequence[str]) -> None:
 _RAY_ONLY = ("ray_address", "gpus_per_worker", "workers", "writers")
 
 
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What both engines take from the command line besides the store and the model."""
+    return {
+        "chunk_tokens": args.chunk_tokens,
+        "chunk_overlap": args.chunk_overlap,
+        "text_field": args.text_field,
+        "id_field": args.id_field,
+        "on_error": args.on_error,
+        "progress": False if args.no_progress else None,
+    }
+
+
 def _ingest_ray(args: argparse.Namespace) -> Any:
     from e5_integrations.ray import ingest_ray
 
@@ -180,12 +192,7 @@ def _ingest_ray(args: argparse.Namespace) -> Any:
         sink_options=options,
         model=args.model,
         dtype=args.dtype,
-        chunk_tokens=args.chunk_tokens,
-        chunk_overlap=args.chunk_overlap,
-        text_field=args.text_field,
-        id_field=args.id_field,
-        on_error=args.on_error,
-        progress=False if args.no_progress else None,
+        **_job_options(args),
         **ray_options,
     )
 
@@ -198,17 +205,7 @@ def _ingest_local(args: argparse.Namespace) -> Any:
         raise ConfigurationError(f"{', '.join(given)} only apply to --engine ray")
     encoder = _encoder(args)
     with _open_sink(args) as sink:
-        return ingest(
-            args.sources,
-            sink,
-            encoder,
-            chunk_tokens=args.chunk_tokens,
-            chunk_overlap=args.chunk_overlap,
-            text_field=args.text_field,
-            id_field=args.id_field,
-            on_error=args.on_error,
-            progress=False if args.no_progress else None,
-        )
+        return ingest(args.sources, sink, encoder, **_job_options(args))
 
 
 def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:

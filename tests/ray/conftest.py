@@ -74,11 +74,10 @@ def dump_rows(store: str, uri: str, collection: str) -> dict[str, tuple[str, dic
             row[0]: (row[1], dict(row[2]), np.asarray(json.loads(row[3]), dtype=np.float32)) for row in rows
         }
     if store == "chroma":
-        import chromadb
+        from e5_integrations.ingest import open_sink
 
-        host, port = uri.removeprefix("http://").split(":")
-        client = chromadb.HttpClient(host=host, port=int(port))
-        got = client.get_collection(collection).get(include=["documents", "metadatas", "embeddings"])
+        with open_sink("chroma", uri, collection) as sink:  # closes the client's HTTP sessions
+            got = sink._client.get_collection(collection).get(include=["documents", "metadatas", "embeddings"])
         return {
             id_: (text, dict(meta), np.asarray(vec, dtype=np.float32))
             for id_, text, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
