@@ -21,6 +21,7 @@ a killed run started again skips what it stored.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -74,6 +75,7 @@ def is_shared_store(store: str, uri: str) -> bool:
     return store == "pgvector" or uri.startswith(("http://", "https://"))
 
 
+@functools.cache
 def _datasink_class() -> type:
     """Build the Datasink subclass only once Ray is imported (Ray stays optional)."""
     from ray.data import Datasink
