@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-error", choices=("fail", "skip"), default="fail",
         help="malformed records: fail before writing anything, or skip and report them (default: %(default)s)",
     )
+    ingest.add_argument(
+        "--prune", action="store_true",
+        help="delete stored chunks of documents no longer in the sources (give every source of the collection)",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.add_argument("--json", action="store_true", help="print the final report as one JSON object")
     engine = ingest.add_argument_group("engine")
@@ -167,6 +171,7 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
         "id_field": args.id_field,
         "on_error": args.on_error,
         "progress": False if args.no_progress else None,
+        "prune": args.prune,
     }
 
 

@@ -8,10 +8,10 @@ from e5_integrations.ingest._chunking import (
     chunk_id,
     content_hash,
 )
-from e5_integrations.ingest._pipeline import DOCUMENT_ID_KEY, ingest, search
+from e5_integrations.ingest._pipeline import ingest, search
 from e5_integrations.ingest._registry import DEFAULT_STORE_DIR, STORES, infer_store, open_sink
 from e5_integrations.ingest._report import IngestReport
-from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, SOURCE_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, DOCUMENT_ID_KEY, SOURCE_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sources import SUPPORTED_EXTENSIONS, Document, SourceProblem, iter_documents
 
 __all__ = [

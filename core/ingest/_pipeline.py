@@ -40,8 +40,16 @@ import numpy as np
 from e5_integrations._errors import ConfigurationError
 from e5_integrations.ingest._chunking import Chunker, chunk_id, content_hash
 from e5_integrations.ingest._report import IngestReport
-from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, SOURCE_KEY, Hit, Record, Sink
-from e5_integrations.ingest._sources import Document, OnError, iter_documents
+from e5_integrations.ingest._sink import (
+    CHUNK_INDEX_KEY,
+    CONTENT_HASH_KEY,
+    DOCUMENT_ID_KEY,
+    SOURCE_KEY,
+    Hit,
+    Record,
+    Sink,
+)
+from e5_integrations.ingest._sources import Document, DuplicateIds, OnError, iter_documents
 
 __all__ = [
     "DOCUMENT_ID_KEY",
@@ -50,14 +58,13 @@ __all__ = [
     "delete_stale_chunks",
     "ingest",
     "prepare_chunks",
+    "prune_removed_documents",
     "search",
     "upsert_in_batches",
 ]
 
 logger = logging.getLogger("e5_integrations.ingest")
 
-#: Metadata key holding the id of the document a chunk belongs to.
-DOCUMENT_ID_KEY = "document_id"
 #: Group size in tokens per encoder call, as a multiple of the encoder's ``batch_tokens``.
 GROUP_BATCHES = 4
 #: At most this many chunks per group, whatever their size.
@@ -146,6 +153,36 @@ def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
     return len(stale)
 
 
+def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestReport) -> None:
+    """Delete stored chunks whose document is not among ``documents`` (this run's sources).
+
+    Records without a ``document_id`` (not written by this package) are left alone. When
+    the run skipped invalid records, nothing is pruned: their ids are unknown, and their
+    stored chunks would be deleted for a mere typo in the source.
+    """
+    if report.skipped_invalid:
+        report.warnings.append(
+            f"prune skipped: {report.skipped_invalid} invalid records were skipped, and the stored chunks "
+            "of those documents would have been deleted; fix the records, then run again with prune"
+        )
+        return
+    stale: list[str] = []
+    foreign = 0
+    for page in sink.scan():
+        for record_id, document_id in page:
+            if document_id is None:
+                foreign += 1
+            elif document_id not in documents:
+                stale.append(record_id)
+    for start in range(0, len(stale), FETCH_BATCH):
+        sink.delete(stale[start : start + FETCH_BATCH])
+    report.pruned = len(stale)
+    if stale:
+        logger.info("pruned %d chunks of documents no longer in the sources", len(stale))
+    if foreign:
+        report.warnings.append(f"prune left {foreign} records without a {DOCUMENT_ID_KEY!r} (not written by e5) alone")
+
+
 def upsert_in_batches(sink: Sink, records: Sequence[Record], max_records: int) -> int:
     """Upsert ``records`` in requests of at most ``max_records``; returns how many."""
     written = 0
@@ -231,17 +268,20 @@ class _Progress:
 def _check_sources(
     sources: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
     report: IngestReport,
-) -> int:
-    """Pass 1: parse and validate everything; count problems and documents."""
+) -> tuple[int, DuplicateIds]:
+    """Pass 1: parse and validate everything; count problems and documents, and keep
+    the document ids (as 16-byte digests) for pruning."""
     count = 0
+    ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
-        sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem
+        sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem,
+        ids=ids,
     )
     for _ in documents:
         count += 1
     for problem in report.problems:
         logger.info("skipped %s", problem)
-    return count
+    return count, ids
 
 
 class _Run:
@@ -368,6 +408,7 @@ def ingest(
     on_error: OnError = "fail",
     group_tokens: int | None = None,
     progress: bool | None = False,
+    prune: bool = False,
 ) -> IngestReport:
     """Load ``sources`` into ``sink``, embedding with ``encoder``; idempotent and resumable.
 
@@ -384,6 +425,10 @@ def ingest(
             ``"skip"``: it is skipped and reported.
         group_tokens: tokens per encoder call; default 4 × the encoder's ``batch_tokens``.
         progress: show a progress bar (``None``: only on a terminal).
+        prune: after loading, delete the stored chunks of documents that are no longer in
+            ``sources`` (a file deleted, a record removed). The whole collection is compared
+            with this run's sources, so give every source of the collection in one run.
+            Skipped (with a warning) when invalid records were skipped.
 
     Returns:
         An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
@@ -405,7 +450,7 @@ def ingest(
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
     report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
-    total = _check_sources(paths, text_field, id_field, on_error, report)
+    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report)
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
     bar = _Progress(progress, total)
@@ -414,6 +459,8 @@ def ingest(
         run.run(documents, bar)
     finally:
         bar.close()
+    if prune:
+        prune_removed_documents(sink, document_ids, report)
     sink.finalize()  # post-load step, e.g. PGVector builds its index after the bulk load
     report.seconds = time.perf_counter() - started
     return report

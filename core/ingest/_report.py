@@ -31,6 +31,8 @@ class IngestReport:
         skipped_invalid: records or files not loaded (``on_error="skip"``).
         skipped_unsupported: files with an unsupported extension.
         deleted_stale: stored chunks beyond a document's new last chunk, deleted.
+        pruned: stored chunks of documents no longer in the sources, deleted
+            (``prune=True`` only).
         seconds: wall time of the run.
         problems: the first :data:`MAX_REPORTED_PROBLEMS` problems, verbatim.
         warnings: anything else worth telling the user.
@@ -49,6 +51,7 @@ class IngestReport:
     skipped_invalid: int = 0
     skipped_unsupported: int = 0
     deleted_stale: int = 0
+    pruned: int = 0
     seconds: float = 0.0
     problems: list[SourceProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -95,6 +98,7 @@ class IngestReport:
             f"embedded {self.embedded} ({self.tokens_embedded} tokens, {rate:,.0f} tokens/s); "
             f"written {self.written}; skipped: {skipped}"
             + (f"; deleted {self.deleted_stale} stale chunks" if self.deleted_stale else "")
+            + (f"; pruned {self.pruned} chunks of removed documents" if self.pruned else "")
             + f"; {self.seconds:.1f} s",
         ]
         total_problems = self.skipped_empty + self.skipped_invalid + self.skipped_unsupported

@@ -10,17 +10,19 @@ process.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Hit", "Record", "Sink", "CONTENT_HASH_KEY", "SOURCE_KEY", "CHUNK_INDEX_KEY"]
+__all__ = ["Hit", "Record", "Sink", "CONTENT_HASH_KEY", "DOCUMENT_ID_KEY", "SOURCE_KEY", "CHUNK_INDEX_KEY"]
 
 #: Metadata keys the pipeline writes on every chunk.
 SOURCE_KEY = "source"
 CHUNK_INDEX_KEY = "chunk_index"
+#: Metadata key holding the id of the document a chunk belongs to.
+DOCUMENT_ID_KEY = "document_id"
 #: Hash of (model, max_length, text) so a re-run can skip chunks stored unchanged.
 CONTENT_HASH_KEY = "e5_content_hash"
 
@@ -103,6 +105,15 @@ class Sink(abc.ABC):
         The default does nothing; PGVector builds its binary-quantised HNSW index here.
         Safe to call more than once.
         """
+
+    def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
+        """Every stored record as pages of ``(id, document id)``.
+
+        The document id is the ``document_id`` metadata the pipeline writes; ``None`` for a
+        record without one (not written by this package). Used to prune chunks of
+        documents that left the sources. Nothing is yielded for a missing collection.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support scan")
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete records by id (used to drop stale chunks of a shrunk document)."""

@@ -410,9 +410,17 @@ class DuplicateIds:
         self._reporter = _Reporter(on_error, on_problem)
         self._seen: set[bytes] = set()
 
+    @staticmethod
+    def _digest(document_id: str) -> bytes:
+        return hashlib.blake2b(document_id.encode("utf-8"), digest_size=16).digest()
+
+    def __contains__(self, document_id: object) -> bool:
+        """Whether a document with this id has been seen."""
+        return isinstance(document_id, str) and self._digest(document_id) in self._seen
+
     def is_duplicate(self, document: Document, source: SourceFile) -> bool:
         """True (and the problem reported, or raised under ``"fail"``) when the id was seen."""
-        digest = hashlib.blake2b(document.id.encode("utf-8"), digest_size=16).digest()
+        digest = self._digest(document.id)
         if digest in self._seen:
             self._reporter.problem(
                 INVALID, str(source.path),
@@ -431,6 +439,7 @@ def iter_documents(
     id_field: str | None = None,
     on_error: OnError = "fail",
     on_problem: ProblemCallback | None = None,
+    ids: DuplicateIds | None = None,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -443,13 +452,15 @@ def iter_documents(
             ``on_problem`` and goes on.
         on_problem: called with every :class:`SourceProblem` not raised: unsupported
             files, empty texts, and (with ``"skip"``) invalid records.
+        ids: the registry of seen document ids to fill (to ask afterwards which ids the
+            sources hold); a fresh one by default.
 
     Raises:
         SourceError: an invalid record (with ``on_error="fail"``) or a missing source;
             the message names the file and the line.
     """
     _fields(text_field, id_field, on_error)
-    duplicates = DuplicateIds(on_error, on_problem)
+    duplicates = ids if ids is not None else DuplicateIds(on_error, on_problem)
     for source in iter_source_files(sources):
         for document in read_source_file(
             source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=on_problem

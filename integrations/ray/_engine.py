@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations.ingest._pipeline import prune_removed_documents
 from e5_integrations.ingest._registry import infer_store
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sources import DuplicateIds, OnError, iter_source_files, read_source_file
@@ -123,7 +124,7 @@ def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:  # noqa: N802
 def _scan(
     paths: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
     report: IngestReport,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
     """The local engine's check pass, file by file: one read task per file, with the
     ordinals of the documents to drop because an earlier record has their id."""
     duplicates = DuplicateIds(on_error, report.record_problem)
@@ -145,7 +146,7 @@ def _scan(
             total += kept
     for problem in report.problems:
         logger.info("skipped %s", problem)
-    return files, total
+    return files, total, duplicates
 
 
 def _model_dimension(model: str) -> int:
@@ -207,6 +208,7 @@ def ingest_ray(
     embed_batch_rows: int = DEFAULT_EMBED_BATCH_ROWS,
     write_batch_records: int | None = None,
     progress: bool | None = None,
+    prune: bool = False,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -231,6 +233,8 @@ def ingest_ray(
             sink's request limit (``max_batch_records``). Lower it for a store that
             struggles with large requests.
         progress: Ray Data's progress bars (``None``: Ray's default).
+        prune: after loading, delete the stored chunks of documents no longer in
+            ``sources``, as for ``ingest`` (done by the driver).
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
@@ -271,7 +275,7 @@ def ingest_ray(
     sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
     report = IngestReport(store=store_name, collection=collection, model=model_name)
 
-    files, total = _scan(paths, text_field, id_field, on_error, report)
+    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report)
     report.documents = total
     sink = sink_spec.open()
     try:
@@ -286,6 +290,8 @@ def ingest_ray(
                           ray_address, gpus_per_worker, workers, writers, embed_batch_rows, progress)
             for name in COUNTERS:
                 setattr(report, name, totals[name])
+        if prune:
+            prune_removed_documents(sink, document_ids, report)
         sink.finalize()
     finally:
         sink.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from e5_integrations._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_count
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
 
@@ -186,6 +186,25 @@ class ChromaSink(Sink):
         collection = self._collection or self._existing()
         return 0 if collection is None else int(self._call(collection.count))
 
+    def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
+        """Pages of ``(id, document id)`` over the whole collection (``get`` with offsets)."""
+        collection = self._collection or self._existing()
+        if collection is None:
+            return
+        offset = 0
+        while True:
+            got = self._call(
+                lambda offset=offset: collection.get(include=["metadatas"], limit=page_size, offset=offset)
+            )
+            page = [
+                (id_, _document_id(meta)) for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+            ]
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            offset += len(page)
+
     def delete(self, ids: Iterable[str]) -> None:
         """Delete records by id; unknown ids are ignored."""
         collection = self._collection or self._existing()
@@ -347,6 +366,11 @@ def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[st
     for stale in old_keys - encoded.keys():
         encoded[stale] = None  # None removes the key on upsert
     return encoded or None
+
+
+def _document_id(stored: Mapping[str, Any] | None) -> str | None:
+    value = (stored or {}).get(DOCUMENT_ID_KEY)
+    return value if isinstance(value, str) else None
 
 
 def _decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -30,7 +30,7 @@ from e5_integrations._errors import (
     StoreError,
     StoreUnavailableError,
 )
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_count, by_size
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
 
@@ -204,6 +204,24 @@ class MilvusSink(Sink):
             )
         )
         return int(rows[0]["count(*)"])
+
+    def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
+        """Pages of ``(id, document id)`` over the whole collection (a query iterator)."""
+        if not self._readable():
+            return
+        iterator = self._call(
+            lambda: self._client.query_iterator(
+                self.collection, batch_size=page_size, output_fields=[ID_FIELD, METADATA_FIELD], timeout=self._timeout
+            )
+        )
+        try:
+            while True:
+                rows = self._call(iterator.next)
+                if not rows:
+                    return
+                yield [(row[ID_FIELD], _document_id(row.get(METADATA_FIELD))) for row in rows]
+        finally:
+            iterator.close()
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete records by id; unknown ids are ignored."""
@@ -393,3 +411,8 @@ def _row_bytes(row: dict[str, Any]) -> int:
     """Approximate request bytes of one row."""
     meta = len(json.dumps(row[METADATA_FIELD], ensure_ascii=False, default=str).encode("utf-8"))
     return 4 * len(row[VECTOR_FIELD]) + len(row[TEXT_FIELD].encode("utf-8")) + len(row[ID_FIELD]) + 64 + meta
+
+
+def _document_id(metadata: Any) -> str | None:
+    value = (metadata or {}).get(DOCUMENT_ID_KEY) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None

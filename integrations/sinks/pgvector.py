@@ -26,13 +26,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._retry import call_with_retry
 
 __all__ = ["HNSW_MAX_DIM", "PGVectorSink", "redact_dsn"]
@@ -440,6 +440,27 @@ class PGVectorSink(Sink):
             return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table())).fetchone()[0])
 
         return self._run("count", run)
+
+    def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
+        """Pages of ``(id, document id)`` in id order (keyset pagination on the primary key)."""
+        from psycopg import sql
+
+        last: str | None = None
+        while True:
+
+            def page(conn: Any, after: str | None = last) -> list[tuple[str, str | None]]:
+                if self._table_columns(conn) is None:
+                    return []
+                query = sql.SQL("SELECT id, metadata ->> %s FROM {} WHERE (%s::text IS NULL OR id > %s) "
+                                "ORDER BY id LIMIT %s").format(self._table())
+                return conn.execute(query, (DOCUMENT_ID_KEY, after, after, page_size)).fetchall()
+
+            rows = self._run("scan", page)
+            if rows:
+                yield [(row[0], row[1]) for row in rows]
+            if len(rows) < page_size:
+                return
+            last = rows[-1][0]
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete rows by id (missing ids are ignored)."""

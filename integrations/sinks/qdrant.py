@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import call_with_retry
 
@@ -255,6 +255,29 @@ class QdrantSink(Sink):
             return 0
         result = self._call("count", lambda: self._client.count(self.collection, exact=True))
         return int(result.count)
+
+    def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
+        """Pages of ``(chunk id, document id)`` over the whole collection (``scroll``)."""
+        if not self._exists():
+            return
+        offset: Any = None
+        while True:
+            points, offset = self._call(
+                "scroll",
+                lambda offset=offset: self._client.scroll(
+                    self.collection, limit=page_size, offset=offset, with_payload=["id", "metadata"],
+                    with_vectors=False,
+                ),
+            )
+            page = []
+            for point in points:
+                payload = point.payload or {}
+                document = (payload.get("metadata") or {}).get(DOCUMENT_ID_KEY)
+                page.append((str(payload.get("id", point.id)), document if isinstance(document, str) else None))
+            if page:
+                yield page
+            if offset is None:
+                return
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete records by chunk id (missing ids are ignored)."""

@@ -62,6 +62,19 @@ def test_ingest_then_search_with_no_server(
     assert "#0" in capsys.readouterr().out
 
 
+def test_prune_flag_removes_a_deleted_file(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(tiny_model_dir)
+    assert main(["ingest", "docs", "--model", model, "--no-progress"]) == 0
+    (workdir / "docs" / "keys.txt").unlink()
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--prune", "--json"]) == 0
+    capsys.readouterr()
+    with open_sink(None, None, DEFAULT_COLLECTION) as sink:
+        assert sink.count() == 2
+        assert sink.fetch_hashes(["keys.txt#0", "intro.md#0"]).keys() == {"intro.md#0"}
+
+
 def test_malformed_input_exits_2_naming_the_line_and_writes_nothing(
     workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -189,6 +189,46 @@ def test_changed_documents_are_re_embedded_and_stale_chunks_deleted(
     assert (hit.id, hit.text) == ("alpha.txt#0", corpus.texts["alpha.txt"])
 
 
+def test_prune_deletes_the_chunks_of_removed_documents_only(
+    make_sink: SinkFactory, encoder: Any, corpus: Corpus
+) -> None:
+    sink = make_sink()
+    _run(corpus.root, sink, encoder)
+    before = _expected_ids(encoder, corpus.texts)
+    sink.upsert([Record("written-by-hand", "kept", {"lang": "en"}, encoder.encode_documents(["kept"])[0])])
+    gone = {"guides/deep/tuning.txt": corpus.texts.pop("guides/deep/tuning.txt"), "faq-2": corpus.texts.pop("faq-2")}
+    (corpus.root / "guides/deep/tuning.txt").unlink()
+    faq = (corpus.root / "faq.jsonl").read_text(encoding="utf-8").splitlines()
+    (corpus.root / "faq.jsonl").write_text("\n".join(line for line in faq if '"faq-2"' not in line) + "\n")
+    gone_ids = _expected_ids(encoder, gone)
+
+    without = _run(corpus.root, sink, encoder)  # not asked to prune: the rows stay
+    assert without.pruned == 0 and sink.count() == len(before) + 1
+
+    report = _run(corpus.root, sink, encoder, prune=True)
+    expected = _expected_ids(encoder, corpus.texts)
+    assert report.pruned == len(gone_ids) > 2
+    assert report.embedded == 0
+    assert sink.count() == len(expected) + 1  # the hand-written record is left alone
+    assert set(sink.fetch_hashes(expected + gone_ids)) == set(expected)
+    assert any("without a 'document_id'" in warning for warning in report.warnings)
+    assert "pruned" in report.summary()
+
+
+def test_prune_is_skipped_when_invalid_records_were_skipped(chroma_sink: SinkFactory, encoder: Any, corpus: Corpus) -> None:
+    sink = chroma_sink()
+    _run(corpus.root, sink, encoder)
+    stored = sink.count()
+    faq = (corpus.root / "faq.jsonl").read_text(encoding="utf-8").splitlines()
+    (corpus.root / "faq.jsonl").write_text("\n".join(["{not json"] + faq[1:]) + "\n")  # faq-1 now invalid
+
+    report = _run(corpus.root, sink, encoder, on_error="skip", prune=True)
+
+    assert report.skipped_invalid == 1 and report.pruned == 0
+    assert any(warning.startswith("prune skipped") for warning in report.warnings)
+    assert sink.count() == stored  # faq-1's chunk is still there
+
+
 def test_collection_with_another_dimension_is_refused_and_left_unchanged(
     make_sink: SinkFactory, encoder: Any, corpus: Corpus
 ) -> None:

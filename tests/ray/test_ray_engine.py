@@ -76,6 +76,11 @@ def test_exact_rows_then_idempotent_rerun_then_shrink(
     assert shrunk.embedded == 1  # notes.txt#0 changed text; nothing else
     assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == now
 
+    (corpus / "guide.md").unlink()  # a removed document: gone only with prune
+    pruned = run_ray(store_target, corpus, tiny_model_dir, prune=True)
+    assert (pruned.pruned, pruned.embedded) == (1, 0)
+    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == expected_rows(encoder, corpus)
+
 
 @pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
 def test_local_and_ray_engines_write_the_same_rows(
