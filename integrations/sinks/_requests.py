@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-__all__ = ["by_count", "by_size"]
+from e5_integrations.ingest._sink import Record
+
+__all__ = ["by_count", "by_size", "last_per_id"]
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 
 
 def by_count(items: Sequence[T], size: int) -> Iterator[list[T]]:
@@ -30,3 +33,12 @@ def by_size(items: Sequence[T], budget: int, size_of: Callable[[T], int]) -> Ite
         total += item_size
     if group:
         yield group
+
+
+def last_per_id(records: Sequence[R]) -> list[R]:
+    """``records`` with one record per id, the last copy of each (what an upsert of the
+    same id twice in a row leaves); stores disagree when one request repeats an id."""
+    latest = {record.id: record for record in records}
+    if len(latest) == len(records):
+        return list(records)
+    return list(latest.values())

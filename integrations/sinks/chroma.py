@@ -24,7 +24,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
-from e5_integrations.sinks._requests import by_count
+from e5_integrations.sinks._requests import by_count, last_per_id
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
 
 __all__ = ["ChromaSink"]
@@ -144,6 +144,7 @@ class ChromaSink(Sink):
         if not records:
             return
         collection = self._require_collection()
+        records = last_per_id(records)  # Chroma refuses a repeated id in one call
         ids = [r.id for r in records]
         old = self._call(lambda: collection.get(ids=ids, include=["metadatas"]))
         old_keys = {i: set(m or ()) for i, m in zip(old["ids"], old["metadatas"] or [], strict=True)}

@@ -31,7 +31,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
-from e5_integrations.sinks._requests import by_count, by_size
+from e5_integrations.sinks._requests import by_count, by_size, last_per_id
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
 
 __all__ = ["MilvusSink", "primary_key"]
@@ -170,7 +170,7 @@ class MilvusSink(Sink):
                 f"Milvus collection {self.collection!r} at {self.uri} does not exist; "
                 "call ensure_collection(dim) before upsert"
             )
-        rows = [_row(r) for r in records]
+        rows = [_row(r) for r in last_per_id(records)]  # Milvus 2.5 would keep both copies
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
             self._call(
                 lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout)

@@ -233,7 +233,10 @@ class QdrantSink(Sink):
         _log.debug("upserted %d points into qdrant collection %r", len(points), self.collection)
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` nearest records by cosine similarity, best first."""
+        """The ``k`` nearest records by cosine similarity, best first; ``[]`` when the
+        collection does not exist."""
+        if k < 1 or not self._exists():
+            return []
         query = np.asarray(vector, dtype=np.float32).ravel().tolist()
         response = self._call(
             "query_points",

@@ -16,12 +16,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.stores._common import SinkFactory, sink_factory
 
 __all__ = [
     "chroma_server_url",
@@ -121,21 +121,8 @@ def chroma_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def chroma_sink(chroma_uri: str) -> Iterator[Callable[..., Any]]:
+def chroma_sink(chroma_uri: str) -> Iterator[SinkFactory]:
     """Factory of ChromaSink on fresh collections; drops and closes them after the test."""
     from e5_integrations.sinks.chroma import ChromaSink
 
-    made: list[ChromaSink] = []
-
-    def make(collection: str | None = None, **options: Any) -> ChromaSink:
-        sink = ChromaSink(chroma_uri, collection or f"e5-test-{uuid.uuid4().hex[:12]}", **options)
-        made.append(sink)
-        return sink
-
-    yield make
-    for sink in made:
-        if not sink._closed:
-            try:
-                sink.drop()
-            finally:
-                sink.close()
+    yield from sink_factory(ChromaSink, chroma_uri)

@@ -22,14 +22,13 @@ import os
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.stores._chroma_server import free_port, stop_process
+from tests.stores._common import SinkFactory, sink_factory
 
 __all__ = [
     "MILVUS_VENV_SETUP",
@@ -116,21 +115,8 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def milvus_sink(milvus_uri: str) -> Iterator[Callable[..., Any]]:
+def milvus_sink(milvus_uri: str) -> Iterator[SinkFactory]:
     """Factory of MilvusSink on fresh collections; drops and closes them after the test."""
     from e5_integrations.sinks.milvus import MilvusSink
 
-    made: list[MilvusSink] = []
-
-    def make(collection: str | None = None, **options: Any) -> MilvusSink:
-        sink = MilvusSink(milvus_uri, collection or f"e5_test_{uuid.uuid4().hex[:12]}", **options)
-        made.append(sink)
-        return sink
-
-    yield make
-    for sink in made:
-        if not sink._closed:
-            try:
-                sink.drop()
-            finally:
-                sink.close()
+    yield from sink_factory(MilvusSink, milvus_uri)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
+
+from tests.stores._common import SinkFactory, sink_factory
 
 __all__ = ["pg_dsn", "pg_sink"]
 
@@ -43,21 +43,8 @@ def pg_dsn() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_sink(pg_dsn: str) -> Iterator[Callable[..., Any]]:
-    """Factory of PGVectorSink on fresh tables (``collection=`` to choose); drops them after."""
+def pg_sink(pg_dsn: str) -> Iterator[SinkFactory]:
+    """Factory of PGVectorSink on fresh tables (``collection=``, ``uri=`` to choose); drops them after."""
     from e5_integrations.sinks.pgvector import PGVectorSink
 
-    made: list[PGVectorSink] = []
-
-    def make(collection: str | None = None, uri: str | None = None, **options: Any) -> PGVectorSink:
-        name = collection or f"e5_test_{uuid.uuid4().hex[:12]}"
-        sink = PGVectorSink(uri or pg_dsn, name, **options)
-        made.append(sink)
-        return sink
-
-    yield make
-    for sink in made:
-        try:
-            sink.drop()
-        finally:
-            sink.close()
+    yield from sink_factory(PGVectorSink, pg_dsn)

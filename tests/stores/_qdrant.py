@@ -8,12 +8,12 @@ tests also run against that server (``QDRANT_API_KEY`` is read by the sink).
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.stores._common import SinkFactory, sink_factory
 
 __all__ = ["qdrant_sink", "qdrant_uri"]
 
@@ -31,21 +31,8 @@ def qdrant_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def qdrant_sink(qdrant_uri: str) -> Iterator[Callable[..., Any]]:
+def qdrant_sink(qdrant_uri: str) -> Iterator[SinkFactory]:
     """Factory of QdrantSink on fresh collections; drops and closes them after the test."""
     from e5_integrations.sinks.qdrant import QdrantSink
 
-    made: list[QdrantSink] = []
-
-    def make(collection: str | None = None, **options: Any) -> QdrantSink:
-        sink = QdrantSink(qdrant_uri, collection or f"e5_test_{uuid.uuid4().hex[:12]}", **options)
-        made.append(sink)
-        return sink
-
-    yield make
-    for sink in made:
-        if sink._client is not None:
-            try:
-                sink.drop()
-            finally:
-                sink.close()
+    yield from sink_factory(QdrantSink, qdrant_uri)

@@ -1,0 +1,258 @@
+"""The sink contract (``e5_integrations.ingest.Sink``), checked on every real engine target.
+
+Each test runs once per target (test ids such as ``[milvus-server]``); the per-store files
+keep only what is specific to one store.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from e5_integrations import SchemaMismatchError
+from e5_integrations.ingest import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Record, Sink
+from e5_integrations.ingest._registry import STORES
+
+from tests.stores._common import DIM, ODD_IDS, SinkFactory, records, sink_factory, unit
+
+pytestmark = pytest.mark.integration
+
+#: target -> its uri; the session fixtures honour CHROMA_URL, MILVUS_URI and PG_DSN.
+_URIS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "chroma-embedded": lambda request, tmp: str(tmp / "chroma"),
+    "chroma-server": lambda request, tmp: request.getfixturevalue("chroma_server_url"),
+    "milvus-lite": lambda request, tmp: str(tmp / "milvus.db"),
+    "milvus-server": lambda request, tmp: request.getfixturevalue("milvus_server_uri"),
+    "qdrant-memory": lambda request, tmp: ":memory:",
+    "qdrant-path": lambda request, tmp: str(tmp / "qdrant"),
+    "qdrant-server": lambda request, tmp: os.environ["QDRANT_URL"],
+    "pgvector": lambda request, tmp: request.getfixturevalue("pg_dsn"),
+}
+TARGETS = [t for t in _URIS if t != "qdrant-server" or os.environ.get("QDRANT_URL")]
+
+
+class Target:
+    """A sink factory (``make(collection=None, **options)``) for one target."""
+
+    def __init__(self, name: str, make: SinkFactory) -> None:
+        self.name, self.store, self._make = name, name.split("-")[0], make
+
+    def __call__(self, collection: str | None = None, **options: Any) -> Sink:
+        sink: Sink = self._make(collection, **options)
+        return sink
+
+    def peer(self, sink: Sink) -> Sink:
+        """Another client on ``sink``'s collection. Qdrant's local mode allows one client per
+        folder (``sink`` is closed first) and its ``:memory:`` store is private (``sink`` itself)."""
+        if self.name == "qdrant-memory":
+            return sink
+        if self.name == "qdrant-path":
+            sink.close()
+        return self(sink.collection)
+
+
+@pytest.fixture(params=TARGETS)
+def any_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """A :class:`Target` per engine; its sinks are dropped and closed after the test."""
+    target: str = request.param
+    module, name = STORES[target.split("-")[0]][0].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    for make in sink_factory(cls, _URIS[target](request, tmp_path)):
+        yield Target(target, make)
+
+
+def _hashes(rs: list[Record]) -> dict[str, str]:
+    return {r.id: r.metadata[CONTENT_HASH_KEY] for r in rs}
+
+
+def test_create_then_validate(any_sink: Target) -> None:
+    sink = any_sink()
+    assert sink.name == any_sink.store
+    assert sink.count() == 0
+    sink.ensure_collection(DIM)
+    sink.ensure_collection(DIM)  # an existing collection of the same dim is accepted
+    assert sink.count() == 0
+    again = any_sink.peer(sink)
+    again.ensure_collection(DIM)
+    assert again.count() == 0
+
+
+def test_dimension_mismatch_raises_and_writes_nothing(any_sink: Target) -> None:
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    stored = records(3)
+    sink.upsert(stored)
+    other = any_sink.peer(sink)
+    # every store names the collection, both dimensions and the way out
+    pattern = rf"(?i){re.escape(repr(other.collection))}.*\b{DIM}\b.*\b32\b.*another (--)?collection name"
+    with pytest.raises(SchemaMismatchError, match=pattern):
+        other.ensure_collection(32)
+    assert other.count() == 3
+    other.ensure_collection(DIM)
+    assert other.fetch_hashes([r.id for r in stored]) == _hashes(stored)
+
+
+def test_upsert_twice_is_idempotent(any_sink: Target) -> None:
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    rs = records(150)
+    sink.upsert(rs)
+    sink.upsert(rs)
+    assert sink.count() == 150
+    changed = Record(rs[7].id, "new text", {CONTENT_HASH_KEY: "h-new"}, rs[7].embedding)
+    sink.upsert([changed])
+    assert sink.count() == 150
+    assert sink.fetch_hashes([rs[7].id, rs[8].id]) == {rs[7].id: "h-new", rs[8].id: "h8"}
+    [hit] = sink.search(rs[7].embedding, 1)
+    assert (hit.id, hit.text, dict(hit.metadata)) == (rs[7].id, "new text", {CONTENT_HASH_KEY: "h-new"})
+
+
+def test_fetch_hashes_returns_only_stored_ids(any_sink: Target) -> None:
+    sink = any_sink()
+    assert sink.fetch_hashes(["nothing"]) == {}  # no collection yet
+    sink.ensure_collection(DIM)
+    assert sink.fetch_hashes(["nothing"]) == {}
+    rs = records(30)
+    sink.upsert(rs[:20])
+    wanted = [r.id for r in rs[15:30]] + ["missing#9"]
+    assert sink.fetch_hashes(wanted) == _hashes(rs[15:20])
+    assert sink.fetch_hashes([]) == {}
+
+
+def test_search_returns_the_nearest_with_cosine_scores(any_sink: Target) -> None:
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    rs = records(200, seed=1)
+    sink.upsert(rs)
+    sink.finalize()
+    sink.finalize()  # safe twice
+    query = unit(rs[17].embedding + 0.05 * np.random.default_rng(2).standard_normal(DIM))
+    hits = sink.search(query, 5)
+    scores = np.stack([r.embedding for r in rs]) @ query
+    nearest = np.argsort(-scores)[:5]
+    assert [h.id for h in hits] == [rs[i].id for i in nearest]
+    np.testing.assert_allclose([h.score for h in hits], scores[nearest], atol=1e-4)
+    assert (hits[0].text, dict(hits[0].metadata)) == ("text 17", rs[17].metadata)
+
+
+def test_metadata_round_trips(any_sink: Target) -> None:
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    metadata = {
+        CONTENT_HASH_KEY: "abc",
+        "source": "données/日本語 ünïcödé.txt",
+        "chunk_index": 3,
+        "score": 0.25,
+        "flag": True,
+        "nested": {"authors": ["Zoë", "李"], "year": 2024, "deep": {"x": None}, "emoji": "🙂"},
+        "tags": ["a", "b"],
+        "list": [1, 2.5, None, True],
+        "mixed": [1, "two", 3.0, 3.5],
+        "quote": "it's \"x\"; --",
+        "empty": {},
+        "nothing": None,
+    }
+    vector = records(1)[0].embedding
+    sink.upsert([Record("ü-1", "Grüße, 世界 🙂", metadata, vector)])
+    [hit] = sink.search(vector, 1)
+    assert (hit.id, hit.text, dict(hit.metadata)) == ("ü-1", "Grüße, 世界 🙂", metadata)
+    assert json.dumps(hit.metadata, sort_keys=True) == json.dumps(metadata, sort_keys=True)  # types too
+    assert hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ids_with_quotes_and_unicode(any_sink: Target) -> None:
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    vectors = unit(np.random.default_rng(3).standard_normal((len(ODD_IDS), DIM)))
+    rs = [Record(i, f"t{n}", {CONTENT_HASH_KEY: f"h{n}"}, vectors[n]) for n, i in enumerate(ODD_IDS)]
+    sink.upsert(rs)
+    sink.upsert(rs)
+    assert sink.count() == len(ODD_IDS)
+    assert sink.fetch_hashes(ODD_IDS) == _hashes(rs)
+    assert [sink.search(v, 1)[0].id for v in vectors] == ODD_IDS
+    assert sorted(i for page in sink.scan() for i, _ in page) == sorted(ODD_IDS)
+    sink.delete([ODD_IDS[0], ODD_IDS[1], "not there"])
+    assert sink.count() == len(ODD_IDS) - 2
+    assert sink.fetch_hashes(ODD_IDS) == _hashes(rs[2:])
+
+
+def test_delete_and_drop(any_sink: Target) -> None:
+    sink = any_sink()
+    sink.drop()  # dropping a missing collection is fine
+    sink.ensure_collection(DIM)
+    rs = records(5)
+    sink.upsert(rs)
+    sink.delete([rs[0].id, rs[1].id, "missing"])
+    assert sink.count() == 3
+    assert sink.fetch_hashes([r.id for r in rs]) == _hashes(rs[2:])
+    sink.drop()
+    assert (sink.count(), sink.fetch_hashes([rs[2].id])) == (0, {})
+    sink.drop()
+    sink.ensure_collection(DIM)  # recreated after a drop
+    sink.upsert(rs[:1])
+    assert sink.count() == 1
+    sink.close()
+    sink.close()  # safe twice
+
+
+def test_a_missing_collection_reads_as_empty(any_sink: Target) -> None:
+    sink = any_sink()
+    query = records(1)[0].embedding
+
+    def assert_empty() -> None:
+        assert (sink.count(), sink.fetch_hashes(["x"]), list(sink.scan())) == (0, {}, [])
+        assert sink.search(query, 3) == []
+
+    assert_empty()  # never created
+    sink.ensure_collection(DIM)
+    sink.upsert(records(5))
+    sink.drop()
+    assert_empty()  # dropped
+
+
+def test_scan(any_sink: Target) -> None:
+    sink = any_sink()
+    assert list(sink.scan()) == []  # no collection yet: nothing, no error
+    sink.ensure_collection(8)
+    assert list(sink.scan()) == []
+    rng = np.random.default_rng(0)
+    rs, expected = [], []
+    for index in range(25):
+        document = f"doc-{index % 7}"
+        metadata = {DOCUMENT_ID_KEY: document, CONTENT_HASH_KEY: "h"}
+        rs.append(Record(f"{document}#{index}", "text", metadata, rng.standard_normal(8).astype(np.float32)))
+        expected.append((f"{document}#{index}", document))
+    rs.append(Record("written-by-someone-else", "text", {"lang": "en"}, rng.standard_normal(8).astype(np.float32)))
+    expected.append(("written-by-someone-else", None))
+    sink.upsert(rs[:13])
+    sink.upsert(rs[13:])
+    pages = list(sink.scan(page_size=10))
+    assert len(pages) >= 3 and all(0 < len(page) <= 10 for page in pages)
+    got = [pair for page in pages for pair in page]
+    assert sorted(got, key=repr) == sorted(expected, key=repr)  # each record exactly once
+
+
+def test_max_batch_records(any_sink: Target) -> None:
+    sink = any_sink()
+    n = sink.max_batch_records(4096)
+    assert isinstance(n, int) and n >= 1
+    assert sink.max_batch_records(64) >= n
+
+
+def test_a_repeated_id_in_one_batch_keeps_the_last_copy(any_sink: Target) -> None:
+    """Stores disagree here (Milvus 2.5 kept both rows, Chroma raised); the sinks do not."""
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    rs = records(3)
+    changed = Record(rs[1].id, "new text", {CONTENT_HASH_KEY: "h-new"}, rs[1].embedding)
+    sink.upsert([rs[0], rs[1], changed, rs[2], changed])
+    assert sink.count() == 3
+    assert sink.fetch_hashes([rs[1].id]) == {rs[1].id: "h-new"}
+    assert sink.search(rs[1].embedding, 1)[0].text == "new text"
