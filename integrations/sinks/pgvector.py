@@ -467,13 +467,13 @@ class PGVectorSink(Sink):
         from psycopg import sql
 
         wanted = list(ids)
+
+        def delete(conn: Any) -> None:
+            if self._table_columns(conn) is not None:  # a missing table has nothing to delete
+                conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table()), (wanted,))
+
         if wanted:
-            self._run(
-                "delete",
-                lambda conn: conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table()), (wanted,)
-                ),
-            )
+            self._run("delete", delete)
 
     def drop(self) -> None:
         """Drop the table and its index (no error if it does not exist)."""

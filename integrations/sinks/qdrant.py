@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import call_with_retry
@@ -106,6 +106,7 @@ class QdrantSink(Sink):
         )
         self.is_server = uri.startswith(("http://", "https://"))
         self._client = self._make_client(qdrant_client, api_key, timeout, options)
+        self._ready = False  # the collection is known to exist
 
     def __repr__(self) -> str:
         return f"QdrantSink(uri={self.uri!r}, collection={self.collection!r})"
@@ -152,6 +153,7 @@ class QdrantSink(Sink):
         dimension and distance (``SchemaMismatchError``; nothing is written)."""
         if self._exists():
             self._check_schema(dim)
+            self._ready = True
             return
         from qdrant_client import models
 
@@ -167,6 +169,7 @@ class QdrantSink(Sink):
                 self.collection, vectors_config=vectors, quantization_config=quantization
             ),
         )
+        self._ready = True
         _log.info("created qdrant collection %r (%d dims, cosine)", self.collection, dim)
 
     def _check_schema(self, dim: int) -> None:
@@ -217,6 +220,15 @@ class QdrantSink(Sink):
         under the request size limit even when texts are long."""
         from qdrant_client import models
 
+        if not records:
+            return
+        if not self._ready:
+            if not self._exists():
+                raise StoreError(
+                    f"qdrant collection {self.collection!r} at {self.uri} does not exist; "
+                    "call ensure_collection(dim) before upsert"
+                )
+            self._ready = True
         points = [
             models.PointStruct(
                 id=point_id(r.id),
@@ -297,6 +309,7 @@ class QdrantSink(Sink):
         """Delete the whole collection (no error if it does not exist)."""
         if self._exists():
             self._call("delete_collection", lambda: self._client.delete_collection(self.collection))
+        self._ready = False
 
     def close(self) -> None:
         """Close the client (releases the local folder lock). Safe to call twice."""

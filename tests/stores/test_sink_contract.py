@@ -256,3 +256,13 @@ def test_a_repeated_id_in_one_batch_keeps_the_last_copy(any_sink: Target) -> Non
     assert sink.count() == 3
     assert sink.fetch_hashes([rs[1].id]) == {rs[1].id: "h-new"}
     assert sink.search(rs[1].embedding, 1)[0].text == "new text"
+
+
+def test_writing_before_ensure_collection_is_a_store_error_and_deleting_is_a_no_op(any_sink: Target) -> None:
+    from e5_integrations import StoreError
+
+    sink = any_sink()
+    sink.delete(["not-there#0"])  # nothing to delete in a collection that does not exist
+    with pytest.raises(StoreError, match="ensure_collection"):
+        sink.upsert(records(2))
+    assert sink.count() == 0
