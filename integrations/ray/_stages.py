@@ -8,16 +8,18 @@ Rows flowing between the stages are flat dicts of columns:
 
 ======================  ==========================================================
 ``id``                  chunk id, ``"{document id}#{chunk index}"``
-``text``                chunk text (blanked once the chunk is known to be stored)
+``text``                chunk text
 ``metadata``            the stored metadata as canonical JSON (arrow-friendly)
 ``hash``                content hash, as in the local engine
 ``tokens``              tokens of the chunk (without BOS/EOS)
 ``document_id``         the document the chunk belongs to
 ``chunk_index``         position in the document
 ``n_chunks``            chunks of the document (for the stale-chunk probe)
-``unchanged``           stored already with the same hash: not embedded, not written
-``deleted``             stale chunks deleted for this document (on chunk 0 only)
-``embedding``           float32 vector (zeros for unchanged rows), after the embed stage
+``stands_for``          chunks the row counts for: 1, or for a summary row the chunks of
+                        its batch found stored unchanged (those rows are dropped)
+``unchanged``           a summary row: nothing to embed or write
+``deleted``             stale chunks the lookup deleted (on summary rows only)
+``embedding``           float32 vector (zeros on summary rows), after the embed stage
 ======================  ==========================================================
 """
 
@@ -157,27 +159,42 @@ def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> di
 
 # -- stage 3: skip what is stored, delete stale chunks (CPU tasks) -------------------------------
 def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[str, np.ndarray]:
-    """Mark chunks stored unchanged; delete chunks past each document's new last chunk.
+    """Drop chunks stored unchanged; delete chunks past each document's new last chunk.
 
+    One batched read fetches the stored hashes of the chunks and of each document's
+    probe (its chunk just past the new last one). Unchanged chunks are not passed on
+    (nothing to embed or ship): one summary row (``unchanged``) carries their count in
+    ``stands_for``, and the number of stale chunks deleted, to the writers' counters.
     Both steps are idempotent, so Ray may retry this task freely.
     """
     sink = sink_spec.cached()
     ids = [str(value) for value in batch["id"]]
+    probes = {
+        str(batch["document_id"][row]): int(batch["n_chunks"][row]) for row in np.flatnonzero(batch["chunk_index"] == 0)
+    }
+    wanted = ids + [chunk_id(doc_id, count) for doc_id, count in probes.items()]
     stored: dict[str, str] = {}
-    for start in range(0, len(ids), FETCH_BATCH):
-        stored.update(sink.fetch_hashes(ids[start : start + FETCH_BATCH]))
-    unchanged = np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"])], dtype=bool)
-    deleted = np.zeros(len(ids), dtype=np.int64)
-    for row in np.flatnonzero(batch["chunk_index"] == 0):
-        doc_id, count = str(batch["document_id"][row]), int(batch["n_chunks"][row])
-        if sink.fetch_hashes([chunk_id(doc_id, count)]):
+    for start in range(0, len(wanted), FETCH_BATCH):
+        stored.update(sink.fetch_hashes(wanted[start : start + FETCH_BATCH]))
+    deleted = 0
+    for doc_id, count in probes.items():
+        if chunk_id(doc_id, count) in stored:
             try:
-                deleted[row] = delete_stale_chunks(sink, doc_id, count)
+                deleted += delete_stale_chunks(sink, doc_id, count)
             except NotImplementedError:
                 logger.warning("document %r shrank but the %s sink cannot delete; stale chunks remain", doc_id, sink.name)
-    text = batch["text"].copy()
-    text[unchanged] = ""  # not embedded: do not ship the text further
-    return {**batch, "text": text, "unchanged": unchanged, "deleted": deleted}
+    unchanged = np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"])], dtype=bool)
+    keep = ~unchanged
+    out = {name: np.asarray(column)[keep] for name, column in batch.items()}
+    out["stands_for"] = np.ones(int(keep.sum()), dtype=np.int64)
+    out["unchanged"] = np.zeros(int(keep.sum()), dtype=bool)
+    out["deleted"] = np.zeros(int(keep.sum()), dtype=np.int64)
+    skipped = int(unchanged.sum())
+    if skipped or deleted:
+        summary = {name: "" for name in ("id", "text", "metadata", "hash", "document_id")}
+        summary.update(tokens=0, chunk_index=-1, n_chunks=0, stands_for=skipped, unchanged=True, deleted=deleted)
+        out = {name: np.append(out[name], np.asarray([summary[name]], dtype=out[name].dtype)) for name in out}
+    return out
 
 
 # -- stage 4: embed (actor pool, one encoder per actor) -----------------------------------------
@@ -207,7 +224,7 @@ class EmbedChunks:
         logger.info("embedding actor ready: %r", self.encoder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        todo = np.flatnonzero(~batch["unchanged"])
+        todo = np.flatnonzero(~batch["unchanged"])  # the summary row of a batch is not embedded
         vectors = np.zeros((len(batch["id"]), self.encoder.dimension), dtype=np.float32)
         if len(todo):
             vectors[todo] = self.encoder.encode_documents([str(batch["text"][row]) for row in todo])
@@ -224,11 +241,11 @@ def write_rows(batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec,
     counts = dict.fromkeys(COUNTERS, 0)
     pending: list[Record] = []
     for batch in batches:
-        counts["chunks"] += len(batch["id"])
+        counts["chunks"] += int(np.sum(batch["stands_for"]))
         counts["deleted_stale"] += int(np.sum(batch["deleted"]))
         for row in range(len(batch["id"])):
             if batch["unchanged"][row]:
-                counts["skipped_unchanged"] += 1
+                counts["skipped_unchanged"] += int(batch["stands_for"][row])
                 continue
             metadata = json.loads(batch["metadata"][row])
             pending.append(

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from e5_integrations._errors import ConfigurationError, StoreUnavailableError
 
-__all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_BASE_DELAY", "backoff_delays", "call_with_retry"]
+__all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_BASE_DELAY", "Unreachable", "backoff_delays", "call_with_retry"]
 
 T = TypeVar("T")
 
@@ -27,6 +27,10 @@ DEFAULT_ATTEMPTS = 5
 DEFAULT_BASE_DELAY = 0.2
 #: No single wait is longer than this, in seconds.
 MAX_DELAY = 10.0
+
+
+class Unreachable(ConnectionError):
+    """A client error a sink has recognised as "the store could not be reached" (retried)."""
 
 
 def backoff_delays(attempts: int, base_delay: float) -> list[float]:

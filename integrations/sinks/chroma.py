@@ -25,7 +25,7 @@ from e5_integrations._errors import (
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_count, last_per_id
-from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
+from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, Unreachable, call_with_retry
 
 __all__ = ["ChromaSink"]
 
@@ -42,10 +42,6 @@ READ_SLICE = 1000
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _SCALARS = (str, bool, int, float)
-
-
-class _Unreachable(ConnectionError):
-    """A client error that means the Chroma server could not be reached."""
 
 
 class ChromaSink(Sink):
@@ -237,7 +233,7 @@ class ChromaSink(Sink):
             what=f"Chroma at {self.uri}",
             attempts=self._attempts,
             base_delay=self._base_delay,
-            retry_on=(_Unreachable,),
+            retry_on=(Unreachable,),
         )
 
     def _existing(self) -> Any:
@@ -319,16 +315,16 @@ def _close_client(client: Any) -> None:
 
 
 def _translate_unreachable(fn: Callable[[], T]) -> T:
-    """Call ``fn``; re-raise transport failures (also the ones chromadb wraps) as ``_Unreachable``."""
+    """Call ``fn``; re-raise transport failures (also the ones chromadb wraps) as ``Unreachable``."""
     import httpx
 
     try:
         return fn()
     except httpx.TransportError as exc:
-        raise _Unreachable(str(exc)) from exc
+        raise Unreachable(str(exc)) from exc
     except ValueError as exc:
         if isinstance(exc.__context__, httpx.TransportError):
-            raise _Unreachable(str(exc.__context__)) from exc
+            raise Unreachable(str(exc.__context__)) from exc
         raise
 
 

@@ -32,7 +32,7 @@ from e5_integrations._errors import (
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
-from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, call_with_retry
+from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, Unreachable, call_with_retry
 
 __all__ = ["MilvusSink", "primary_key"]
 
@@ -50,10 +50,6 @@ METADATA_ALLOWANCE_BYTES = 8 * 1024
 READ_SLICE = 1000
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-
-
-class _Unreachable(ConnectionError):
-    """A client error that means the Milvus server could not be reached."""
 
 
 def primary_key(record_id: str) -> str:
@@ -255,7 +251,7 @@ class MilvusSink(Sink):
             what=f"Milvus at {self.uri}",
             attempts=self._attempts,
             base_delay=self._base_delay,
-            retry_on=(_Unreachable,),
+            retry_on=(Unreachable,),
         )
 
     def _exists(self) -> bool:
@@ -352,7 +348,7 @@ def _connect(pymilvus: Any, uri: str, token: str | None, timeout: float) -> Any:
 
 
 def _translate_unreachable(fn: Callable[[], T]) -> T:
-    """Call ``fn``; re-raise "server unavailable" failures as ``_Unreachable``."""
+    """Call ``fn``; re-raise "server unavailable" failures as ``Unreachable``."""
     import grpc
     from pymilvus.exceptions import MilvusException
 
@@ -366,11 +362,11 @@ def _translate_unreachable(fn: Callable[[], T]) -> T:
             or exc.code in unreachable_codes
             or (isinstance(cause, grpc.RpcError) and cause.code() in unreachable_codes)
         ):
-            raise _Unreachable(exc.message) from exc
+            raise Unreachable(exc.message) from exc
         raise
     except grpc.RpcError as exc:
         if exc.code() in unreachable_codes:
-            raise _Unreachable(str(exc.details())) from exc
+            raise Unreachable(str(exc.details())) from exc
         raise
 
 

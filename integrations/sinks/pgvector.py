@@ -33,6 +33,7 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.sinks._requests import last_per_id
 from e5_integrations.sinks._retry import call_with_retry
 
 __all__ = ["HNSW_MAX_DIM", "PGVectorSink", "redact_dsn"]
@@ -341,7 +342,7 @@ class PGVectorSink(Sink):
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
-        latest = {r.id: r for r in records}  # ON CONFLICT cannot update one row twice
+        latest = last_per_id(records)  # ON CONFLICT cannot update one row twice
         if not latest:
             return
         stage = sql.Identifier(_STAGE)
@@ -355,7 +356,7 @@ class PGVectorSink(Sink):
                 copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(stage, columns)
                 with cur.copy(copy_sql) as copy:
                     copy.set_types(["text", "text", "jsonb", "vector"])
-                    for r in latest.values():
+                    for r in latest:
                         vector = np.asarray(r.embedding, dtype=np.float32).ravel()
                         copy.write_row((r.id, r.text, Jsonb(dict(r.metadata)), vector))
                 cur.execute(

@@ -24,8 +24,8 @@ WORDS = (
 @pytest.fixture(scope="session")
 def ray_session(tiny_model_dir: Path) -> Iterator[Any]:
     """Ray in local mode with 2 CPUs, as on the CI machine; shared by the module's tests."""
-    ray = pytest.importorskip("ray", reason="pip install 'e5-integrations[ray]'")
-    import ray.data
+    pytest.importorskip("ray.data", reason="pip install 'e5-integrations[ray]'")
+    import ray
 
     if ray.is_initialized():
         ray.shutdown()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
-from e5_integrations.ingest import CONTENT_HASH_KEY, Record, open_sink
+from e5_integrations.ingest import CONTENT_HASH_KEY, Record
 
 from tests.stores._chroma_server import free_port, running_chroma_server
 from tests.stores._common import DIM, records
@@ -62,15 +62,6 @@ def test_max_batch_records_is_sane_for_e5_mistral(chroma_sink) -> None:
     n = sink.max_batch_records(4096)
     assert 16 <= n <= sink._client.get_max_batch_size()
     assert n * 4096 * 24 < 64 * 1024 * 1024  # JSON request well under 64 MiB
-
-
-@pytest.mark.integration
-def test_open_sink_resolves_chroma(chroma_uri: str) -> None:
-    with open_sink("chroma", chroma_uri, "e5-open-sink-test") as sink:
-        sink.ensure_collection(DIM)
-        sink.upsert(records(2))
-        assert sink.count() == 2
-        sink.drop()
 
 
 def test_unreachable_server_raises_quickly() -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreError, StoreUnavailableError
-from e5_integrations.ingest import Record, open_sink
+from e5_integrations.ingest import Record
 
 from tests.stores._chroma_server import free_port
 from tests.stores._common import DIM, records
@@ -76,15 +76,6 @@ def test_max_batch_records_is_sane_for_e5_mistral(milvus_sink) -> None:
     assert n >= 64
     worst_case = n * (4096 * 4 + 65_535 + 4096 + 8192)
     assert worst_case < 48 * 1024 * 1024  # under the 64 MiB gRPC limit, with room
-
-
-@pytest.mark.integration
-def test_open_sink_resolves_milvus(milvus_uri: str) -> None:
-    with open_sink("milvus", milvus_uri, "e5_open_sink_test") as sink:
-        sink.ensure_collection(DIM)
-        sink.upsert(records(2))
-        assert sink.count() == 2
-        sink.drop()
 
 
 def test_unreachable_server_raises_quickly() -> None:

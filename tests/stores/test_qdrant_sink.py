@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
-from e5_integrations.ingest import Record, open_sink
+from e5_integrations.ingest import Record
 
 from tests.stores._common import DIM, records
 
@@ -82,13 +82,6 @@ def test_folder_persists_across_clients(tmp_path) -> None:
         with pytest.raises(SchemaMismatchError):
             again.ensure_collection(DIM + 1)
         assert again.count() == 7
-
-
-def test_open_sink_registry_resolves_qdrant() -> None:
-    sink = open_sink("qdrant", ":memory:", "c")
-    assert sink.name == "qdrant"
-    sink.close()
-    sink.close()  # safe twice
 
 
 def test_bad_quantization_is_refused() -> None:

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ TARGETS = [t for t in _URIS if t != "qdrant-server" or os.environ.get("QDRANT_UR
 class Target:
     """A sink factory (``make(collection=None, **options)``) for one target."""
 
-    def __init__(self, name: str, make: SinkFactory) -> None:
-        self.name, self.store, self._make = name, name.split("-")[0], make
+    def __init__(self, name: str, uri: str, make: SinkFactory) -> None:
+        self.name, self.store, self.uri, self._make = name, name.split("-")[0], uri, make
 
     def __call__(self, collection: str | None = None, **options: Any) -> Sink:
         sink: Sink = self._make(collection, **options)
@@ -64,8 +65,9 @@ def any_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]
     target: str = request.param
     module, name = STORES[target.split("-")[0]][0].split(":")
     cls = getattr(importlib.import_module(module), name)
-    for make in sink_factory(cls, _URIS[target](request, tmp_path)):
-        yield Target(target, make)
+    uri = _URIS[target](request, tmp_path)
+    for make in sink_factory(cls, uri):
+        yield Target(target, uri, make)
 
 
 def _hashes(rs: list[Record]) -> dict[str, str]:
@@ -266,3 +268,16 @@ def test_writing_before_ensure_collection_is_a_store_error_and_deleting_is_a_no_
     with pytest.raises(StoreError, match="ensure_collection"):
         sink.upsert(records(2))
     assert sink.count() == 0
+
+
+def test_open_sink_resolves_the_store(any_sink: Target) -> None:
+    """The registry (``--store``/``--uri``) opens this target's sink class on its uri."""
+    from e5_integrations.ingest import open_sink
+
+    with open_sink(any_sink.store, any_sink.uri, f"e5_open_sink_{uuid.uuid4().hex[:8]}") as sink:
+        assert sink.name == any_sink.store and STORES[sink.name][0].endswith(type(sink).__name__)
+        sink.ensure_collection(DIM)
+        sink.upsert(records(2))
+        assert sink.count() == 2
+        sink.drop()
+    sink.close()  # closing twice is safe
