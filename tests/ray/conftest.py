@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._startup import StartFailed, start_with_retries
 from tests.stores._chroma_server import chroma_server_url  # noqa: F401
 from tests.stores._pg_server import pg_dsn  # noqa: F401
 
@@ -19,6 +22,70 @@ WORDS = (
     "vector store embedding retrieval query passage ranking cluster shard replica index token model "
     "latency throughput batch kernel memory cache document chunk overlap schema collection upsert"
 ).split()
+
+
+#: Ray's processes whose logs explain a failed start, newest lines last.
+_RAY_LOGS = ("gcs_server.out", "gcs_server.err", "raylet.out", "raylet.err", "dashboard_agent.log",
+             "runtime_env_agent.log")
+
+
+def _ray_diagnostics(temp_dir: Path) -> str:
+    """Which Ray logs exist under ``temp_dir`` and their last lines (a failed start's evidence)."""
+    logs = sorted(temp_dir.glob("session_*/logs"))
+    if not logs:
+        return f"no Ray session folder under {temp_dir}"
+    lines = [f"Ray logs in {logs[-1]}: {sorted(p.name for p in logs[-1].iterdir())}"]
+    for name in _RAY_LOGS:
+        path = logs[-1] / name
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-8:]
+            lines.append(f"--- {name} (last lines)\n" + "\n".join(tail))
+    return "\n".join(lines)
+
+
+def _kill_ray_processes(temp_dir: Path) -> None:
+    """Kill what a failed start left running: every process whose command line names ``temp_dir``."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(temp_dir) in part for part in proc.info["cmdline"] or ()):
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+
+
+def start_local_ray(ray: Any) -> Path:
+    """``ray.init`` in local mode (2 CPUs, as on the CI machine), patiently.
+
+    Ray waits a hard-coded 30 s for its raylet to register with the GCS, and on a busy 2-core
+    machine the raylet's start (it waits for its Python agents, which import a lot) can take
+    longer: ``ray.init`` then fails with "The current node timed out during startup". So each
+    attempt runs in a fresh temp folder of its own (no state shared with an earlier session
+    or another run), and a failed attempt is shut down, its leftover processes killed, its
+    logs kept for the report, and the start tried again (see tests/_startup.py).
+    """
+    def attempt(number: int) -> Path:
+        # Ray's unix socket paths must stay short: a folder directly under /tmp.
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"e5-ray{number}-", dir="/tmp"))
+        try:
+            ray.init(
+                num_cpus=2,
+                num_gpus=0,
+                include_dashboard=False,
+                object_store_memory=512 * 1024 * 1024,
+                log_to_driver=False,
+                _temp_dir=str(temp_dir),
+                runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}},
+            )
+        except Exception as exc:
+            diagnostics = _ray_diagnostics(temp_dir)
+            ray.shutdown()
+            _kill_ray_processes(temp_dir)
+            raise StartFailed(str(exc), diagnostics) from exc
+        return temp_dir
+
+    return start_with_retries("a local Ray instance", attempt)
 
 
 @pytest.fixture(scope="session")
@@ -29,20 +96,15 @@ def ray_session(tiny_model_dir: Path) -> Iterator[Any]:
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(
-        num_cpus=2,
-        num_gpus=0,
-        include_dashboard=False,
-        object_store_memory=512 * 1024 * 1024,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}},
-    )
+    temp_dir = start_local_ray(ray)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     try:
         yield ray
     finally:
         ray.shutdown()
+        _kill_ray_processes(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def write_corpus(root: Path, documents: int, seed: int = 0) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._startup import START_TIMEOUT, StartFailed, start_with_retries
 from tests.stores._common import SinkFactory, sink_factory
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
     "stop_process",
 ]
 
-#: Seconds to wait for the server's heartbeat.
-START_TIMEOUT = 30.0
 
 
 def free_port() -> int:
@@ -70,21 +69,18 @@ def _wait_for_heartbeat(url: str, proc: subprocess.Popen[bytes], log: Path) -> N
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"chroma run exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            raise StartFailed(f"chroma run exited with {proc.returncode}", log.read_text()[-2000:])
         try:
-            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as response:
+            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"chroma server at {url} did not answer within {START_TIMEOUT} s:\n{log.read_text()[-2000:]}")
+    raise StartFailed(f"chroma server at {url} did not answer within {START_TIMEOUT} s", log.read_text()[-2000:])
 
 
-@contextlib.contextmanager
-def running_chroma_server(root: Path) -> Iterator[str]:
-    """Run ``chroma run`` on a free port with its data under ``root``; yield its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def _start_chroma(root: Path, port: int) -> subprocess.Popen[bytes]:
+    """``chroma run`` on ``port`` with its data under ``root``, answering its heartbeat."""
     log = root / "chroma.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -95,8 +91,33 @@ def running_chroma_server(root: Path) -> Iterator[str]:
             start_new_session=True,
         )
     try:
-        _wait_for_heartbeat(url, proc, log)
-        yield url
+        _wait_for_heartbeat(f"http://127.0.0.1:{port}", proc, log)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def running_chroma_server(root: Path) -> Iterator[str]:
+    """Run ``chroma run`` on a free port with its data under ``root``; yield its URL.
+
+    A start that fails (the port was taken between choosing and binding it, say) is tried
+    again on another port; a slow one is waited for (tests/_startup.py).
+    """
+    port = 0
+
+    def attempt(_: int) -> subprocess.Popen[bytes]:
+        nonlocal port
+        port = free_port()
+        return _start_chroma(root, port)
+
+    try:
+        proc = start_with_retries("a Chroma server", attempt)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
 

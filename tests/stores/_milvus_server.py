@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._startup import START_TIMEOUT, StartFailed, start_with_retries
 from tests.stores._chroma_server import free_port, stop_process
 from tests.stores._common import SinkFactory, sink_factory
 
@@ -45,21 +46,19 @@ MILVUS_VENV_SETUP = (
     'python3 -m venv {venv} && {venv}/bin/pip install "milvus-lite==2.5.1" "pymilvus>=2.5,<2.6" '
     '"setuptools<81"'
 )
-#: Seconds to wait for the gRPC port.
-START_TIMEOUT = 30.0
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"milvus-lite launcher exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            raise StartFailed(f"milvus-lite launcher exited with {proc.returncode}", log.read_text()[-2000:])
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    pytest.fail(f"milvus-lite did not open port {port} within {START_TIMEOUT} s:\n{log.read_text()[-2000:]}")
+    raise StartFailed(f"milvus-lite did not open port {port} within {START_TIMEOUT} s", log.read_text()[-2000:])
 
 
 def milvus_lite_python() -> Path:
@@ -76,20 +75,40 @@ def milvus_lite_python() -> Path:
 
 @contextlib.contextmanager
 def running_milvus_server(root: Path) -> Iterator[str]:
-    """Run the C++ Milvus Lite 2.5 server on a free port with its data under ``root``; yield its URI."""
+    """Run the C++ Milvus Lite 2.5 server on a free port with its data under ``root``; yield its URI.
+
+    A start that fails is tried again on another port with a fresh data folder; a slow one is
+    waited for (tests/_startup.py).
+    """
     python = milvus_lite_python()
-    port = free_port()
-    log = root / "milvus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(python), "-W", "ignore", str(LAUNCHER), str(root / "milvus.db"), str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            start_new_session=True,
-        )
+    port = 0
+
+    def attempt(number: int) -> subprocess.Popen[bytes]:
+        nonlocal port
+        port = free_port()
+        data = root / f"attempt-{number}"
+        data.mkdir()
+        log = data / "milvus.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(python), "-W", "ignore", str(LAUNCHER), str(data / "milvus.db"), str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=data,
+                start_new_session=True,
+            )
+        try:
+            _wait_for_port(port, proc, log)
+        except BaseException:
+            stop_process(proc)
+            raise
+        return proc
+
     try:
-        _wait_for_port(port, proc, log)
+        proc = start_with_retries("a Milvus Lite 2.5 server", attempt)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
