@@ -267,7 +267,7 @@ class _Progress:
 
 def _check_sources(
     sources: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport,
+    report: IngestReport, id_root: str | os.PathLike[str] | None = None,
 ) -> tuple[int, DuplicateIds]:
     """Pass 1: parse and validate everything; count problems and documents, and keep
     the document ids (as 16-byte digests) for pruning."""
@@ -275,7 +275,7 @@ def _check_sources(
     ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
         sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem,
-        ids=ids,
+        ids=ids, id_root=id_root,
     )
     for _ in documents:
         count += 1
@@ -409,6 +409,7 @@ def ingest(
     group_tokens: int | None = None,
     progress: bool | None = False,
     prune: bool = False,
+    id_root: str | os.PathLike[str] | None = None,
 ) -> IngestReport:
     """Load ``sources`` into ``sink``, embedding with ``encoder``; idempotent and resumable.
 
@@ -429,6 +430,11 @@ def ingest(
             ``sources`` (a file deleted, a record removed). The whole collection is compared
             with this run's sources, so give every source of the collection in one run.
             Skipped (with a warning) when invalid records were skipped.
+        id_root: make file ids (the ids of ``.txt``/``.md`` documents, and the prefix of
+            line-numbered record ids) relative to this directory, so they survive moving
+            the corpus to another machine or mount point. Default: each file's absolute
+            real path. Either way a file has one id whatever path spelling, symlink or
+            working directory reaches it; a file outside ``id_root`` is a ``SourceError``.
 
     Returns:
         An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
@@ -450,12 +456,14 @@ def ingest(
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
     report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
-    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report)
+    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root)
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
     bar = _Progress(progress, total)
     try:
-        documents = iter_documents(paths, text_field=text_field, id_field=id_field, on_error=on_error)
+        documents = iter_documents(
+            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root
+        )
         run.run(documents, bar)
     finally:
         bar.close()

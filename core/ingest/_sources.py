@@ -5,16 +5,24 @@ line), ``.csv`` (one per row) and ``.parquet`` (one per row, read in row batches
 pyarrow). Everything is a generator: a corpus is never loaded whole, only the document
 being handed out.
 
-Document ids are deterministic, so re-running the same command addresses the same rows:
+Document ids are deterministic, so re-running the same command addresses the same rows,
+and they depend only on the file, never on how it was reached:
 
-- ``.txt``/``.md``: the file's path relative to the directory given as a source, or the
-  path as given for a file named directly (POSIX separators);
+- a file's *file id* is its real path (``os.path.realpath``: absolute, symlinks resolved,
+  POSIX separators), so ``docs/a.txt``, ``/abs/docs/a.txt``, ``docs`` and a symlink to
+  ``docs`` all name the same document from any working directory, and two different files
+  never share an id. With ``id_root`` the file id is the real path relative to the real
+  path of ``id_root`` (portable across machines and mount points); a file outside it is a
+  :class:`~e5_integrations.SourceError`.
+- ``.txt``/``.md``: the document id is the file id;
 - ``.jsonl``/``.csv``/``.parquet``: the record's id field (``id`` by default, or
   ``id_field``) when present, else ``"{file id}:{line or row number}"``.
 
-Directories are walked recursively in sorted order. Entries whose name starts with ``.``
-(``.git``, the default ``.e5-store``) are not read. Files with another extension are
-skipped and reported as ``unsupported``, never silently dropped.
+Directories are walked recursively in sorted order, following symlinks; a file reached
+twice (a symlink, a directory given twice) is read once, and a directory symlink loop is
+a :class:`~e5_integrations.SourceError`. Entries whose name starts with ``.`` (``.git``,
+the default ``.e5-store``) are not read. Files with another extension are skipped and
+reported as ``unsupported``, never silently dropped.
 
 A malformed record raises :class:`~e5_integrations.SourceError` naming the file and line
 under ``on_error="fail"``; under ``"skip"`` it is reported to ``on_problem`` and reading goes
@@ -70,7 +78,7 @@ class Document:
     Attributes:
         id: deterministic document id (see the module docs).
         text: the full text.
-        source: the file it came from (the file id: relative to the source directory).
+        source: the file id of the file it came from (see the module docs).
         metadata: the record's other fields (JSON values), empty for text files.
     """
 
@@ -109,12 +117,12 @@ class SourceProblem:
 ProblemCallback = Callable[[SourceProblem], None]
 
 
-def _posix(path: Path) -> str:
-    return Path(os.path.normpath(path)).as_posix()
+def _walk(directory: Path, ancestors: frozenset[str]) -> Iterator[Path]:
+    """Files under ``directory``, recursively, sorted by name, skipping dot-entries.
 
-
-def _walk(directory: Path) -> Iterator[Path]:
-    """Files under ``directory``, recursively, sorted by name, skipping dot-entries."""
+    ``ancestors`` holds the real paths of the directories being walked, so a symlink back
+    to one of them is reported instead of followed forever.
+    """
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
     except OSError as exc:
@@ -124,31 +132,77 @@ def _walk(directory: Path) -> Iterator[Path]:
             continue
         path = Path(entry.path)
         if entry.is_dir():
-            yield from _walk(path)
+            real = os.path.realpath(path)
+            if real in ancestors:
+                raise SourceError(
+                    f"directory symlink loop: {path} points to {real}, which contains it; "
+                    "remove the link, or give the directories it should reach as sources"
+                )
+            yield from _walk(path, ancestors | {real})
         elif entry.is_file():
             yield path
 
 
-def iter_source_files(sources: Iterable[str | os.PathLike[str]]) -> Iterator[SourceFile]:
+def _resolve_id_root(id_root: str | os.PathLike[str] | None) -> Path | None:
+    if id_root is None:
+        return None
+    if not os.path.isdir(id_root):
+        raise ConfigurationError(
+            f"--id-root {str(id_root)!r} is not a directory; pass the directory that ids should be "
+            "relative to (id_root= in Python), or leave it out for ids from absolute real paths"
+        )
+    return Path(os.path.realpath(id_root))
+
+
+def _file_id(path: Path, id_root: Path | None) -> str:
+    """The file id of ``path`` (see the module docs)."""
+    real = Path(os.path.realpath(path))
+    if id_root is None:
+        return real.as_posix()
+    try:
+        return real.relative_to(id_root).as_posix()
+    except ValueError:
+        raise SourceError(
+            f"{path} (real path {real}) is outside --id-root {id_root}; pass an --id-root "
+            "(id_root=) that contains every source, or leave it out for ids from absolute real paths"
+        ) from None
+
+
+def iter_source_files(
+    sources: Iterable[str | os.PathLike[str]], *, id_root: str | os.PathLike[str] | None = None
+) -> Iterator[SourceFile]:
     """Expand files and directories into the files to read, in a deterministic order.
 
-    Unsupported extensions are included; :func:`iter_documents` reports them.
+    Each file comes once, however many sources reach it. Unsupported extensions are
+    included; :func:`iter_documents` reports them.
+
+    Args:
+        sources: files or directories.
+        id_root: make file ids relative to this directory (see the module docs).
 
     Raises:
-        SourceError: a source does not exist.
+        SourceError: a source does not exist, a directory symlink loops, or a file is
+            outside ``id_root``.
+        ConfigurationError: ``id_root`` is not a directory.
     """
+    root_dir = _resolve_id_root(id_root)
+    seen: set[str] = set()
     for source in sources:
         root = Path(source)
         if root.is_dir():
-            for path in _walk(root):
-                yield SourceFile(path, path.relative_to(root).as_posix())
+            paths: Iterable[Path] = _walk(root, frozenset({os.path.realpath(root)}))
         elif root.is_file():
-            yield SourceFile(root, _posix(root))
+            paths = [root]
         else:
             raise SourceError(
                 f"source {str(source)!r} does not exist or is not a file or directory; "
                 f"pass files or directories of {', '.join(SUPPORTED_EXTENSIONS)}"
             )
+        for path in paths:
+            file_id = _file_id(path, root_dir)
+            if file_id not in seen:
+                seen.add(file_id)
+                yield SourceFile(path, file_id)
 
 
 def _jsonable(value: Any) -> Any:
@@ -440,6 +494,7 @@ def iter_documents(
     on_error: OnError = "fail",
     on_problem: ProblemCallback | None = None,
     ids: DuplicateIds | None = None,
+    id_root: str | os.PathLike[str] | None = None,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -454,14 +509,17 @@ def iter_documents(
             files, empty texts, and (with ``"skip"``) invalid records.
         ids: the registry of seen document ids to fill (to ask afterwards which ids the
             sources hold); a fresh one by default.
+        id_root: file ids relative to this directory instead of absolute real paths
+            (see the module docs).
 
     Raises:
-        SourceError: an invalid record (with ``on_error="fail"``) or a missing source;
-            the message names the file and the line.
+        SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
+            directory symlink loop or a file outside ``id_root``; the message names the
+            file and the line.
     """
     _fields(text_field, id_field, on_error)
     duplicates = ids if ids is not None else DuplicateIds(on_error, on_problem)
-    for source in iter_source_files(sources):
+    for source in iter_source_files(sources, id_root=id_root):
         for document in read_source_file(
             source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=on_problem
         ):

@@ -123,14 +123,14 @@ def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:  # noqa: N802
 
 def _scan(
     paths: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport,
+    report: IngestReport, id_root: str | os.PathLike[str] | None = None,
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
     """The local engine's check pass, file by file: one read task per file, with the
     ordinals of the documents to drop because an earlier record has their id."""
     duplicates = DuplicateIds(on_error, report.record_problem)
     files: list[dict[str, Any]] = []
     total = 0
-    for source in iter_source_files(paths):
+    for source in iter_source_files(paths, id_root=id_root):
         skip: list[int] = []
         documents = read_source_file(
             source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem
@@ -209,6 +209,7 @@ def ingest_ray(
     write_batch_records: int | None = None,
     progress: bool | None = None,
     prune: bool = False,
+    id_root: str | os.PathLike[str] | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -221,7 +222,8 @@ def ingest_ray(
             write it at once, which embedded files do not allow.
         model, dtype, max_length, batch_tokens, attn_implementation: each embedding
             actor's :class:`~e5_integrations.E5Encoder`.
-        chunk_tokens, chunk_overlap, text_field, id_field, on_error: as for ``ingest``.
+        chunk_tokens, chunk_overlap, text_field, id_field, on_error, id_root: as for
+            ``ingest``. The driver forms the file ids, so they are the local engine's.
         ray_address: ``None`` uses the running Ray session, else ``$RAY_ADDRESS``, else
             starts a local one; ``"auto"`` or ``ray://host:10001`` joins a cluster.
         gpus_per_worker: GPUs per embedding actor; default 1 when the cluster has GPUs,
@@ -275,7 +277,7 @@ def ingest_ray(
     sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
     report = IngestReport(store=store_name, collection=collection, model=model_name)
 
-    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report)
+    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root)
     report.documents = total
     sink = sink_spec.open()
     try:

@@ -120,6 +120,8 @@ def _expected_ids(encoder: Any, texts: dict[str, str]) -> list[str]:
 
 
 def _run(sources: Any, sink: Sink, encoder: Any, **kwargs: Any) -> Any:
+    """``ingest`` with small chunks and groups; ids relative to ``sources`` (a corpus root)."""
+    kwargs.setdefault("id_root", sources)
     return ingest(sources, sink, encoder, chunk_tokens=CHUNK_TOKENS, group_tokens=GROUP_TOKENS, **kwargs)
 
 
