@@ -311,10 +311,22 @@ def _raise_csv_field_limit() -> None:
             limit //= 2
 
 
+def _csv_error(exc: csv.Error, line: int) -> str:
+    """What is wrong with a CSV row the ``csv`` module refused, and how to fix it."""
+    if "unexpected end of data" in str(exc):
+        return (
+            f"a quoted cell that starts in this row is never closed (the file ended at line {line} inside "
+            'it); close the quote, and write a quote inside a quoted cell as two ("")'
+        )
+    return f'malformed CSV row ({exc}); quote cells that hold commas, and write a quote inside one as two ("")'
+
+
 def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
     _raise_csv_field_limit()
     with source.path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+        # strict: a quote left open raises at the end of the file instead of silently making
+        # one cell of every later row, and text after a closing quote is an error too
+        reader = csv.DictReader(handle, strict=True)
         try:
             header = reader.fieldnames or []
         except (csv.Error, UnicodeDecodeError) as exc:
@@ -326,12 +338,16 @@ def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]
                 "pass --text-field / --id-field with a column name"
             )
         while True:
+            start = reader.line_num + 1  # the line a row begins on (a quoted cell may span lines)
             try:
                 row = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError as exc:
                 raise _RecordError(f"unreadable CSV at line {reader.line_num} ({exc})") from exc
+            except csv.Error as exc:
+                yield start, _RecordError(_csv_error(exc, reader.line_num))
+                continue  # the reader starts again on the next line; at the end of the file it stops
             if None in row:
                 yield reader.line_num, _RecordError(
                     f"{len(header) + len(row[None])} cells, the header has {len(header)}"

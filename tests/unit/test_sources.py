@@ -287,3 +287,23 @@ def test_duplicate_document_ids_are_invalid_records(tmp_path):
     docs = list(iter_documents([tmp_path], on_error="skip", on_problem=problems.append))
     assert [(d.id, d.text) for d in docs] == [("x", "first"), ("y", "other")]
     assert len(problems) == 1 and "duplicate" in problems[0].detail
+
+
+def test_csv_unterminated_quote_fails_naming_the_line_instead_of_swallowing_the_rest(tmp_path: Path) -> None:
+    """Issue 11.3: an unterminated quote made one document of every later row."""
+    rows = "".join(f"r{i},row number {i}\n" for i in range(3, 9))
+    path = _write(tmp_path / "t.csv", f'id,text\nr1,fine\nr2,"broken quote\n{rows}')
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:3: .*quote"):
+        list(iter_documents([path]))
+    docs, problems = _read(path, on_error="skip")
+    assert [doc.id for doc in docs] == ["r1"]
+    assert [(problem.kind, problem.location) for problem in problems] == [("invalid record", f"{path}:3")]
+
+
+def test_csv_stray_quote_is_skipped_by_row_and_reading_goes_on(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", 'id,text\nr1,fine\nr2,"closed" then more\nr3,after\n')
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:3: "):
+        list(iter_documents([path]))
+    docs, problems = _read(path, on_error="skip")
+    assert [(doc.id, doc.text) for doc in docs] == [("r1", "fine"), ("r3", "after")]
+    assert [problem.location for problem in problems] == [f"{path}:3"]
