@@ -311,12 +311,12 @@ def _raise_csv_field_limit() -> None:
             limit //= 2
 
 
-def _csv_error(exc: csv.Error, line: int) -> str:
+def _csv_error(exc: csv.Error) -> str:
     """What is wrong with a CSV row the ``csv`` module refused, and how to fix it."""
     if "unexpected end of data" in str(exc):
         return (
-            f"a quoted cell that starts in this row is never closed (the file ended at line {line} inside "
-            'it); close the quote, and write a quote inside a quoted cell as two ("")'
+            "a quoted cell that starts in this row is never closed (the file ends inside it); "
+            'close the quote, and write a quote inside a quoted cell as two ("")'
         )
     return f'malformed CSV row ({exc}); quote cells that hold commas, and write a quote inside one as two ("")'
 
@@ -346,7 +346,7 @@ def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]
             except UnicodeDecodeError as exc:
                 raise _RecordError(f"unreadable CSV at line {reader.line_num} ({exc})") from exc
             except csv.Error as exc:
-                yield start, _RecordError(_csv_error(exc, reader.line_num))
+                yield start, _RecordError(_csv_error(exc))
                 continue  # the reader starts again on the next line; at the end of the file it stops
             if None in row:
                 yield reader.line_num, _RecordError(
