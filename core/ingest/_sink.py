@@ -16,7 +16,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Hit", "Record", "Sink", "CONTENT_HASH_KEY", "DOCUMENT_ID_KEY", "SOURCE_KEY", "CHUNK_INDEX_KEY"]
+__all__ = [
+    "CHUNK_INDEX_KEY",
+    "CONTENT_HASH_KEY",
+    "DOCUMENT_ID_KEY",
+    "RESERVED_METADATA_KEYS",
+    "RESERVED_METADATA_PREFIX",
+    "SOURCE_KEY",
+    "Hit",
+    "Record",
+    "Sink",
+    "reserved_metadata_key",
+]
 
 #: Metadata keys the pipeline writes on every chunk.
 SOURCE_KEY = "source"
@@ -25,6 +36,16 @@ CHUNK_INDEX_KEY = "chunk_index"
 DOCUMENT_ID_KEY = "document_id"
 #: Hash of (model, max_length, text) so a re-run can skip chunks stored unchanged.
 CONTENT_HASH_KEY = "e5_content_hash"
+#: Metadata keys a document may not bring: the pipeline writes them on every chunk.
+RESERVED_METADATA_KEYS = frozenset({SOURCE_KEY, CHUNK_INDEX_KEY, DOCUMENT_ID_KEY})
+#: Metadata keys with this prefix are the package's (content hash, a sink's own bookkeeping
+#: such as Chroma's ``e5_json_keys``); a document may not bring them either.
+RESERVED_METADATA_PREFIX = "e5_"
+
+
+def reserved_metadata_key(key: str) -> bool:
+    """Whether ``key`` is the pipeline's or a sink's bookkeeping, never a user field."""
+    return key in RESERVED_METADATA_KEYS or key.startswith(RESERVED_METADATA_PREFIX)
 
 
 @dataclass(frozen=True)

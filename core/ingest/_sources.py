@@ -18,6 +18,10 @@ and they depend only on the file, never on how it was reached:
 - ``.jsonl``/``.csv``/``.parquet``: the record's id field (``id`` by default, or
   ``id_field``) when present, else ``"{file id}:{line or row number}"``.
 
+A record's other fields become the chunks' metadata, unchanged. A field named like the
+pipeline's bookkeeping (``source``, ``document_id``, ``chunk_index``, or ``e5_*``) would be
+overwritten, so such a record is invalid.
+
 Directories are walked recursively in sorted order, following symlinks; a file reached
 twice (a symlink, a directory given twice) is read once, and a directory symlink loop is
 a :class:`~e5_integrations.SourceError`. Entries whose name starts with ``.`` (``.git``,
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations.ingest._sink import RESERVED_METADATA_KEYS, RESERVED_METADATA_PREFIX, reserved_metadata_key
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -268,6 +273,13 @@ def _record_to_document(
     metadata = {
         str(key): _jsonable(value) for key, value in record.items() if key not in (fields.text, fields.id_name)
     }
+    for key in metadata:
+        if reserved_metadata_key(key):
+            raise _RecordError(
+                f"field {key!r} is reserved: every stored chunk carries {sorted(RESERVED_METADATA_KEYS)} and "
+                f"'{RESERVED_METADATA_PREFIX}*' keys of its own, which would replace yours; rename the field "
+                "(or read it with --text-field / --id-field)"
+            )
     return Document(id=doc_id, text=text, source=source.file_id, metadata=metadata)
 
 

@@ -307,3 +307,23 @@ def test_csv_stray_quote_is_skipped_by_row_and_reading_goes_on(tmp_path: Path) -
     docs, problems = _read(path, on_error="skip")
     assert [(doc.id, doc.text) for doc in docs] == [("r1", "fine"), ("r3", "after")]
     assert [problem.location for problem in problems] == [f"{path}:3"]
+
+
+@pytest.mark.parametrize("key", ["source", "document_id", "chunk_index", "e5_content_hash", "e5_json_keys"])
+def test_user_fields_named_like_bookkeeping_are_refused_by_line(tmp_path: Path, key: str) -> None:
+    """Issue 11.5: such fields were silently replaced (or broke Chroma search); now refused."""
+    path = _jsonl(tmp_path / "d.jsonl", {"id": "a", "text": "ok"}, {"id": "b", "text": "mine", key: "x"})
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:2: .*{key!r} is reserved.*rename"):
+        list(iter_documents([path]))
+    docs, problems = _read(path, on_error="skip")
+    assert [doc.id for doc in docs] == ["a"]
+    assert [(problem.kind, problem.location) for problem in problems] == [("invalid record", f"{path}:2")]
+
+
+def test_a_csv_column_named_like_bookkeeping_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", "id,text,source\nr1,hello,web\n")
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:2: .*'source' is reserved"):
+        list(iter_documents([path]))
+    # a column read as the text or the id is not metadata, so its name is free
+    assert [doc.metadata for doc in iter_documents([path], text_field="source")] == [{"text": "hello"}]
+    assert [doc.id for doc in iter_documents([path], id_field="source")] == ["web"]
