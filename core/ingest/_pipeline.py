@@ -49,7 +49,7 @@ from e5_integrations.ingest._sink import (
     Record,
     Sink,
 )
-from e5_integrations.ingest._sources import Document, DuplicateIds, OnError, iter_documents
+from e5_integrations.ingest._sources import Document, DocumentCheck, DuplicateIds, OnError, iter_documents
 
 __all__ = [
     "DOCUMENT_ID_KEY",
@@ -267,15 +267,16 @@ class _Progress:
 
 def _check_sources(
     sources: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport, id_root: str | os.PathLike[str] | None = None,
+    report: IngestReport, id_root: str | os.PathLike[str] | None = None, check: DocumentCheck | None = None,
 ) -> tuple[int, DuplicateIds]:
-    """Pass 1: parse and validate everything; count problems and documents, and keep
+    """Pass 1: parse and validate everything (with the sink's ``check_document``, so what
+    the store would refuse fails here, not midway); count problems and documents, and keep
     the document ids (as 16-byte digests) for pruning."""
     count = 0
     ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
         sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem,
-        ids=ids, id_root=id_root,
+        ids=ids, id_root=id_root, check=check,
     )
     for _ in documents:
         count += 1
@@ -422,8 +423,9 @@ def ingest(
             ``min(64, chunk_tokens // 4)``.
         text_field: field/column with the text in JSONL, CSV and parquet.
         id_field: field/column with the document id (default ``id`` when present).
-        on_error: ``"fail"``: a malformed record aborts before anything is written;
-            ``"skip"``: it is skipped and reported.
+        on_error: ``"fail"``: a malformed record, or one the store would refuse
+            (``sink.check_document``), aborts before anything is written; ``"skip"``: it
+            is skipped and reported.
         group_tokens: tokens per encoder call; default 4 × the encoder's ``batch_tokens``.
         progress: show a progress bar (``None``: only on a terminal).
         prune: after loading, delete the stored chunks of documents that are no longer in
@@ -456,13 +458,14 @@ def ingest(
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
     report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
-    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root)
+    check = sink.check_document
+    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
     bar = _Progress(progress, total)
     try:
         documents = iter_documents(
-            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root
+            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root, check=check
         )
         run.run(documents, bar)
     finally:

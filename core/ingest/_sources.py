@@ -49,11 +49,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from e5_integrations._errors import ConfigurationError, SourceError
-from e5_integrations.ingest._sink import RESERVED_METADATA_KEYS, RESERVED_METADATA_PREFIX, reserved_metadata_key
+from e5_integrations.ingest._sink import (
+    RESERVED_METADATA_KEYS,
+    RESERVED_METADATA_PREFIX,
+    reserved_metadata_key,
+)
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "Document",
+    "DocumentCheck",
     "DuplicateIds",
     "OnError",
     "SourceFile",
@@ -120,6 +125,8 @@ class SourceProblem:
 
 
 ProblemCallback = Callable[[SourceProblem], None]
+#: A store's check of a document (``Sink.check_document``): why it would refuse it, or None.
+DocumentCheck = Callable[[Document], str | None]
 
 
 def _walk(directory: Path, ancestors: frozenset[str]) -> Iterator[Path]:
@@ -426,7 +433,9 @@ class _Reporter:
             self.on_problem(problem)
 
 
-def _read_file(source: SourceFile, fields: _Fields, reporter: _Reporter) -> Iterator[Document]:
+def _read_file(
+    source: SourceFile, fields: _Fields, reporter: _Reporter, check: DocumentCheck | None = None
+) -> Iterator[Document]:
     suffix = source.path.suffix.lower()
     reader = _READERS.get(suffix)
     if reader is None:
@@ -446,6 +455,10 @@ def _read_file(source: SourceFile, fields: _Fields, reporter: _Reporter) -> Iter
                 except _RecordError as exc:
                     reporter.problem(INVALID, _location(source, position), str(exc))
                     continue
+            refused = check(document) if check is not None else None
+            if refused is not None:
+                reporter.problem(INVALID, _location(source, position), f"the store refuses it: {refused}")
+                continue
             if not document.text.strip():
                 reporter.problem(EMPTY, _location(source, position), f"document {document.id!r} has no text")
                 continue
@@ -471,6 +484,7 @@ def read_source_file(
     id_field: str | None = None,
     on_error: OnError = "fail",
     on_problem: ProblemCallback | None = None,
+    check: DocumentCheck | None = None,
 ) -> Iterator[Document]:
     """The documents of one file, without the cross-file duplicate-id check.
 
@@ -478,7 +492,7 @@ def read_source_file(
     duplicate check with :class:`DuplicateIds`. Arguments as for :func:`iter_documents`.
     """
     reporter = _Reporter(on_error, on_problem)
-    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter)
+    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter, check)
 
 
 class DuplicateIds:
@@ -523,6 +537,7 @@ def iter_documents(
     on_problem: ProblemCallback | None = None,
     ids: DuplicateIds | None = None,
     id_root: str | os.PathLike[str] | None = None,
+    check: DocumentCheck | None = None,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -539,6 +554,9 @@ def iter_documents(
             sources hold); a fresh one by default.
         id_root: file ids relative to this directory instead of absolute real paths
             (see the module docs).
+        check: the target store's ``Sink.check_document``; a document it refuses is an
+            invalid record (named by file and line), so nothing the store would refuse
+            reaches a write.
 
     Raises:
         SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
@@ -549,7 +567,12 @@ def iter_documents(
     duplicates = ids if ids is not None else DuplicateIds(on_error, on_problem)
     for source in iter_source_files(sources, id_root=id_root):
         for document in read_source_file(
-            source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=on_problem
+            source,
+            text_field=text_field,
+            id_field=id_field,
+            on_error=on_error,
+            on_problem=on_problem,
+            check=check,
         ):
             if not duplicates.is_duplicate(document, source):
                 yield document

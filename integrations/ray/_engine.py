@@ -31,9 +31,15 @@ from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError
 from e5_integrations.ingest._pipeline import prune_removed_documents
-from e5_integrations.ingest._registry import infer_store
+from e5_integrations.ingest._registry import infer_store, sink_class
 from e5_integrations.ingest._report import IngestReport
-from e5_integrations.ingest._sources import DuplicateIds, OnError, iter_source_files, read_source_file
+from e5_integrations.ingest._sources import (
+    DocumentCheck,
+    DuplicateIds,
+    OnError,
+    iter_source_files,
+    read_source_file,
+)
 
 from e5_integrations.ray._stages import (
     COUNTERS,
@@ -123,17 +129,23 @@ def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:  # noqa: N802
 
 def _scan(
     paths: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport, id_root: str | os.PathLike[str] | None = None,
+    report: IngestReport, id_root: str | os.PathLike[str] | None = None, check: DocumentCheck | None = None,
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
-    """The local engine's check pass, file by file: one read task per file, with the
-    ordinals of the documents to drop because an earlier record has their id."""
+    """The local engine's check pass, file by file (``check`` is the sink's
+    ``check_document``): one read task per file, with the ordinals of the documents to
+    drop because an earlier record has their id."""
     duplicates = DuplicateIds(on_error, report.record_problem)
     files: list[dict[str, Any]] = []
     total = 0
     for source in iter_source_files(paths, id_root=id_root):
         skip: list[int] = []
         documents = read_source_file(
-            source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem
+            source,
+            text_field=text_field,
+            id_field=id_field,
+            on_error=on_error,
+            on_problem=report.record_problem,
+            check=check,
         )
         kept = 0
         for ordinal, document in enumerate(documents):
@@ -277,7 +289,8 @@ def ingest_ray(
     sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
     report = IngestReport(store=store_name, collection=collection, model=model_name)
 
-    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root)
+    check = sink_class(store_name).check_document
+    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, check)
     report.documents = total
     sink = sink_spec.open()
     try:
@@ -322,7 +335,11 @@ def _run(
         logger.info("ray ingest: %d files, %d embedding actors x %g GPUs, %d writers", len(files), actors, gpus, writers)
         dataset = (
             ray.data.from_items(files, override_num_blocks=len(files))
-            .flat_map(read_file, fn_kwargs={"text_field": text_field, "id_field": id_field, "on_error": on_error})
+            .flat_map(
+                read_file,
+                fn_kwargs={"text_field": text_field, "id_field": id_field, "on_error": on_error,
+                           "store": sink_spec.store},
+            )
             .map_batches(chunk_documents, batch_size=CHUNK_BATCH_DOCUMENTS, batch_format="numpy",
                          fn_kwargs={"spec": spec})
             .map_batches(lookup_stored, batch_size=LOOKUP_BATCH_ROWS, batch_format="numpy",

@@ -42,7 +42,7 @@ from e5_integrations.ingest._pipeline import (
     prepare_chunks,
     upsert_in_batches,
 )
-from e5_integrations.ingest._registry import open_sink
+from e5_integrations.ingest._registry import open_sink, sink_class
 from e5_integrations.ingest._sink import Record, Sink
 from e5_integrations.ingest._sources import Document, OnError, SourceFile, read_source_file
 
@@ -106,18 +106,29 @@ class EncoderSpec:
 
 
 # -- stage 1: read (one task per file) ------------------------------------------------------
-def read_file(row: Mapping[str, Any], *, text_field: str, id_field: str | None, on_error: OnError) -> list[dict[str, Any]]:
+def read_file(
+    row: Mapping[str, Any],
+    *,
+    text_field: str,
+    id_field: str | None,
+    on_error: OnError,
+    store: str | None = None,
+) -> list[dict[str, Any]]:
     """The documents of one source file as rows ``{doc_id, text, source, metadata}``.
 
     The driver's check pass has validated the file and reported its problems; here
-    invalid records are skipped silently (``on_error`` only matters if the file changed
-    since), and ``skip`` lists the ordinals of documents whose id an earlier file already
-    used, exactly as the local engine drops them.
+    invalid records, and those ``store``'s ``check_document`` refuses, are skipped
+    silently (``on_error`` only matters if the file changed since), and ``skip`` lists
+    the ordinals of documents whose id an earlier file already used, exactly as the local
+    engine drops them.
     """
     source = SourceFile(Path(row["path"]), row["file_id"])
     skip = set(json.loads(row["skip"]))
     rows = []
-    documents = read_source_file(source, text_field=text_field, id_field=id_field, on_error=on_error)
+    check = sink_class(store).check_document if store is not None else None
+    documents = read_source_file(
+        source, text_field=text_field, id_field=id_field, on_error=on_error, check=check
+    )
     for ordinal, document in enumerate(documents):
         if ordinal in skip:
             continue
