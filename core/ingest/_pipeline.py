@@ -276,7 +276,7 @@ def _check_sources(
     ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
         sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem,
-        ids=ids, id_root=id_root, check=check,
+        ids=ids, id_root=id_root, check=check, keep_empty=True,
     )
     for _ in documents:
         count += 1
@@ -304,8 +304,8 @@ class _Run:
     def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
         group = _Group()
         for document in documents:
-            chunks = self._pending(document)
-            self.report.documents += 1
+            chunks = self._pending(document)  # none for an empty document: probe (id, 0) deletes them all
+            self.report.documents += 1 if chunks else 0
             self.report.chunks += len(chunks)
             for chunk in chunks:
                 group.chunks.append(chunk)
@@ -465,7 +465,8 @@ def ingest(
     bar = _Progress(progress, total)
     try:
         documents = iter_documents(
-            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root, check=check
+            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root, check=check,
+            keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
         )
         run.run(documents, bar)
     finally:

@@ -434,7 +434,11 @@ class _Reporter:
 
 
 def _read_file(
-    source: SourceFile, fields: _Fields, reporter: _Reporter, check: DocumentCheck | None = None
+    source: SourceFile,
+    fields: _Fields,
+    reporter: _Reporter,
+    check: DocumentCheck | None = None,
+    keep_empty: bool = False,
 ) -> Iterator[Document]:
     suffix = source.path.suffix.lower()
     reader = _READERS.get(suffix)
@@ -461,7 +465,8 @@ def _read_file(
                 continue
             if not document.text.strip():
                 reporter.problem(EMPTY, _location(source, position), f"document {document.id!r} has no text")
-                continue
+                if not keep_empty:
+                    continue
             yield document
     except _RecordError as exc:
         reporter.problem(INVALID, str(source.path), str(exc))
@@ -485,6 +490,7 @@ def read_source_file(
     on_error: OnError = "fail",
     on_problem: ProblemCallback | None = None,
     check: DocumentCheck | None = None,
+    keep_empty: bool = False,
 ) -> Iterator[Document]:
     """The documents of one file, without the cross-file duplicate-id check.
 
@@ -492,7 +498,7 @@ def read_source_file(
     duplicate check with :class:`DuplicateIds`. Arguments as for :func:`iter_documents`.
     """
     reporter = _Reporter(on_error, on_problem)
-    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter, check)
+    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter, check, keep_empty)
 
 
 class DuplicateIds:
@@ -538,6 +544,7 @@ def iter_documents(
     ids: DuplicateIds | None = None,
     id_root: str | os.PathLike[str] | None = None,
     check: DocumentCheck | None = None,
+    keep_empty: bool = False,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -557,6 +564,9 @@ def iter_documents(
         check: the target store's ``Sink.check_document``; a document it refuses is an
             invalid record (named by file and line), so nothing the store would refuse
             reaches a write.
+        keep_empty: also yield documents without text (after reporting them as
+            ``"empty text"``): the engines delete the stored chunks of a document that
+            became empty, a document with zero chunks.
 
     Raises:
         SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
@@ -573,6 +583,7 @@ def iter_documents(
             on_error=on_error,
             on_problem=on_problem,
             check=check,
+            keep_empty=keep_empty,
         ):
             if not duplicates.is_duplicate(document, source):
                 yield document

@@ -146,6 +146,7 @@ def _scan(
             on_error=on_error,
             on_problem=report.record_problem,
             check=check,
+            keep_empty=True,
         )
         kept = 0
         for ordinal, document in enumerate(documents):
@@ -153,9 +154,9 @@ def _scan(
                 skip.append(ordinal)
             else:
                 kept += 1
+                total += 1 if document.text.strip() else 0  # an empty one only deletes its chunks
         if kept:
             files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
-            total += kept
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return files, total, duplicates
