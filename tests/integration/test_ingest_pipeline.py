@@ -201,7 +201,8 @@ def test_a_document_that_became_empty_has_its_chunks_deleted(
     emptied = {"guides/deep/tuning.txt": "  \n", "alpha.txt": ""}
     for doc_id, text in emptied.items():
         (corpus.root / doc_id).write_text(text, encoding="utf-8")
-    records = [json.loads(line) for line in (corpus.root / "faq.jsonl").read_text(encoding="utf-8").splitlines()]
+    faq = (corpus.root / "faq.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in faq.splitlines()]
     records[1]["text"] = ""  # faq-2, several chunks
     (corpus.root / "faq.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     gone = {doc_id: corpus.texts.pop(doc_id) for doc_id in [*emptied, "faq-2"]}
