@@ -458,7 +458,7 @@ def ingest(
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
     report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
-    check = sink.check_document
+    check = getattr(sink, "check_document", None)  # a duck-typed sink without the hook checks nothing more
     total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
