@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--text-field", default="text", help="JSONL/CSV/parquet field with the text (default: %(default)s)")
     ingest.add_argument("--id-field", help="JSONL/CSV/parquet field with the document id (default: id, when present)")
     ingest.add_argument(
+        "--id-root", metavar="DIR",
+        help="file ids relative to DIR, portable across machines (default: each file's absolute real path)",
+    )
+    ingest.add_argument(
         "--on-error", choices=("fail", "skip"), default="fail",
         help="malformed records: fail before writing anything, or skip and report them (default: %(default)s)",
     )
@@ -169,6 +173,7 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
         "chunk_overlap": args.chunk_overlap,
         "text_field": args.text_field,
         "id_field": args.id_field,
+        "id_root": args.id_root,
         "on_error": args.on_error,
         "progress": False if args.no_progress else None,
         "prune": args.prune,

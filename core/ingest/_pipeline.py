@@ -49,7 +49,7 @@ from e5_integrations.ingest._sink import (
     Record,
     Sink,
 )
-from e5_integrations.ingest._sources import Document, DuplicateIds, OnError, iter_documents
+from e5_integrations.ingest._sources import Document, DocumentCheck, DuplicateIds, OnError, iter_documents
 
 __all__ = [
     "DOCUMENT_ID_KEY",
@@ -267,15 +267,16 @@ class _Progress:
 
 def _check_sources(
     sources: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport,
+    report: IngestReport, id_root: str | os.PathLike[str] | None = None, check: DocumentCheck | None = None,
 ) -> tuple[int, DuplicateIds]:
-    """Pass 1: parse and validate everything; count problems and documents, and keep
+    """Pass 1: parse and validate everything (with the sink's ``check_document``, so what
+    the store would refuse fails here, not midway); count problems and documents, and keep
     the document ids (as 16-byte digests) for pruning."""
     count = 0
     ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
         sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem,
-        ids=ids,
+        ids=ids, id_root=id_root, check=check, keep_empty=True,
     )
     for _ in documents:
         count += 1
@@ -303,8 +304,8 @@ class _Run:
     def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
         group = _Group()
         for document in documents:
-            chunks = self._pending(document)
-            self.report.documents += 1
+            chunks = self._pending(document)  # none for an empty document: probe (id, 0) deletes them all
+            self.report.documents += 1 if chunks else 0
             self.report.chunks += len(chunks)
             for chunk in chunks:
                 group.chunks.append(chunk)
@@ -409,6 +410,7 @@ def ingest(
     group_tokens: int | None = None,
     progress: bool | None = False,
     prune: bool = False,
+    id_root: str | os.PathLike[str] | None = None,
 ) -> IngestReport:
     """Load ``sources`` into ``sink``, embedding with ``encoder``; idempotent and resumable.
 
@@ -421,14 +423,20 @@ def ingest(
             ``min(64, chunk_tokens // 4)``.
         text_field: field/column with the text in JSONL, CSV and parquet.
         id_field: field/column with the document id (default ``id`` when present).
-        on_error: ``"fail"``: a malformed record aborts before anything is written;
-            ``"skip"``: it is skipped and reported.
+        on_error: ``"fail"``: a malformed record, or one the store would refuse
+            (``sink.check_document``), aborts before anything is written; ``"skip"``: it
+            is skipped and reported.
         group_tokens: tokens per encoder call; default 4 × the encoder's ``batch_tokens``.
         progress: show a progress bar (``None``: only on a terminal).
         prune: after loading, delete the stored chunks of documents that are no longer in
             ``sources`` (a file deleted, a record removed). The whole collection is compared
             with this run's sources, so give every source of the collection in one run.
             Skipped (with a warning) when invalid records were skipped.
+        id_root: make file ids (the ids of ``.txt``/``.md`` documents, and the prefix of
+            line-numbered record ids) relative to this directory, so they survive moving
+            the corpus to another machine or mount point. Default: each file's absolute
+            real path. Either way a file has one id whatever path spelling, symlink or
+            working directory reaches it; a file outside ``id_root`` is a ``SourceError``.
 
     Returns:
         An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
@@ -450,12 +458,16 @@ def ingest(
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
     report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
-    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report)
+    check = getattr(sink, "check_document", None)  # a duck-typed sink without the hook checks nothing more
+    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
     bar = _Progress(progress, total)
     try:
-        documents = iter_documents(paths, text_field=text_field, id_field=id_field, on_error=on_error)
+        documents = iter_documents(
+            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root, check=check,
+            keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
+        )
         run.run(documents, bar)
     finally:
         bar.close()

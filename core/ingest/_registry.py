@@ -9,7 +9,7 @@ from typing import Any
 from e5_integrations._errors import ConfigurationError
 from e5_integrations.ingest._sink import Sink
 
-__all__ = ["DEFAULT_STORE_DIR", "STORES", "infer_store", "open_sink"]
+__all__ = ["DEFAULT_STORE_DIR", "STORES", "infer_store", "open_sink", "sink_class"]
 
 #: store name -> "module:Class" (imported only when used) and the pip extra it needs.
 STORES: dict[str, tuple[str, str]] = {
@@ -67,14 +67,28 @@ def open_sink(store: str | None, uri: str | None, collection: str, **options: An
         ImportError: the store's client is not installed; names the extra.
     """
     name, resolved_uri = infer_store(store, uri)
-    target, extra = STORES[name]
+    return sink_class(name)(uri=resolved_uri, collection=collection, **options)  # type: ignore[call-arg]
+
+
+def sink_class(store: str) -> type[Sink]:
+    """The sink class of ``store`` (a key of :data:`STORES`), without connecting.
+
+    Raises:
+        ConfigurationError: unknown store.
+        ImportError: the store's client is not installed; names the extra.
+    """
+    if store not in STORES:
+        raise ConfigurationError(
+            f"unknown store {store!r}; expected one of {sorted(STORES)} (e.g. --store chroma)"
+        )
+    target, extra = STORES[store]
     module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(
-            f"the {name} sink needs its client library ({exc.name or exc}); "
+            f"the {store} sink needs its client library ({exc.name or exc}); "
             f"install it with: pip install 'e5-integrations[{extra}]'"
         ) from exc
     sink_cls: type[Sink] = getattr(module, class_name)
-    return sink_cls(uri=resolved_uri, collection=collection, **options)
+    return sink_cls

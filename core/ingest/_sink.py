@@ -10,13 +10,29 @@ process.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Hit", "Record", "Sink", "CONTENT_HASH_KEY", "DOCUMENT_ID_KEY", "SOURCE_KEY", "CHUNK_INDEX_KEY"]
+if TYPE_CHECKING:
+    from e5_integrations.ingest._sources import Document
+
+__all__ = [
+    "CHUNK_INDEX_KEY",
+    "CONTENT_HASH_KEY",
+    "DOCUMENT_ID_KEY",
+    "RESERVED_METADATA_KEYS",
+    "RESERVED_METADATA_PREFIX",
+    "SOURCE_KEY",
+    "Hit",
+    "Record",
+    "Sink",
+    "metadata_strings",
+    "reserved_metadata_key",
+]
 
 #: Metadata keys the pipeline writes on every chunk.
 SOURCE_KEY = "source"
@@ -25,6 +41,45 @@ CHUNK_INDEX_KEY = "chunk_index"
 DOCUMENT_ID_KEY = "document_id"
 #: Hash of (model, max_length, text) so a re-run can skip chunks stored unchanged.
 CONTENT_HASH_KEY = "e5_content_hash"
+#: Metadata keys a document may not bring: the pipeline writes them on every chunk.
+RESERVED_METADATA_KEYS = frozenset({SOURCE_KEY, CHUNK_INDEX_KEY, DOCUMENT_ID_KEY})
+#: Metadata keys with this prefix are the package's (content hash, a sink's own bookkeeping
+#: such as Chroma's ``e5_json_keys``); a document may not bring them either.
+RESERVED_METADATA_PREFIX = "e5_"
+
+
+def reserved_metadata_key(key: str) -> bool:
+    """Whether ``key`` is the pipeline's or a sink's bookkeeping, never a user field."""
+    return key in RESERVED_METADATA_KEYS or key.startswith(RESERVED_METADATA_PREFIX)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def metadata_strings(value: Any, where: str = "metadata") -> Iterator[tuple[str, str]]:
+    """Every key and string value in a metadata value, nested ones too, as ``(where, string)``
+    (``where`` names the field, e.g. ``metadata['tags'][1]``), for the sinks' checks."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield f"the key {key!r} of {where}", str(key)
+            yield from metadata_strings(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from metadata_strings(item, f"{where}[{index}]")
+
+
+def _lone_surrogate(document: Document) -> str | None:
+    fields = [("the id", document.id), ("the text", document.text), *metadata_strings(document.metadata)]
+    for where, value in fields:
+        found = _SURROGATE.search(value)
+        if found is not None:
+            return (
+                f"{where} holds a lone surrogate (\\u{ord(found.group()):04x} at character {found.start()}), "
+                "which is not Unicode and which no store can encode; fix the \\u escapes in the source"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -66,6 +121,24 @@ class Sink(abc.ABC):
     name: ClassVar[str]
     #: Collection (table) name this sink writes to; set by ``__init__``.
     collection: str
+
+    @classmethod
+    def check_document(cls, document: Document) -> str | None:
+        """Why this store would refuse the chunks of ``document``, or ``None`` if it takes them.
+
+        The pipeline's check pass calls it on every document before anything is written
+        (both engines; a class method, so Ray workers call it without a connection). A
+        refused document is an invalid record: it fails the run naming its file and line,
+        or is skipped and reported under ``on_error="skip"``, instead of failing a write
+        midway. The chunks of a document are substrings of ``document.text`` with ids
+        ``"{document.id}#{index}"`` and its metadata plus the bookkeeping keys, so
+        checking the document covers them.
+
+        The default refuses lone surrogates (``"\\ud800"`` from a JSON escape), which no
+        store can encode as UTF-8. A sink adds its store's own rules and calls ``super()``.
+        Return a message that says what is wrong and how to fix it.
+        """
+        return _lone_surrogate(document)
 
     @abc.abstractmethod
     def ensure_collection(self, dim: int) -> None:

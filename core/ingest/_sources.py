@@ -5,16 +5,28 @@ line), ``.csv`` (one per row) and ``.parquet`` (one per row, read in row batches
 pyarrow). Everything is a generator: a corpus is never loaded whole, only the document
 being handed out.
 
-Document ids are deterministic, so re-running the same command addresses the same rows:
+Document ids are deterministic, so re-running the same command addresses the same rows,
+and they depend only on the file, never on how it was reached:
 
-- ``.txt``/``.md``: the file's path relative to the directory given as a source, or the
-  path as given for a file named directly (POSIX separators);
+- a file's *file id* is its real path (``os.path.realpath``: absolute, symlinks resolved,
+  POSIX separators), so ``docs/a.txt``, ``/abs/docs/a.txt``, ``docs`` and a symlink to
+  ``docs`` all name the same document from any working directory, and two different files
+  never share an id. With ``id_root`` the file id is the real path relative to the real
+  path of ``id_root`` (portable across machines and mount points); a file outside it is a
+  :class:`~e5_integrations.SourceError`.
+- ``.txt``/``.md``: the document id is the file id;
 - ``.jsonl``/``.csv``/``.parquet``: the record's id field (``id`` by default, or
   ``id_field``) when present, else ``"{file id}:{line or row number}"``.
 
-Directories are walked recursively in sorted order. Entries whose name starts with ``.``
-(``.git``, the default ``.e5-store``) are not read. Files with another extension are
-skipped and reported as ``unsupported``, never silently dropped.
+A record's other fields become the chunks' metadata, unchanged. A field named like the
+pipeline's bookkeeping (``source``, ``document_id``, ``chunk_index``, or ``e5_*``) would be
+overwritten, so such a record is invalid.
+
+Directories are walked recursively in sorted order, following symlinks; a file reached
+twice (a symlink, a directory given twice) is read once, and a directory symlink loop is
+a :class:`~e5_integrations.SourceError`. Entries whose name starts with ``.`` (``.git``,
+the default ``.e5-store``) are not read. Files with another extension are skipped and
+reported as ``unsupported``, never silently dropped.
 
 A malformed record raises :class:`~e5_integrations.SourceError` naming the file and line
 under ``on_error="fail"``; under ``"skip"`` it is reported to ``on_problem`` and reading goes
@@ -37,10 +49,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations.ingest._sink import (
+    RESERVED_METADATA_KEYS,
+    RESERVED_METADATA_PREFIX,
+    reserved_metadata_key,
+)
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "Document",
+    "DocumentCheck",
     "DuplicateIds",
     "OnError",
     "SourceFile",
@@ -70,7 +88,7 @@ class Document:
     Attributes:
         id: deterministic document id (see the module docs).
         text: the full text.
-        source: the file it came from (the file id: relative to the source directory).
+        source: the file id of the file it came from (see the module docs).
         metadata: the record's other fields (JSON values), empty for text files.
     """
 
@@ -107,14 +125,16 @@ class SourceProblem:
 
 
 ProblemCallback = Callable[[SourceProblem], None]
+#: A store's check of a document (``Sink.check_document``): why it would refuse it, or None.
+DocumentCheck = Callable[[Document], str | None]
 
 
-def _posix(path: Path) -> str:
-    return Path(os.path.normpath(path)).as_posix()
+def _walk(directory: Path, ancestors: frozenset[str]) -> Iterator[Path]:
+    """Files under ``directory``, recursively, sorted by name, skipping dot-entries.
 
-
-def _walk(directory: Path) -> Iterator[Path]:
-    """Files under ``directory``, recursively, sorted by name, skipping dot-entries."""
+    ``ancestors`` holds the real paths of the directories being walked, so a symlink back
+    to one of them is reported instead of followed forever.
+    """
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
     except OSError as exc:
@@ -124,31 +144,77 @@ def _walk(directory: Path) -> Iterator[Path]:
             continue
         path = Path(entry.path)
         if entry.is_dir():
-            yield from _walk(path)
+            real = os.path.realpath(path)
+            if real in ancestors:
+                raise SourceError(
+                    f"directory symlink loop: {path} points to {real}, which contains it; "
+                    "remove the link, or give the directories it should reach as sources"
+                )
+            yield from _walk(path, ancestors | {real})
         elif entry.is_file():
             yield path
 
 
-def iter_source_files(sources: Iterable[str | os.PathLike[str]]) -> Iterator[SourceFile]:
+def _resolve_id_root(id_root: str | os.PathLike[str] | None) -> Path | None:
+    if id_root is None:
+        return None
+    if not os.path.isdir(id_root):
+        raise ConfigurationError(
+            f"--id-root {str(id_root)!r} is not a directory; pass the directory that ids should be "
+            "relative to (id_root= in Python), or leave it out for ids from absolute real paths"
+        )
+    return Path(os.path.realpath(id_root))
+
+
+def _file_id(path: Path, id_root: Path | None) -> str:
+    """The file id of ``path`` (see the module docs)."""
+    real = Path(os.path.realpath(path))
+    if id_root is None:
+        return real.as_posix()
+    try:
+        return real.relative_to(id_root).as_posix()
+    except ValueError:
+        raise SourceError(
+            f"{path} (real path {real}) is outside --id-root {id_root}; pass an --id-root "
+            "(id_root=) that contains every source, or leave it out for ids from absolute real paths"
+        ) from None
+
+
+def iter_source_files(
+    sources: Iterable[str | os.PathLike[str]], *, id_root: str | os.PathLike[str] | None = None
+) -> Iterator[SourceFile]:
     """Expand files and directories into the files to read, in a deterministic order.
 
-    Unsupported extensions are included; :func:`iter_documents` reports them.
+    Each file comes once, however many sources reach it. Unsupported extensions are
+    included; :func:`iter_documents` reports them.
+
+    Args:
+        sources: files or directories.
+        id_root: make file ids relative to this directory (see the module docs).
 
     Raises:
-        SourceError: a source does not exist.
+        SourceError: a source does not exist, a directory symlink loops, or a file is
+            outside ``id_root``.
+        ConfigurationError: ``id_root`` is not a directory.
     """
+    root_dir = _resolve_id_root(id_root)
+    seen: set[str] = set()
     for source in sources:
         root = Path(source)
         if root.is_dir():
-            for path in _walk(root):
-                yield SourceFile(path, path.relative_to(root).as_posix())
+            paths: Iterable[Path] = _walk(root, frozenset({os.path.realpath(root)}))
         elif root.is_file():
-            yield SourceFile(root, _posix(root))
+            paths = [root]
         else:
             raise SourceError(
                 f"source {str(source)!r} does not exist or is not a file or directory; "
                 f"pass files or directories of {', '.join(SUPPORTED_EXTENSIONS)}"
             )
+        for path in paths:
+            file_id = _file_id(path, root_dir)
+            if file_id not in seen:
+                seen.add(file_id)
+                yield SourceFile(path, file_id)
 
 
 def _jsonable(value: Any) -> Any:
@@ -214,6 +280,13 @@ def _record_to_document(
     metadata = {
         str(key): _jsonable(value) for key, value in record.items() if key not in (fields.text, fields.id_name)
     }
+    for key in metadata:
+        if reserved_metadata_key(key):
+            raise _RecordError(
+                f"field {key!r} is reserved: every stored chunk carries {sorted(RESERVED_METADATA_KEYS)} and "
+                f"'{RESERVED_METADATA_PREFIX}*' keys of its own, which would replace yours; rename the field "
+                "(or read it with --text-field / --id-field)"
+            )
     return Document(id=doc_id, text=text, source=source.file_id, metadata=metadata)
 
 
@@ -257,10 +330,22 @@ def _raise_csv_field_limit() -> None:
             limit //= 2
 
 
+def _csv_error(exc: csv.Error) -> str:
+    """What is wrong with a CSV row the ``csv`` module refused, and how to fix it."""
+    if "unexpected end of data" in str(exc):
+        return (
+            "a quoted cell that starts in this row is never closed (the file ends inside it); "
+            'close the quote, and write a quote inside a quoted cell as two ("")'
+        )
+    return f'malformed CSV row ({exc}); quote cells that hold commas, and write a quote inside one as two ("")'
+
+
 def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
     _raise_csv_field_limit()
     with source.path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+        # strict: a quote left open raises at the end of the file instead of silently making
+        # one cell of every later row, and text after a closing quote is an error too
+        reader = csv.DictReader(handle, strict=True)
         try:
             header = reader.fieldnames or []
         except (csv.Error, UnicodeDecodeError) as exc:
@@ -272,12 +357,16 @@ def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]
                 "pass --text-field / --id-field with a column name"
             )
         while True:
+            start = reader.line_num + 1  # the line a row begins on (a quoted cell may span lines)
             try:
                 row = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError as exc:
                 raise _RecordError(f"unreadable CSV at line {reader.line_num} ({exc})") from exc
+            except csv.Error as exc:
+                yield start, _RecordError(_csv_error(exc))
+                continue  # the reader starts again on the next line; at the end of the file it stops
             if None in row:
                 yield reader.line_num, _RecordError(
                     f"{len(header) + len(row[None])} cells, the header has {len(header)}"
@@ -344,7 +433,13 @@ class _Reporter:
             self.on_problem(problem)
 
 
-def _read_file(source: SourceFile, fields: _Fields, reporter: _Reporter) -> Iterator[Document]:
+def _read_file(
+    source: SourceFile,
+    fields: _Fields,
+    reporter: _Reporter,
+    check: DocumentCheck | None = None,
+    keep_empty: bool = False,
+) -> Iterator[Document]:
     suffix = source.path.suffix.lower()
     reader = _READERS.get(suffix)
     if reader is None:
@@ -364,9 +459,14 @@ def _read_file(source: SourceFile, fields: _Fields, reporter: _Reporter) -> Iter
                 except _RecordError as exc:
                     reporter.problem(INVALID, _location(source, position), str(exc))
                     continue
+            refused = check(document) if check is not None else None
+            if refused is not None:
+                reporter.problem(INVALID, _location(source, position), f"the store refuses it: {refused}")
+                continue
             if not document.text.strip():
                 reporter.problem(EMPTY, _location(source, position), f"document {document.id!r} has no text")
-                continue
+                if not keep_empty:
+                    continue
             yield document
     except _RecordError as exc:
         reporter.problem(INVALID, str(source.path), str(exc))
@@ -389,6 +489,8 @@ def read_source_file(
     id_field: str | None = None,
     on_error: OnError = "fail",
     on_problem: ProblemCallback | None = None,
+    check: DocumentCheck | None = None,
+    keep_empty: bool = False,
 ) -> Iterator[Document]:
     """The documents of one file, without the cross-file duplicate-id check.
 
@@ -396,7 +498,7 @@ def read_source_file(
     duplicate check with :class:`DuplicateIds`. Arguments as for :func:`iter_documents`.
     """
     reporter = _Reporter(on_error, on_problem)
-    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter)
+    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter, check, keep_empty)
 
 
 class DuplicateIds:
@@ -440,6 +542,9 @@ def iter_documents(
     on_error: OnError = "fail",
     on_problem: ProblemCallback | None = None,
     ids: DuplicateIds | None = None,
+    id_root: str | os.PathLike[str] | None = None,
+    check: DocumentCheck | None = None,
+    keep_empty: bool = False,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -454,16 +559,31 @@ def iter_documents(
             files, empty texts, and (with ``"skip"``) invalid records.
         ids: the registry of seen document ids to fill (to ask afterwards which ids the
             sources hold); a fresh one by default.
+        id_root: file ids relative to this directory instead of absolute real paths
+            (see the module docs).
+        check: the target store's ``Sink.check_document``; a document it refuses is an
+            invalid record (named by file and line), so nothing the store would refuse
+            reaches a write.
+        keep_empty: also yield documents without text (after reporting them as
+            ``"empty text"``): the engines delete the stored chunks of a document that
+            became empty, a document with zero chunks.
 
     Raises:
-        SourceError: an invalid record (with ``on_error="fail"``) or a missing source;
-            the message names the file and the line.
+        SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
+            directory symlink loop or a file outside ``id_root``; the message names the
+            file and the line.
     """
     _fields(text_field, id_field, on_error)
     duplicates = ids if ids is not None else DuplicateIds(on_error, on_problem)
-    for source in iter_source_files(sources):
+    for source in iter_source_files(sources, id_root=id_root):
         for document in read_source_file(
-            source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=on_problem
+            source,
+            text_field=text_field,
+            id_field=id_field,
+            on_error=on_error,
+            on_problem=on_problem,
+            check=check,
+            keep_empty=keep_empty,
         ):
             if not duplicates.is_duplicate(document, source):
                 yield document

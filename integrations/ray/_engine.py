@@ -31,9 +31,15 @@ from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError
 from e5_integrations.ingest._pipeline import prune_removed_documents
-from e5_integrations.ingest._registry import infer_store
+from e5_integrations.ingest._registry import infer_store, sink_class
 from e5_integrations.ingest._report import IngestReport
-from e5_integrations.ingest._sources import DuplicateIds, OnError, iter_source_files, read_source_file
+from e5_integrations.ingest._sources import (
+    DocumentCheck,
+    DuplicateIds,
+    OnError,
+    iter_source_files,
+    read_source_file,
+)
 
 from e5_integrations.ray._stages import (
     COUNTERS,
@@ -123,17 +129,24 @@ def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:  # noqa: N802
 
 def _scan(
     paths: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport,
+    report: IngestReport, id_root: str | os.PathLike[str] | None = None, check: DocumentCheck | None = None,
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
-    """The local engine's check pass, file by file: one read task per file, with the
-    ordinals of the documents to drop because an earlier record has their id."""
+    """The local engine's check pass, file by file (``check`` is the sink's
+    ``check_document``): one read task per file, with the ordinals of the documents to
+    drop because an earlier record has their id."""
     duplicates = DuplicateIds(on_error, report.record_problem)
     files: list[dict[str, Any]] = []
     total = 0
-    for source in iter_source_files(paths):
+    for source in iter_source_files(paths, id_root=id_root):
         skip: list[int] = []
         documents = read_source_file(
-            source, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem
+            source,
+            text_field=text_field,
+            id_field=id_field,
+            on_error=on_error,
+            on_problem=report.record_problem,
+            check=check,
+            keep_empty=True,
         )
         kept = 0
         for ordinal, document in enumerate(documents):
@@ -141,9 +154,9 @@ def _scan(
                 skip.append(ordinal)
             else:
                 kept += 1
+                total += 1 if document.text.strip() else 0  # an empty one only deletes its chunks
         if kept:
             files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
-            total += kept
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return files, total, duplicates
@@ -209,6 +222,7 @@ def ingest_ray(
     write_batch_records: int | None = None,
     progress: bool | None = None,
     prune: bool = False,
+    id_root: str | os.PathLike[str] | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -221,7 +235,8 @@ def ingest_ray(
             write it at once, which embedded files do not allow.
         model, dtype, max_length, batch_tokens, attn_implementation: each embedding
             actor's :class:`~e5_integrations.E5Encoder`.
-        chunk_tokens, chunk_overlap, text_field, id_field, on_error: as for ``ingest``.
+        chunk_tokens, chunk_overlap, text_field, id_field, on_error, id_root: as for
+            ``ingest``. The driver forms the file ids, so they are the local engine's.
         ray_address: ``None`` uses the running Ray session, else ``$RAY_ADDRESS``, else
             starts a local one; ``"auto"`` or ``ray://host:10001`` joins a cluster.
         gpus_per_worker: GPUs per embedding actor; default 1 when the cluster has GPUs,
@@ -275,7 +290,8 @@ def ingest_ray(
     sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
     report = IngestReport(store=store_name, collection=collection, model=model_name)
 
-    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report)
+    check = sink_class(store_name).check_document
+    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, check)
     report.documents = total
     sink = sink_spec.open()
     try:
@@ -320,7 +336,11 @@ def _run(
         logger.info("ray ingest: %d files, %d embedding actors x %g GPUs, %d writers", len(files), actors, gpus, writers)
         dataset = (
             ray.data.from_items(files, override_num_blocks=len(files))
-            .flat_map(read_file, fn_kwargs={"text_field": text_field, "id_field": id_field, "on_error": on_error})
+            .flat_map(
+                read_file,
+                fn_kwargs={"text_field": text_field, "id_field": id_field, "on_error": on_error,
+                           "store": sink_spec.store},
+            )
             .map_batches(chunk_documents, batch_size=CHUNK_BATCH_DOCUMENTS, batch_format="numpy",
                          fn_kwargs={"spec": spec})
             .map_batches(lookup_stored, batch_size=LOOKUP_BATCH_ROWS, batch_format="numpy",

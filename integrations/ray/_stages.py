@@ -42,7 +42,7 @@ from e5_integrations.ingest._pipeline import (
     prepare_chunks,
     upsert_in_batches,
 )
-from e5_integrations.ingest._registry import open_sink
+from e5_integrations.ingest._registry import open_sink, sink_class
 from e5_integrations.ingest._sink import Record, Sink
 from e5_integrations.ingest._sources import Document, OnError, SourceFile, read_source_file
 
@@ -106,18 +106,29 @@ class EncoderSpec:
 
 
 # -- stage 1: read (one task per file) ------------------------------------------------------
-def read_file(row: Mapping[str, Any], *, text_field: str, id_field: str | None, on_error: OnError) -> list[dict[str, Any]]:
+def read_file(
+    row: Mapping[str, Any],
+    *,
+    text_field: str,
+    id_field: str | None,
+    on_error: OnError,
+    store: str | None = None,
+) -> list[dict[str, Any]]:
     """The documents of one source file as rows ``{doc_id, text, source, metadata}``.
 
     The driver's check pass has validated the file and reported its problems; here
-    invalid records are skipped silently (``on_error`` only matters if the file changed
-    since), and ``skip`` lists the ordinals of documents whose id an earlier file already
-    used, exactly as the local engine drops them.
+    invalid records, and those ``store``'s ``check_document`` refuses, are skipped
+    silently (``on_error`` only matters if the file changed since), and ``skip`` lists
+    the ordinals of documents whose id an earlier file already used, exactly as the local
+    engine drops them.
     """
     source = SourceFile(Path(row["path"]), row["file_id"])
     skip = set(json.loads(row["skip"]))
     rows = []
-    documents = read_source_file(source, text_field=text_field, id_field=id_field, on_error=on_error)
+    check = sink_class(store).check_document if store is not None else None
+    documents = read_source_file(
+        source, text_field=text_field, id_field=id_field, on_error=on_error, check=check, keep_empty=True
+    )
     for ordinal, document in enumerate(documents):
         if ordinal in skip:
             continue
@@ -133,6 +144,13 @@ def read_file(row: Mapping[str, Any], *, text_field: str, id_field: str | None, 
 
 
 # -- stage 2: chunk (CPU tasks) ----------------------------------------------------------------
+#: The row of a document with zero chunks (``n_chunks`` 0): the lookup deletes its stored chunks.
+_PROBE_ONLY: dict[str, Any] = {
+    "id": "", "text": "", "metadata": "{}", "hash": "", "tokens": 0, "document_id": "", "chunk_index": -1,
+    "n_chunks": 0,
+}
+
+
 def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> dict[str, Any]:
     """Split documents into chunk rows with ids, metadata and content hashes."""
     chunker = spec.chunker()
@@ -142,6 +160,10 @@ def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> di
     for doc_id, text, source, metadata in zip(batch["doc_id"], batch["text"], batch["source"], batch["metadata"]):
         document = Document(id=str(doc_id), text=str(text), source=str(source), metadata=json.loads(metadata))
         chunks = prepare_chunks(document, chunker, spec.model, spec.max_length)
+        if not chunks:  # an empty document: one row that only carries the probe deleting its chunks
+            for name, value in _PROBE_ONLY.items():
+                columns[name].append(value)
+            columns["document_id"][-1] = document.id
         for index, chunk in enumerate(chunks):
             columns["id"].append(chunk.id)
             columns["text"].append(chunk.text)
@@ -168,11 +190,12 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     Both steps are idempotent, so Ray may retry this task freely.
     """
     sink = sink_spec.cached()
+    chunks = np.asarray(batch["n_chunks"]) > 0  # False: the probe-only row of an empty document
     ids = [str(value) for value in batch["id"]]
-    probes = {
-        str(batch["document_id"][row]): int(batch["n_chunks"][row]) for row in np.flatnonzero(batch["chunk_index"] == 0)
-    }
-    wanted = ids + [chunk_id(doc_id, count) for doc_id, count in probes.items()]
+    first = (np.asarray(batch["chunk_index"]) == 0) | ~chunks
+    probes = {str(batch["document_id"][row]): int(batch["n_chunks"][row]) for row in np.flatnonzero(first)}
+    wanted = [i for i, is_chunk in zip(ids, chunks) if is_chunk]
+    wanted += [chunk_id(doc_id, count) for doc_id, count in probes.items()]
     stored: dict[str, str] = {}
     for start in range(0, len(wanted), FETCH_BATCH):
         stored.update(sink.fetch_hashes(wanted[start : start + FETCH_BATCH]))
@@ -183,8 +206,8 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
                 deleted += delete_stale_chunks(sink, doc_id, count)
             except NotImplementedError:
                 logger.warning("document %r shrank but the %s sink cannot delete; stale chunks remain", doc_id, sink.name)
-    unchanged = np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"])], dtype=bool)
-    keep = ~unchanged
+    unchanged = np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"])], dtype=bool) & chunks
+    keep = ~unchanged & chunks
     out = {name: np.asarray(column)[keep] for name, column in batch.items()}
     out["stands_for"] = np.ones(int(keep.sum()), dtype=np.int64)
     out["unchanged"] = np.zeros(int(keep.sum()), dtype=bool)

@@ -24,6 +24,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import by_count, last_per_id
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, Unreachable, call_with_retry
 
@@ -42,6 +43,8 @@ READ_SLICE = 1000
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _SCALARS = (str, bool, int, float)
+#: Metadata key prefixes Chroma refuses (``#``, ``$``, ``chroma:document``) or drops (``chroma:``).
+_CHROMA_RESERVED_PREFIXES = ("#", "$", "chroma:")
 
 
 class ChromaSink(Sink):
@@ -88,6 +91,18 @@ class ChromaSink(Sink):
         self._client = self._call(lambda: _connect(chromadb, uri))
 
     # -- Sink API -------------------------------------------------------------------------
+
+    @classmethod
+    def check_document(cls, document: Document) -> str | None:
+        """Also refuse metadata keys Chroma refuses (empty, ``#...``, ``$...``,
+        ``chroma:document``) or silently drops (other ``chroma:...``)."""
+        for key in document.metadata:
+            if key == "" or key.startswith(_CHROMA_RESERVED_PREFIXES):
+                return (
+                    f"field {key!r}: Chroma keeps metadata keys that are empty or start with "
+                    f"{', '.join(map(repr, _CHROMA_RESERVED_PREFIXES))} for itself; rename the field"
+                )
+        return super().check_document(document)
 
     def ensure_collection(self, dim: int) -> None:
         """Create the collection (cosine, ``e5_dim`` = ``dim``) or check the existing one."""

@@ -31,6 +31,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
 from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, Unreachable, call_with_retry
 
@@ -42,6 +43,8 @@ PK_FIELD, ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD = "pk", "id", "embe
 #: VARCHAR limits, in UTF-8 bytes.
 MAX_ID_BYTES = 4096
 MAX_TEXT_BYTES = 65535
+#: Room kept in an id for a chunk's ``#index`` suffix.
+CHUNK_SUFFIX_BYTES = 16
 #: gRPC refuses messages over 64 MiB; one request is kept under this budget.
 REQUEST_BUDGET_BYTES = 32 * 1024 * 1024
 #: Metadata bytes assumed per record when sizing batches.
@@ -108,6 +111,21 @@ class MilvusSink(Sink):
         self._client = self._call(lambda: _connect(pymilvus, uri, token, timeout))
 
     # -- Sink API -------------------------------------------------------------------------
+
+    @classmethod
+    def check_document(cls, document: Document) -> str | None:
+        """Also refuse document ids whose chunk ids would not fit the ``id`` VARCHAR."""
+        refused = super().check_document(document)  # first: the rules below encode the strings
+        if refused is not None:
+            return refused
+        size = len(document.id.encode("utf-8"))
+        if size > MAX_ID_BYTES - CHUNK_SUFFIX_BYTES:
+            return (
+                f"the id {document.id[:40]!r}... has {size} UTF-8 bytes; the Milvus sink stores chunk ids "
+                f"of at most {MAX_ID_BYTES} bytes, so document ids of at most "
+                f"{MAX_ID_BYTES - CHUNK_SUFFIX_BYTES}; use shorter ids (--id-field)"
+            )
+        return None
 
     def ensure_collection(self, dim: int) -> None:
         """Create the collection (schema above, cosine index, Strong) or check and load it."""

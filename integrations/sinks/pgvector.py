@@ -33,6 +33,8 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import metadata_strings
+from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
 from e5_integrations.sinks._retry import call_with_retry
 
@@ -49,6 +51,9 @@ VECTOR_MAX_DIM = 16000
 _MAX_IDENTIFIER_BYTES = 63
 #: pgvector caps ``hnsw.ef_search`` (and so one index scan's candidates) at 1000.
 _MAX_EF_SEARCH = 1000
+#: Longest document id, in UTF-8 bytes: a btree index row holds at most 2704 bytes, so
+#: chunk ids (the document id plus ``#index``) stay well under it even uncompressed.
+MAX_DOCUMENT_ID_BYTES = 2048
 _COLUMNS = ("id", "text", "metadata", "embedding")
 _STAGE = "e5_stage"
 
@@ -240,6 +245,29 @@ class PGVectorSink(Sink):
         return create + bits
 
     # -- Sink API ----------------------------------------------------------------------------
+
+    @classmethod
+    def check_document(cls, document: Document) -> str | None:
+        """Also refuse what Postgres refuses: NUL characters (``text`` and ``jsonb`` cannot hold
+        them) and ids too long for the primary key's btree index."""
+        refused = super().check_document(document)  # first: the rules below encode the strings
+        if refused is not None:
+            return refused
+        fields = [("the id", document.id), ("the text", document.text), *metadata_strings(document.metadata)]
+        for where, value in fields:
+            if "\x00" in value:
+                return (
+                    f"{where} holds a NUL character (\\u0000 at character {value.index(chr(0))}), which "
+                    "PostgreSQL cannot store; remove it from the source"
+                )
+        size = len(document.id.encode("utf-8"))
+        if size > MAX_DOCUMENT_ID_BYTES:
+            return (
+                f"the id {document.id[:40]!r}... has {size} UTF-8 bytes; pgvector tables index ids of at "
+                f"most {MAX_DOCUMENT_ID_BYTES} bytes (a btree row holds about 2700); use shorter ids "
+                "(--id-field)"
+            )
+        return None
 
     def ensure_collection(self, dim: int) -> None:
         """Create the table (and, up to 2000 dims, its HNSW index) or check the existing

@@ -37,12 +37,12 @@ def test_ingest_then_search_with_no_server(
     workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = str(tiny_model_dir)
-    assert main(["ingest", "docs", "--model", model, "--no-progress"]) == 0
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--id-root", "docs"]) == 0
     out = capsys.readouterr().out
     assert "read 3 documents -> 3 chunks" in out and "written 3" in out
     assert (workdir / ".e5-store" / "chroma").is_dir()
 
-    assert main(["ingest", "docs", "--model", model, "--no-progress", "--json"]) == 0
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--json", "--id-root", "docs"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["embedded"], report["written"], report["skipped"]) == (0, 0, {"unchanged chunks": 3})
 
@@ -66,13 +66,48 @@ def test_prune_flag_removes_a_deleted_file(
     workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = str(tiny_model_dir)
-    assert main(["ingest", "docs", "--model", model, "--no-progress"]) == 0
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--id-root", "docs"]) == 0
     (workdir / "docs" / "keys.txt").unlink()
-    assert main(["ingest", "docs", "--model", model, "--no-progress", "--prune", "--json"]) == 0
+    argv = ["ingest", "docs", "--model", model, "--no-progress", "--prune", "--json", "--id-root", "docs"]
+    assert main(argv) == 0
     capsys.readouterr()
     with open_sink(None, None, DEFAULT_COLLECTION) as sink:
         assert sink.count() == 2
         assert sink.fetch_hashes(["keys.txt#0", "intro.md#0"]).keys() == {"intro.md#0"}
+
+
+def test_every_spelling_of_a_path_addresses_the_same_rows(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11.1: docs/a.txt, /abs/docs/a.txt and docs once stored the same text three times."""
+    model = str(tiny_model_dir)
+    store = str(workdir / ".e5-store" / "chroma")
+    keys = os.path.realpath(workdir / "docs" / "keys.txt")
+    for source in ["docs/keys.txt", str(workdir / "docs" / "keys.txt"), "docs", "./docs/faq/../keys.txt"]:
+        assert main(["ingest", source, "--model", model, "--no-progress", "--uri", store]) == 0
+    (workdir / "elsewhere").mkdir()
+    monkeypatch.chdir(workdir / "elsewhere")
+    assert main(["ingest", "../docs", "--model", model, "--no-progress", "--uri", store, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (report["embedded"], report["skipped"]) == (0, {"unchanged chunks": 3})
+    with open_sink("chroma", store, DEFAULT_COLLECTION) as sink:
+        assert sink.count() == 3
+        assert list(sink.fetch_hashes([f"{keys}#0"])) == [f"{keys}#0"]
+
+
+def test_two_folders_with_a_readme_each(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11.1: `e5 ingest a b` failed on a duplicate id when both held a README.md."""
+    for folder in ("a", "b"):
+        (workdir / folder).mkdir()
+        (workdir / folder / "README.md").write_text(f"The readme of folder {folder}.", encoding="utf-8")
+    assert main(["ingest", "a", "b", "--model", str(tiny_model_dir), "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["documents"], report["written"]) == (2, 2)
+    assert main(["ingest", "a", "b", "--model", str(tiny_model_dir), "--id-root", "a"]) == 2
+    err = capsys.readouterr().err
+    assert "outside --id-root" in err and "README.md" in err and "Traceback" not in err
 
 
 def test_malformed_input_exits_2_naming_the_line_and_writes_nothing(

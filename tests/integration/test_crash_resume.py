@@ -34,7 +34,7 @@ def _command(tiny_model_dir: Path, store_args: list[str]) -> list[str]:
     # tiny forward passes and small groups: hundreds of background writes, so a kill lands mid-run
     return [
         sys.executable, "-m", "e5_integrations.cli", "ingest", "corpus", *store_args,
-        "--collection", "crash", "--model", str(tiny_model_dir), "--batch-tokens", "64",
+        "--collection", "crash", "--model", str(tiny_model_dir), "--batch-tokens", "64", "--id-root", "corpus",
         "--no-progress", "--json", "-v",
     ]
 

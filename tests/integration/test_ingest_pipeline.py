@@ -120,6 +120,8 @@ def _expected_ids(encoder: Any, texts: dict[str, str]) -> list[str]:
 
 
 def _run(sources: Any, sink: Sink, encoder: Any, **kwargs: Any) -> Any:
+    """``ingest`` with small chunks and groups; ids relative to ``sources`` (a corpus root)."""
+    kwargs.setdefault("id_root", sources)
     return ingest(sources, sink, encoder, chunk_tokens=CHUNK_TOKENS, group_tokens=GROUP_TOKENS, **kwargs)
 
 
@@ -187,6 +189,37 @@ def test_changed_documents_are_re_embedded_and_stale_chunks_deleted(
     assert set(sink.fetch_hashes(expected + [chunk_id(long_id, 1)])) == set(expected)
     hit = search(encoder.encode_documents([corpus.texts["alpha.txt"]])[0], sink, k=1)[0]
     assert (hit.id, hit.text) == ("alpha.txt#0", corpus.texts["alpha.txt"])
+
+
+def test_a_document_that_became_empty_has_its_chunks_deleted(
+    make_sink: SinkFactory, encoder: Any, corpus: Corpus
+) -> None:
+    """Issue 11.4: emptying a file left its old chunks searchable."""
+    sink = make_sink()
+    _run(corpus.root, sink, encoder)
+    before = _expected_ids(encoder, corpus.texts)
+    emptied = {"guides/deep/tuning.txt": "  \n", "alpha.txt": ""}
+    for doc_id, text in emptied.items():
+        (corpus.root / doc_id).write_text(text, encoding="utf-8")
+    faq = (corpus.root / "faq.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in faq.splitlines()]
+    records[1]["text"] = ""  # faq-2, several chunks
+    (corpus.root / "faq.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    gone = {doc_id: corpus.texts.pop(doc_id) for doc_id in [*emptied, "faq-2"]}
+
+    report = _run(corpus.root, sink, encoder)
+
+    expected = _expected_ids(encoder, corpus.texts)
+    stale = _expected_ids(encoder, gone)
+    assert len(stale) > 3
+    assert (report.documents, report.skipped_empty, report.embedded) == (len(corpus.texts), 3, 0)
+    assert report.deleted_stale == len(stale)
+    assert sink.count() == len(expected)
+    assert set(sink.fetch_hashes(before)) == set(expected)
+    hits = search(encoder.encode_documents([gone["alpha.txt"]])[0], sink, k=len(expected))
+    assert not {hit.id for hit in hits} & set(stale)
+    again = _run(corpus.root, sink, encoder)
+    assert (again.deleted_stale, again.embedded, again.skipped_unchanged) == (0, 0, len(expected))
 
 
 def test_prune_deletes_the_chunks_of_removed_documents_only(

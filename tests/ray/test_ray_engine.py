@@ -7,6 +7,7 @@ an embedding actor is killed mid-run, and the local engine's resume semantics.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from e5_integrations import ConfigurationError
+from e5_integrations import ConfigurationError, SourceError
 from e5_integrations.ingest import Chunker, ingest, iter_documents, open_sink
 from e5_integrations.ingest._pipeline import prepare_chunks
 from tests.ray.conftest import dump_rows, write_corpus
@@ -27,11 +28,12 @@ pytestmark = pytest.mark.integration
 CHUNK = {"chunk_tokens": 48, "chunk_overlap": 8}
 
 
-def expected_rows(encoder: Any, corpus: Path) -> dict[str, str]:
-    """``{chunk id: text}`` the corpus must end up as, computed without any engine."""
+def expected_rows(encoder: Any, corpus: Path, **options: Any) -> dict[str, str]:
+    """``{chunk id: text}`` the corpus must end up as, computed without any engine
+    (``options`` go to ``iter_documents``)."""
     chunker = Chunker(encoder.tokenizer, CHUNK["chunk_tokens"], CHUNK["chunk_overlap"], max_length=encoder.max_length)
     rows = {}
-    for document in iter_documents([corpus]):
+    for document in iter_documents([corpus], **options):
         for chunk in prepare_chunks(document, chunker, encoder.model_name, encoder.max_length):
             rows[chunk.id] = chunk.text
     return rows
@@ -80,6 +82,36 @@ def test_exact_rows_then_idempotent_rerun_then_shrink(
     pruned = run_ray(store_target, corpus, tiny_model_dir, prune=True)
     assert (pruned.pruned, pruned.embedded) == (1, 0)
     assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == expected_rows(encoder, corpus)
+
+
+@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+def test_id_root_poison_records_and_emptied_documents_as_in_the_local_engine(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path
+) -> None:
+    """Issue 11.1, 11.4, 11.6 on the Ray engine: ids relative to --id-root, a record the store
+    refuses fails the scan (or is skipped), an emptied document loses its chunks."""
+    from e5_integrations.sinks.pgvector import PGVectorSink
+
+    corpus = write_corpus(tmp_path / "docs", documents=20)
+    with (corpus / "records.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "poison", "text": "a NUL \u0000 byte"}) + "\n")
+    with pytest.raises(SourceError, match=r"records.jsonl:21: .*NUL"):
+        run_ray(store_target, corpus, tiny_model_dir, id_root=corpus)
+    with open_sink(*store_target) as sink:
+        assert sink.count() == 0
+
+    report = run_ray(store_target, corpus, tiny_model_dir, id_root=corpus, on_error="skip")
+    options = {"id_root": corpus, "on_error": "skip", "check": PGVectorSink.check_document}
+    expected = expected_rows(encoder, corpus, **options)
+    assert report.skipped_invalid == 1 and "guide.md#0" in expected and "notes.txt#1" in expected
+    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == expected
+
+    (corpus / "notes.txt").write_text(" \n", encoding="utf-8")
+    emptied = run_ray(store_target, corpus, tiny_model_dir, id_root=corpus, on_error="skip")
+    now = expected_rows(encoder, corpus, **options)
+    assert emptied.deleted_stale == len(expected) - len(now) > 1
+    assert (emptied.documents, emptied.skipped_empty, emptied.embedded) == (21, 1, 0)
+    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == now
 
 
 @pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)

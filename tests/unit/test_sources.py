@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from e5_integrations import SourceError
+from e5_integrations import ConfigurationError, SourceError
 from e5_integrations.ingest._sources import SourceProblem, iter_documents, iter_source_files
 
 
@@ -37,7 +39,7 @@ def test_directory_is_walked_recursively_in_sorted_order_with_relative_ids(tmp_p
     _write(root / ".hidden" / "x.txt", "hidden")
     _write(root / ".secret.txt", "hidden")
 
-    docs, problems = _read(root)
+    docs, problems = _read(root, id_root=root)
 
     assert [doc.id for doc in docs] == ["a.md", "b.txt", "sub/c.txt", "sub/deeper/d.txt"]
     assert [doc.text for doc in docs] == ["# A", "bee", "sea", "dee"]
@@ -46,12 +48,72 @@ def test_directory_is_walked_recursively_in_sorted_order_with_relative_ids(tmp_p
     assert problems == []
 
 
-def test_a_file_given_directly_is_known_by_its_normalised_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _real(path: Path) -> str:
+    return Path(os.path.realpath(path)).as_posix()
+
+
+def test_a_file_has_one_id_whatever_spelling_symlink_or_cwd_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`e5 ingest docs/a.txt`, `e5 ingest /abs/docs/a.txt` and `e5 ingest docs` once gave three ids."""
+    target = _write(tmp_path / "docs" / "a.txt", "alpha")
+    (tmp_path / "link").symlink_to(tmp_path / "docs", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path)
-    _write(tmp_path / "docs" / "a.txt", "alpha")
-    docs, _ = _read("./docs//a.txt")
-    assert [doc.id for doc in docs] == ["docs/a.txt"]
-    assert [file.file_id for file in iter_source_files(["docs"])] == ["a.txt"]
+    spellings = ["docs/a.txt", "./docs//a.txt", str(target), "docs", "docs/../docs", "link", "link/a.txt"]
+    ids = {spelling: [doc.id for doc in _read(spelling)[0]] for spelling in spellings}
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    ids["../docs/a.txt from another cwd"] = [doc.id for doc in _read("../docs/a.txt")[0]]
+    assert ids == {spelling: [_real(target)] for spelling in ids}
+    assert [doc.source for doc in _read(target)[0]] == [_real(target)]
+
+
+def test_files_with_one_name_in_two_directories_do_not_collide(tmp_path: Path) -> None:
+    """`e5 ingest a b` failed with a duplicate id when both held a README.md."""
+    first = _write(tmp_path / "a" / "README.md", "first")
+    second = _write(tmp_path / "b" / "README.md", "second")
+    docs, problems = _read(tmp_path / "a", tmp_path / "b")
+    assert [(doc.id, doc.text) for doc in docs] == [(_real(first), "first"), (_real(second), "second")]
+    assert problems == []
+    # line-numbered JSONL ids embed the file id, so they do not collide either
+    _jsonl(tmp_path / "a" / "d.jsonl", {"text": "one"})
+    _jsonl(tmp_path / "b" / "d.jsonl", {"text": "two"})
+    docs, problems = _read(tmp_path / "a", tmp_path / "b")
+    assert [doc.id for doc in docs if doc.id.endswith(":1")] == [
+        _real(tmp_path / "a" / "d.jsonl") + ":1",
+        _real(tmp_path / "b" / "d.jsonl") + ":1",
+    ]
+    assert problems == []
+
+
+def test_id_root_gives_portable_ids_relative_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = _write(tmp_path / "docs" / "sub" / "a.txt", "alpha")
+    (tmp_path / "link").symlink_to(tmp_path / "docs", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ["docs", "docs/sub", str(target), "link/sub/a.txt"]:
+        assert [doc.id for doc in _read(spelling, id_root="docs")[0]] == ["sub/a.txt"]
+        assert [doc.id for doc in _read(spelling, id_root=tmp_path / "link")[0]] == ["sub/a.txt"]
+    assert [file.file_id for file in iter_source_files(["docs"], id_root=tmp_path)] == ["docs/sub/a.txt"]
+    outside = _write(tmp_path / "other" / "b.txt", "bee")
+    with pytest.raises(SourceError, match=rf"{re.escape(str(outside))}.*outside --id-root.*docs"):
+        list(iter_documents([outside], id_root="docs"))
+    with pytest.raises(ConfigurationError, match="--id-root .*nope.* is not a directory"):
+        list(iter_documents(["docs"], id_root="nope"))
+
+
+def test_a_file_reached_twice_is_read_once(tmp_path: Path) -> None:
+    target = _write(tmp_path / "docs" / "a.txt", "alpha")
+    (tmp_path / "docs" / "alias.txt").symlink_to(target)
+    docs, problems = _read(tmp_path / "docs", target, tmp_path / "docs" / "alias.txt")
+    assert [doc.id for doc in docs] == [_real(target)]
+    assert problems == []
+
+
+def test_a_directory_symlink_loop_is_a_source_error(tmp_path: Path) -> None:
+    _write(tmp_path / "docs" / "sub" / "a.txt", "alpha")
+    (tmp_path / "docs" / "sub" / "up").symlink_to(tmp_path / "docs", target_is_directory=True)
+    with pytest.raises(SourceError, match=r"symlink loop: .*docs/sub/up.* points to .*docs"):
+        list(iter_documents([tmp_path / "docs"]))
 
 
 def test_jsonl_text_id_and_metadata(tmp_path: Path) -> None:
@@ -151,7 +213,7 @@ def test_csv_missing_column_and_ragged_rows(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.csv", "title,body\na,b\n")
     with pytest.raises(SourceError, match="no column 'text'"):
         list(iter_documents([path]))
-    ragged = _write(tmp_path / "r.csv", "text\nok\n\"x\",extra\n")
+    ragged = _write(tmp_path / "r.csv", 'text\nok\n"x",extra\n')
     with pytest.raises(SourceError, match=rf"{ragged}:3.*2 cells"):
         list(iter_documents([ragged]))
 
@@ -225,3 +287,43 @@ def test_duplicate_document_ids_are_invalid_records(tmp_path):
     docs = list(iter_documents([tmp_path], on_error="skip", on_problem=problems.append))
     assert [(d.id, d.text) for d in docs] == [("x", "first"), ("y", "other")]
     assert len(problems) == 1 and "duplicate" in problems[0].detail
+
+
+def test_csv_unterminated_quote_fails_naming_the_line_instead_of_swallowing_the_rest(tmp_path: Path) -> None:
+    """Issue 11.3: an unterminated quote made one document of every later row."""
+    rows = "".join(f"r{i},row number {i}\n" for i in range(3, 9))
+    path = _write(tmp_path / "t.csv", f'id,text\nr1,fine\nr2,"broken quote\n{rows}')
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:3: .*quote"):
+        list(iter_documents([path]))
+    docs, problems = _read(path, on_error="skip")
+    assert [doc.id for doc in docs] == ["r1"]
+    assert [(problem.kind, problem.location) for problem in problems] == [("invalid record", f"{path}:3")]
+
+
+def test_csv_stray_quote_is_skipped_by_row_and_reading_goes_on(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", 'id,text\nr1,fine\nr2,"closed" then more\nr3,after\n')
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:3: "):
+        list(iter_documents([path]))
+    docs, problems = _read(path, on_error="skip")
+    assert [(doc.id, doc.text) for doc in docs] == [("r1", "fine"), ("r3", "after")]
+    assert [problem.location for problem in problems] == [f"{path}:3"]
+
+
+@pytest.mark.parametrize("key", ["source", "document_id", "chunk_index", "e5_content_hash", "e5_json_keys"])
+def test_user_fields_named_like_bookkeeping_are_refused_by_line(tmp_path: Path, key: str) -> None:
+    """Issue 11.5: such fields were silently replaced (or broke Chroma search); now refused."""
+    path = _jsonl(tmp_path / "d.jsonl", {"id": "a", "text": "ok"}, {"id": "b", "text": "mine", key: "x"})
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:2: .*{key!r} is reserved.*rename"):
+        list(iter_documents([path]))
+    docs, problems = _read(path, on_error="skip")
+    assert [doc.id for doc in docs] == ["a"]
+    assert [(problem.kind, problem.location) for problem in problems] == [("invalid record", f"{path}:2")]
+
+
+def test_a_csv_column_named_like_bookkeeping_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", "id,text,source\nr1,hello,web\n")
+    with pytest.raises(SourceError, match=rf"{re.escape(str(path))}:2: .*'source' is reserved"):
+        list(iter_documents([path]))
+    # a column read as the text or the id is not metadata, so its name is free
+    assert [doc.metadata for doc in iter_documents([path], text_field="source")] == [{"text": "hello"}]
+    assert [doc.id for doc in iter_documents([path], id_field="source")] == ["web"]
