@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from e5_integrations._backend import TorchBackend, load_model, resolve_devices, resolve_dtype
+from e5_integrations._backend import Backend, TorchBackend, load_model, resolve_devices, resolve_dtype
 from e5_integrations._batching import plan_batches
 from e5_integrations._errors import ConfigurationError, InputError, ModelLoadError, OutOfMemoryError
 from e5_integrations._recipe import E5_MISTRAL, Recipe, tokenize_for_embedding
@@ -104,9 +104,12 @@ class E5Encoder:
             (search queries), cutting launch overhead; CUDA and right padding only. Each
             captured shape is checked against the eager pass once; any problem turns
             graphs off with a warning.
+        backends: ready :class:`~e5_integrations._backend.Backend` objects to compute with,
+            one per device, instead of loading ``model`` on ``device`` (test doubles, custom
+            kernels). ``model`` still gives the tokenizer. Leave ``device`` unset with it.
     """
 
-    _shared: ClassVar[dict[tuple[Any, ...], "E5Encoder"]] = {}
+    _shared: ClassVar[dict[tuple[Any, ...], E5Encoder]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
@@ -124,13 +127,19 @@ class E5Encoder:
         recipe: Recipe = E5_MISTRAL,
         compile: bool = False,
         cuda_graphs: bool = False,
+        backends: Sequence[Backend] | None = None,
     ) -> None:
+        if backends is not None and (device is not None or not backends):
+            raise ConfigurationError(
+                f"backends= gives the devices itself; got device={device!r} and {len(backends)} backends. "
+                "Pass one of them (a non-empty backends= list, or device=)"
+            )
         if not isinstance(max_length, int) or max_length < 2:
             raise ConfigurationError(f"max_length must be an int >= 2 (BOS + EOS), got {max_length!r}")
         if not isinstance(batch_tokens, int) or batch_tokens < 1:
             raise ConfigurationError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         self.model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
-        self.devices = resolve_devices(device)
+        self.devices = [b.device for b in backends] if backends is not None else resolve_devices(device)
         self.dtype = resolve_dtype(dtype, self.devices[0])
         self.max_length = max_length
         self.batch_tokens = batch_tokens
@@ -141,10 +150,17 @@ class E5Encoder:
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
+        if backends is not None:
+            self._backends: list[Backend] = list(backends)
+            return
         self._backends = [
             TorchBackend(
-                load_model(self.model_name, dev, self.dtype, attn_implementation), recipe, pad_id, padding_side,
-                compile=compile, cuda_graphs=cuda_graphs,
+                load_model(self.model_name, dev, self.dtype, attn_implementation),
+                recipe,
+                pad_id,
+                padding_side,
+                compile=compile,
+                cuda_graphs=cuda_graphs,
             )
             for dev in self.devices
         ]
@@ -157,7 +173,7 @@ class E5Encoder:
         device: str | torch.device | Sequence[str | torch.device] | None = None,
         dtype: str | torch.dtype = "auto",
         **options: Any,
-    ) -> "E5Encoder":
+    ) -> E5Encoder:
         """The process-wide encoder for these settings, created on first use.
 
         Keyed by the resolved model, devices and dtype plus any other options, so
@@ -166,7 +182,12 @@ class E5Encoder:
         """
         name = str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
         devices = tuple(str(d) for d in resolve_devices(device))
-        key = (name, devices, str(resolve_dtype(dtype, torch.device(devices[0]))), tuple(sorted(options.items())))
+        key = (
+            name,
+            devices,
+            str(resolve_dtype(dtype, torch.device(devices[0]))),
+            tuple(sorted(options.items())),
+        )
         with cls._shared_lock:
             encoder = cls._shared.get(key)
             if encoder is None:
@@ -177,12 +198,12 @@ class E5Encoder:
     @property
     def dimension(self) -> int:
         """Size of the vectors (4096 for e5-mistral-7b-instruct)."""
-        return self._backends[0].loaded.hidden_size
+        return self._backends[0].hidden_size
 
     @property
     def loaded_models(self) -> list[Any]:
         """The loaded model objects, one per device (shared with other encoders)."""
-        return [backend.loaded.model for backend in self._backends]
+        return [backend.loaded.model for backend in self._backends if isinstance(backend, TorchBackend)]
 
     def __repr__(self) -> str:
         devices = ", ".join(str(d) for d in self.devices)
@@ -265,9 +286,9 @@ class E5Encoder:
             for offset, get_ids in parts:
                 ids = get_ids()
                 rows = out[offset : offset + len(ids)]  # a view: batches write into ``out``
-                batches = plan_batches([len(row) for row in ids], self.batch_tokens)
+                batches = _Batches([len(row) for row in ids], state)
                 if len(self._backends) == 1:
-                    for batch in batches:
+                    while (batch := batches.take()) is not None:
                         self._run_batch(self._backends[0], ids, batch, rows, state, progress)
                 else:
                     self._run_parallel(ids, batches, rows, state, progress)
@@ -276,18 +297,19 @@ class E5Encoder:
     # -- internals -----------------------------------------------------------------------
 
     def _run_parallel(
-        self, ids: Sequence[Sequence[int]], batches: list[list[int]], out: np.ndarray, state: "_RunState", progress: Any
+        self,
+        ids: Sequence[Sequence[int]],
+        batches: _Batches,
+        out: np.ndarray,
+        state: _RunState,
+        progress: Any,
     ) -> None:
-        work: "queue.SimpleQueue[list[int]]" = queue.SimpleQueue()
-        for batch in batches:
-            work.put(batch)
         errors: list[BaseException] = []
 
-        def worker(backend: TorchBackend) -> None:
+        def worker(backend: Backend) -> None:
             while not errors:
-                try:
-                    batch = work.get_nowait()
-                except queue.Empty:
+                batch = batches.take()
+                if batch is None:
                     return
                 try:
                     self._run_batch(backend, ids, batch, out, state, progress)
@@ -305,50 +327,104 @@ class E5Encoder:
 
     def _run_batch(
         self,
-        backend: TorchBackend,
+        backend: Backend,
         ids: Sequence[Sequence[int]],
         batch: list[int],
         out: np.ndarray,
-        state: "_RunState",
+        state: _RunState,
         progress: Any,
     ) -> None:
+        width = max(len(ids[i]) for i in batch)
+        if len(batch) > 1 and width * len(batch) > state.budget:
+            # Planned before another device's OOM lowered the budget: split it first.
+            self._run_split(backend, ids, batch, out, state, progress)
+            return
         try:
             vectors = backend.embed([ids[i] for i in batch])
         except _OOM_ERRORS as exc:
             if backend.device.type == "cuda":
                 torch.cuda.empty_cache()
-            width = max(len(ids[i]) for i in batch)
             if len(batch) == 1:
                 raise OutOfMemoryError(
                     f"one text of {width} tokens does not fit on {backend.device} even alone "
                     f"(dtype {self.dtype}); lower max_length (now {self.max_length}) or use a larger device"
                 ) from exc
-            budget = state.halve(width * len(batch))
+            budget = state.lower(width * len(batch))
             logger.warning(
-                "out of memory on %s with a batch of %d x %d tokens; retrying it with batch_tokens=%d",
-                backend.device, len(batch), width, budget,
+                "out of memory on %s with a batch of %d x %d tokens; retrying it with batch_tokens=%d, "
+                "kept for the rest of this call",
+                backend.device,
+                len(batch),
+                width,
+                budget,
             )
-            sub_batches = plan_batches([len(ids[i]) for i in batch], budget)
-            if len(sub_batches) == 1:  # budget still fits everything: split in two
-                half = len(batch) // 2
-                sub_batches = [list(range(half)), list(range(half, len(batch)))]
-            for sub in sub_batches:
-                self._run_batch(backend, ids, [batch[j] for j in sub], out, state, progress)
+            self._run_split(backend, ids, batch, out, state, progress)
             return
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         out[batch] = vectors.numpy()
         progress.update(len(batch))
 
+    def _run_split(
+        self,
+        backend: Backend,
+        ids: Sequence[Sequence[int]],
+        batch: list[int],
+        out: np.ndarray,
+        state: _RunState,
+        progress: Any,
+    ) -> None:
+        """Run ``batch`` as batches planned at the run's current budget."""
+        sub_batches = plan_batches([len(ids[i]) for i in batch], state.budget)
+        if len(sub_batches) == 1:  # the budget still fits everything: split in two
+            half = len(batch) // 2
+            sub_batches = [list(range(half)), list(range(half, len(batch)))]
+        for sub in sub_batches:
+            self._run_batch(backend, ids, [batch[j] for j in sub], out, state, progress)
+
 
 class _RunState:
-    """Token budget for one encode call; shrinks on OOM, shared by device workers."""
+    """Token budget of one encode call, shared by device workers.
+
+    An out-of-memory error lowers it, and it stays lowered for the rest of the call: every
+    batch planned afterwards (see :class:`_Batches`) fits the budget that last worked, so
+    one OOM costs one failed forward pass, not one per batch. The next call starts again
+    from the encoder's ``batch_tokens`` (the memory may have been taken by something else).
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self._lock = threading.Lock()
 
-    def halve(self, failed_tokens: int) -> int:
+    def lower(self, failed_tokens: int) -> int:
+        """Half the padded size that failed, unless the budget is already below that (a
+        batch planned before another worker's OOM lowered it); returns the new budget."""
         with self._lock:
-            self.budget = max(1, min(self.budget, failed_tokens) // 2)
+            self.budget = max(1, min(self.budget, failed_tokens // 2))
             return self.budget
+
+
+class _Batches:
+    """The batches of one part, handed out one at a time, longest first.
+
+    When the run's budget drops (an OOM), the batches not yet handed out are planned
+    again at the new budget. Thread-safe: device workers take from one instance.
+    """
+
+    def __init__(self, lengths: Sequence[int], state: _RunState) -> None:
+        self._lengths = list(lengths)
+        self._state = state
+        self._planned_at = state.budget
+        self._pending: deque[list[int]] = deque(plan_batches(self._lengths, self._planned_at))
+        self._lock = threading.Lock()
+
+    def take(self) -> list[int] | None:
+        """The next batch (indices into the part), or ``None`` when all were handed out."""
+        with self._lock:
+            budget = self._state.budget
+            if budget < self._planned_at and self._pending:
+                rest = [index for batch in self._pending for index in batch]
+                replanned = plan_batches([self._lengths[index] for index in rest], budget)
+                self._pending = deque([rest[j] for j in batch] for batch in replanned)
+                self._planned_at = budget
+            return self._pending.popleft() if self._pending else None
