@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from e5_integrations._errors import ConfigurationError, ModelLoadError
+from e5_integrations._errors import ConfigurationError, ModelLoadError, option
 from e5_integrations._recipe import Recipe
 
 __all__ = ["Backend", "LoadedModel", "TorchBackend", "load_model", "resolve_devices", "resolve_dtype"]
@@ -57,7 +57,8 @@ def resolve_devices(device: str | torch.device | Sequence[str | torch.device] | 
             if not torch.cuda.is_available():
                 raise ConfigurationError(
                     f"device {item!r} asks for CUDA but torch.cuda.is_available() is False "
-                    f"(torch {torch.__version__}); install a CUDA build of torch or pass device='cpu'"
+                    f"(torch {torch.__version__}); install a CUDA build of torch "
+                    f"or pass {option('device', 'cpu')}"
                 )
             if dev.index is None:
                 dev = torch.device("cuda", torch.cuda.current_device())
@@ -167,7 +168,8 @@ def load_model(
             raise ModelLoadError(
                 f"could not load model {model!r} ({type(exc).__name__}: {exc}). Expected a Hugging Face "
                 "model id reachable from this machine or a local directory with config.json and weights; "
-                "set E5_MODEL or pass model='/path/to/dir' (download it first where there is no network)"
+                f"set E5_MODEL or pass {option('model', '/path/to/dir')} "
+                "(download it first where there is no network)"
             ) from exc
         hf_model.to(device).eval()
         hf_model.requires_grad_(False)

@@ -16,11 +16,11 @@ import torch
 
 from e5_integrations._backend import Backend, TorchBackend, load_model, resolve_devices, resolve_dtype
 from e5_integrations._batching import plan_batches
-from e5_integrations._errors import ConfigurationError, InputError, ModelLoadError, OutOfMemoryError
+from e5_integrations._errors import ConfigurationError, InputError, ModelLoadError, OutOfMemoryError, option
 from e5_integrations._recipe import E5_MISTRAL, Recipe, tokenize_for_embedding
 from e5_integrations._tasks import DEFAULT_TASK, Task, resolve_task
 
-__all__ = ["DEFAULT_MODEL", "E5Encoder", "load_tokenizer"]
+__all__ = ["DEFAULT_MODEL", "DeferredEncoder", "E5Encoder", "load_tokenizer", "model_dimension"]
 
 logger = logging.getLogger("e5_integrations")
 
@@ -64,11 +64,44 @@ def load_tokenizer(model: str) -> Any:
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(
             f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {exc}); expected a "
-            "Hugging Face model id or a local model directory; set E5_MODEL or pass model="
+            f"Hugging Face model id or a local model directory; set E5_MODEL or pass {option('model')}"
         ) from exc
     if tokenizer.eos_token_id is None:
         raise ModelLoadError(f"the tokenizer of {model!r} has no EOS token; last-token pooling needs one")
     return tokenizer
+
+
+def model_dimension(model: str) -> int:
+    """The size of ``model``'s vectors (its hidden size), read from its ``config.json``
+    without loading the weights.
+
+    Raises:
+        ModelLoadError: the configuration cannot be read.
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(
+            f"could not read the configuration of {model!r} ({type(exc).__name__}: {exc}); expected a "
+            f"Hugging Face model id or a local model directory; set E5_MODEL or pass {option('model')}"
+        ) from exc
+    size = getattr(config, "hidden_size", None)
+    if not isinstance(size, int) or size < 1:
+        raise ModelLoadError(f"the configuration of {model!r} has no hidden_size; is it a decoder model?")
+    return size
+
+
+def _check_sizes(max_length: Any, batch_tokens: Any) -> None:
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ConfigurationError(f"max_length must be an int >= 2 (BOS + EOS), got {max_length!r}")
+    if not isinstance(batch_tokens, int) or batch_tokens < 1:
+        raise ConfigurationError(f"{option('batch_tokens')} must be a positive int, got {batch_tokens!r}")
+
+
+def _model_name(model: str | os.PathLike[str] | None) -> str:
+    return str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
 
 
 class E5Encoder:
@@ -134,11 +167,8 @@ class E5Encoder:
                 f"backends= gives the devices itself; got device={device!r} and {len(backends)} backends. "
                 "Pass one of them (a non-empty backends= list, or device=)"
             )
-        if not isinstance(max_length, int) or max_length < 2:
-            raise ConfigurationError(f"max_length must be an int >= 2 (BOS + EOS), got {max_length!r}")
-        if not isinstance(batch_tokens, int) or batch_tokens < 1:
-            raise ConfigurationError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
-        self.model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
+        _check_sizes(max_length, batch_tokens)
+        self.model_name = _model_name(model)
         self.devices = [b.device for b in backends] if backends is not None else resolve_devices(device)
         self.dtype = resolve_dtype(dtype, self.devices[0])
         self.max_length = max_length
@@ -180,7 +210,7 @@ class E5Encoder:
         ``E5Encoder.shared()`` called from LangChain, LlamaIndex and an ingestion job
         returns the same object (and the model is loaded once).
         """
-        name = str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
+        name = _model_name(model)
         devices = tuple(str(d) for d in resolve_devices(device))
         key = (
             name,
@@ -381,6 +411,89 @@ class E5Encoder:
             sub_batches = [list(range(half)), list(range(half, len(batch)))]
         for sub in sub_batches:
             self._run_batch(backend, ids, [batch[j] for j in sub], out, state, progress)
+
+
+class DeferredEncoder:
+    """An :class:`E5Encoder` that loads the model's weights only when it first embeds.
+
+    An ingestion run needs the tokenizer (to chunk), the vector size (to create or check
+    the collection) and the settings long before it embeds anything. This encoder serves
+    them from the tokenizer files and ``config.json``, each read on first use, so a bad
+    input, a store that cannot be reached or a collection of another dimension is
+    reported in seconds rather than after minutes of loading a 7B model. ``e5 ingest`` and
+    ``e5 search`` use it; ``ingest(sources, sink, DeferredEncoder(model))`` does the same
+    from Python.
+
+    Args:
+        model: as for :class:`E5Encoder`.
+        **options: any :class:`E5Encoder` keyword (``device``, ``dtype``, ``max_length``,
+            ``batch_tokens``...). Sizes, ``device`` and ``dtype`` are checked now.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, **options: Any) -> None:
+        self.model_name = _model_name(model)
+        self.max_length: int = options.get("max_length", 4096)
+        self.batch_tokens: int = options.get("batch_tokens", 16384)
+        _check_sizes(self.max_length, self.batch_tokens)
+        devices = resolve_devices(options.get("device"))
+        resolve_dtype(options.get("dtype", "auto"), devices[0])
+        self._options = options
+        self._recipe: Recipe = options.get("recipe", E5_MISTRAL)
+        self._encoder: E5Encoder | None = None
+        self._tokenizer: Any = None
+        self._dimension: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded on first use (no weights)."""
+        if self._tokenizer is None:
+            self._tokenizer = (
+                self._encoder.tokenizer if self._encoder is not None else load_tokenizer(self.model_name)
+            )
+        return self._tokenizer
+
+    @property
+    def dimension(self) -> int:
+        """Size of the vectors, from ``config.json`` (no weights)."""
+        if self._dimension is None:
+            self._dimension = (
+                self._encoder.dimension if self._encoder is not None else model_dimension(self.model_name)
+            )
+        return self._dimension
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are loaded."""
+        return self._encoder is not None
+
+    def load(self) -> E5Encoder:
+        """The encoder, its weights loaded on the first call."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = E5Encoder(self.model_name, **self._options)
+            return self._encoder
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "not loaded yet"
+        return f"DeferredEncoder({self.model_name!r}, {state})"
+
+    def encode_queries(self, texts: Sequence[str], task: str | Task = DEFAULT_TASK) -> np.ndarray:
+        """:meth:`E5Encoder.encode_queries`, loading the weights first if needed."""
+        return self.load().encode_queries(texts, task=task)
+
+    def encode_documents(self, texts: Sequence[str], task: str | Task | None = None) -> np.ndarray:
+        """:meth:`E5Encoder.encode_documents`, loading the weights first if needed."""
+        return self.load().encode_documents(texts, task=task)
+
+    def encode(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+        """:meth:`E5Encoder.encode`, loading the weights first if needed."""
+        return self.load().encode(texts, instruction=instruction)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`E5Encoder.count_tokens` (needs the tokenizer only)."""
+        ids = tokenize_for_embedding(self.tokenizer, _check_texts(texts), self.max_length, self._recipe)
+        return [len(row) for row in ids]
 
 
 class _RunState:
