@@ -171,16 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_sink(args: argparse.Namespace) -> Sink:
+def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
+    """The store the flags name; ``existing`` (search) opens only a store that is there."""
     options: dict[str, Any] = {}
     if args.api_key is not None:
-        store, _ = infer_store(args.store, args.uri)
+        store, _ = infer_store(args.store, args.uri, existing=existing)
         if store != "qdrant":
             raise ConfigurationError(
                 f"--api-key is a Qdrant option; the store here is {store} (--store qdrant)"
             )
         options["api_key"] = args.api_key
-    return open_sink(args.store, args.uri, args.collection, **options)
+    return open_sink(args.store, args.uri, args.collection, existing=existing, **options)
 
 
 def _encoder(args: argparse.Namespace) -> Any:
@@ -283,7 +284,7 @@ def _run_search(args: argparse.Namespace, out: TextIO) -> int:
     from e5_integrations.ingest._pipeline import search
 
     encoder = _encoder(args)
-    with _open_sink(args) as sink:
+    with _open_sink(args, existing=True) as sink:  # a search never creates a store
         if sink.count() == 0:
             raise ConfigurationError(
                 f"collection {args.collection!r} is empty or does not exist in this store; "

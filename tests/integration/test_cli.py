@@ -238,3 +238,67 @@ def test_nothing_to_ingest_exits_2_and_says_what_was_found(
     assert "1 empty documents" in err and ".jsonl" in err
     with open_sink(None, None, DEFAULT_COLLECTION) as sink:
         assert sink.count() == 0
+
+
+def test_search_infers_the_store_from_what_is_at_the_uri_and_never_writes(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(tiny_model_dir)
+    qdrant = workdir / "qdrant-store"
+    assert (
+        main(["ingest", "docs", "--model", model, "--no-progress", "--store", "qdrant", "--uri", str(qdrant)])
+        == 0
+    )
+    before = sorted(path.relative_to(qdrant) for path in qdrant.rglob("*"))
+    capsys.readouterr()
+
+    assert main(["search", "rotate a key", "--model", model, "--uri", str(qdrant), "-k", "3", "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {hit["id"] for hit in hits} == {f"{name}#0" for name in DOCS}  # the random model ranks at random
+    assert not (qdrant / "chroma.sqlite3").exists()
+    assert sorted(path.relative_to(qdrant) for path in qdrant.rglob("*")) == before
+
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--uri", str(workdir / "k.db")]) == 0
+    capsys.readouterr()
+    assert main(["search", "rotate a key", "--model", model, "--uri", str(workdir / "k.db"), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}#0" in out for name in DOCS)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (None, "nothing at"),
+        ("empty-dir", "--store chroma"),
+        ("file", "--store"),
+    ],
+)
+def test_search_with_a_uri_that_holds_no_store_is_an_error_and_creates_nothing(
+    workdir: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model_load: list[str],
+    make: str | None,
+    message: str,
+) -> None:
+    target = workdir / "target"
+    if make == "empty-dir":
+        target.mkdir()
+    elif make == "file":
+        target.write_text("not a store", encoding="utf-8")
+    assert main(["search", "q", "--model", str(tiny_model_dir), "--uri", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if make is None:
+        assert not target.exists()
+    elif make == "empty-dir":
+        assert list(target.iterdir()) == []
+    assert not (workdir / ".e5-store").exists()
+
+
+def test_search_with_no_store_anywhere_creates_nothing(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], no_model_load: list[str]
+) -> None:
+    assert main(["search", "q", "--model", str(tiny_model_dir)]) == 2
+    assert "run `e5 ingest" in capsys.readouterr().err
+    assert not (workdir / ".e5-store").exists()
