@@ -20,7 +20,14 @@ from e5_integrations._errors import ConfigurationError, InputError, ModelLoadErr
 from e5_integrations._recipe import E5_MISTRAL, Recipe, tokenize_for_embedding
 from e5_integrations._tasks import DEFAULT_TASK, Task, resolve_task
 
-__all__ = ["DEFAULT_MODEL", "DeferredEncoder", "E5Encoder", "load_tokenizer", "model_dimension"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DeferredEncoder",
+    "E5Encoder",
+    "load_tokenizer",
+    "model_dimension",
+    "model_name_from_aliases",
+]
 
 logger = logging.getLogger("e5_integrations")
 
@@ -91,6 +98,26 @@ def model_dimension(model: str) -> int:
     if not isinstance(size, int) or size < 1:
         raise ModelLoadError(f"the configuration of {model!r} has no hidden_size; is it a decoder model?")
     return size
+
+
+def model_name_from_aliases(data: Any) -> Any:
+    """For the adapters' pydantic models: accept ``model=`` (as :class:`E5Encoder` takes it)
+    as well as their ``model_name=``; both at once must agree.
+
+    Takes and returns the raw constructor data (a ``mode="before"`` model validator).
+    """
+    if not isinstance(data, dict) or "model" not in data:
+        return data
+    data = dict(data)
+    model = data.pop("model")
+    if "model_name" in data and data["model_name"] is not None and str(data["model_name"]) != str(model):
+        raise ValueError(
+            f"model={str(model)!r} and model_name={str(data['model_name'])!r} name different models; "
+            "pass one of them (model= as E5Encoder takes it, or model_name=)"
+        )
+    if model is not None:
+        data["model_name"] = str(model)
+    return data
 
 
 def _check_sizes(max_length: Any, batch_tokens: Any) -> None:
