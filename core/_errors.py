@@ -39,6 +39,7 @@ __all__ = [
     "cli_front",
     "for_front",
     "option",
+    "rebuild_hint",
 ]
 
 #: Python parameter -> the ``e5`` flag that sets it. A parameter missing here has no flag.
@@ -83,15 +84,23 @@ def for_front(python: str, cli: str) -> str:
     return cli if _front[-1] == "cli" else python
 
 
+def rebuild_hint() -> str:
+    """What to do about a collection that exists with another schema (every sink says it)."""
+    return f"use another {option('collection')} name, or drop the collection to rebuild it" + for_front(
+        " (open_sink(...).drop())", " (with the store's own tools: e5 never drops a collection)"
+    )
+
+
 def option(name: str, value: Any = _UNSET) -> str:
     """How the user sets parameter ``name`` (to ``value``) where the message will be read:
-    ``--chunk-tokens 256`` under the ``e5`` command, ``chunk_tokens=256`` from Python.
+    ``--chunk-tokens 256`` under the ``e5`` command, ``chunk_tokens=256`` from Python
+    (``--prune`` for ``prune=True``).
 
     A parameter without a flag is spelled the Python way in both.
     """
     flag = CLI_FLAGS.get(name)
     if _front[-1] == "cli" and flag is not None:
-        return flag if value is _UNSET else f"{flag} {value}"
+        return flag if value is _UNSET or value is True else f"{flag} {value}"
     return f"{name}=" if value is _UNSET else f"{name}={value!r}"
 
 

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations._errors import ConfigurationError, SourceError, option
 from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
@@ -176,7 +176,8 @@ def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestR
     if report.skipped_invalid:
         report.warnings.append(
             f"prune skipped: {report.skipped_invalid} invalid records were skipped, and the stored chunks "
-            "of those documents would have been deleted; fix the records, then run again with prune"
+            "of those documents would have been deleted; fix the records, then run again with "
+            f"{option('prune', True)}"
         )
         return
     stale: list[str] = []

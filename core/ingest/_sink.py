@@ -120,7 +120,7 @@ class Sink(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support delete")
 
     def drop(self) -> None:
-        """Drop the whole collection (tests and ``force_recreate``)."""
+        """Drop the whole collection, to rebuild it (tests; e5 itself never drops one)."""
         raise NotImplementedError(f"{type(self).__name__} does not support drop")
 
     def close(self) -> None:

@@ -82,7 +82,7 @@ def test_malformed_input_exits_2_naming_the_line_and_writes_nothing(
     (workdir / "docs" / "bad.jsonl").write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
     assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "bad.jsonl:2" in err and "--on-error skip" in err
+    assert "bad.jsonl:2" in err and "--on-error skip" in err and "on_error=" not in err
     assert "Traceback" not in err
     with open_sink(None, None, DEFAULT_COLLECTION) as sink:
         assert sink.count() == 0
@@ -205,6 +205,7 @@ def test_a_collection_of_another_dimension_is_reported_before_the_model_loads(
     assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "64" in err and "3" in err and "Traceback" not in err
+    assert "another --collection name" in err and "collection=" not in err  # a hint with the CLI's flag
     assert no_model_load == []
 
 

@@ -179,7 +179,7 @@ def test_embedded_stores_are_refused_with_the_fix(tmp_path: Path, tiny_model_dir
     from e5_integrations.ray import ingest_ray
 
     corpus = write_corpus(tmp_path / "docs", documents=2)
-    with pytest.raises(ConfigurationError, match="embedded single-process store.*--engine local"):
+    with pytest.raises(ConfigurationError, match="embedded single-process store.*uri=.*local engine"):
         ingest_ray([corpus], uri=str(tmp_path / "chroma"), model=str(tiny_model_dir))
     with pytest.raises(ConfigurationError, match="embedded single-process"):
         ingest_ray([corpus], store="milvus", uri=str(tmp_path / "m.db"), model=str(tiny_model_dir))
@@ -190,7 +190,7 @@ def test_more_gpus_than_the_cluster_has_is_an_error(ray_session: Any) -> None:
 
     assert _plan_workers(ray_session, None, None) == (0.0, 1)
     assert _plan_workers(ray_session, 0, 2) == (0.0, 2)
-    with pytest.raises(ConfigurationError, match="has 0 GPUs.*--gpus-per-worker 0"):
+    with pytest.raises(ConfigurationError, match="has 0 GPUs.*gpus_per_worker=0"):
         _plan_workers(ray_session, 1, None)
 
 
