@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
-from e5_integrations.ingest._pipeline import prune_removed_documents
+from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
 from e5_integrations.ingest._registry import infer_store
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sources import DuplicateIds, OnError, iter_source_files, read_source_file
@@ -276,6 +276,8 @@ def ingest_ray(
     report = IngestReport(store=store_name, collection=collection, model=model_name)
 
     files, total, document_ids = _scan(paths, text_field, id_field, on_error, report)
+    if total == 0:
+        raise SourceError(nothing_to_ingest(paths, report))
     report.documents = total
     sink = sink_spec.open()
     try:

@@ -250,3 +250,17 @@ def test_kuberay_example_runs_a_valid_e5_command() -> None:
     (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     gpus_per_pod = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
     assert args.workers * args.gpus_per_worker <= group["replicas"] * gpus_per_pod
+
+
+def test_sources_without_any_document_are_an_error_before_ray_starts(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from e5_integrations import SourceError
+    from e5_integrations.ray import ingest_ray
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "slides.pptx").write_bytes(b"PK")
+    # the store is never reached: the check pass finds nothing to ingest first
+    with pytest.raises(SourceError, match=r"nothing to ingest.*\.pptx x1"):
+        ingest_ray([empty], store="pgvector", uri="postgresql://u@127.0.0.1:1/db", model=str(tiny_model_dir))
