@@ -126,7 +126,7 @@ class Sink(abc.ABC):
     def close(self) -> None:
         """Release client resources. Safe to call twice."""
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 from e5_integrations.ingest import CONTENT_HASH_KEY, Record
-
 from tests.stores._chroma_server import free_port, running_chroma_server
 from tests.stores._common import DIM, records
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreError, StoreUnavailableError
 from e5_integrations.ingest import Record
-
 from tests.stores._chroma_server import free_port
 from tests.stores._common import DIM, records
 from tests.stores._milvus_server import running_milvus_server
