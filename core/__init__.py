@@ -6,9 +6,15 @@
 
 Adapters live in ``e5_integrations.langchain`` and ``e5_integrations.llama_index``; batch
 ingestion in ``e5_integrations.ingest`` and the ``e5`` command.
+
+The encoder (and with it torch) is imported on first use of one of its names, so that
+``import e5_integrations`` and ``e5 --help`` stay fast.
 """
 
-from e5_integrations._encoder import DEFAULT_MODEL, E5Encoder
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from e5_integrations._errors import (
     ConfigurationError,
     E5Error,
@@ -24,12 +30,35 @@ from e5_integrations._errors import (
 from e5_integrations._recipe import E5_MISTRAL, Recipe, last_token_pool
 from e5_integrations._tasks import DEFAULT_TASK, Task, available_tasks, resolve_task
 
+if TYPE_CHECKING:
+    from e5_integrations._encoder import DEFAULT_MODEL, DeferredEncoder, E5Encoder
+
 __version__ = "0.1.0"
+
+#: Names served by :func:`__getattr__` from a module that imports torch.
+_LAZY = {"DEFAULT_MODEL": "_encoder", "DeferredEncoder": "_encoder", "E5Encoder": "_encoder"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'e5_integrations' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"e5_integrations.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ConfigurationError",
     "DEFAULT_MODEL",
     "DEFAULT_TASK",
+    "DeferredEncoder",
     "E5Encoder",
     "E5Error",
     "E5_MISTRAL",

@@ -13,14 +13,14 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from e5_integrations._errors import ConfigurationError, ModelLoadError
+from e5_integrations._errors import ConfigurationError, ModelLoadError, option
 from e5_integrations._recipe import Recipe
 
-__all__ = ["LoadedModel", "TorchBackend", "load_model", "resolve_devices", "resolve_dtype"]
+__all__ = ["Backend", "LoadedModel", "TorchBackend", "load_model", "resolve_devices", "resolve_dtype"]
 
 logger = logging.getLogger("e5_integrations")
 
@@ -50,12 +50,15 @@ def resolve_devices(device: str | torch.device | Sequence[str | torch.device] | 
         try:
             dev = torch.device(item)
         except (RuntimeError, TypeError) as exc:
-            raise ConfigurationError(f"device {item!r} is not a torch device; expected e.g. 'cpu', 'cuda:0'") from exc
+            raise ConfigurationError(
+                f"device {item!r} is not a torch device; expected e.g. 'cpu', 'cuda:0'"
+            ) from exc
         if dev.type == "cuda":
             if not torch.cuda.is_available():
                 raise ConfigurationError(
                     f"device {item!r} asks for CUDA but torch.cuda.is_available() is False "
-                    f"(torch {torch.__version__}); install a CUDA build of torch or pass device='cpu'"
+                    f"(torch {torch.__version__}); install a CUDA build of torch "
+                    f"or pass {option('device', 'cpu')}"
                 )
             if dev.index is None:
                 dev = torch.device("cuda", torch.cuda.current_device())
@@ -77,8 +80,34 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if key not in _DTYPES:
-        raise ConfigurationError(f"dtype {dtype!r} is not supported; expected 'auto', 'bf16', 'fp16' or 'fp32'")
+        raise ConfigurationError(
+            f"dtype {dtype!r} is not supported; expected 'auto', 'bf16', 'fp16' or 'fp32'"
+        )
     return _DTYPES[key]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the encoder needs from a backend: a device and ready token ids → pooled vectors.
+
+    :class:`TorchBackend` is the real one; a test double (say, one that raises
+    ``torch.OutOfMemoryError`` above a token budget) plugs in through
+    ``E5Encoder(backends=[...])``.
+    """
+
+    @property
+    def device(self) -> torch.device:
+        """Where the batches run (``cuda`` devices get their cache emptied after an OOM)."""
+        ...
+
+    @property
+    def hidden_size(self) -> int:
+        """Size of the pooled vectors."""
+        ...
+
+    def embed(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Pooled, not normalised, float32 CPU vectors, one row per sequence of token ids."""
+        ...
 
 
 def _default_attention(device: torch.device, dtype: torch.dtype) -> str:
@@ -117,11 +146,13 @@ class LoadedModel:
             return self._compiled
 
 
-_LOADED: "weakref.WeakValueDictionary[tuple[str, str, str, str], LoadedModel]" = weakref.WeakValueDictionary()
+_LOADED: weakref.WeakValueDictionary[tuple[str, str, str, str], LoadedModel] = weakref.WeakValueDictionary()
 _LOAD_LOCK = threading.Lock()
 
 
-def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: str | None = None) -> LoadedModel:
+def load_model(
+    model: str, device: torch.device, dtype: torch.dtype, attention: str | None = None
+) -> LoadedModel:
     """Load ``model`` on ``device`` once per process; later calls return the same object."""
     attention = attention or _default_attention(device, dtype)
     key = (model, str(device), str(dtype), attention)
@@ -137,7 +168,8 @@ def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: 
             raise ModelLoadError(
                 f"could not load model {model!r} ({type(exc).__name__}: {exc}). Expected a Hugging Face "
                 "model id reachable from this machine or a local directory with config.json and weights; "
-                "set E5_MODEL or pass model='/path/to/dir' (download it first where there is no network)"
+                f"set E5_MODEL or pass {option('model', '/path/to/dir')} "
+                "(download it first where there is no network)"
             ) from exc
         hf_model.to(device).eval()
         hf_model.requires_grad_(False)
@@ -159,8 +191,14 @@ class TorchBackend:
     """
 
     def __init__(
-        self, loaded: LoadedModel, recipe: Recipe, pad_token_id: int, padding_side: str = "right",
-        mask_free: bool | None = None, compile: bool = False, cuda_graphs: bool = False,
+        self,
+        loaded: LoadedModel,
+        recipe: Recipe,
+        pad_token_id: int,
+        padding_side: str = "right",
+        mask_free: bool | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ):
         if padding_side not in ("left", "right"):
             raise ConfigurationError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -188,6 +226,10 @@ class TorchBackend:
     @property
     def device(self) -> torch.device:
         return self.loaded.device
+
+    @property
+    def hidden_size(self) -> int:
+        return self.loaded.hidden_size
 
     def _pad(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         width = max(len(ids) for ids in batch)
@@ -275,7 +317,7 @@ class _CudaGraphs:
                 graph.replay()
                 device_mask = mask.to(static_ids.device, non_blocking=True)
                 pooled = self.backend.recipe.pool(static_hidden[:rows, :width], device_mask).clone()
-            except Exception as exc:  # noqa: BLE001 - any capture problem: fall back, loudly
+            except Exception as exc:
                 self._disable(f"capture or replay failed ({type(exc).__name__}: {exc})")
                 return None
             if fresh and not self._agrees(pooled, input_ids, device_mask):
@@ -300,7 +342,9 @@ class _CudaGraphs:
         return graph, static_ids, static_hidden
 
     def _agrees(self, pooled: torch.Tensor, input_ids: torch.Tensor, device_mask: torch.Tensor) -> bool:
-        eager = self.backend.loaded.model(input_ids=input_ids.to(pooled.device), use_cache=False).last_hidden_state
+        eager = self.backend.loaded.model(
+            input_ids=input_ids.to(pooled.device), use_cache=False
+        ).last_hidden_state
         reference = self.backend.recipe.pool(eager, device_mask)
         cosine = torch.nn.functional.cosine_similarity(pooled.float(), reference.float(), dim=1).min().item()
         if cosine < self.CHECK_COSINE:

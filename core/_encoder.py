@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -14,13 +14,20 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from e5_integrations._backend import TorchBackend, load_model, resolve_devices, resolve_dtype
+from e5_integrations._backend import Backend, TorchBackend, load_model, resolve_devices, resolve_dtype
 from e5_integrations._batching import plan_batches
-from e5_integrations._errors import ConfigurationError, InputError, ModelLoadError, OutOfMemoryError
+from e5_integrations._errors import ConfigurationError, InputError, ModelLoadError, OutOfMemoryError, option
 from e5_integrations._recipe import E5_MISTRAL, Recipe, tokenize_for_embedding
 from e5_integrations._tasks import DEFAULT_TASK, Task, resolve_task
 
-__all__ = ["DEFAULT_MODEL", "E5Encoder", "load_tokenizer"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DeferredEncoder",
+    "E5Encoder",
+    "load_tokenizer",
+    "model_dimension",
+    "model_name_from_aliases",
+]
 
 logger = logging.getLogger("e5_integrations")
 
@@ -64,11 +71,64 @@ def load_tokenizer(model: str) -> Any:
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(
             f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {exc}); expected a "
-            "Hugging Face model id or a local model directory; set E5_MODEL or pass model="
+            f"Hugging Face model id or a local model directory; set E5_MODEL or pass {option('model')}"
         ) from exc
     if tokenizer.eos_token_id is None:
         raise ModelLoadError(f"the tokenizer of {model!r} has no EOS token; last-token pooling needs one")
     return tokenizer
+
+
+def model_dimension(model: str) -> int:
+    """The size of ``model``'s vectors (its hidden size), read from its ``config.json``
+    without loading the weights.
+
+    Raises:
+        ModelLoadError: the configuration cannot be read.
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(
+            f"could not read the configuration of {model!r} ({type(exc).__name__}: {exc}); expected a "
+            f"Hugging Face model id or a local model directory; set E5_MODEL or pass {option('model')}"
+        ) from exc
+    size = getattr(config, "hidden_size", None)
+    if not isinstance(size, int) or size < 1:
+        raise ModelLoadError(f"the configuration of {model!r} has no hidden_size; is it a decoder model?")
+    return size
+
+
+def model_name_from_aliases(data: Any) -> Any:
+    """For the adapters' pydantic models: accept ``model=`` (as :class:`E5Encoder` takes it)
+    as well as their ``model_name=``; both at once must agree.
+
+    Takes and returns the raw constructor data (a ``mode="before"`` model validator).
+    """
+    if not isinstance(data, dict) or "model" not in data:
+        return data
+    data = dict(data)
+    model = data.pop("model")
+    if "model_name" in data and data["model_name"] is not None and str(data["model_name"]) != str(model):
+        raise ValueError(
+            f"model={str(model)!r} and model_name={str(data['model_name'])!r} name different models; "
+            "pass one of them (model= as E5Encoder takes it, or model_name=)"
+        )
+    if model is not None:
+        data["model_name"] = str(model)
+    return data
+
+
+def _check_sizes(max_length: Any, batch_tokens: Any) -> None:
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ConfigurationError(f"max_length must be an int >= 2 (BOS + EOS), got {max_length!r}")
+    if not isinstance(batch_tokens, int) or batch_tokens < 1:
+        raise ConfigurationError(f"{option('batch_tokens')} must be a positive int, got {batch_tokens!r}")
+
+
+def _model_name(model: str | os.PathLike[str] | None) -> str:
+    return str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
 
 
 class E5Encoder:
@@ -104,9 +164,12 @@ class E5Encoder:
             (search queries), cutting launch overhead; CUDA and right padding only. Each
             captured shape is checked against the eager pass once; any problem turns
             graphs off with a warning.
+        backends: ready :class:`~e5_integrations._backend.Backend` objects to compute with,
+            one per device, instead of loading ``model`` on ``device`` (test doubles, custom
+            kernels). ``model`` still gives the tokenizer. Leave ``device`` unset with it.
     """
 
-    _shared: ClassVar[dict[tuple[Any, ...], "E5Encoder"]] = {}
+    _shared: ClassVar[dict[tuple[Any, ...], E5Encoder]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
@@ -124,13 +187,16 @@ class E5Encoder:
         recipe: Recipe = E5_MISTRAL,
         compile: bool = False,
         cuda_graphs: bool = False,
+        backends: Sequence[Backend] | None = None,
     ) -> None:
-        if not isinstance(max_length, int) or max_length < 2:
-            raise ConfigurationError(f"max_length must be an int >= 2 (BOS + EOS), got {max_length!r}")
-        if not isinstance(batch_tokens, int) or batch_tokens < 1:
-            raise ConfigurationError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
-        self.model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
-        self.devices = resolve_devices(device)
+        if backends is not None and (device is not None or not backends):
+            raise ConfigurationError(
+                f"backends= gives the devices itself; got device={device!r} and {len(backends)} backends. "
+                "Pass one of them (a non-empty backends= list, or device=)"
+            )
+        _check_sizes(max_length, batch_tokens)
+        self.model_name = _model_name(model)
+        self.devices = [b.device for b in backends] if backends is not None else resolve_devices(device)
         self.dtype = resolve_dtype(dtype, self.devices[0])
         self.max_length = max_length
         self.batch_tokens = batch_tokens
@@ -141,10 +207,17 @@ class E5Encoder:
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
+        if backends is not None:
+            self._backends: list[Backend] = list(backends)
+            return
         self._backends = [
             TorchBackend(
-                load_model(self.model_name, dev, self.dtype, attn_implementation), recipe, pad_id, padding_side,
-                compile=compile, cuda_graphs=cuda_graphs,
+                load_model(self.model_name, dev, self.dtype, attn_implementation),
+                recipe,
+                pad_id,
+                padding_side,
+                compile=compile,
+                cuda_graphs=cuda_graphs,
             )
             for dev in self.devices
         ]
@@ -157,16 +230,21 @@ class E5Encoder:
         device: str | torch.device | Sequence[str | torch.device] | None = None,
         dtype: str | torch.dtype = "auto",
         **options: Any,
-    ) -> "E5Encoder":
+    ) -> E5Encoder:
         """The process-wide encoder for these settings, created on first use.
 
         Keyed by the resolved model, devices and dtype plus any other options, so
         ``E5Encoder.shared()`` called from LangChain, LlamaIndex and an ingestion job
         returns the same object (and the model is loaded once).
         """
-        name = str(model) if model is not None else os.environ.get("E5_MODEL") or DEFAULT_MODEL
+        name = _model_name(model)
         devices = tuple(str(d) for d in resolve_devices(device))
-        key = (name, devices, str(resolve_dtype(dtype, torch.device(devices[0]))), tuple(sorted(options.items())))
+        key = (
+            name,
+            devices,
+            str(resolve_dtype(dtype, torch.device(devices[0]))),
+            tuple(sorted(options.items())),
+        )
         with cls._shared_lock:
             encoder = cls._shared.get(key)
             if encoder is None:
@@ -177,12 +255,12 @@ class E5Encoder:
     @property
     def dimension(self) -> int:
         """Size of the vectors (4096 for e5-mistral-7b-instruct)."""
-        return self._backends[0].loaded.hidden_size
+        return self._backends[0].hidden_size
 
     @property
     def loaded_models(self) -> list[Any]:
         """The loaded model objects, one per device (shared with other encoders)."""
-        return [backend.loaded.model for backend in self._backends]
+        return [backend.loaded.model for backend in self._backends if isinstance(backend, TorchBackend)]
 
     def __repr__(self) -> str:
         devices = ", ".join(str(d) for d in self.devices)
@@ -265,9 +343,9 @@ class E5Encoder:
             for offset, get_ids in parts:
                 ids = get_ids()
                 rows = out[offset : offset + len(ids)]  # a view: batches write into ``out``
-                batches = plan_batches([len(row) for row in ids], self.batch_tokens)
+                batches = _Batches([len(row) for row in ids], state)
                 if len(self._backends) == 1:
-                    for batch in batches:
+                    while (batch := batches.take()) is not None:
                         self._run_batch(self._backends[0], ids, batch, rows, state, progress)
                 else:
                     self._run_parallel(ids, batches, rows, state, progress)
@@ -276,18 +354,19 @@ class E5Encoder:
     # -- internals -----------------------------------------------------------------------
 
     def _run_parallel(
-        self, ids: Sequence[Sequence[int]], batches: list[list[int]], out: np.ndarray, state: "_RunState", progress: Any
+        self,
+        ids: Sequence[Sequence[int]],
+        batches: _Batches,
+        out: np.ndarray,
+        state: _RunState,
+        progress: Any,
     ) -> None:
-        work: "queue.SimpleQueue[list[int]]" = queue.SimpleQueue()
-        for batch in batches:
-            work.put(batch)
         errors: list[BaseException] = []
 
-        def worker(backend: TorchBackend) -> None:
+        def worker(backend: Backend) -> None:
             while not errors:
-                try:
-                    batch = work.get_nowait()
-                except queue.Empty:
+                batch = batches.take()
+                if batch is None:
                     return
                 try:
                     self._run_batch(backend, ids, batch, out, state, progress)
@@ -305,50 +384,187 @@ class E5Encoder:
 
     def _run_batch(
         self,
-        backend: TorchBackend,
+        backend: Backend,
         ids: Sequence[Sequence[int]],
         batch: list[int],
         out: np.ndarray,
-        state: "_RunState",
+        state: _RunState,
         progress: Any,
     ) -> None:
+        width = max(len(ids[i]) for i in batch)
+        if len(batch) > 1 and width * len(batch) > state.budget:
+            # Planned before another device's OOM lowered the budget: split it first.
+            self._run_split(backend, ids, batch, out, state, progress)
+            return
         try:
             vectors = backend.embed([ids[i] for i in batch])
         except _OOM_ERRORS as exc:
             if backend.device.type == "cuda":
                 torch.cuda.empty_cache()
-            width = max(len(ids[i]) for i in batch)
             if len(batch) == 1:
                 raise OutOfMemoryError(
                     f"one text of {width} tokens does not fit on {backend.device} even alone "
                     f"(dtype {self.dtype}); lower max_length (now {self.max_length}) or use a larger device"
                 ) from exc
-            budget = state.halve(width * len(batch))
+            budget = state.lower(width * len(batch))
             logger.warning(
-                "out of memory on %s with a batch of %d x %d tokens; retrying it with batch_tokens=%d",
-                backend.device, len(batch), width, budget,
+                "out of memory on %s with a batch of %d x %d tokens; retrying it with batch_tokens=%d, "
+                "kept for the rest of this call",
+                backend.device,
+                len(batch),
+                width,
+                budget,
             )
-            sub_batches = plan_batches([len(ids[i]) for i in batch], budget)
-            if len(sub_batches) == 1:  # budget still fits everything: split in two
-                half = len(batch) // 2
-                sub_batches = [list(range(half)), list(range(half, len(batch)))]
-            for sub in sub_batches:
-                self._run_batch(backend, ids, [batch[j] for j in sub], out, state, progress)
+            self._run_split(backend, ids, batch, out, state, progress)
             return
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         out[batch] = vectors.numpy()
         progress.update(len(batch))
 
+    def _run_split(
+        self,
+        backend: Backend,
+        ids: Sequence[Sequence[int]],
+        batch: list[int],
+        out: np.ndarray,
+        state: _RunState,
+        progress: Any,
+    ) -> None:
+        """Run ``batch`` as batches planned at the run's current budget."""
+        sub_batches = plan_batches([len(ids[i]) for i in batch], state.budget)
+        if len(sub_batches) == 1:  # the budget still fits everything: split in two
+            half = len(batch) // 2
+            sub_batches = [list(range(half)), list(range(half, len(batch)))]
+        for sub in sub_batches:
+            self._run_batch(backend, ids, [batch[j] for j in sub], out, state, progress)
+
+
+class DeferredEncoder:
+    """An :class:`E5Encoder` that loads the model's weights only when it first embeds.
+
+    An ingestion run needs the tokenizer (to chunk), the vector size (to create or check
+    the collection) and the settings long before it embeds anything. This encoder serves
+    them from the tokenizer files and ``config.json``, each read on first use, so a bad
+    input, a store that cannot be reached or a collection of another dimension is
+    reported in seconds rather than after minutes of loading a 7B model. ``e5 ingest`` and
+    ``e5 search`` use it; ``ingest(sources, sink, DeferredEncoder(model))`` does the same
+    from Python.
+
+    Args:
+        model: as for :class:`E5Encoder`.
+        **options: any :class:`E5Encoder` keyword (``device``, ``dtype``, ``max_length``,
+            ``batch_tokens``...). Sizes, ``device`` and ``dtype`` are checked now.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, **options: Any) -> None:
+        self.model_name = _model_name(model)
+        self.max_length: int = options.get("max_length", 4096)
+        self.batch_tokens: int = options.get("batch_tokens", 16384)
+        _check_sizes(self.max_length, self.batch_tokens)
+        devices = resolve_devices(options.get("device"))
+        resolve_dtype(options.get("dtype", "auto"), devices[0])
+        self._options = options
+        self._recipe: Recipe = options.get("recipe", E5_MISTRAL)
+        self._encoder: E5Encoder | None = None
+        self._tokenizer: Any = None
+        self._dimension: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded on first use (no weights)."""
+        if self._tokenizer is None:
+            self._tokenizer = (
+                self._encoder.tokenizer if self._encoder is not None else load_tokenizer(self.model_name)
+            )
+        return self._tokenizer
+
+    @property
+    def dimension(self) -> int:
+        """Size of the vectors, from ``config.json`` (no weights)."""
+        if self._dimension is None:
+            self._dimension = (
+                self._encoder.dimension if self._encoder is not None else model_dimension(self.model_name)
+            )
+        return self._dimension
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are loaded."""
+        return self._encoder is not None
+
+    def load(self) -> E5Encoder:
+        """The encoder, its weights loaded on the first call."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = E5Encoder(self.model_name, **self._options)
+            return self._encoder
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "not loaded yet"
+        return f"DeferredEncoder({self.model_name!r}, {state})"
+
+    def encode_queries(self, texts: Sequence[str], task: str | Task = DEFAULT_TASK) -> np.ndarray:
+        """:meth:`E5Encoder.encode_queries`, loading the weights first if needed."""
+        return self.load().encode_queries(texts, task=task)
+
+    def encode_documents(self, texts: Sequence[str], task: str | Task | None = None) -> np.ndarray:
+        """:meth:`E5Encoder.encode_documents`, loading the weights first if needed."""
+        return self.load().encode_documents(texts, task=task)
+
+    def encode(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
+        """:meth:`E5Encoder.encode`, loading the weights first if needed."""
+        return self.load().encode(texts, instruction=instruction)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`E5Encoder.count_tokens` (needs the tokenizer only)."""
+        ids = tokenize_for_embedding(self.tokenizer, _check_texts(texts), self.max_length, self._recipe)
+        return [len(row) for row in ids]
+
 
 class _RunState:
-    """Token budget for one encode call; shrinks on OOM, shared by device workers."""
+    """Token budget of one encode call, shared by device workers.
+
+    An out-of-memory error lowers it, and it stays lowered for the rest of the call: every
+    batch planned afterwards (see :class:`_Batches`) fits the budget that last worked, so
+    one OOM costs one failed forward pass, not one per batch. The next call starts again
+    from the encoder's ``batch_tokens`` (the memory may have been taken by something else).
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self._lock = threading.Lock()
 
-    def halve(self, failed_tokens: int) -> int:
+    def lower(self, failed_tokens: int) -> int:
+        """Half the padded size that failed, unless the budget is already below that (a
+        batch planned before another worker's OOM lowered it); returns the new budget."""
         with self._lock:
-            self.budget = max(1, min(self.budget, failed_tokens) // 2)
+            self.budget = max(1, min(self.budget, failed_tokens // 2))
             return self.budget
+
+
+class _Batches:
+    """The batches of one part, handed out one at a time, longest first.
+
+    When the run's budget drops (an OOM), the batches not yet handed out are planned
+    again at the new budget. Thread-safe: device workers take from one instance.
+    """
+
+    def __init__(self, lengths: Sequence[int], state: _RunState) -> None:
+        self._lengths = list(lengths)
+        self._state = state
+        self._planned_at = state.budget
+        self._pending: deque[list[int]] = deque(plan_batches(self._lengths, self._planned_at))
+        self._lock = threading.Lock()
+
+    def take(self) -> list[int] | None:
+        """The next batch (indices into the part), or ``None`` when all were handed out."""
+        with self._lock:
+            budget = self._state.budget
+            if budget < self._planned_at and self._pending:
+                rest = [index for batch in self._pending for index in batch]
+                replanned = plan_batches([self._lengths[index] for index in rest], budget)
+                self._pending = deque([rest[j] for j in batch] for batch in replanned)
+                self._planned_at = budget
+            return self._pending.popleft() if self._pending else None

@@ -13,10 +13,17 @@
         ├── StoreUnavailableError (ConnectionError)   unreachable after retries with back-off
         └── SchemaMismatchError (ValueError)          the collection exists with another dim/metric
 
-Every message says what was received, what was expected and how to fix it.
+Every message says what was received, what was expected and how to fix it, naming an option
+that exists where the message is read: a flag of the ``e5`` command when the command runs,
+else the Python parameter. Messages spell options with :func:`option` and :func:`for_front`
+for that.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 __all__ = [
     "ConfigurationError",
@@ -29,7 +36,72 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "UnknownTaskError",
+    "cli_front",
+    "for_front",
+    "option",
+    "rebuild_hint",
 ]
+
+#: Python parameter -> the ``e5`` flag that sets it. A parameter missing here has no flag.
+CLI_FLAGS: dict[str, str] = {
+    "api_key": "--api-key",
+    "batch_tokens": "--batch-tokens",
+    "chunk_overlap": "--chunk-overlap",
+    "chunk_tokens": "--chunk-tokens",
+    "collection": "--collection",
+    "device": "--device",
+    "dtype": "--dtype",
+    "gpus_per_worker": "--gpus-per-worker",
+    "id_field": "--id-field",
+    "model": "--model",
+    "on_error": "--on-error",
+    "prune": "--prune",
+    "ray_address": "--ray-address",
+    "store": "--store",
+    "text_field": "--text-field",
+    "uri": "--uri",
+    "workers": "--workers",
+    "writers": "--writers",
+}
+
+_UNSET: Any = object()
+_front = ["python"]  # process-wide, not a contextvar: errors are also built on worker threads
+
+
+@contextmanager
+def cli_front() -> Iterator[None]:
+    """While the ``e5`` command runs: messages name its flags instead of Python parameters."""
+    _front.append("cli")
+    try:
+        yield
+    finally:
+        _front.pop()
+
+
+def for_front(python: str, cli: str) -> str:
+    """``cli`` while the ``e5`` command runs, else ``python``: for hints that differ in more
+    than an option's spelling (an option the command does not have, say)."""
+    return cli if _front[-1] == "cli" else python
+
+
+def rebuild_hint() -> str:
+    """What to do about a collection that exists with another schema (every sink says it)."""
+    return f"use another {option('collection')} name, or drop the collection to rebuild it" + for_front(
+        " (open_sink(...).drop())", " (with the store's own tools: e5 never drops a collection)"
+    )
+
+
+def option(name: str, value: Any = _UNSET) -> str:
+    """How the user sets parameter ``name`` (to ``value``) where the message will be read:
+    ``--chunk-tokens 256`` under the ``e5`` command, ``chunk_tokens=256`` from Python
+    (``--prune`` for ``prune=True``).
+
+    A parameter without a flag is spelled the Python way in both.
+    """
+    flag = CLI_FLAGS.get(name)
+    if _front[-1] == "cli" and flag is not None:
+        return flag if value is _UNSET or value is True else f"{flag} {value}"
+    return f"{name}=" if value is _UNSET else f"{name}={value!r}"
 
 
 class E5Error(Exception):

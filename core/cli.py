@@ -6,8 +6,13 @@ With no ``--store``/``--uri`` both use an embedded Chroma store in ``./.e5-store
     e5 search "how do I rotate the API key?"
 
 works with no server. ``e5 ingest --engine ray`` runs the same job as a Ray Data pipeline on a
-Ray cluster (see :func:`e5_integrations.ray.ingest_ray`). Exit status: 0 on success, 2 for bad arguments or input (a message
-on stderr, no traceback), 1 when the model or the store fails, 130 on Ctrl-C.
+Ray cluster (see :func:`e5_integrations.ray.ingest_ray`). Exit status: 0 on success, 2 for bad
+arguments or input (a message on stderr, no traceback), 1 when the model or the store fails,
+130 on Ctrl-C.
+
+Everything that can be checked without the model's weights is checked before they load
+(minutes for a 7B model): the flags, the store (reached, and an existing collection's
+dimension and metric), and every input record.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from e5_integrations._errors import ConfigurationError, E5Error, InputError, SourceError
+from e5_integrations._errors import ConfigurationError, E5Error, InputError, SourceError, cli_front
 from e5_integrations.ingest._chunking import DEFAULT_CHUNK_OVERLAP
 from e5_integrations.ingest._registry import STORES, infer_store, open_sink
 from e5_integrations.ingest._sink import Hit, Sink
@@ -33,25 +38,32 @@ _USAGE_ERRORS = (ConfigurationError, InputError, SourceError)
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress to stderr (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log progress to stderr (-vv: debug)"
+    )
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("store")
-    group.add_argument("--store", choices=sorted(STORES), help="vector store (default: embedded Chroma in ./.e5-store)")
+    group.add_argument(
+        "--store", choices=sorted(STORES), help="vector store (default: embedded Chroma in ./.e5-store)"
+    )
     group.add_argument(
         "--uri",
         help="store location: a path (Chroma, Qdrant local), a .db file (Milvus Lite), "
         "http(s)://host:port (server), postgresql://... (pgvector); default ./.e5-store/<store>",
     )
-    group.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection or table name (default: %(default)s)")
+    group.add_argument(
+        "--collection", default=DEFAULT_COLLECTION, help="collection or table name (default: %(default)s)"
+    )
     group.add_argument("--api-key", help="Qdrant API key (default: the QDRANT_API_KEY environment variable)")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--model", help="model name or local directory (default: $E5_MODEL, else intfloat/e5-mistral-7b-instruct)"
+        "--model",
+        help="model name or local directory (default: $E5_MODEL, else intfloat/e5-mistral-7b-instruct)",
     )
     group.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: the best available)")
     group.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (default: %(default)s)")
@@ -80,39 +92,61 @@ def _non_negative_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``e5`` (exposed for docs and tests)."""
-    parser = argparse.ArgumentParser(prog="e5", description="Embed documents with e5-mistral and search them.")
+    parser = argparse.ArgumentParser(
+        prog="e5", description="Embed documents with e5-mistral and search them."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="chunk, embed and store documents (idempotent, resumable)")
-    ingest.add_argument("sources", nargs="+", metavar="SOURCE", help="files or directories (.txt .md .jsonl .csv .parquet)")
+    ingest.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="files or directories (.txt .md .jsonl .csv .parquet)"
+    )
     _add_common_arguments(ingest)
     _add_store_arguments(ingest)
     _add_model_arguments(ingest)
-    ingest.add_argument("--batch-tokens", type=_positive, help="padded tokens per forward pass (default: the encoder's)")
-    ingest.add_argument("--chunk-tokens", type=_positive, help="tokens per chunk (default: 512, capped to max length)")
     ingest.add_argument(
-        "--chunk-overlap", type=_non_negative,
-        help=f"tokens shared by consecutive chunks (default: {DEFAULT_CHUNK_OVERLAP}, at most a quarter of a chunk)",
+        "--batch-tokens", type=_positive, help="padded tokens per forward pass (default: the encoder's)"
     )
-    ingest.add_argument("--text-field", default="text", help="JSONL/CSV/parquet field with the text (default: %(default)s)")
-    ingest.add_argument("--id-field", help="JSONL/CSV/parquet field with the document id (default: id, when present)")
     ingest.add_argument(
-        "--id-root", metavar="DIR",
+        "--chunk-tokens", type=_positive, help="tokens per chunk (default: 512, capped to max length)"
+    )
+    ingest.add_argument(
+        "--chunk-overlap",
+        type=_non_negative,
+        help=f"tokens shared by consecutive chunks (default: {DEFAULT_CHUNK_OVERLAP}, "
+        "at most a quarter of a chunk)",
+    )
+    ingest.add_argument(
+        "--text-field", default="text", help="JSONL/CSV/parquet field with the text (default: %(default)s)"
+    )
+    ingest.add_argument(
+        "--id-field", help="JSONL/CSV/parquet field with the document id (default: id, when present)"
+    )
+    ingest.add_argument(
+        "--id-root",
+        metavar="DIR",
         help="file ids relative to DIR, portable across machines (default: each file's absolute real path)",
     )
     ingest.add_argument(
-        "--on-error", choices=("fail", "skip"), default="fail",
-        help="malformed records: fail before writing anything, or skip and report them (default: %(default)s)",
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="malformed records: fail before writing anything, or skip and report them "
+        "(default: %(default)s)",
     )
     ingest.add_argument(
-        "--prune", action="store_true",
-        help="delete stored chunks of documents no longer in the sources (give every source of the collection)",
+        "--prune",
+        action="store_true",
+        help="delete stored chunks of documents no longer in the sources "
+        "(give every source of the collection)",
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.add_argument("--json", action="store_true", help="print the final report as one JSON object")
     engine = ingest.add_argument_group("engine")
     engine.add_argument(
-        "--engine", choices=("local", "ray"), default="local",
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
         help="local: this process and its GPUs; ray: a Ray Data job on a Ray cluster (default: %(default)s)",
     )
     engine.add_argument(
@@ -120,10 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ray cluster to join: auto, ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray instance)",
     )
     engine.add_argument(
-        "--gpus-per-worker", type=_non_negative_float,
+        "--gpus-per-worker",
+        type=_non_negative_float,
         help="GPUs per embedding actor (default: 1 when the cluster has GPUs, else 0: CPU)",
     )
-    engine.add_argument("--workers", type=_positive, help="embedding actors (default: cluster GPUs / --gpus-per-worker)")
+    engine.add_argument(
+        "--workers", type=_positive, help="embedding actors (default: cluster GPUs / --gpus-per-worker)"
+    )
     engine.add_argument("--writers", type=_positive, help="concurrent write tasks on the store (default: 2)")
 
     search = commands.add_parser("search", help="search a collection with a question")
@@ -131,29 +168,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_arguments(search)
     _add_store_arguments(search)
     _add_model_arguments(search)
-    search.add_argument("--task", help="task name (e.g. NQ) or instruction for the query (default: web search)")
+    search.add_argument(
+        "--task", help="task name (e.g. NQ) or instruction for the query (default: web search)"
+    )
     search.add_argument("-k", type=_positive, default=10, help="number of results (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="one JSON object per hit per line")
     return parser
 
 
-def _open_sink(args: argparse.Namespace) -> Sink:
+def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
+    """The store the flags name; ``existing`` (search) opens only a store that is there."""
     options: dict[str, Any] = {}
     if args.api_key is not None:
-        store, _ = infer_store(args.store, args.uri)
+        store, _ = infer_store(args.store, args.uri, existing=existing)
         if store != "qdrant":
-            raise ConfigurationError(f"--api-key is a Qdrant option; the store here is {store} (--store qdrant)")
+            raise ConfigurationError(
+                f"--api-key is a Qdrant option; the store here is {store} (--store qdrant)"
+            )
         options["api_key"] = args.api_key
-    return open_sink(args.store, args.uri, args.collection, **options)
+    return open_sink(args.store, args.uri, args.collection, existing=existing, **options)
 
 
 def _encoder(args: argparse.Namespace) -> Any:
-    from e5_integrations import E5Encoder
+    """The encoder the flags ask for, checked but not loaded: the weights (minutes for a 7B
+    model) load at the first embedding, after the input and the store were checked."""
+    from e5_integrations._encoder import DeferredEncoder
 
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
     if getattr(args, "batch_tokens", None) is not None:
         options["batch_tokens"] = args.batch_tokens
-    return E5Encoder(args.model, **options)
+    return DeferredEncoder(args.model, **options)
 
 
 def _check_paths(sources: Sequence[str]) -> None:
@@ -213,8 +257,8 @@ def _ingest_local(args: argparse.Namespace) -> Any:
     given = [f"--{name.replace('_', '-')}" for name in _RAY_ONLY if getattr(args, name) is not None]
     if given:
         raise ConfigurationError(f"{', '.join(given)} only apply to --engine ray")
-    encoder = _encoder(args)
-    with _open_sink(args) as sink:
+    encoder = _encoder(args)  # flags checked; the weights load at the first embedding, after
+    with _open_sink(args) as sink:  # the store was reached, the input checked and the collection checked
         return ingest(args.sources, sink, encoder, **_job_options(args))
 
 
@@ -246,13 +290,13 @@ def _run_search(args: argparse.Namespace, out: TextIO) -> int:
     from e5_integrations.ingest._pipeline import search
 
     encoder = _encoder(args)
-    with _open_sink(args) as sink:
+    with _open_sink(args, existing=True) as sink:  # a search never creates a store
         if sink.count() == 0:
             raise ConfigurationError(
                 f"collection {args.collection!r} is empty or does not exist in this store; "
                 "run `e5 ingest SOURCE...` first with the same --store/--uri/--collection"
             )
-        hits = search(args.query, sink, encoder, k=args.k, task=args.task)
+        hits = search(args.query, sink, encoder, k=args.k, task=args.task)  # loads the model here
     _print_hits(hits, args.json, out)
     return 0
 
@@ -273,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     commands = {"ingest": _run_ingest, "search": _run_search}
     try:
-        return commands[args.command](args, sys.stdout)
+        with cli_front():  # hints in messages name this command's flags
+            return commands[args.command](args, sys.stdout)
     except _USAGE_ERRORS as exc:
         print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from e5_integrations._errors import ConfigurationError
+from e5_integrations._errors import ConfigurationError, for_front, option
 
 __all__ = [
     "DEFAULT_CHUNK_OVERLAP",
@@ -30,6 +30,7 @@ __all__ = [
     "SPECIAL_TOKEN_ROOM",
     "Chunk",
     "Chunker",
+    "check_chunk_sizes",
     "chunk_id",
     "content_hash",
 ]
@@ -73,9 +74,41 @@ def content_hash(model: str, max_length: int, text: str, metadata: Mapping[str, 
     chunk text and its metadata (canonical JSON). Equal hash → the stored row is identical
     and the chunk need not be embedded again."""
     payload = json.dumps(
-        [model, max_length, text, metadata], ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+        [model, max_length, text, metadata],
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def check_chunk_sizes(chunk_tokens: int | None, overlap: int | None, max_length: int) -> tuple[int, int]:
+    """``(chunk_tokens, overlap)`` with the defaults filled in, checked against ``max_length``
+    (needs no tokenizer, so a run can check them before loading anything).
+
+    Raises:
+        ConfigurationError: a size out of range.
+    """
+    limit = max_length - SPECIAL_TOKEN_ROOM
+    if chunk_tokens is None:
+        chunk_tokens = min(DEFAULT_CHUNK_TOKENS, limit)
+    if overlap is None:
+        overlap = min(DEFAULT_CHUNK_OVERLAP, chunk_tokens // 4)
+    if not 1 <= chunk_tokens <= limit:
+        fix = for_front(
+            f"raise max_length or lower {option('chunk_tokens')}", f"lower {option('chunk_tokens')}"
+        )
+        raise ConfigurationError(
+            f"{option('chunk_tokens', chunk_tokens)}; expected 1..{limit} so a chunk plus BOS and EOS fits "
+            f"the model's max_length={max_length} ({fix})"
+        )
+    if not 0 <= overlap < chunk_tokens:
+        raise ConfigurationError(
+            f"{option('chunk_overlap', overlap)}; expected 0 <= overlap < the chunk size ({chunk_tokens} "
+            f"tokens); lower {option('chunk_overlap')}"
+        )
+    return chunk_tokens, overlap
 
 
 class Chunker:
@@ -100,20 +133,7 @@ class Chunker:
         *,
         max_length: int = 4096,
     ) -> None:
-        limit = max_length - SPECIAL_TOKEN_ROOM
-        if chunk_tokens is None:
-            chunk_tokens = min(DEFAULT_CHUNK_TOKENS, limit)
-        if overlap is None:
-            overlap = min(DEFAULT_CHUNK_OVERLAP, chunk_tokens // 4)
-        if not 1 <= chunk_tokens <= limit:
-            raise ConfigurationError(
-                f"chunk_tokens={chunk_tokens}; expected 1..{limit} so a chunk plus BOS and EOS fits "
-                f"max_length={max_length} (raise max_length or lower --chunk-tokens)"
-            )
-        if not 0 <= overlap < chunk_tokens:
-            raise ConfigurationError(
-                f"chunk_overlap={overlap}; expected 0 <= overlap < chunk_tokens ({chunk_tokens})"
-            )
+        chunk_tokens, overlap = check_chunk_sizes(chunk_tokens, overlap, max_length)
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigurationError(
                 f"chunking needs a fast tokenizer (offset mappings); got {type(tokenizer).__name__}"

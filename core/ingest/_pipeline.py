@@ -17,7 +17,8 @@ All store calls run on one background thread, in submission order, so the encode
 waits for the store: while group *n* is embedded, group *n-1* is written and group *n+1*'s
 hashes are fetched; and documents are chunked (tokenized) on a third thread, one group
 ahead, so tokenization never waits for the encoder either. At most one group is being
-written, one looked up and one chunked while the next is embedded, so memory stays bounded. A failed store call fails the run (no silent loss).
+written, one looked up and one chunked while the next is embedded, so memory stays bounded.
+A failed store call fails the run (no silent loss).
 
 Chunk ids are deterministic (``"{document id}#{chunk index}"``) and writes are upserts, so a
 run killed at any point and started again converges to exactly the expected rows.
@@ -37,8 +38,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError
-from e5_integrations.ingest._chunking import Chunker, chunk_id, content_hash
+from e5_integrations._errors import ConfigurationError, SourceError, option
+from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
@@ -49,7 +50,15 @@ from e5_integrations.ingest._sink import (
     Record,
     Sink,
 )
-from e5_integrations.ingest._sources import Document, DocumentCheck, DuplicateIds, OnError, iter_documents
+from e5_integrations.ingest._sources import (
+    SUPPORTED_EXTENSIONS,
+    UNSUPPORTED,
+    Document,
+    DocumentCheck,
+    DuplicateIds,
+    OnError,
+    iter_documents,
+)
 
 __all__ = [
     "DOCUMENT_ID_KEY",
@@ -57,6 +66,7 @@ __all__ = [
     "PendingChunk",
     "delete_stale_chunks",
     "ingest",
+    "nothing_to_ingest",
     "prepare_chunks",
     "prune_removed_documents",
     "search",
@@ -112,7 +122,9 @@ class _Group:
     probes: list[tuple[str, int]] = field(default_factory=list)
 
 
-def prepare_chunks(document: Document, chunker: Chunker, model_name: str, max_length: int) -> list[PendingChunk]:
+def prepare_chunks(
+    document: Document, chunker: Chunker, model_name: str, max_length: int
+) -> list[PendingChunk]:
     """Split ``document`` and give every chunk its id, metadata and content hash.
 
     Shared by the local and the Ray engine, so both write identical rows.
@@ -127,7 +139,9 @@ def prepare_chunks(document: Document, chunker: Chunker, model_name: str, max_le
         }
         digest = content_hash(model_name, max_length, chunk.text, metadata)
         metadata[CONTENT_HASH_KEY] = digest
-        pending.append(PendingChunk(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens))
+        pending.append(
+            PendingChunk(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens)
+        )
     return pending
 
 
@@ -163,7 +177,8 @@ def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestR
     if report.skipped_invalid:
         report.warnings.append(
             f"prune skipped: {report.skipped_invalid} invalid records were skipped, and the stored chunks "
-            "of those documents would have been deleted; fix the records, then run again with prune"
+            "of those documents would have been deleted; fix the records, then run again with "
+            f"{option('prune', True)}"
         )
         return
     stale: list[str] = []
@@ -180,7 +195,9 @@ def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestR
     if stale:
         logger.info("pruned %d chunks of documents no longer in the sources", len(stale))
     if foreign:
-        report.warnings.append(f"prune left {foreign} records without a {DOCUMENT_ID_KEY!r} (not written by e5) alone")
+        report.warnings.append(
+            f"prune left {foreign} records without a {DOCUMENT_ID_KEY!r} (not written by e5) alone"
+        )
 
 
 def upsert_in_batches(sink: Sink, records: Sequence[Record], max_records: int) -> int:
@@ -251,7 +268,9 @@ class _Progress:
     def __init__(self, enabled: bool | None, total: int) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, unit="doc", desc="ingest", disable=not enabled if enabled is not None else None)
+        self._bar = tqdm(
+            total=total, unit="doc", desc="ingest", disable=not enabled if enabled is not None else None
+        )
         self._start = time.perf_counter()
         self._tokens = 0
 
@@ -266,8 +285,13 @@ class _Progress:
 
 
 def _check_sources(
-    sources: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport, id_root: str | os.PathLike[str] | None = None, check: DocumentCheck | None = None,
+    sources: Sequence[str | os.PathLike[str]],
+    text_field: str,
+    id_field: str | None,
+    on_error: OnError,
+    report: IngestReport,
+    id_root: str | os.PathLike[str] | None = None,
+    check: DocumentCheck | None = None,
 ) -> tuple[int, DuplicateIds]:
     """Pass 1: parse and validate everything (with the sink's ``check_document``, so what
     the store would refuse fails here, not midway); count problems and documents, and keep
@@ -275,8 +299,15 @@ def _check_sources(
     count = 0
     ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
-        sources, text_field=text_field, id_field=id_field, on_error=on_error, on_problem=report.record_problem,
-        ids=ids, id_root=id_root, check=check, keep_empty=True,
+        sources,
+        text_field=text_field,
+        id_field=id_field,
+        on_error=on_error,
+        on_problem=report.record_problem,
+        ids=ids,
+        id_root=id_root,
+        check=check,
+        keep_empty=True,
     )
     for _ in documents:
         count += 1
@@ -285,10 +316,42 @@ def _check_sources(
     return count, ids
 
 
+def nothing_to_ingest(sources: Sequence[str | os.PathLike[str]], report: IngestReport) -> str:
+    """The message for sources that hold no document: what was found instead, and what
+    would be read."""
+    shown = ", ".join(str(source) for source in sources[:3]) + (", ..." if len(sources) > 3 else "")
+    found: list[str] = []
+    if report.skipped_unsupported:
+        suffixes: dict[str, int] = {}
+        for problem in report.problems:
+            if problem.kind == UNSUPPORTED:
+                suffix = os.path.splitext(problem.location)[1].lower() or "(no extension)"
+                suffixes[suffix] = suffixes.get(suffix, 0) + 1
+        kinds = ", ".join(
+            f"{suffix} x{count}" for suffix, count in sorted(suffixes.items(), key=lambda kv: -kv[1])
+        )
+        found.append(f"{report.skipped_unsupported} files of unsupported types ({kinds})")
+    if report.skipped_empty:
+        found.append(f"{report.skipped_empty} empty documents")
+    if report.skipped_invalid:
+        found.append(f"{report.skipped_invalid} invalid records, skipped")
+    what = (
+        "; found only " + ", ".join(found)
+        if found
+        else "; found no files (hidden entries such as .git are not read)"
+    )
+    return (
+        f"nothing to ingest in {shown}{what}. Documents are read from files ending in "
+        f"{', '.join(SUPPORTED_EXTENSIONS)}; pass such files or folders that hold them"
+    )
+
+
 class _Run:
     """Pass 2 of one ingestion run (see the module docs)."""
 
-    def __init__(self, sink: Sink, encoder: Embedder, chunker: Chunker, group_tokens: int, report: IngestReport):
+    def __init__(
+        self, sink: Sink, encoder: Embedder, chunker: Chunker, group_tokens: int, report: IngestReport
+    ):
         self.sink = sink
         self.encoder = encoder
         self.chunker = chunker
@@ -358,7 +421,10 @@ class _Run:
             raise RuntimeError(f"encoder returned shape {vectors.shape}, expected {(len(todo), self.dim)}")
         self.report.embedded += len(todo)
         self.report.tokens_embedded += sum(chunk.tokens for chunk in todo)
-        return [Record(chunk.id, chunk.text, chunk.metadata, vector) for chunk, vector in zip(todo, vectors)]
+        return [
+            Record(chunk.id, chunk.text, chunk.metadata, vector)
+            for chunk, vector in zip(todo, vectors, strict=True)
+        ]
 
     def run(self, documents: Iterable[Document], progress: _Progress) -> None:
         """Embed group n while group n-1 is written, group n+1's hashes are fetched and
@@ -370,14 +436,18 @@ class _Run:
                 store.shutdown(wait=True, cancel_futures=True)
                 raise
 
-    def _loop(self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]) -> None:
+    def _loop(
+        self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]
+    ) -> None:
         groups = _Prefetch(self.groups(documents))
         try:
             self._stream(groups, progress, submit)
         finally:
             groups.close()
 
-    def _stream(self, groups: Iterator[_Group], progress: _Progress, submit: Callable[..., Future[Any]]) -> None:
+    def _stream(
+        self, groups: Iterator[_Group], progress: _Progress, submit: Callable[..., Future[Any]]
+    ) -> None:
         group = next(groups, None)
         lookup = submit(self.lookup, group) if group is not None else None
         writing: Future[int] | None = None
@@ -417,7 +487,9 @@ def ingest(
     Args:
         sources: files or directories of ``.txt``, ``.md``, ``.jsonl``, ``.csv``, ``.parquet``.
         sink: the collection to write (see :func:`open_sink`).
-        encoder: an :class:`~e5_integrations.E5Encoder`.
+        encoder: an :class:`~e5_integrations.E5Encoder`, or a
+            :class:`~e5_integrations.DeferredEncoder` to check the input and the store
+            before the weights load.
         chunk_tokens: tokens per chunk; ``None`` → 512 (capped to ``max_length - 2``).
         chunk_overlap: tokens shared by consecutive chunks of one document; ``None`` →
             ``min(64, chunk_tokens // 4)``.
@@ -442,7 +514,8 @@ def ingest(
         An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
 
     Raises:
-        SourceError: a malformed record (``on_error="fail"``) or a missing source.
+        SourceError: a malformed record (``on_error="fail"``), a missing source, or no
+            document at all in the sources (the message says what was found instead).
         SchemaMismatchError: the collection exists with another dimension or metric.
         StoreUnavailableError: the store could not be reached, after retries.
         ConfigurationError: bad chunking or ``on_error`` arguments.
@@ -451,7 +524,9 @@ def ingest(
     paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise ConfigurationError("no sources given; pass files or directories to ingest")
-    chunker = Chunker(encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length)
+    # Cheapest checks first, the model last: with a DeferredEncoder nothing below loads the
+    # weights before the first embedding, so a bad input or store fails in seconds.
+    chunk_tokens, chunk_overlap = check_chunk_sizes(chunk_tokens, chunk_overlap, encoder.max_length)
     if group_tokens is None:
         group_tokens = GROUP_BATCHES * encoder.batch_tokens
     if group_tokens < 1:
@@ -460,6 +535,9 @@ def ingest(
 
     check = getattr(sink, "check_document", None)  # a duck-typed sink without the hook checks nothing more
     total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
+    if total == 0:
+        raise SourceError(nothing_to_ingest(paths, report))
+    chunker = Chunker(encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length)
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
     bar = _Progress(progress, total)
@@ -500,7 +578,9 @@ def search(
         raise ConfigurationError(f"k={k}; expected a positive number of results")
     if isinstance(query, str):
         if encoder is None:
-            raise ConfigurationError("searching with a text query needs an encoder; pass encoder=E5Encoder(...)")
+            raise ConfigurationError(
+                "searching with a text query needs an encoder; pass encoder=E5Encoder(...)"
+            )
         if task is None:
             vector = encoder.encode_queries([query])[0]
         else:

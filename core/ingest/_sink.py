@@ -193,13 +193,13 @@ class Sink(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support delete")
 
     def drop(self) -> None:
-        """Drop the whole collection (tests and ``force_recreate``)."""
+        """Drop the whole collection, to rebuild it (tests; e5 itself never drops one)."""
         raise NotImplementedError(f"{type(self).__name__} does not support drop")
 
     def close(self) -> None:
         """Release client resources. Safe to call twice."""
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -48,7 +48,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations._errors import ConfigurationError, SourceError, option
 from e5_integrations.ingest._sink import (
     RESERVED_METADATA_KEYS,
     RESERVED_METADATA_PREFIX,
@@ -261,7 +261,8 @@ def _record_to_document(
     if fields.text not in record:
         present = ", ".join(sorted(map(str, record))[:10]) or "none"
         raise _RecordError(
-            f"no {fields.text!r} field (fields present: {present}); pass --text-field NAME to use another field"
+            f"no {fields.text!r} field (fields present: {present}); "
+            f"pass {option('text_field', 'NAME')} to use another field"
         )
     text = record[fields.text]
     if text is None:
@@ -271,7 +272,7 @@ def _record_to_document(
     raw_id = record.get(fields.id_name)
     if raw_id is None or raw_id == "":
         if fields.id is not None:
-            raise _RecordError(f"no value for the id field {fields.id!r} (given with --id-field)")
+            raise _RecordError(f"no value for the id field {fields.id!r} (given with {option('id_field')})")
         doc_id = f"{source.file_id}:{position}"
     elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         raise _RecordError(f"id field {fields.id_name!r} is {type(raw_id).__name__}, expected a string or integer")
@@ -354,7 +355,7 @@ def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]
         if missing:
             raise _RecordError(
                 f"no column {missing[0]!r} (columns: {', '.join(header) or 'none'}); "
-                "pass --text-field / --id-field with a column name"
+                f"pass {option('text_field')} / {option('id_field')} with a column name"
             )
         while True:
             start = reader.line_num + 1  # the line a row begins on (a quoted cell may span lines)
@@ -391,7 +392,8 @@ def _read_parquet(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _I
         missing = [name for name in (fields.text, fields.id) if name is not None and name not in names]
         if missing:
             raise _RecordError(
-                f"no column {missing[0]!r} (columns: {', '.join(names)}); pass --text-field / --id-field"
+                f"no column {missing[0]!r} (columns: {', '.join(names)}); "
+                f"pass {option('text_field')} / {option('id_field')}"
             )
         row_no = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
@@ -428,7 +430,9 @@ class _Reporter:
     def problem(self, kind: str, location: str, detail: str) -> None:
         problem = SourceProblem(kind, location, detail)
         if kind == INVALID and self.on_error == "fail":
-            raise SourceError(f"{location}: {detail}. Fix the input, or pass --on-error skip to load the rest")
+            raise SourceError(
+                f"{location}: {detail}. Fix the input, or pass {option('on_error', 'skip')} to load the rest"
+            )
         if self.on_problem is not None:
             self.on_problem(problem)
 
@@ -478,7 +482,9 @@ def _fields(text_field: str, id_field: str | None, on_error: OnError) -> _Fields
     if on_error not in ("fail", "skip"):
         raise ConfigurationError(f"on_error={on_error!r}; expected 'fail' or 'skip'")
     if not text_field:
-        raise ConfigurationError("text_field is empty; pass the name of the field holding the text")
+        raise ConfigurationError(
+            f"{option('text_field')} is empty; pass the name of the field holding the text"
+        )
     return _Fields(text=text_field, id=id_field or None)
 
 
@@ -527,7 +533,7 @@ class DuplicateIds:
             self._reporter.problem(
                 INVALID, str(source.path),
                 f"duplicate document id {document.id!r} (an earlier record already has it; "
-                "ids must be unique across all sources, see --id-field)",
+                f"ids must be unique across all sources, see {option('id_field')})",
             )
             return True
         self._seen.add(digest)

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, resolve_task
+from e5_integrations._encoder import model_name_from_aliases
 
 __all__ = ["E5MistralEmbeddings"]
 
@@ -55,7 +56,8 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     model_name: str = Field(default_factory=_default_model_name)
-    """Hugging Face model id or local directory; default ``$E5_MODEL``, else e5-mistral-7b-instruct."""
+    """Hugging Face model id or local directory; default ``$E5_MODEL``, else e5-mistral-7b-instruct.
+    ``model=`` is accepted too, as :class:`~e5_integrations.E5Encoder` takes it."""
 
     device: str | None = None
     """Torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``); ``None`` picks CUDA when available."""
@@ -77,6 +79,11 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     """Show a progress bar while encoding; ``None`` shows one only for large inputs."""
 
     _encoder: E5Encoder = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_model(cls, data: Any) -> Any:
+        return model_name_from_aliases(data)
 
     @field_validator("task")
     @classmethod

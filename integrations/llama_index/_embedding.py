@@ -16,10 +16,10 @@ import asyncio
 import os
 from typing import Any
 
-from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
-
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, resolve_task
+from e5_integrations._encoder import model_name_from_aliases
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator, model_validator
 
 __all__ = ["E5MistralEmbedding"]
 
@@ -53,7 +53,7 @@ class E5MistralEmbedding(BaseEmbedding):
     model_name: str = Field(
         default_factory=_default_model_name,
         description="Hugging Face model id or local directory; defaults to $E5_MODEL, "
-        "else intfloat/e5-mistral-7b-instruct.",
+        "else intfloat/e5-mistral-7b-instruct. model= is accepted too, as E5Encoder takes it.",
     )
     embed_batch_size: int = Field(
         default=_EMBED_BATCH_SIZE,
@@ -80,6 +80,11 @@ class E5MistralEmbedding(BaseEmbedding):
     )
 
     _encoder: E5Encoder = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_model(cls, data: Any) -> Any:
+        return model_name_from_aliases(data)
 
     @field_validator("task")
     @classmethod

@@ -29,8 +29,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from e5_integrations._errors import ConfigurationError, SourceError
-from e5_integrations.ingest._pipeline import prune_removed_documents
+from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
+from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
 from e5_integrations.ingest._registry import infer_store, sink_class
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sources import (
@@ -183,7 +183,7 @@ def _plan_workers(ray: Any, gpus_per_worker: float | None, workers: int | None) 
     if gpus_per_worker > gpus:
         raise ConfigurationError(
             f"gpus_per_worker={gpus_per_worker:g} but the Ray cluster has {gpus:g} GPUs; "
-            "add GPU nodes, or pass --gpus-per-worker 0 to embed on CPUs (slow)"
+            f"add GPU nodes, or pass {option('gpus_per_worker', 0)} to embed on CPUs (slow)"
         )
     if workers is None:
         workers = max(1, int(gpus // gpus_per_worker)) if gpus_per_worker else 1
@@ -192,7 +192,7 @@ def _plan_workers(ray: Any, gpus_per_worker: float | None, workers: int | None) 
     if gpus_per_worker and workers * gpus_per_worker > gpus:
         raise ConfigurationError(
             f"{workers} workers x {gpus_per_worker:g} GPUs needs {workers * gpus_per_worker:g} GPUs; "
-            f"the cluster has {gpus:g}. Lower --workers or --gpus-per-worker"
+            f"the cluster has {gpus:g}. Lower {option('workers')} or {option('gpus_per_worker')}"
         )
     return gpus_per_worker, workers
 
@@ -273,8 +273,8 @@ def ingest_ray(
     if not is_shared_store(store_name, resolved_uri):
         raise ConfigurationError(
             f"the ray engine writes from many processes, but {store_name} at {resolved_uri!r} is an embedded "
-            "single-process store; point --uri at a server (http://host:port, postgresql://...) "
-            "or use --engine local"
+            f"single-process store; point {option('uri')} at a server (http://host:port, postgresql://...) "
+            + for_front("or use the local engine (e5_integrations.ingest.ingest)", "or use --engine local")
         )
     model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or None
     if model_name is None:
@@ -292,6 +292,8 @@ def ingest_ray(
 
     check = sink_class(store_name).check_document
     files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, check)
+    if total == 0:
+        raise SourceError(nothing_to_ingest(paths, report))
     report.documents = total
     sink = sink_spec.open()
     try:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from e5_integrations._errors import ConfigurationError, StoreUnavailableError
+from e5_integrations._errors import ConfigurationError, StoreUnavailableError, for_front
 
 __all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_BASE_DELAY", "Unreachable", "backoff_delays", "call_with_retry"]
 
@@ -80,6 +80,6 @@ def call_with_retry(
     total = sum(delays)
     raise StoreUnavailableError(
         f"cannot reach {what} after {attempts} attempts over {total:.1f} s "
-        f"(last error: {last}); check that the server is running and the "
-        "URI is right, or raise the retry options (retry_attempts=, retry_base_delay=)"
+        f"(last error: {last}); check that the server is running and the URI is right"
+        + for_front(", or raise the retry options (retry_attempts=, retry_base_delay=)", "")
     ) from last

@@ -22,6 +22,7 @@ from e5_integrations._errors import (
     SchemaMismatchError,
     StoreError,
     StoreUnavailableError,
+    rebuild_hint,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sources import Document
@@ -276,7 +277,7 @@ class ChromaSink(Sink):
     def _check_schema(self, collection: Any, dim: int) -> None:
         """Raise ``SchemaMismatchError`` if ``collection`` is not cosine or not ``dim``-dimensional."""
         where = f"Chroma collection {self.collection!r} at {self.uri}"
-        fix = "use another --collection name, or drop this collection to rebuild it"
+        fix = rebuild_hint()
         space = _space_of(collection)
         if space != "cosine":
             raise SchemaMismatchError(

@@ -29,6 +29,7 @@ from e5_integrations._errors import (
     SchemaMismatchError,
     StoreError,
     StoreUnavailableError,
+    rebuild_hint,
 )
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sources import Document
@@ -316,7 +317,7 @@ class MilvusSink(Sink):
     def _check_schema(self, dim: int) -> None:
         """Raise ``SchemaMismatchError`` unless the collection has our fields, ``dim`` and COSINE."""
         where = f"Milvus collection {self.collection!r} at {self.uri}"
-        fix = "use another --collection name, or drop this collection to rebuild it"
+        fix = rebuild_hint()
         info = self._call(
             lambda: self._client.describe_collection(self.collection, timeout=self._timeout)
         )

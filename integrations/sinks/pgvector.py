@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sink import metadata_strings
 from e5_integrations.ingest._sources import Document
@@ -285,8 +285,7 @@ class PGVectorSink(Sink):
             if existing != dim:
                 raise SchemaMismatchError(
                     f"table {self.collection!r} at {self.uri} has vector({existing}) embeddings; "
-                    f"the embeddings are {dim}-dim. Use another collection name, or drop the table "
-                    "(force_recreate) to rebuild it"
+                    f"the embeddings are {dim}-dim; {rebuild_hint()}"
                 )
             if not self._register_vector(conn):
                 raise StoreError(f"table {self.collection!r} exists but the vector extension is missing")

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import call_with_retry
@@ -185,8 +185,7 @@ class QdrantSink(Sink):
         if vectors.size != dim or vectors.distance != models.Distance.COSINE:
             raise SchemaMismatchError(
                 f"qdrant collection {self.collection!r} has {vectors.size}-dim {vectors.distance.value} "
-                f"vectors; the embeddings are {dim}-dim cosine. Use another collection name, or "
-                "drop it (force_recreate) to rebuild it"
+                f"vectors; the embeddings are {dim}-dim cosine; {rebuild_hint()}"
             )
 
     def max_batch_records(self, dim: int) -> int:

@@ -191,3 +191,14 @@ def test_import_without_langchain_core_names_the_extra(monkeypatch: pytest.Monke
 
 def test_embed_no_documents(embeddings: E5MistralEmbeddings) -> None:
     assert embeddings.embed_documents([]) == []
+
+
+def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder: E5Encoder) -> None:
+    """``E5Encoder(model=...)`` and the adapter's ``model_name=`` name the same thing: both work."""
+    by_model = E5MistralEmbeddings(model=tiny_model_name, device="cpu")
+    assert by_model.model_name == tiny_model_name
+    assert by_model.encoder.loaded_models[0] is encoder.loaded_models[0]
+    same = E5MistralEmbeddings(model=tiny_model_name, model_name=tiny_model_name, device="cpu")
+    assert same.model_name == tiny_model_name
+    with pytest.raises(ValidationError, match="name different models"):
+        E5MistralEmbeddings(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")

@@ -186,3 +186,12 @@ def test_import_without_llama_index_names_the_extra(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "llama_index.core", None)
     with pytest.raises(ImportError, match=r"pip install 'e5-integrations\[llama-index\]'"):
         importlib.import_module("e5_integrations.llama_index")
+
+
+def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder: E5Encoder) -> None:
+    """``E5Encoder(model=...)`` and the adapter's ``model_name=`` name the same thing: both work."""
+    by_model = E5MistralEmbedding(model=tiny_model_name, device="cpu")
+    assert by_model.model_name == tiny_model_name
+    assert by_model.encoder.loaded_models[0] is encoder.loaded_models[0]
+    with pytest.raises(ValidationError, match="name different models"):
+        E5MistralEmbedding(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")

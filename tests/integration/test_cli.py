@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,12 +117,14 @@ def test_malformed_input_exits_2_naming_the_line_and_writes_nothing(
     (workdir / "docs" / "bad.jsonl").write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
     assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "bad.jsonl:2" in err and "--on-error skip" in err
+    assert "bad.jsonl:2" in err and "--on-error skip" in err and "on_error=" not in err
     assert "Traceback" not in err
     with open_sink(None, None, DEFAULT_COLLECTION) as sink:
         assert sink.count() == 0
 
-    assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress", "--on-error", "skip"]) == 0
+    assert (
+        main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress", "--on-error", "skip"]) == 0
+    )
     out = capsys.readouterr().out
     assert "written 4" in out and "1 invalid records" in out and "bad.jsonl:2: invalid record" in out
 
@@ -131,7 +134,7 @@ def test_malformed_input_exits_2_naming_the_line_and_writes_nothing(
     [
         (["ingest", "nowhere"], "does not exist"),
         (["ingest", "docs", "--api-key", "k"], "--api-key is a Qdrant option"),
-        (["ingest", "docs", "--chunk-tokens", "8", "--chunk-overlap", "8"], "chunk_overlap=8"),
+        (["ingest", "docs", "--chunk-tokens", "8", "--chunk-overlap", "8"], "--chunk-overlap 8; expected"),
         (["ingest", "docs", "--store", "pgvector"], "--store pgvector needs --uri"),
         (["search", "anything", "--collection", "never_ingested"], "run `e5 ingest"),
     ],
@@ -145,7 +148,9 @@ def test_usage_errors_exit_2_without_traceback(
     assert "Traceback" not in err
 
 
-def test_bad_flag_values_are_rejected_by_the_parser(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flag_values_are_rejected_by_the_parser(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["ingest", "docs", "--store", "elastic"])
     assert info.value.code == 2
@@ -158,10 +163,183 @@ def test_console_script_runs_as_a_subprocess(workdir: Path, tiny_model_dir: Path
     script = Path(sys.executable).with_name("e5")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "e5_integrations.cli"]
     env = {**os.environ, "E5_MODEL": str(tiny_model_dir), "HF_HUB_OFFLINE": "1"}
-    ingest = subprocess.run([*command, "ingest", "docs", "--no-progress"], env=env, capture_output=True, text=True,
-                            timeout=300)
+    ingest = subprocess.run(
+        [*command, "ingest", "docs", "--no-progress"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert ingest.returncode == 0, ingest.stderr
-    search = subprocess.run([*command, "search", "API key", "--json", "-k", "3"], env=env, capture_output=True,
-                            text=True, timeout=300)
+    search = subprocess.run(
+        [*command, "search", "API key", "--json", "-k", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert search.returncode == 0, search.stderr
     assert len([json.loads(line) for line in search.stdout.splitlines()]) == 3
+
+
+@pytest.fixture
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make loading the model weights fail loudly (a 7B model takes minutes to load), and
+    record every attempt: what these tests check must be reported before any load."""
+    import e5_integrations._encoder as encoder_module
+
+    attempts: list[str] = []
+
+    def refuse(self: Any, model: Any = None, **options: Any) -> None:
+        attempts.append(str(model))
+        raise AssertionError(f"the model {model!r} was loaded before the problem was reported")
+
+    monkeypatch.setattr(encoder_module.E5Encoder, "__init__", refuse)
+    return attempts
+
+
+def test_bad_input_is_reported_before_the_model_loads(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], no_model_load: list[str]
+) -> None:
+    (workdir / "docs" / "bad.jsonl").write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
+    assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress"]) == 2
+    assert "bad.jsonl:2" in capsys.readouterr().err
+    assert no_model_load == []
+
+
+def test_a_model_path_that_does_not_exist_is_reported_after_the_input(
+    workdir: Path, capsys: pytest.CaptureFixture[str], no_model_load: list[str]
+) -> None:
+    (workdir / "docs" / "bad.jsonl").write_text("not json\n", encoding="utf-8")
+    assert main(["ingest", "docs", "--model", str(workdir / "no-such-model"), "--no-progress"]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--chunk-tokens", "8", "--chunk-overlap", "8"], "--chunk-overlap 8"),
+        (["--dtype", "int4"], "dtype 'int4' is not supported"),
+        (["--batch-tokens", "1", "--device", "tpu:x"], "not a torch device"),
+    ],
+)
+def test_bad_flags_are_reported_before_the_model_loads(
+    workdir: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model_load: list[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert no_model_load == []
+
+
+def test_a_collection_of_another_dimension_is_reported_before_the_model_loads(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], no_model_load: list[str]
+) -> None:
+    with open_sink(None, None, DEFAULT_COLLECTION) as sink:
+        sink.ensure_collection(3)  # the tiny model's vectors have 64 dimensions
+    assert main(["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "64" in err and "3" in err and "Traceback" not in err
+    assert "another --collection name" in err and "collection=" not in err  # a hint with the CLI's flag
+    assert no_model_load == []
+
+
+def test_search_of_a_missing_collection_is_reported_before_the_model_loads(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], no_model_load: list[str]
+) -> None:
+    assert main(["search", "q", "--model", str(tiny_model_dir), "--collection", "never_ingested"]) == 2
+    assert "run `e5 ingest" in capsys.readouterr().err
+    assert no_model_load == []
+
+
+def test_nothing_to_ingest_exits_2_and_says_what_was_found(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = workdir / "empty"
+    empty.mkdir()
+    assert main(["ingest", "empty", "--model", str(tiny_model_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to ingest" in err and "no files" in err and ".txt" in err and ".parquet" in err
+
+    other = workdir / "other"
+    other.mkdir()
+    (other / "a.pdf").write_bytes(b"%PDF-1.4")
+    (other / "b.docx").write_bytes(b"PK")
+    (other / "c.pdf").write_bytes(b"%PDF-1.4")
+    assert main(["ingest", "other", "--model", str(tiny_model_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to ingest" in err
+    assert "3 files of unsupported types (.pdf x2, .docx x1)" in err and ".jsonl" in err
+    with open_sink(None, None, DEFAULT_COLLECTION) as sink:
+        assert sink.count() == 0
+
+    # An empty file is a document with zero chunks, not nothing: a run over it deletes the
+    # chunks it had when it had text (issue 11 item 4), so it is real work and exits 0.
+    (other / "blank.txt").write_text("   \n", encoding="utf-8")
+    assert main(["ingest", "other", "--model", str(tiny_model_dir), "--no-progress"]) == 0
+    assert "1 empty documents" in capsys.readouterr().out
+
+
+def test_search_infers_the_store_from_what_is_at_the_uri_and_never_writes(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(tiny_model_dir)
+    qdrant = workdir / "qdrant-store"
+    assert (
+        main(["ingest", "docs", "--model", model, "--no-progress", "--id-root", "docs"]
+             + ["--store", "qdrant", "--uri", str(qdrant)])
+        == 0
+    )
+    before = sorted(path.relative_to(qdrant) for path in qdrant.rglob("*"))
+    capsys.readouterr()
+
+    assert main(["search", "rotate a key", "--model", model, "--uri", str(qdrant), "-k", "3", "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {hit["id"] for hit in hits} == {f"{name}#0" for name in DOCS}  # the random model ranks at random
+    assert not (qdrant / "chroma.sqlite3").exists()
+    assert sorted(path.relative_to(qdrant) for path in qdrant.rglob("*")) == before
+
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--uri", str(workdir / "k.db")]) == 0
+    capsys.readouterr()
+    assert main(["search", "rotate a key", "--model", model, "--uri", str(workdir / "k.db"), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}#0" in out for name in DOCS)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (None, "nothing at"),
+        ("empty-dir", "--store chroma"),
+        ("file", "--store"),
+    ],
+)
+def test_search_with_a_uri_that_holds_no_store_is_an_error_and_creates_nothing(
+    workdir: Path,
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model_load: list[str],
+    make: str | None,
+    message: str,
+) -> None:
+    target = workdir / "target"
+    if make == "empty-dir":
+        target.mkdir()
+    elif make == "file":
+        target.write_text("not a store", encoding="utf-8")
+    assert main(["search", "q", "--model", str(tiny_model_dir), "--uri", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if make is None:
+        assert not target.exists()
+    elif make == "empty-dir":
+        assert list(target.iterdir()) == []
+    assert not (workdir / ".e5-store").exists()
+
+
+def test_search_with_no_store_anywhere_creates_nothing(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], no_model_load: list[str]
+) -> None:
+    assert main(["search", "q", "--model", str(tiny_model_dir)]) == 2
+    assert "run `e5 ingest" in capsys.readouterr().err
+    assert not (workdir / ".e5-store").exists()

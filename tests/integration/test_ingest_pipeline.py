@@ -31,12 +31,23 @@ CHUNK_TOKENS = 16
 GROUP_TOKENS = 64
 
 _TARGETS = ["chroma", "milvus", "qdrant", "pgvector"]
-_TARGETS += [name for name, env in [("chroma-server", "CHROMA_URL"), ("milvus-server", "MILVUS_URI"),
-                                    ("qdrant-server", "QDRANT_URL")] if os.environ.get(env)]
+_TARGETS += [
+    name
+    for name, env in [
+        ("chroma-server", "CHROMA_URL"),
+        ("milvus-server", "MILVUS_URI"),
+        ("qdrant-server", "QDRANT_URL"),
+    ]
+    if os.environ.get(env)
+]
 
 
 def _target_uri(target: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    local = {"chroma": str(tmp_path / "chroma"), "milvus": str(tmp_path / "milvus.db"), "qdrant": str(tmp_path / "qdrant")}
+    local = {
+        "chroma": str(tmp_path / "chroma"),
+        "milvus": str(tmp_path / "milvus.db"),
+        "qdrant": str(tmp_path / "qdrant"),
+    }
     servers = {"chroma-server": "CHROMA_URL", "milvus-server": "MILVUS_URI", "qdrant-server": "QDRANT_URL"}
     if target in local:
         return target, local[target]
@@ -103,7 +114,11 @@ def corpus(tmp_path: Path) -> Corpus:
     for doc_id, text in texts.items():
         (root / doc_id).write_text(text, encoding="utf-8")
     records = [
-        {"id": "faq-1", "text": "How do I rotate an API key? Create a new one, then revoke the old.", "team": "ops"},
+        {
+            "id": "faq-1",
+            "text": "How do I rotate an API key? Create a new one, then revoke the old.",
+            "team": "ops",
+        },
         {"id": "faq-2", "text": _long("quota limits", 5), "team": "billing"},
         {"id": "faq-3", "text": "Cosine similarity compares directions of vectors.", "team": "ml"},
     ]
@@ -134,7 +149,10 @@ def test_ingest_twice_gives_the_same_rows_and_embeds_nothing_the_second_time(
 
     first = _run(corpus.root, sink, encoder)
     assert (first.documents, first.chunks, first.embedded, first.written) == (
-        len(corpus.texts), len(expected), len(expected), len(expected)
+        len(corpus.texts),
+        len(expected),
+        len(expected),
+        len(expected),
     )
     assert first.skipped_unchanged == 0
     assert sink.count() == len(expected)
@@ -143,13 +161,18 @@ def test_ingest_twice_gives_the_same_rows_and_embeds_nothing_the_second_time(
 
     second = _run(corpus.root, sink, encoder)
     assert (second.chunks, second.embedded, second.written, second.skipped_unchanged) == (
-        len(expected), 0, 0, len(expected)
+        len(expected),
+        0,
+        0,
+        len(expected),
     )
     assert sink.count() == len(expected)
     assert sink.fetch_hashes(expected) == stored
 
 
-def test_a_stored_document_is_found_by_its_own_embedding(make_sink: SinkFactory, encoder: Any, corpus: Corpus) -> None:
+def test_a_stored_document_is_found_by_its_own_embedding(
+    make_sink: SinkFactory, encoder: Any, corpus: Corpus
+) -> None:
     sink = make_sink()
     _run(corpus.root, sink, encoder)
     text = corpus.texts["faq-3"]
@@ -229,7 +252,10 @@ def test_prune_deletes_the_chunks_of_removed_documents_only(
     _run(corpus.root, sink, encoder)
     before = _expected_ids(encoder, corpus.texts)
     sink.upsert([Record("written-by-hand", "kept", {"lang": "en"}, encoder.encode_documents(["kept"])[0])])
-    gone = {"guides/deep/tuning.txt": corpus.texts.pop("guides/deep/tuning.txt"), "faq-2": corpus.texts.pop("faq-2")}
+    gone = {
+        "guides/deep/tuning.txt": corpus.texts.pop("guides/deep/tuning.txt"),
+        "faq-2": corpus.texts.pop("faq-2"),
+    }
     (corpus.root / "guides/deep/tuning.txt").unlink()
     faq = (corpus.root / "faq.jsonl").read_text(encoding="utf-8").splitlines()
     (corpus.root / "faq.jsonl").write_text("\n".join(line for line in faq if '"faq-2"' not in line) + "\n")
@@ -248,7 +274,9 @@ def test_prune_deletes_the_chunks_of_removed_documents_only(
     assert "pruned" in report.summary()
 
 
-def test_prune_is_skipped_when_invalid_records_were_skipped(chroma_sink: SinkFactory, encoder: Any, corpus: Corpus) -> None:
+def test_prune_is_skipped_when_invalid_records_were_skipped(
+    chroma_sink: SinkFactory, encoder: Any, corpus: Corpus
+) -> None:
     sink = chroma_sink()
     _run(corpus.root, sink, encoder)
     stored = sink.count()
@@ -269,7 +297,9 @@ def test_collection_with_another_dimension_is_refused_and_left_unchanged(
     sink = make_sink()
     sink.ensure_collection(other_dim)
     vector = np.ones(other_dim, dtype=np.float32) / np.sqrt(other_dim)
-    sink.upsert([Record("keep#0", "keep me", {"source": "x", "chunk_index": 0, "e5_content_hash": "h"}, vector)])
+    sink.upsert(
+        [Record("keep#0", "keep me", {"source": "x", "chunk_index": 0, "e5_content_hash": "h"}, vector)]
+    )
 
     with pytest.raises(SchemaMismatchError) as info:
         _run(corpus.root, sink, encoder)
@@ -283,8 +313,12 @@ def _write_jsonl(path: Path, lines: Sequence[str]) -> Path:
     return path
 
 
-def test_malformed_input_fails_before_anything_is_written(chroma_sink: SinkFactory, encoder: Any, corpus: Corpus) -> None:
-    bad = _write_jsonl(corpus.root / "zz_bad.jsonl", ['{"text": "fine"}', '{"text": "fine"}', '{"text": oops}'])
+def test_malformed_input_fails_before_anything_is_written(
+    chroma_sink: SinkFactory, encoder: Any, corpus: Corpus
+) -> None:
+    bad = _write_jsonl(
+        corpus.root / "zz_bad.jsonl", ['{"text": "fine"}', '{"text": "fine"}', '{"text": oops}']
+    )
     sink = chroma_sink()
     with pytest.raises(SourceError) as info:
         _run(corpus.root, sink, encoder)
@@ -297,7 +331,12 @@ def test_skip_mode_loads_the_rest_and_reports_what_was_skipped(
 ) -> None:
     _write_jsonl(
         corpus.root / "zz_mixed.jsonl",
-        ['{"id": "ok-1", "text": "loaded"}', "not json", '{"id": "empty", "text": "   "}', '{"id": "n", "text": 5}'],
+        [
+            '{"id": "ok-1", "text": "loaded"}',
+            "not json",
+            '{"id": "empty", "text": "   "}',
+            '{"id": "n", "text": 5}',
+        ],
     )
     (corpus.root / "notes.rst").write_text("unsupported", encoding="utf-8")
     sink = chroma_sink()
@@ -345,7 +384,9 @@ class _FailingUpserts(Sink):
         return self.inner.count()
 
 
-def test_a_failed_background_write_fails_the_run(chroma_sink: SinkFactory, encoder: Any, corpus: Corpus) -> None:
+def test_a_failed_background_write_fails_the_run(
+    chroma_sink: SinkFactory, encoder: Any, corpus: Corpus
+) -> None:
     sink = _FailingUpserts(chroma_sink(), fail_on=3)
     with pytest.raises(StoreUnavailableError, match="store went away"):
         _run(corpus.root, sink, encoder)
@@ -367,3 +408,43 @@ def test_an_unreachable_store_is_reported_after_retries(encoder: Any, corpus: Co
     assert "127.0.0.1:9" in str(info.value)
     assert "s3cret" not in str(info.value)
 
+
+def test_a_deferred_encoder_checks_input_and_store_before_loading_the_model(
+    chroma_sink: SinkFactory, encoder: Any, tiny_model_dir: Path, corpus: Corpus, tmp_path: Path
+) -> None:
+    import shutil
+
+    from e5_integrations import DeferredEncoder
+
+    # The tokenizer and config.json are there, the weights are not: loading would fail.
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_model_dir, no_weights, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    deferred = DeferredEncoder(str(no_weights), device="cpu", dtype="fp32")
+    bad = _write_jsonl(corpus.root / "zz_bad.jsonl", ['{"text": oops}'])
+    with pytest.raises(SourceError, match="zz_bad.jsonl:1"):
+        _run(corpus.root, chroma_sink(), deferred)
+    bad.unlink()
+    small = chroma_sink()
+    small.ensure_collection(3)
+    with pytest.raises(SchemaMismatchError):
+        _run(corpus.root, small, deferred)
+    assert not deferred.loaded and deferred.dimension == encoder.dimension
+
+    loaded = DeferredEncoder(str(tiny_model_dir), device="cpu", dtype="fp32")
+    sink = chroma_sink()
+    report = _run(corpus.root, sink, loaded)
+    assert loaded.loaded and report.written == len(_expected_ids(encoder, corpus.texts))
+    assert report.model == encoder.model_name
+    assert _run(corpus.root, sink, encoder).embedded == 0  # the same rows as with a loaded E5Encoder
+
+
+def test_sources_without_any_document_are_an_error_and_create_nothing(
+    chroma_sink: SinkFactory, encoder: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "notes.rtf").write_text("{\\rtf1 hello}", encoding="utf-8")
+    sink = chroma_sink()
+    with pytest.raises(SourceError, match=r"nothing to ingest .* 1 files of unsupported types \(\.rtf x1\)"):
+        _run(folder, sink, encoder)
+    assert sink.count() == 0

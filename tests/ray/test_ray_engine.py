@@ -211,7 +211,7 @@ def test_embedded_stores_are_refused_with_the_fix(tmp_path: Path, tiny_model_dir
     from e5_integrations.ray import ingest_ray
 
     corpus = write_corpus(tmp_path / "docs", documents=2)
-    with pytest.raises(ConfigurationError, match="embedded single-process store.*--engine local"):
+    with pytest.raises(ConfigurationError, match="embedded single-process store.*uri=.*local engine"):
         ingest_ray([corpus], uri=str(tmp_path / "chroma"), model=str(tiny_model_dir))
     with pytest.raises(ConfigurationError, match="embedded single-process"):
         ingest_ray([corpus], store="milvus", uri=str(tmp_path / "m.db"), model=str(tiny_model_dir))
@@ -222,7 +222,7 @@ def test_more_gpus_than_the_cluster_has_is_an_error(ray_session: Any) -> None:
 
     assert _plan_workers(ray_session, None, None) == (0.0, 1)
     assert _plan_workers(ray_session, 0, 2) == (0.0, 2)
-    with pytest.raises(ConfigurationError, match="has 0 GPUs.*--gpus-per-worker 0"):
+    with pytest.raises(ConfigurationError, match="has 0 GPUs.*gpus_per_worker=0"):
         _plan_workers(ray_session, 1, None)
 
 
@@ -282,3 +282,17 @@ def test_kuberay_example_runs_a_valid_e5_command() -> None:
     (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     gpus_per_pod = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
     assert args.workers * args.gpus_per_worker <= group["replicas"] * gpus_per_pod
+
+
+def test_sources_without_any_document_are_an_error_before_ray_starts(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from e5_integrations import SourceError
+    from e5_integrations.ray import ingest_ray
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "slides.pptx").write_bytes(b"PK")
+    # the store is never reached: the check pass finds nothing to ingest first
+    with pytest.raises(SourceError, match=r"nothing to ingest.*\.pptx x1"):
+        ingest_ray([empty], store="pgvector", uri="postgresql://u@127.0.0.1:1/db", model=str(tiny_model_dir))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 from e5_integrations.ingest import CONTENT_HASH_KEY, Record
-
 from tests.stores._chroma_server import free_port, running_chroma_server
 from tests.stores._common import DIM, records
 
@@ -20,7 +20,7 @@ def test_dimension_mismatch_message_and_recorded_dimension(chroma_sink) -> None:
     sink = chroma_sink()
     sink.ensure_collection(DIM)
     other = chroma_sink(sink.collection)
-    with pytest.raises(SchemaMismatchError, match=r"64-dimensional.*32-dimensional.*--collection"):
+    with pytest.raises(SchemaMismatchError, match=r"64-dimensional.*32-dimensional.*collection=.*drop\(\)"):
         other.ensure_collection(32)
     assert other._client.get_collection(sink.collection).metadata == {"e5_dim": DIM}
 

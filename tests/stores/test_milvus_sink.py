@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreError, StoreUnavailableError
 from e5_integrations.ingest import Record
-
 from tests.stores._chroma_server import free_port
 from tests.stores._common import DIM, records
 from tests.stores._milvus_server import running_milvus_server
@@ -29,7 +29,7 @@ def test_schema_and_dimension_mismatch_message(milvus_sink) -> None:
     sink.ensure_collection(DIM)
     fields = {f["name"]: f for f in sink._client.describe_collection(sink.collection)["fields"]}
     assert fields["pk"]["is_primary"] and fields["embedding"]["params"]["dim"] == DIM
-    with pytest.raises(SchemaMismatchError, match=r"64-dimensional.*32-dimensional.*--collection"):
+    with pytest.raises(SchemaMismatchError, match=r"64-dimensional.*32-dimensional.*collection=.*drop\(\)"):
         milvus_sink(sink.collection).ensure_collection(32)
 
 

@@ -18,8 +18,8 @@ def test_all_is_sorted_and_importable():
 def test_core_import_does_not_load_adapter_or_store_libraries():
     code = (
         "import sys, e5_integrations, e5_integrations.ingest;"
-        "bad=[m for m in ('langchain_core','llama_index','chromadb','pymilvus','qdrant_client','psycopg','ray')"
-        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+        "bad=[m for m in ('langchain_core','llama_index','chromadb','pymilvus','qdrant_client','psycopg',"
+        "'ray') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -37,3 +37,37 @@ def test_build_tiny_cli(tmp_path):
     from e5_integrations import E5Encoder
 
     assert E5Encoder(str(out), device="cpu").dimension == 32
+
+
+def test_cli_help_does_not_import_torch():
+    """``e5 --help`` took 4 s importing torch; the parser and the help need none of it."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from e5_integrations.cli import build_parser, main\n"
+        "parser = build_parser()\n"
+        "for argv in ([], ['ingest'], ['search']):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "        main([*argv, '--help'])\n"
+        "    assert 'usage: e5' in out.getvalue(), out.getvalue()\n"
+        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "print(heavy); sys.exit(1 if heavy else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_encoder_names_load_on_first_use():
+    code = (
+        "import sys, e5_integrations as e\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert e.E5Encoder.__name__ == 'E5Encoder' and e.DEFAULT_MODEL.startswith('intfloat/')\n"
+        "assert 'torch' in sys.modules and 'DeferredEncoder' in dir(e)\n"
+        "from e5_integrations import DeferredEncoder\n"
+        "try:\n"
+        "    e.NoSuchThing\n"
+        "except AttributeError:\n"
+        "    print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr

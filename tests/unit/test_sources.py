@@ -147,7 +147,18 @@ def test_malformed_jsonl_fails_naming_file_and_line(tmp_path: Path) -> None:
     message = str(info.value)
     assert f"{path}:3" in message
     assert "invalid JSON" in message
-    assert "--on-error skip" in message
+    assert "on_error='skip'" in message and "--on-error" not in message  # Python names the parameter
+
+
+def test_hints_name_the_cli_flags_while_the_command_runs(tmp_path: Path) -> None:
+    from e5_integrations._errors import cli_front
+
+    path = _write(tmp_path / "bad.jsonl", "not json\n")
+    with cli_front(), pytest.raises(SourceError) as info:
+        list(iter_documents([path]))
+    assert "--on-error skip" in str(info.value) and "on_error=" not in str(info.value)
+    with pytest.raises(SourceError, match="on_error='skip'"):  # and back to Python after it
+        list(iter_documents([path]))
 
 
 @pytest.mark.parametrize(
@@ -168,7 +179,7 @@ def test_invalid_records_are_errors(tmp_path: Path, line: str, expected: str) ->
 
 def test_explicit_id_field_must_be_present(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "d.jsonl", {"text": "no key"})
-    with pytest.raises(SourceError, match="--id-field"):
+    with pytest.raises(SourceError, match="id_field="):
         list(iter_documents([path], id_field="key"))
 
 
