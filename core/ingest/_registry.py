@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from e5_integrations._errors import ConfigurationError
+from e5_integrations._redact import redact
 from e5_integrations.ingest._sink import Sink
 
 __all__ = ["DEFAULT_STORE_DIR", "STORES", "infer_store", "open_sink"]
@@ -53,14 +54,23 @@ def infer_store(store: str | None, uri: str | None) -> tuple[str, str]:
             return "qdrant", uri
         if uri.startswith(("http://", "https://")):
             raise ConfigurationError(
-                f"cannot tell which store serves {uri!r}; add --store chroma|milvus|qdrant"
+                f"cannot tell which store serves {redact(uri)!r}; add --store chroma|milvus|qdrant"
             )
         return "chroma", uri
     return store, uri
 
 
-def open_sink(store: str | None, uri: str | None, collection: str, **options: Any) -> Sink:
+def open_sink(
+    store: str | None, uri: str | None, collection: str, *, retry_seconds: float | None = None, **options: Any
+) -> Sink:
     """Instantiate the sink for ``store`` at ``uri`` / ``collection``.
+
+    Args:
+        store, uri: the store and where it is (see :func:`infer_store`).
+        collection: the collection (table) name.
+        retry_seconds: how long each store call keeps being retried while the store cannot
+            be reached (``None``: ``DEFAULT_RETRY_SECONDS``, 60 s); the same for every store.
+        options: passed to the sink class (``api_key=``, ``timeout=``...).
 
     Raises:
         ConfigurationError: unknown store or ambiguous URI.
@@ -77,4 +87,4 @@ def open_sink(store: str | None, uri: str | None, collection: str, **options: An
             f"install it with: pip install 'e5-integrations[{extra}]'"
         ) from exc
     sink_cls: type[Sink] = getattr(module, class_name)
-    return sink_cls(uri=resolved_uri, collection=collection, **options)
+    return sink_cls(uri=resolved_uri, collection=collection, retry_seconds=retry_seconds, **options)

@@ -16,7 +16,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Hit", "Record", "Sink", "CONTENT_HASH_KEY", "DOCUMENT_ID_KEY", "SOURCE_KEY", "CHUNK_INDEX_KEY"]
+__all__ = [
+    "Hit",
+    "Record",
+    "Sink",
+    "CONTENT_HASH_KEY",
+    "DEFAULT_RETRY_SECONDS",
+    "DOCUMENT_ID_KEY",
+    "SOURCE_KEY",
+    "CHUNK_INDEX_KEY",
+]
 
 #: Metadata keys the pipeline writes on every chunk.
 SOURCE_KEY = "source"
@@ -25,6 +34,9 @@ CHUNK_INDEX_KEY = "chunk_index"
 DOCUMENT_ID_KEY = "document_id"
 #: Hash of (model, max_length, text) so a re-run can skip chunks stored unchanged.
 CONTENT_HASH_KEY = "e5_content_hash"
+#: How long every sink keeps retrying a store it cannot reach before it gives up, in
+#: seconds (``e5 ingest --retry-seconds``, ``retry_seconds=`` on the sinks and ``open_sink``).
+DEFAULT_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,16 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """Number of records in the collection (0 if it does not exist)."""
+
+    def dimension(self) -> int | None:
+        """The vector dimension of the existing collection, ``None`` when it does not exist
+        (or the store cannot tell). ``search`` checks a query against it."""
+        return None
+
+    @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds this sink has spent waiting between retries of an unreachable store."""
+        return 0.0
 
     def finalize(self) -> None:
         """Called once after a run's last upsert: build deferred indexes, refresh statistics.

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError
+from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import prune_removed_documents
 from e5_integrations.ingest._registry import infer_store
 from e5_integrations.ingest._report import IngestReport
@@ -257,7 +258,7 @@ def ingest_ray(
     store_name, resolved_uri = infer_store(store, uri)
     if not is_shared_store(store_name, resolved_uri):
         raise ConfigurationError(
-            f"the ray engine writes from many processes, but {store_name} at {resolved_uri!r} is an embedded "
+            f"the ray engine writes from many processes, but {store_name} at {redact(resolved_uri)!r} is an embedded "
             "single-process store; point --uri at a server (http://host:port, postgresql://...) "
             "or use --engine local"
         )
@@ -296,6 +297,7 @@ def ingest_ray(
     finally:
         sink.close()
     report.seconds = time.perf_counter() - started
+    report.retry_wait_seconds = sink.retry_wait_seconds  # the driver's (workers retry on their own)
     return report
 
 

@@ -81,9 +81,10 @@ def _wait_for_heartbeat(url: str, proc: subprocess.Popen[bytes], log: Path) -> N
 
 
 @contextlib.contextmanager
-def running_chroma_server(root: Path) -> Iterator[str]:
-    """Run ``chroma run`` on a free port with its data under ``root``; yield its URL."""
-    port = free_port()
+def running_chroma_server(root: Path, port: int | None = None) -> Iterator[str]:
+    """Run ``chroma run`` on ``port`` (default: a free one) with its data under ``root``;
+    yield its URL. Run it again with the same ``root`` and port to restart the same server."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "chroma.log"
     with log.open("wb") as out:
