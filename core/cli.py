@@ -267,11 +267,13 @@ def _secrets(args: argparse.Namespace) -> list[str]:
 
 
 def _configure_logging(verbosity: int, secrets: Sequence[str] = ()) -> None:
+    package = logging.getLogger("e5_integrations")
+    for old in [h for h in package.handlers if isinstance(h.formatter, RedactingFormatter)]:
+        package.removeHandler(old)  # an earlier main() in this process (tests) installed it
     if verbosity <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
-    package = logging.getLogger("e5_integrations")
     package.addHandler(handler)
     package.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 

@@ -8,7 +8,7 @@ from typing import Any
 from e5_integrations._redact import redact
 from e5_integrations.ingest._sources import EMPTY, INVALID, UNSUPPORTED, SourceProblem
 
-__all__ = ["IngestReport", "MAX_REPORTED_PROBLEMS"]
+__all__ = ["MAX_REPORTED_PROBLEMS", "IngestReport"]
 
 #: Problems kept verbatim in a report; the counters cover all of them.
 MAX_REPORTED_PROBLEMS = 100

@@ -17,14 +17,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 __all__ = [
-    "Hit",
-    "Record",
-    "Sink",
+    "CHUNK_INDEX_KEY",
     "CONTENT_HASH_KEY",
     "DEFAULT_RETRY_SECONDS",
     "DOCUMENT_ID_KEY",
     "SOURCE_KEY",
-    "CHUNK_INDEX_KEY",
+    "Hit",
+    "Record",
+    "Sink",
 ]
 
 #: Metadata keys the pipeline writes on every chunk.
@@ -148,7 +148,7 @@ class Sink(abc.ABC):
     def close(self) -> None:
         """Release client resources. Safe to call twice."""
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:

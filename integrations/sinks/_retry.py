@@ -22,7 +22,14 @@ from e5_integrations._errors import ConfigurationError, StoreUnavailableError
 from e5_integrations._redact import redact
 from e5_integrations.ingest._sink import DEFAULT_RETRY_SECONDS
 
-__all__ = ["BASE_DELAY", "DEFAULT_RETRY_SECONDS", "MAX_DELAY", "RetryPolicy", "Unreachable", "call_with_retry"]
+__all__ = [
+    "BASE_DELAY",
+    "DEFAULT_RETRY_SECONDS",
+    "MAX_DELAY",
+    "RetryPolicy",
+    "Unreachable",
+    "call_with_retry",
+]
 
 T = TypeVar("T")
 

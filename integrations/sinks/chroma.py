@@ -210,7 +210,8 @@ class ChromaSink(Sink):
                 lambda offset=offset: collection.get(include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                (id_, _document_id(meta)) for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+                (id_, _document_id(meta))
+                for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
                 yield page
@@ -309,7 +310,9 @@ def _connect(chromadb: Any, uri: str, timeout: float) -> Any:
             parts = urlsplit(uri)
             port = parts.port
         except ValueError as exc:
-            raise ConfigurationError(f"Chroma URI {shown!r} is malformed ({exc}); expected http://HOST:PORT") from None
+            raise ConfigurationError(
+                f"Chroma URI {shown!r} is malformed ({exc}); expected http://HOST:PORT"
+            ) from None
         if not parts.hostname:
             raise ConfigurationError(f"Chroma URI {shown!r} has no host; expected http://HOST:PORT")
         if not timeout > 0:
@@ -317,7 +320,9 @@ def _connect(chromadb: Any, uri: str, timeout: float) -> Any:
         from e5_integrations.sinks._chroma_http import connect
 
         ssl = parts.scheme == "https"
-        return connect(parts.hostname, port or (443 if ssl else 8000), ssl, timeout, parts.username, parts.password)
+        return connect(
+            parts.hostname, port or (443 if ssl else 8000), ssl, timeout, parts.username, parts.password
+        )
     if "://" in uri:
         raise ConfigurationError(f"Chroma URI {shown!r} is neither a directory nor http(s)://HOST:PORT")
     return chromadb.PersistentClient(path=uri)

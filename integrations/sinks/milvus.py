@@ -177,9 +177,7 @@ class MilvusSink(Sink):
             )
         rows = [_row(r) for r in last_per_id(records)]  # Milvus 2.5 would keep both copies
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
-            self._call(
-                lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout)
-            )
+            self._call(lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout))
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records; Milvus' COSINE "distance" is the cosine similarity."""
@@ -226,7 +224,10 @@ class MilvusSink(Sink):
             return
         iterator = self._call(
             lambda: self._client.query_iterator(
-                self.collection, batch_size=page_size, output_fields=[ID_FIELD, METADATA_FIELD], timeout=self._timeout
+                self.collection,
+                batch_size=page_size,
+                output_fields=[ID_FIELD, METADATA_FIELD],
+                timeout=self._timeout,
             )
         )
         try:
@@ -273,9 +274,7 @@ class MilvusSink(Sink):
         )
 
     def _exists(self) -> bool:
-        return bool(
-            self._call(lambda: self._client.has_collection(self.collection, timeout=self._timeout))
-        )
+        return bool(self._call(lambda: self._client.has_collection(self.collection, timeout=self._timeout)))
 
     def _create(self, dim: int) -> None:
         from pymilvus import DataType, MilvusClient
@@ -317,9 +316,7 @@ class MilvusSink(Sink):
         """Raise ``SchemaMismatchError`` unless the collection has our fields, ``dim`` and COSINE."""
         where = f"Milvus collection {self.collection!r} at {self.uri}"
         fix = "use another --collection name, or drop this collection to rebuild it"
-        info = self._call(
-            lambda: self._client.describe_collection(self.collection, timeout=self._timeout)
-        )
+        info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
         fields = {f["name"]: f for f in info.get("fields", [])}
         expected = {PK_FIELD, ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD}
         if not expected <= fields.keys() or not fields[PK_FIELD].get("is_primary"):
@@ -343,9 +340,7 @@ class MilvusSink(Sink):
     def _metric(self) -> str | None:
         """The metric of the index on the vector field, or ``None`` without an index."""
         names = self._call(
-            lambda: self._client.list_indexes(
-                self.collection, field_name=VECTOR_FIELD, timeout=self._timeout
-            )
+            lambda: self._client.list_indexes(self.collection, field_name=VECTOR_FIELD, timeout=self._timeout)
         )
         if not names:
             return None

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
 from e5_integrations._redact import redact, secrets_of
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
@@ -129,7 +128,9 @@ class PGVectorSink(Sink):
         self.uri = redact(uri, self._secrets)  # the only copy of the URI that is ever shown
         self._dsn = uri
         self._connect_timeout = connect_timeout
-        self._statement_timeout_ms = None if statement_timeout is None else max(1, int(statement_timeout * 1000))
+        self._statement_timeout_ms = (
+            None if statement_timeout is None else max(1, int(statement_timeout * 1000))
+        )
         self._retry = RetryPolicy(retry_seconds)
         self._schema: str | None = None
         self.candidate_factor = candidate_factor
@@ -508,8 +509,10 @@ class PGVectorSink(Sink):
             def page(conn: Any, after: str | None = last) -> list[tuple[str, str | None]]:
                 if self._table_columns(conn) is None:
                     return []
-                query = sql.SQL("SELECT id, metadata ->> %s FROM {} WHERE (%s::text IS NULL OR id > %s) "
-                                "ORDER BY id LIMIT %s").format(self._table())
+                query = sql.SQL(
+                    "SELECT id, metadata ->> %s FROM {} WHERE (%s::text IS NULL OR id > %s) "
+                    "ORDER BY id LIMIT %s"
+                ).format(self._table())
                 return conn.execute(query, (DOCUMENT_ID_KEY, after, after, page_size)).fetchall()
 
             rows = self._run("scan", page)
@@ -577,5 +580,5 @@ def _password_of(dsn: str) -> str | None:
 
     try:
         return conninfo_to_dict(dsn).get("password") or None  # type: ignore[return-value]
-    except Exception:  # an unparsable DSN: psycopg.connect reports it later, redacted
+    except Exception:  # noqa: BLE001  (an unparsable DSN: psycopg.connect reports it later, redacted)
         return None

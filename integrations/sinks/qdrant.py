@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError
 from e5_integrations._redact import redact, secrets_of
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
@@ -333,7 +332,10 @@ class QdrantSink(Sink):
             points, offset = self._call(
                 "scroll",
                 lambda offset=offset: self._client.scroll(
-                    self.collection, limit=page_size, offset=offset, with_payload=["id", "metadata"],
+                    self.collection,
+                    limit=page_size,
+                    offset=offset,
+                    with_payload=["id", "metadata"],
                     with_vectors=False,
                 ),
             )
@@ -341,7 +343,9 @@ class QdrantSink(Sink):
             for point in points:
                 payload = point.payload or {}
                 document = (payload.get("metadata") or {}).get(DOCUMENT_ID_KEY)
-                page.append((str(payload.get("id", point.id)), document if isinstance(document, str) else None))
+                page.append(
+                    (str(payload.get("id", point.id)), document if isinstance(document, str) else None)
+                )
             if page:
                 yield page
             if offset is None:

@@ -250,9 +250,8 @@ def _hba_role(pg_dsn: str, admin: Any, password: str) -> tuple[str, str, str]:
 
 
 def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str) -> None:
-    from psycopg.conninfo import make_conninfo
-
     from e5_integrations.sinks.pgvector import PGVectorSink
+    from psycopg.conninfo import make_conninfo
 
     admin = pg_sink()._connection()
     role, hba, old = _hba_role(pg_dsn, admin, "right-Pa55")
@@ -275,9 +274,8 @@ def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str
 
 
 def test_pgvector_first_runs_racing_on_a_fresh_database(pg_sink, pg_dsn: str) -> None:
-    from psycopg.conninfo import make_conninfo
-
     from e5_integrations.sinks.pgvector import PGVectorSink
+    from psycopg.conninfo import make_conninfo
 
     admin = pg_sink()._connection()
     for _ in range(3):
@@ -287,14 +285,19 @@ def test_pgvector_first_runs_racing_on_a_fresh_database(pg_sink, pg_dsn: str) ->
         barrier = threading.Barrier(4)
         errors: list[BaseException] = []
 
-        def first_run(worker: int, dsn: str = dsn, barrier: threading.Barrier = barrier) -> None:
+        def first_run(
+            worker: int,
+            dsn: str = dsn,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
             sink = PGVectorSink(dsn, "docs", retry_seconds=5)
             try:
                 sink._connection()  # connected, so that the four start creating at once
                 barrier.wait(30)
                 sink.ensure_collection(DIM)
                 sink.upsert(records(2, prefix=f"w{worker}#"))
-            except BaseException as exc:  # reported by the main thread
+            except Exception as exc:  # noqa: BLE001  (reported by the main thread)
                 errors.append(exc)
             finally:
                 sink.close()
@@ -328,9 +331,15 @@ def test_milvus_lite_file_held_by_another_process(tmp_path: Path) -> None:
 
     path = tmp_path / "held.db"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; "
-         "c = MilvusClient(sys.argv[1]); c.list_collections(); print('ready', flush=True); time.sleep(60)",
-         str(path)],
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pymilvus import MilvusClient; "
+                "c = MilvusClient(sys.argv[1]); c.list_collections(); print('ready', flush=True); time.sleep(60)"
+            ),
+            str(path),
+        ],
         stdout=subprocess.PIPE,
         start_new_session=True,
     )

@@ -12,7 +12,10 @@ from e5_integrations._redact import RedactingFormatter, redact, secrets_of
     ("text", "expected"),
     [
         ("http://admin:s3cret@127.0.0.1:1", "http://admin:***@127.0.0.1:1"),
-        ("cannot reach Chroma at https://u:p%40ss@h:8000 (x)", "cannot reach Chroma at https://u:***@h:8000 (x)"),
+        (
+            "cannot reach Chroma at https://u:p%40ss@h:8000 (x)",
+            "cannot reach Chroma at https://u:***@h:8000 (x)",
+        ),
         ("postgresql://bob@db/x", "postgresql://bob@db/x"),
         ("http://h:6333/?api_key=K3Y&x=1", "http://h:6333/?api_key=***&x=1"),
         ("http://h/?apikey=K3Y", "http://h/?apikey=***"),
@@ -44,7 +47,9 @@ def test_formatter_redacts_messages_and_tracebacks() -> None:
     except ConnectionError:
         import sys
 
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "at %s", ("http://a:pw@h",), sys.exc_info())
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "at %s", ("http://a:pw@h",), sys.exc_info()
+        )
     line = formatter.format(record)
     assert "pw@" not in line and "T0PS3CRET" not in line
     assert line.count("a:***@h") >= 2  # the message and the exception (and its source line)

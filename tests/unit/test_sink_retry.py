@@ -63,7 +63,7 @@ def test_retries_until_success_and_counts_the_wait(clock: FakeClock) -> None:
 
 def test_an_outage_shorter_than_the_budget_is_ridden_out(clock: FakeClock) -> None:
     # 15 s of refusals (a restart) against the default budget: the call succeeds.
-    fn, calls = _flaky(99, ConnectionRefusedError("refused"))
+    fn, _ = _flaky(99, ConnectionRefusedError("refused"))
 
     def back_after_15_s() -> str:
         return "ok" if clock.now >= 1015.0 else fn()
@@ -73,7 +73,7 @@ def test_an_outage_shorter_than_the_budget_is_ridden_out(clock: FakeClock) -> No
 
 
 def test_gives_up_when_the_budget_is_spent_naming_the_flag(clock: FakeClock) -> None:
-    fn, calls = _flaky(999, TimeoutError("timed out"), clock, cost=1.0)
+    fn, _ = _flaky(999, TimeoutError("timed out"), clock, cost=1.0)
     with pytest.raises(StoreUnavailableError) as info:
         RetryPolicy(20).call(fn, what="Chroma at http://h:1")
     message = str(info.value)
