@@ -13,10 +13,15 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["MASK", "RedactingFormatter", "redact", "secrets_of"]
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "RedactingFormatter", "redact", "secrets_of"]
 
 #: What a secret is replaced with.
 MASK = "***"
+
+#: Known secrets shorter than this are not masked wherever they occur (a 1-3 character
+#: "secret" would garble every message: ``--api-key k`` would mask each ``k``); they are
+#: still masked inside URIs and ``password=``-style parameters.
+MIN_SECRET_LENGTH = 4
 
 #: ``scheme://user:PASSWORD@``; the user name stays, the password goes.
 _URL_PASSWORD = re.compile(r"(://[^:/@?#\s]*:)[^@/?#\s]*@")
@@ -36,14 +41,15 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     Args:
         text: a message, log line or URI.
         secrets: secrets known apart from the text (an API key, a token, the password of
-            a URI as the driver may print it decoded); each occurrence is masked too.
+            a URI as the driver may print it decoded); each occurrence is masked too, if it
+            has at least :data:`MIN_SECRET_LENGTH` characters.
 
     Returns:
         ``text`` with URI passwords (``scheme://user:***@host``), secret parameters
         (``password=***``, ``api_key=***``, ``token=***``...) and the given ``secrets`` masked.
     """
     text = _KEYWORD_SECRET.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"\1{MASK}@", text))
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 

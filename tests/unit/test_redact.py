@@ -31,6 +31,8 @@ def test_redact_masks_passwords_and_secret_parameters(text: str, expected: str) 
 
 def test_known_secrets_are_masked_anywhere() -> None:
     assert redact("login as bob with s3cret failed", ["s3cret", None, ""]) == "login as bob with *** failed"
+    # too short to mask everywhere (it would garble the message), still masked in a URI
+    assert redact("--api-key k is for http://u:k@h", ["k"]) == "--api-key k is for http://u:***@h"
 
 
 def test_secrets_of_finds_raw_and_decoded_forms() -> None:
