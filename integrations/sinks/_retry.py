@@ -103,6 +103,7 @@ class RetryPolicy:
         started = _clock()
         delay = self.base_delay
         attempts = 0
+        last: BaseException | None = None
         while True:
             attempts += 1
             try:
@@ -110,7 +111,7 @@ class RetryPolicy:
             except retry_on as exc:
                 remaining = started + self.seconds - _clock()
                 if remaining <= 0:
-                    last: BaseException = exc
+                    last = exc
                     break
                 wait = min(delay, remaining)
                 level = logging.WARNING if attempts == 1 else logging.DEBUG
