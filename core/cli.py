@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from e5_integrations._errors import ConfigurationError, E5Error, InputError, SourceError, cli_front
+from e5_integrations._redact import RedactingFormatter, redact, secrets_of
 from e5_integrations.ingest._chunking import DEFAULT_CHUNK_OVERLAP
 from e5_integrations.ingest._registry import STORES, infer_store, open_sink
-from e5_integrations.ingest._sink import Hit, Sink
+from e5_integrations.ingest._sink import DEFAULT_RETRY_SECONDS, Hit, Sink
 
 __all__ = ["DEFAULT_COLLECTION", "build_parser", "main"]
 
@@ -57,6 +58,11 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "--collection", default=DEFAULT_COLLECTION, help="collection or table name (default: %(default)s)"
     )
     group.add_argument("--api-key", help="Qdrant API key (default: the QDRANT_API_KEY environment variable)")
+    group.add_argument(
+        "--retry-seconds", type=_non_negative_float, metavar="SECONDS",
+        help="how long to keep retrying a store that cannot be reached (a restart, a failover) "
+        f"before giving up; 0: no retries (default: {DEFAULT_RETRY_SECONDS:g})",
+    )
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +192,9 @@ def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
                 f"--api-key is a Qdrant option; the store here is {store} (--store qdrant)"
             )
         options["api_key"] = args.api_key
-    return open_sink(args.store, args.uri, args.collection, existing=existing, **options)
+    return open_sink(
+        args.store, args.uri, args.collection, existing=existing, retry_seconds=args.retry_seconds, **options
+    )
 
 
 def _encoder(args: argparse.Namespace) -> Any:
@@ -235,6 +243,8 @@ def _ingest_ray(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {}
     if args.api_key is not None:
         options["api_key"] = args.api_key
+    if args.retry_seconds is not None:
+        options["retry_seconds"] = args.retry_seconds
     ray_options = {name: getattr(args, name) for name in _RAY_ONLY if getattr(args, name) is not None}
     if args.batch_tokens is not None:
         ray_options["batch_tokens"] = args.batch_tokens
@@ -301,12 +311,20 @@ def _run_search(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _configure_logging(verbosity: int) -> None:
+def _secrets(args: argparse.Namespace) -> list[str]:
+    """What must never be printed: the password and secret parameters of ``--uri`` and the API keys."""
+    keys = [getattr(args, "api_key", None), os.environ.get("QDRANT_API_KEY")]
+    return [*secrets_of(getattr(args, "uri", None)), *(key for key in keys if key)]
+
+
+def _configure_logging(verbosity: int, secrets: Sequence[str] = ()) -> None:
+    package = logging.getLogger("e5_integrations")
+    for old in [h for h in package.handlers if isinstance(h.formatter, RedactingFormatter)]:
+        package.removeHandler(old)  # an earlier main() in this process (tests) installed it
     if verbosity <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package = logging.getLogger("e5_integrations")
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     package.addHandler(handler)
     package.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
@@ -314,19 +332,20 @@ def _configure_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``e5``; returns the exit status (see the module docs)."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    secrets = _secrets(args)
+    _configure_logging(args.verbose, secrets)
     commands = {"ingest": _run_ingest, "search": _run_search}
     try:
         with cli_front():  # hints in messages name this command's flags
             return commands[args.command](args, sys.stdout)
     except _USAGE_ERRORS as exc:
-        print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"e5 {args.command}: error: {redact(str(exc), secrets)}", file=sys.stderr)
         return 2
     except E5Error as exc:
-        print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"e5 {args.command}: error: {redact(str(exc), secrets)}", file=sys.stderr)
         return 1
     except ImportError as exc:
-        print(f"e5 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"e5 {args.command}: error: {redact(str(exc), secrets)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"e5 {args.command}: interrupted", file=sys.stderr)

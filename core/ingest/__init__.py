@@ -11,7 +11,16 @@ from e5_integrations.ingest._chunking import (
 from e5_integrations.ingest._pipeline import ingest, search
 from e5_integrations.ingest._registry import DEFAULT_STORE_DIR, STORES, infer_store, open_sink
 from e5_integrations.ingest._report import IngestReport
-from e5_integrations.ingest._sink import CHUNK_INDEX_KEY, CONTENT_HASH_KEY, DOCUMENT_ID_KEY, SOURCE_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import (
+    CHUNK_INDEX_KEY,
+    CONTENT_HASH_KEY,
+    DEFAULT_RETRY_SECONDS,
+    DOCUMENT_ID_KEY,
+    SOURCE_KEY,
+    Hit,
+    Record,
+    Sink,
+)
 from e5_integrations.ingest._sources import SUPPORTED_EXTENSIONS, Document, SourceProblem, iter_documents
 
 __all__ = [
@@ -21,6 +30,7 @@ __all__ = [
     "Chunker",
     "DEFAULT_CHUNK_OVERLAP",
     "DEFAULT_CHUNK_TOKENS",
+    "DEFAULT_RETRY_SECONDS",
     "DEFAULT_STORE_DIR",
     "DOCUMENT_ID_KEY",
     "Document",

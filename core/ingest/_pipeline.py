@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SourceError, option
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError, SourceError, option
 from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
@@ -553,6 +553,7 @@ def ingest(
         prune_removed_documents(sink, document_ids, report)
     sink.finalize()  # post-load step, e.g. PGVector builds its index after the bulk load
     report.seconds = time.perf_counter() - started
+    report.retry_wait_seconds = sink.retry_wait_seconds
     return report
 
 
@@ -589,4 +590,20 @@ def search(
         vector = np.asarray(query, dtype=np.float32)
         if vector.ndim != 1:
             raise ConfigurationError(f"query vector has shape {vector.shape}; expected one vector (dim,)")
+    _check_query_dimension(sink, vector, encoder if isinstance(query, str) else None)
     return sink.search(np.asarray(vector, dtype=np.float32), k)
+
+
+def _check_query_dimension(sink: Sink, vector: np.ndarray, encoder: Embedder | None) -> None:
+    """Raise ``SchemaMismatchError`` when the collection holds vectors of another dimension
+    than the query's (a model other than the one the collection was ingested with)."""
+    stored = sink.dimension()
+    if stored is None or stored == vector.shape[-1]:
+        return
+    made_by = f"the model {encoder.model_name!r}" if encoder is not None else "the query vector"
+    raise SchemaMismatchError(
+        f"{sink.name} collection {sink.collection!r} holds {stored}-dimensional vectors, but "
+        f"{made_by} gives {vector.shape[-1]}-dimensional ones; search with the model the collection "
+        f"was ingested with (a {stored}-dimensional one): pass it as --model (model= in Python), "
+        "or pass the --collection that was ingested with this model"
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from e5_integrations._errors import ConfigurationError, for_front, option
+from e5_integrations._redact import redact
 from e5_integrations.ingest._sink import Sink
 
 __all__ = ["DEFAULT_STORE_DIR", "STORES", "infer_store", "open_sink", "sink_class"]
@@ -88,7 +89,7 @@ def infer_store(store: str | None, uri: str | None, *, existing: bool = False) -
             return "qdrant", uri
         if uri.startswith(("http://", "https://")):
             raise ConfigurationError(
-                f"cannot tell which store serves {uri!r}; "
+                f"cannot tell which store serves {redact(uri)!r}; "
                 + for_front(
                     "pass store='chroma', 'milvus' or 'qdrant'", "add --store chroma, milvus or qdrant"
                 )
@@ -119,13 +120,23 @@ def _missing_store(uri: str) -> None:
 
 
 def open_sink(
-    store: str | None, uri: str | None, collection: str, *, existing: bool = False, **options: Any
+    store: str | None,
+    uri: str | None,
+    collection: str,
+    *,
+    existing: bool = False,
+    retry_seconds: float | None = None,
+    **options: Any,
 ) -> Sink:
     """Instantiate the sink for ``store`` at ``uri`` / ``collection`` (see :func:`infer_store`).
 
     Args:
+        store, uri: the store and where it is (see :func:`infer_store`).
+        collection: the collection (table) name.
         existing: open only a store that exists (a search): never create a database.
-        **options: the sink class's own options (``api_key`` for Qdrant...).
+        retry_seconds: how long each store call keeps being retried while the store cannot
+            be reached (``None``: ``DEFAULT_RETRY_SECONDS``, 60 s); the same for every store.
+        options: passed to the sink class (``api_key=``, ``timeout=``...).
 
     Raises:
         ConfigurationError: unknown store or ambiguous URI, or (``existing``) no store there.
@@ -133,7 +144,7 @@ def open_sink(
     """
     name, resolved_uri = infer_store(store, uri, existing=existing)
     sink_cls = cast(Callable[..., Sink], sink_class(name))
-    return sink_cls(uri=resolved_uri, collection=collection, **options)
+    return sink_cls(uri=resolved_uri, collection=collection, retry_seconds=retry_seconds, **options)
 
 
 def sink_class(store: str) -> type[Sink]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from e5_integrations._redact import redact
 from e5_integrations.ingest._sources import EMPTY, INVALID, UNSUPPORTED, SourceProblem
 
-__all__ = ["IngestReport", "MAX_REPORTED_PROBLEMS"]
+__all__ = ["MAX_REPORTED_PROBLEMS", "IngestReport"]
 
 #: Problems kept verbatim in a report; the counters cover all of them.
 MAX_REPORTED_PROBLEMS = 100
@@ -33,7 +34,9 @@ class IngestReport:
         deleted_stale: stored chunks beyond a document's new last chunk, deleted.
         pruned: stored chunks of documents no longer in the sources, deleted
             (``prune=True`` only).
-        seconds: wall time of the run.
+        seconds: wall time of the run, from start to end (retries and waits included).
+        retry_wait_seconds: of ``seconds``, the time spent waiting for an unreachable store
+            to come back (see ``--retry-seconds``).
         problems: the first :data:`MAX_REPORTED_PROBLEMS` problems, verbatim.
         warnings: anything else worth telling the user.
     """
@@ -53,6 +56,7 @@ class IngestReport:
     deleted_stale: int = 0
     pruned: int = 0
     seconds: float = 0.0
+    retry_wait_seconds: float = 0.0
     problems: list[SourceProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -85,7 +89,8 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (problems as strings)."""
         data = asdict(self)
-        data["problems"] = [str(problem) for problem in self.problems]
+        data["problems"] = [redact(str(problem)) for problem in self.problems]
+        data["warnings"] = [redact(warning) for warning in self.warnings]
         data["skipped"] = self.skipped
         return data
 
@@ -99,12 +104,17 @@ class IngestReport:
             f"written {self.written}; skipped: {skipped}"
             + (f"; deleted {self.deleted_stale} stale chunks" if self.deleted_stale else "")
             + (f"; pruned {self.pruned} chunks of removed documents" if self.pruned else "")
-            + f"; {self.seconds:.1f} s",
+            + f"; {self.seconds:.1f} s"
+            + (
+                f" ({self.retry_wait_seconds:.1f} s of it waiting for the store)"
+                if self.retry_wait_seconds >= 0.05
+                else ""
+            ),
         ]
         total_problems = self.skipped_empty + self.skipped_invalid + self.skipped_unsupported
         for problem in self.problems:
-            lines.append(f"  skipped {problem}")
+            lines.append(redact(f"  skipped {problem}"))
         if total_problems > len(self.problems):
             lines.append(f"  ... and {total_problems - len(self.problems)} more")
-        lines.extend(f"  warning: {warning}" for warning in self.warnings)
+        lines.extend(redact(f"  warning: {warning}") for warning in self.warnings)
         return "\n".join(lines)

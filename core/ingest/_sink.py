@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK_INDEX_KEY",
     "CONTENT_HASH_KEY",
+    "DEFAULT_RETRY_SECONDS",
     "DOCUMENT_ID_KEY",
     "RESERVED_METADATA_KEYS",
     "RESERVED_METADATA_PREFIX",
@@ -80,6 +81,9 @@ def _lone_surrogate(document: Document) -> str | None:
                 "which is not Unicode and which no store can encode; fix the \\u escapes in the source"
             )
     return None
+#: How long every sink keeps retrying a store it cannot reach before it gives up, in
+#: seconds (``e5 ingest --retry-seconds``, ``retry_seconds=`` on the sinks and ``open_sink``).
+DEFAULT_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,16 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """Number of records in the collection (0 if it does not exist)."""
+
+    def dimension(self) -> int | None:
+        """The vector dimension of the existing collection, ``None`` when it does not exist
+        (or the store cannot tell). ``search`` checks a query against it."""
+        return None
+
+    @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds this sink has spent waiting between retries of an unreachable store."""
+        return 0.0
 
     def finalize(self) -> None:
         """Called once after a run's last upsert: build deferred indexes, refresh statistics.

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
+from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
 from e5_integrations.ingest._registry import infer_store, sink_class
 from e5_integrations.ingest._report import IngestReport
@@ -272,8 +273,9 @@ def ingest_ray(
     store_name, resolved_uri = infer_store(store, uri)
     if not is_shared_store(store_name, resolved_uri):
         raise ConfigurationError(
-            f"the ray engine writes from many processes, but {store_name} at {resolved_uri!r} is an embedded "
-            f"single-process store; point {option('uri')} at a server (http://host:port, postgresql://...) "
+            f"the ray engine writes from many processes, but {store_name} at {redact(resolved_uri)!r} is an "
+            f"embedded single-process store; point {option('uri')} at a server (http://host:port, "
+            "postgresql://...) "
             + for_front("or use the local engine (e5_integrations.ingest.ingest)", "or use --engine local")
         )
     model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or None
@@ -314,6 +316,7 @@ def ingest_ray(
     finally:
         sink.close()
     report.seconds = time.perf_counter() - started
+    report.retry_wait_seconds = sink.retry_wait_seconds  # the driver's (workers retry on their own)
     return report
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import Chunker, chunk_id
 from e5_integrations.ingest._pipeline import (
     FETCH_BATCH,
@@ -63,6 +64,10 @@ class SinkSpec:
     uri: str
     collection: str
     options: tuple[tuple[str, Any], ...] = ()
+
+    def __repr__(self) -> str:  # Ray may show task arguments: never the password or API key
+        names = ", ".join(name for name, _ in self.options)
+        return f"SinkSpec({self.store!r}, {redact(self.uri)!r}, {self.collection!r}, options=[{names}])"
 
     def open(self) -> Sink:
         """A fresh sink (the driver's own, closed by the driver)."""

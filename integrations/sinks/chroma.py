@@ -24,10 +24,11 @@ from e5_integrations._errors import (
     StoreUnavailableError,
     rebuild_hint,
 )
+from e5_integrations._redact import redact, secrets_of
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import by_count, last_per_id
-from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, Unreachable, call_with_retry
+from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 __all__ = ["ChromaSink"]
 
@@ -53,11 +54,13 @@ class ChromaSink(Sink):
 
     Args:
         uri: a directory for the embedded ``PersistentClient``, or ``http(s)://host:port``
-            for a Chroma server (port 8000 if omitted).
+            for a Chroma server (port 8000 if omitted; ``http://user:password@host:port``
+            sends HTTP basic auth). The password is never shown: ``self.uri`` is redacted.
         collection: collection name: 3-512 characters from ``[a-zA-Z0-9._-]``, starting and
             ending with a letter or digit.
-        retry_attempts: tries per call before ``StoreUnavailableError``.
-        retry_base_delay: first back-off delay in seconds, doubled after each failure.
+        timeout: seconds each HTTP request to a server may take (connect, send, answer).
+        retry_seconds: how long a call keeps being retried while the server cannot be
+            reached, before ``StoreUnavailableError`` (default ``DEFAULT_RETRY_SECONDS``).
 
     Raises:
         ImportError: ``chromadb`` is not installed.
@@ -72,8 +75,8 @@ class ChromaSink(Sink):
         uri: str,
         collection: str,
         *,
-        retry_attempts: int = DEFAULT_ATTEMPTS,
-        retry_base_delay: float = DEFAULT_BASE_DELAY,
+        timeout: float = 30.0,
+        retry_seconds: float | None = None,
     ) -> None:
         try:
             import chromadb
@@ -82,14 +85,22 @@ class ChromaSink(Sink):
                 "the Chroma sink needs chromadb; install it with: pip install 'e5-integrations[chroma]'"
             ) from exc
         _check_collection_name(collection)
-        self.uri = uri
+        self._secrets = secrets_of(uri)
+        self.uri = redact(uri, self._secrets)  # the only copy of the URI that is ever shown
         self.collection = collection
-        self._attempts = retry_attempts
-        self._base_delay = retry_base_delay
+        self._retry = RetryPolicy(retry_seconds)
         self._closed = False
         self._collection: Any = None
         self._max_batch_size: int | None = None
-        self._client = self._call(lambda: _connect(chromadb, uri))
+        self._client = self._call(lambda: _connect(chromadb, uri, timeout))
+
+    def __repr__(self) -> str:
+        return f"ChromaSink(uri={self.uri!r}, collection={self.collection!r})"
+
+    @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds spent waiting between retries of an unreachable server."""
+        return self._retry.waited
 
     # -- Sink API -------------------------------------------------------------------------
 
@@ -194,6 +205,11 @@ class ChromaSink(Sink):
             for id_, dist, doc, meta in rows
         ]
 
+    def dimension(self) -> int | None:
+        """The collection's vector dimension (``e5_dim``, else one stored vector's length)."""
+        collection = self._collection or self._existing()
+        return None if collection is None else self._stored_dim(collection)
+
     def count(self) -> int:
         """Records in the collection; 0 if it does not exist."""
         collection = self._collection or self._existing()
@@ -210,7 +226,8 @@ class ChromaSink(Sink):
                 lambda offset=offset: collection.get(include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                (id_, _document_id(meta)) for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+                (id_, _document_id(meta))
+                for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
                 yield page
@@ -244,12 +261,11 @@ class ChromaSink(Sink):
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run a client call, retrying connection failures, then ``StoreUnavailableError``."""
-        return call_with_retry(
+        return self._retry.call(
             lambda: _translate_unreachable(fn),
             what=f"Chroma at {self.uri}",
-            attempts=self._attempts,
-            base_delay=self._base_delay,
             retry_on=(Unreachable,),
+            secrets=self._secrets,
         )
 
     def _existing(self) -> Any:
@@ -301,17 +317,30 @@ class ChromaSink(Sink):
         return len(embeddings[0])
 
 
-def _connect(chromadb: Any, uri: str) -> Any:
-    """A ``HttpClient`` for ``http(s)://`` URIs, else a ``PersistentClient`` on the path."""
+def _connect(chromadb: Any, uri: str, timeout: float) -> Any:
+    """An HTTP client (every request bounded by ``timeout``) for ``http(s)://`` URIs, else a
+    ``PersistentClient`` on the path."""
+    shown = redact(uri, secrets_of(uri))
     if uri.startswith(("http://", "https://")):
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"Chroma URI {shown!r} is malformed ({exc}); expected http://HOST:PORT"
+            ) from None
         if not parts.hostname:
-            raise ConfigurationError(f"Chroma URI {uri!r} has no host; expected http://HOST:PORT")
+            raise ConfigurationError(f"Chroma URI {shown!r} has no host; expected http://HOST:PORT")
+        if not timeout > 0:
+            raise ConfigurationError(f"timeout={timeout}; expected a positive number of seconds")
+        from e5_integrations.sinks._chroma_http import connect
+
         ssl = parts.scheme == "https"
-        port = parts.port or (443 if ssl else 8000)
-        return chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl)
+        return connect(
+            parts.hostname, port or (443 if ssl else 8000), ssl, timeout, parts.username, parts.password
+        )
     if "://" in uri:
-        raise ConfigurationError(f"Chroma URI {uri!r} is neither a directory nor http(s)://HOST:PORT")
+        raise ConfigurationError(f"Chroma URI {shown!r} is neither a directory nor http(s)://HOST:PORT")
     return chromadb.PersistentClient(path=uri)
 
 

@@ -31,10 +31,11 @@ from e5_integrations._errors import (
     StoreUnavailableError,
     rebuild_hint,
 )
+from e5_integrations._redact import redact, secrets_of
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
-from e5_integrations.sinks._retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, Unreachable, call_with_retry
+from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 __all__ = ["MilvusSink", "primary_key"]
 
@@ -66,12 +67,13 @@ class MilvusSink(Sink):
 
     Args:
         uri: a Milvus Lite database file (``*.db``; its directory is created) or a server URI
-            (``http(s)://host:port``).
+            (``http(s)://host:port``; ``http://user:password@host:port`` passes the credentials).
+            The password is never shown: ``self.uri`` is redacted.
         collection: collection name: letters, digits and ``_``, not starting with a digit.
-        token: server credentials (``"user:password"`` or an API key); never logged.
+        token: server credentials (``"user:password"`` or an API key); never shown.
         timeout: seconds each client call may take, retries inside pymilvus included.
-        retry_attempts: connection tries before ``StoreUnavailableError``.
-        retry_base_delay: first back-off delay in seconds, doubled after each failure.
+        retry_seconds: how long a call keeps being retried while the server cannot be
+            reached, before ``StoreUnavailableError`` (default ``DEFAULT_RETRY_SECONDS``).
 
     Raises:
         ImportError: ``pymilvus`` (or ``milvus-lite`` for a file) is not installed.
@@ -88,8 +90,7 @@ class MilvusSink(Sink):
         *,
         token: str | None = None,
         timeout: float = 30.0,
-        retry_attempts: int = DEFAULT_ATTEMPTS,
-        retry_base_delay: float = DEFAULT_BASE_DELAY,
+        retry_seconds: float | None = None,
     ) -> None:
         try:
             import pymilvus
@@ -102,14 +103,22 @@ class MilvusSink(Sink):
                 f"invalid Milvus collection name {collection!r}: expected letters, digits and '_' "
                 "(at most 255), not starting with a digit; e.g. replace '-' with '_'"
             )
-        self.uri = uri
+        self._secrets = [*secrets_of(uri), *_token_secrets(token)]
+        self.uri = redact(uri, self._secrets)  # the only copy of the URI that is ever shown
         self.collection = collection
         self._timeout = timeout
-        self._attempts = retry_attempts
-        self._base_delay = retry_base_delay
+        self._retry = RetryPolicy(retry_seconds)
         self._closed = False
         self._ready = False
-        self._client = self._call(lambda: _connect(pymilvus, uri, token, timeout))
+        self._client = self._call(lambda: _connect(pymilvus, uri, token, timeout, self.uri))
+
+    def __repr__(self) -> str:
+        return f"MilvusSink(uri={self.uri!r}, collection={self.collection!r})"
+
+    @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds spent waiting between retries of an unreachable server."""
+        return self._retry.waited
 
     # -- Sink API -------------------------------------------------------------------------
 
@@ -187,9 +196,7 @@ class MilvusSink(Sink):
             )
         rows = [_row(r) for r in last_per_id(records)]  # Milvus 2.5 would keep both copies
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
-            self._call(
-                lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout)
-            )
+            self._call(lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout))
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records; Milvus' COSINE "distance" is the cosine similarity."""
@@ -209,6 +216,16 @@ class MilvusSink(Sink):
         )
         return [_hit(found) for found in result[0]]
 
+    def dimension(self) -> int | None:
+        """The dimension of the collection's vector field; ``None`` if it does not exist."""
+        if not self._exists():
+            return None
+        info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
+        for field in info.get("fields", []):
+            if field.get("name") == VECTOR_FIELD:
+                return int(field.get("params", {}).get("dim", 0)) or None
+        return None
+
     def count(self) -> int:
         """Records in the collection; 0 if it does not exist."""
         if not self._readable():
@@ -226,7 +243,10 @@ class MilvusSink(Sink):
             return
         iterator = self._call(
             lambda: self._client.query_iterator(
-                self.collection, batch_size=page_size, output_fields=[ID_FIELD, METADATA_FIELD], timeout=self._timeout
+                self.collection,
+                batch_size=page_size,
+                output_fields=[ID_FIELD, METADATA_FIELD],
+                timeout=self._timeout,
             )
         )
         try:
@@ -265,18 +285,15 @@ class MilvusSink(Sink):
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run a client call, retrying connection failures, then ``StoreUnavailableError``."""
-        return call_with_retry(
+        return self._retry.call(
             lambda: _translate_unreachable(fn),
             what=f"Milvus at {self.uri}",
-            attempts=self._attempts,
-            base_delay=self._base_delay,
             retry_on=(Unreachable,),
+            secrets=self._secrets,
         )
 
     def _exists(self) -> bool:
-        return bool(
-            self._call(lambda: self._client.has_collection(self.collection, timeout=self._timeout))
-        )
+        return bool(self._call(lambda: self._client.has_collection(self.collection, timeout=self._timeout)))
 
     def _create(self, dim: int) -> None:
         from pymilvus import DataType, MilvusClient
@@ -318,9 +335,7 @@ class MilvusSink(Sink):
         """Raise ``SchemaMismatchError`` unless the collection has our fields, ``dim`` and COSINE."""
         where = f"Milvus collection {self.collection!r} at {self.uri}"
         fix = rebuild_hint()
-        info = self._call(
-            lambda: self._client.describe_collection(self.collection, timeout=self._timeout)
-        )
+        info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
         fields = {f["name"]: f for f in info.get("fields", [])}
         expected = {PK_FIELD, ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD}
         if not expected <= fields.keys() or not fields[PK_FIELD].get("is_primary"):
@@ -344,9 +359,7 @@ class MilvusSink(Sink):
     def _metric(self) -> str | None:
         """The metric of the index on the vector field, or ``None`` without an index."""
         names = self._call(
-            lambda: self._client.list_indexes(
-                self.collection, field_name=VECTOR_FIELD, timeout=self._timeout
-            )
+            lambda: self._client.list_indexes(self.collection, field_name=VECTOR_FIELD, timeout=self._timeout)
         )
         if not names:
             return None
@@ -357,13 +370,32 @@ class MilvusSink(Sink):
         return str(metric).upper() if metric else None
 
 
-def _connect(pymilvus: Any, uri: str, token: str | None, timeout: float) -> Any:
-    """A ``MilvusClient`` for a server URI, or for a Milvus Lite file (its directory created)."""
+def _token_secrets(token: str | None) -> list[str]:
+    """The parts of a Milvus ``token`` to mask: the whole of it and a ``user:password``'s password."""
+    if not token:
+        return []
+    return [token, token.split(":", 1)[1]] if ":" in token else [token]
+
+
+def _connect(pymilvus: Any, uri: str, token: str | None, timeout: float, shown: str) -> Any:
+    """A ``MilvusClient`` for a server URI, or for a Milvus Lite file (its directory created).
+
+    ``shown`` is the redacted URI, the one used in messages."""
     if "://" not in uri:
         Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
     elif not uri.startswith(("http://", "https://", "tcp://", "grpc://")):
-        raise ConfigurationError(f"Milvus URI {uri!r} is neither a *.db file nor http(s)://HOST:PORT")
-    return pymilvus.MilvusClient(uri=uri, token=token or "", timeout=timeout)
+        raise ConfigurationError(f"Milvus URI {shown!r} is neither a *.db file nor http(s)://HOST:PORT")
+    try:
+        return pymilvus.MilvusClient(uri=uri, token=token or "", timeout=timeout)
+    except pymilvus.exceptions.MilvusException as exc:
+        if "://" in uri or "open local milvus failed" not in str(exc.message).lower():
+            raise
+        raise StoreError(
+            f"cannot open the Milvus Lite file {shown!r} ({exc.message}): Milvus Lite lets one process "
+            "at a time open a file, and another process most likely holds this one (another e5 run, a "
+            "notebook, a MilvusClient). Stop that process, or give this run another .db file with --uri, "
+            "or serve the data with a Milvus server and pass --uri http://HOST:19530"
+        ) from None
 
 
 def _translate_unreachable(fn: Callable[[], T]) -> T:

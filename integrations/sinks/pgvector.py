@@ -32,11 +32,12 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
+from e5_integrations._redact import redact, secrets_of
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.ingest._sink import metadata_strings
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
-from e5_integrations.sinks._retry import call_with_retry
+from e5_integrations.sinks._retry import RetryPolicy
 
 __all__ = ["HNSW_MAX_DIM", "PGVectorSink", "redact_dsn"]
 
@@ -55,15 +56,24 @@ _MAX_EF_SEARCH = 1000
 #: chunk ids (the document id plus ``#index``) stay well under it even uncompressed.
 MAX_DOCUMENT_ID_BYTES = 2048
 _COLUMNS = ("id", "text", "metadata", "embedding")
+#: The staging table of an upsert, always written as ``pg_temp.e5_stage`` (the session's own
+#: temporary schema) while the collection's table is always schema-qualified, so a
+#: collection of the same name cannot be mistaken for it.
 _STAGE = "e5_stage"
-
-_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
-_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+#: Key of the transaction-level advisory lock that serialises creating the extension and
+#: tables, so that first runs racing on a fresh database do not collide.
+_CREATE_LOCK_KEY = 0x6535_6372_6561_7465  # "e5create"
+#: SQLSTATEs of a refused login: invalid_authorization_specification, invalid_password.
+_AUTH_FAILED = ("28000", "28P01")
+_AUTH_FAILED_TEXT = re.compile(
+    r"authentication failed|no pg_hba\.conf entry|no password supplied|role .* does not exist", re.IGNORECASE
+)
 
 
 def redact_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (URL and ``key=value`` forms)."""
-    return _KEYWORD_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
+    """``dsn`` with any password replaced by ``***`` (URL and ``key=value`` forms); the same
+    function as :func:`e5_integrations._redact.redact`."""
+    return redact(dsn)
 
 
 class PostgresConnectionFailed(ConnectionError):
@@ -77,8 +87,10 @@ class PGVectorSink(Sink):
         uri: libpq connection string, ``postgresql://user:pass@host:5432/db`` or ``key=value``.
         collection: table name (any characters, at most 63 bytes), in the current schema.
         connect_timeout: seconds to wait for a connection (libpq's minimum is 2).
-        retry_attempts: tries per operation while the server cannot be reached.
-        retry_base_delay: first back-off delay in seconds (doubles each retry).
+        statement_timeout: seconds one statement may run before the server cancels it
+            (``None``: no limit); :meth:`finalize`'s index build is exempt.
+        retry_seconds: how long an operation keeps being retried while the server cannot be
+            reached, before ``StoreUnavailableError`` (default ``DEFAULT_RETRY_SECONDS``).
         candidate_factor: above 2000 dims, candidates per requested hit for the re-rank.
         min_candidates: above 2000 dims, the least number of candidates taken.
         maintenance_work_mem: e.g. ``"1GB"``, set while :meth:`finalize` builds the index
@@ -93,8 +105,8 @@ class PGVectorSink(Sink):
         collection: str,
         *,
         connect_timeout: int = 10,
-        retry_attempts: int = 5,
-        retry_base_delay: float = 0.5,
+        statement_timeout: float | None = 300.0,
+        retry_seconds: float | None = None,
         candidate_factor: int = 10,
         min_candidates: int = 100,
         maintenance_work_mem: str | None = None,
@@ -114,12 +126,19 @@ class PGVectorSink(Sink):
             )
         self.collection = collection
         self.index_name = _index_name_for(collection)
-        self.uri = redact_dsn(uri)  # the only copy of the URI that is ever shown
+        if statement_timeout is not None and not statement_timeout > 0:
+            raise ConfigurationError(
+                f"statement_timeout={statement_timeout}; expected a positive number of seconds or None"
+            )
+        self._secrets = [*secrets_of(uri), _password_of(uri)]
+        self.uri = redact(uri, self._secrets)  # the only copy of the URI that is ever shown
         self._dsn = uri
-        self._password = _password_of(uri)
         self._connect_timeout = connect_timeout
-        self._attempts = retry_attempts
-        self._base_delay = retry_base_delay
+        self._statement_timeout_ms = (
+            None if statement_timeout is None else max(1, int(statement_timeout * 1000))
+        )
+        self._retry = RetryPolicy(retry_seconds)
+        self._schema: str | None = None
         self.candidate_factor = candidate_factor
         self.min_candidates = min_candidates
         self._maintenance_work_mem = maintenance_work_mem
@@ -130,11 +149,15 @@ class PGVectorSink(Sink):
     def __repr__(self) -> str:
         return f"PGVectorSink(uri={self.uri!r}, collection={self.collection!r})"
 
+    @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds spent waiting between retries of an unreachable server."""
+        return self._retry.waited
+
     # -- connection and retries --------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        text = redact_dsn(text)
-        return text.replace(self._password, "***") if self._password else text
+        return redact(text, self._secrets)
 
     def _connection(self) -> Any:
         import psycopg
@@ -150,14 +173,29 @@ class PGVectorSink(Sink):
                 application_name="e5-integrations",
             )
         except psycopg.OperationalError as exc:
-            raise PostgresConnectionFailed(self._redact(str(exc).strip())) from None
+            message = self._redact(str(exc).strip())
+            if is_auth_failure(exc):
+                raise StoreError(
+                    f"authentication failed for PostgreSQL at {self.uri}: {message}; the server is "
+                    "reachable but refused this user or password: fix them in --uri "
+                    "(postgresql://USER:PASSWORD@HOST:PORT/DB)"
+                ) from None
+            raise PostgresConnectionFailed(message) from None
         except psycopg.Error as exc:  # e.g. a malformed DSN
             raise ConfigurationError(
                 f"cannot use the PostgreSQL URI {self.uri}: {self._redact(str(exc).strip())}; "
                 "expected postgresql://USER:PASSWORD@HOST:PORT/DB"
             ) from None
+        try:
+            if self._statement_timeout_ms is not None:
+                conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+            row = conn.execute("SELECT current_schema()").fetchone()
+            self._schema = row[0] if row else None
+            self._register_vector(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
-        self._register_vector(conn)
         return conn
 
     def _register_vector(self, conn: Any) -> bool:
@@ -176,6 +214,13 @@ class PGVectorSink(Sink):
             conn = self._connection()
             try:
                 return fn(conn)
+            except psycopg.errors.QueryCanceled as exc:
+                raise StoreError(
+                    f"PostgreSQL at {self.uri} cancelled {what} on {self.collection!r}: "
+                    f"{self._redact(str(exc).strip())}; a statement ran longer than statement_timeout= "
+                    f"({(self._statement_timeout_ms or 0) / 1000:g} s): check for locks held by other "
+                    "sessions, or raise statement_timeout="
+                ) from None
             except psycopg.OperationalError as exc:
                 if conn.broken or conn.closed:
                     self._conn = None
@@ -187,20 +232,23 @@ class PGVectorSink(Sink):
                     "call ensure_collection(dim) first"
                 ) from None
 
-        return call_with_retry(
+        return self._retry.call(
             attempt,
             what=f"PostgreSQL at {self.uri} ({what} on {self.collection!r})",
-            attempts=self._attempts,
-            base_delay=self._base_delay,
             retry_on=(PostgresConnectionFailed,),
+            secrets=self._secrets,
         )
 
     # -- schema ------------------------------------------------------------------------------
 
     def _table(self) -> Any:
+        """The collection's table, qualified with the connection's current schema so that it
+        never resolves to a temporary table of the same name."""
         from psycopg import sql
 
-        return sql.Identifier(self.collection)
+        if self._schema is None:
+            return sql.Identifier(self.collection)
+        return sql.Identifier(self._schema, self.collection)
 
     def _table_columns(self, conn: Any) -> dict[str, tuple[str, int]] | None:
         """``{column: (type, typmod)}`` of the collection's table, or None if it does not exist."""
@@ -291,6 +339,9 @@ class PGVectorSink(Sink):
                 raise StoreError(f"table {self.collection!r} exists but the vector extension is missing")
             return
         with conn.transaction():
+            # First runs racing on a fresh database would collide on CREATE EXTENSION and
+            # CREATE TABLE (unique violations in the catalogs): take turns.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK_KEY,))
             if not self._register_vector(conn):
                 self._create_extension(conn)
             conn.execute(
@@ -329,6 +380,7 @@ class PGVectorSink(Sink):
             if dim is None:
                 return
             with conn.transaction():
+                conn.execute("SET LOCAL statement_timeout = 0")  # an index build may take long
                 if self._maintenance_work_mem:
                     conn.execute(
                         sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
@@ -372,13 +424,15 @@ class PGVectorSink(Sink):
         latest = last_per_id(records)  # ON CONFLICT cannot update one row twice
         if not latest:
             return
-        stage = sql.Identifier(_STAGE)
+        stage = sql.Identifier("pg_temp", _STAGE)
         columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
 
         def load(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
-                    sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, self._table())
+                    sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
+                        sql.Identifier(_STAGE), self._table()
+                    )
                 )
                 copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(stage, columns)
                 with cur.copy(copy_sql) as copy:
@@ -458,6 +512,10 @@ class PGVectorSink(Sink):
             ") AS candidates ORDER BY embedding <=> %(q)s LIMIT %(k)s"
         ).format(table=self._table(), dim=sql.Literal(dim))
 
+    def dimension(self) -> int | None:
+        """The table's ``vector(dim)``; ``None`` if the table does not exist."""
+        return self._run("dimension", self._existing_dim)
+
     def count(self) -> int:
         """Number of rows; 0 if the table does not exist."""
         from psycopg import sql
@@ -479,8 +537,10 @@ class PGVectorSink(Sink):
             def page(conn: Any, after: str | None = last) -> list[tuple[str, str | None]]:
                 if self._table_columns(conn) is None:
                     return []
-                query = sql.SQL("SELECT id, metadata ->> %s FROM {} WHERE (%s::text IS NULL OR id > %s) "
-                                "ORDER BY id LIMIT %s").format(self._table())
+                query = sql.SQL(
+                    "SELECT id, metadata ->> %s FROM {} WHERE (%s::text IS NULL OR id > %s) "
+                    "ORDER BY id LIMIT %s"
+                ).format(self._table())
                 return conn.execute(query, (DOCUMENT_ID_KEY, after, after, page_size)).fetchall()
 
             rows = self._run("scan", page)
@@ -534,11 +594,19 @@ def _index_name_for(collection: str) -> str:
     return name
 
 
+def is_auth_failure(exc: BaseException) -> bool:
+    """Whether a psycopg connection error means the server refused the login (a wrong user or
+    password, no ``pg_hba.conf`` entry), as opposed to "cannot reach the server"."""
+    if getattr(exc, "sqlstate", None) in _AUTH_FAILED:
+        return True
+    return _AUTH_FAILED_TEXT.search(str(exc)) is not None
+
+
 def _password_of(dsn: str) -> str | None:
     """The password in ``dsn``, to scrub it from driver messages (None if there is none)."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         return conninfo_to_dict(dsn).get("password") or None  # type: ignore[return-value]
-    except Exception:  # an unparsable DSN: psycopg.connect reports it later, redacted
+    except Exception:  # noqa: BLE001  (an unparsable DSN: psycopg.connect reports it later, redacted)
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,9 +22,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
+from e5_integrations._redact import redact, secrets_of
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
 from e5_integrations.sinks._requests import by_size
-from e5_integrations.sinks._retry import call_with_retry
+from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 __all__ = ["POINT_ID_NAMESPACE", "QdrantSink", "point_id"]
 
@@ -42,6 +44,11 @@ _JSON_BYTES_PER_DIM = 24
 #: Text and metadata bytes assumed per record when only the dimension is known.
 _PAYLOAD_ESTIMATE_BYTES = 16 * 1024
 _QUANTIZATIONS = (None, "int8")
+#: Characters a Qdrant server refuses in a collection name (it also becomes a folder name).
+_FORBIDDEN_NAME_CHARS = '<>:"/\\|?*\0\x1f'
+_MAX_NAME_LENGTH = 255
+#: HTTP statuses that mean "the server is there but cannot answer now": retried.
+_RETRIED_STATUSES = (502, 503, 504)
 
 
 def point_id(chunk_id: str) -> str:
@@ -59,9 +66,9 @@ class QdrantSink(Sink):
         on_disk: keep original vectors on disk (server only); sensible for 4096-dim vectors.
         quantization: ``"int8"`` adds scalar quantization kept in RAM (server only): the
             HNSW search runs on 1-byte components and rescoring uses the full vectors.
-        timeout: seconds per server request.
-        retry_attempts: tries per server call before ``StoreUnavailableError``.
-        retry_base_delay: first back-off delay in seconds (doubles each retry).
+        timeout: seconds per server request (rounded up to whole seconds).
+        retry_seconds: how long a call keeps being retried while the server cannot be
+            reached, before ``StoreUnavailableError`` (default ``DEFAULT_RETRY_SECONDS``).
         **options: passed to ``qdrant_client.QdrantClient`` (e.g. ``prefer_grpc=True``).
     """
 
@@ -76,8 +83,7 @@ class QdrantSink(Sink):
         on_disk: bool = False,
         quantization: str | None = None,
         timeout: float = 30.0,
-        retry_attempts: int = 5,
-        retry_base_delay: float = 0.5,
+        retry_seconds: float | None = None,
         **options: Any,
     ) -> None:
         try:
@@ -91,31 +97,44 @@ class QdrantSink(Sink):
             raise ConfigurationError(
                 f"quantization={quantization!r} is not supported; expected None or 'int8'"
             )
-        if not collection:
-            raise ConfigurationError("collection name is empty; pass a name such as 'docs'")
-        self.uri = uri
+        _check_collection_name(collection)
+        if not timeout > 0:
+            raise ConfigurationError(f"timeout={timeout}; expected a positive number of seconds")
+        self.is_server = uri.startswith(("http://", "https://"))
+        if api_key is None and self.is_server:
+            api_key = os.environ.get("QDRANT_API_KEY")
+        self._secrets = [*secrets_of(uri), api_key]
+        self.uri = redact(uri, self._secrets)  # the only copy of the URI that is ever shown
         self.collection = collection
         self.on_disk = on_disk
         self.quantization = quantization
-        self._attempts = retry_attempts
-        self._base_delay = retry_base_delay
+        self._retry = RetryPolicy(retry_seconds)
         self._retry_on: tuple[type[BaseException], ...] = (
             ResponseHandlingException,
             ConnectionError,
             TimeoutError,
         )
-        self.is_server = uri.startswith(("http://", "https://"))
-        self._client = self._make_client(qdrant_client, api_key, timeout, options)
+        self._client = self._make_client(qdrant_client, uri, api_key, timeout, options)
         self._ready = False  # the collection is known to exist
 
     def __repr__(self) -> str:
         return f"QdrantSink(uri={self.uri!r}, collection={self.collection!r})"
 
-    def _make_client(self, module: Any, api_key: str | None, timeout: float, options: dict[str, Any]) -> Any:
+    @property
+    def retry_wait_seconds(self) -> float:
+        """Seconds spent waiting between retries of an unreachable server."""
+        return self._retry.waited
+
+    def _make_client(
+        self, module: Any, uri: str, api_key: str | None, timeout: float, options: dict[str, Any]
+    ) -> Any:
         try:
             if self.is_server:
-                key = api_key if api_key is not None else os.environ.get("QDRANT_API_KEY")
-                return module.QdrantClient(url=self.uri, api_key=key, timeout=int(timeout), **options)
+                # qdrant-client's version check runs in a thread of its own that only warns
+                # (also when the server is down, which this sink reports itself); opt in with
+                # check_compatibility=True.
+                options = {"check_compatibility": False, **options}
+                return module.QdrantClient(url=uri, api_key=api_key, timeout=math.ceil(timeout), **options)
             if self.on_disk or self.quantization:
                 _log.info(
                     "qdrant local mode keeps vectors in RAM and ignores on_disk/quantization; "
@@ -126,7 +145,8 @@ class QdrantSink(Sink):
             return module.QdrantClient(path=self.uri, **options)
         except TypeError as exc:
             raise ConfigurationError(
-                f"unsupported QdrantSink option ({exc}); see QdrantSink's docstring for its options"
+                f"unsupported QdrantSink option ({redact(str(exc), self._secrets)}); "
+                "see QdrantSink's docstring for its options"
             ) from None
         except RuntimeError as exc:  # local folder locked by another client
             raise ConfigurationError(
@@ -135,13 +155,36 @@ class QdrantSink(Sink):
             ) from None
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
-        return call_with_retry(
-            fn,
+        return self._retry.call(
+            lambda: self._translate(what, fn),
             what=f"qdrant {what} at {self.uri} (collection {self.collection!r})",
-            attempts=self._attempts,
-            base_delay=self._base_delay,
             retry_on=self._retry_on,
+            secrets=self._secrets,
         )
+
+    def _translate(self, what: str, fn: Callable[[], _T]) -> _T:
+        """Call ``fn``; an HTTP error status from a server becomes a ``StoreError`` that says
+        what to do (502/503/504 become ``Unreachable``, so they are retried)."""
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        try:
+            return fn()
+        except UnexpectedResponse as exc:
+            status = exc.status_code
+            detail = redact(_response_detail(exc), self._secrets)
+            where = f"the Qdrant server at {self.uri} ({what} on collection {self.collection!r})"
+            if status in _RETRIED_STATUSES:
+                raise Unreachable(f"{where} answered HTTP {status} {detail}") from None
+            if status in (401, 403):
+                raise StoreError(
+                    f"{where} refused the request with HTTP {status} ({detail}): the API key is missing "
+                    "or wrong; pass the server's key with --api-key (api_key= in Python) or the "
+                    "QDRANT_API_KEY environment variable"
+                ) from None
+            raise StoreError(
+                f"{where} failed with HTTP {status}: {detail}; check the server's log, and that the "
+                "collection name and options are ones this server accepts"
+            ) from None
 
     def _exists(self) -> bool:
         return bool(self._call("collection_exists", lambda: self._client.collection_exists(self.collection)))
@@ -263,6 +306,16 @@ class QdrantSink(Sink):
             for p in response.points
         ]
 
+    def dimension(self) -> int | None:
+        """The size of the collection's (unnamed) vector; ``None`` if it does not exist."""
+        from qdrant_client import models
+
+        if not self._exists():
+            return None
+        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
+        vectors = info.config.params.vectors
+        return int(vectors.size) if isinstance(vectors, models.VectorParams) else None
+
     def count(self) -> int:
         """Exact number of points; 0 if the collection does not exist."""
         if not self._exists():
@@ -279,7 +332,10 @@ class QdrantSink(Sink):
             points, offset = self._call(
                 "scroll",
                 lambda offset=offset: self._client.scroll(
-                    self.collection, limit=page_size, offset=offset, with_payload=["id", "metadata"],
+                    self.collection,
+                    limit=page_size,
+                    offset=offset,
+                    with_payload=["id", "metadata"],
                     with_vectors=False,
                 ),
             )
@@ -287,7 +343,9 @@ class QdrantSink(Sink):
             for point in points:
                 payload = point.payload or {}
                 document = (payload.get("metadata") or {}).get(DOCUMENT_ID_KEY)
-                page.append((str(payload.get("id", point.id)), document if isinstance(document, str) else None))
+                page.append(
+                    (str(payload.get("id", point.id)), document if isinstance(document, str) else None)
+                )
             if page:
                 yield page
             if offset is None:
@@ -316,6 +374,30 @@ class QdrantSink(Sink):
         if client is not None:
             client.close()
 
+
+def _check_collection_name(name: str) -> None:
+    """Refuse a name a Qdrant server (or local mode's folder) cannot hold, before any call."""
+    bad = sorted({c for c in name if c in _FORBIDDEN_NAME_CHARS or ord(c) < 32})
+    if not name or len(name) > _MAX_NAME_LENGTH or bad or name.strip() in (".", ".."):
+        reason = f"it contains {''.join(bad)!r}" if bad else f"it has {len(name)} characters"
+        raise ConfigurationError(
+            f"invalid Qdrant collection name {name!r}: {reason}; expected 1-{_MAX_NAME_LENGTH} "
+            "characters without < > : \" / \\ | ? * or control characters, e.g. 'docs_v1' "
+            "(--collection)"
+        )
+
+
+def _response_detail(exc: Any) -> str:
+    """The server's error text of an ``UnexpectedResponse``, shortened."""
+    content = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
+    try:
+        status = json.loads(content).get("status")
+        if isinstance(status, dict) and status.get("error"):
+            content = str(status["error"])
+    except (ValueError, AttributeError):
+        pass
+    text = " ".join((exc.reason_phrase or "", content)).strip()
+    return text[:300] or "no details"
 
 
 def _estimated_json_bytes(point: Any) -> int:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from e5_integrations.cli import DEFAULT_COLLECTION, main
-from e5_integrations.ingest import open_sink
+from e5_integrations.ingest import DEFAULT_RETRY_SECONDS, open_sink
+
+from tests.stores._chroma_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -343,3 +344,41 @@ def test_search_with_no_store_anywhere_creates_nothing(
     assert main(["search", "q", "--model", str(tiny_model_dir)]) == 2
     assert "run `e5 ingest" in capsys.readouterr().err
     assert not (workdir / ".e5-store").exists()
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize("store", ["chroma", "milvus"])
+def test_credentials_in_the_uri_are_never_printed(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], store: str
+) -> None:
+    uri = f"http://admin:{SECRET}@127.0.0.1:{free_port()}"
+    argv = ["ingest", "docs", "--store", store, "--uri", uri, "--model", str(tiny_model_dir)]
+    assert main([*argv, "--retry-seconds", "1", "-vv", "--json", "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert SECRET not in out + err
+    assert "admin:***@127.0.0.1" in err and "--retry-seconds" in err
+    assert "Traceback" not in err
+
+
+def test_retry_seconds_flag_is_documented_and_checked(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", "--help"])
+    assert info.value.code == 0
+    assert f"default: {DEFAULT_RETRY_SECONDS:g}" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["ingest", "docs", "--retry-seconds", "-1"])
+    assert ">= 0" in capsys.readouterr().err
+
+
+def test_search_with_a_model_of_another_dimension_says_which(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.stores._common import records
+
+    with open_sink(None, None, DEFAULT_COLLECTION) as sink:  # ingested with a 16-dim model
+        sink.ensure_collection(16)
+        sink.upsert(records(2, dim=16))
+    assert main(["search", "limits", "--model", str(tiny_model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "16-dimensional" in err and "--model" in err and str(tiny_model_dir) in err
+    assert "Traceback" not in err

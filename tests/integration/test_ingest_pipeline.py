@@ -402,7 +402,7 @@ def test_an_unreachable_store_is_reported_after_retries(encoder: Any, corpus: Co
     from e5_integrations.sinks.pgvector import PGVectorSink
 
     dsn = "postgresql://e5:s3cret@127.0.0.1:9/e5"
-    sink = PGVectorSink(dsn, "e5", connect_timeout=2, retry_attempts=2, retry_base_delay=0.01)
+    sink = PGVectorSink(dsn, "e5", connect_timeout=2, retry_seconds=0.5)
     with pytest.raises(StoreUnavailableError) as info:
         _run(corpus.root, sink, encoder)
     assert "127.0.0.1:9" in str(info.value)

@@ -99,25 +99,27 @@ def _start_chroma(root: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def running_chroma_server(root: Path) -> Iterator[str]:
-    """Run ``chroma run`` on a free port with its data under ``root``; yield its URL.
+def running_chroma_server(root: Path, port: int | None = None) -> Iterator[str]:
+    """Run ``chroma run`` on ``port`` (default: a free one) with its data under ``root``; yield
+    its URL. Run it again with the same ``root`` and port to restart the same server.
 
-    A start that fails (the port was taken between choosing and binding it, say) is tried
-    again on another port; a slow one is waited for (tests/_startup.py).
+    A start that fails (a free port taken between choosing and binding it, say) is tried
+    again, on another port unless ``port`` was given; a slow one is waited for
+    (tests/_startup.py).
     """
-    port = 0
+    chosen = 0
 
     def attempt(_: int) -> subprocess.Popen[bytes]:
-        nonlocal port
-        port = free_port()
-        return _start_chroma(root, port)
+        nonlocal chosen
+        chosen = port or free_port()
+        return _start_chroma(root, chosen)
 
     try:
         proc = start_with_retries("a Chroma server", attempt)
     except RuntimeError as exc:
         pytest.fail(str(exc))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{chosen}"
     finally:
         stop_process(proc)
 

@@ -157,7 +157,7 @@ def test_metadata_round_trips(any_sink: Target) -> None:
         "tags": ["a", "b"],
         "list": [1, 2.5, None, True],
         "mixed": [1, "two", 3.0, 3.5],
-        "quote": "it's \"x\"; --",
+        "quote": 'it\'s "x"; --',
         "empty": {},
         "nothing": None,
     }
@@ -231,7 +231,9 @@ def test_scan(any_sink: Target) -> None:
         metadata = {DOCUMENT_ID_KEY: document, CONTENT_HASH_KEY: "h"}
         rs.append(Record(f"{document}#{index}", "text", metadata, rng.standard_normal(8).astype(np.float32)))
         expected.append((f"{document}#{index}", document))
-    rs.append(Record("written-by-someone-else", "text", {"lang": "en"}, rng.standard_normal(8).astype(np.float32)))
+    rs.append(
+        Record("written-by-someone-else", "text", {"lang": "en"}, rng.standard_normal(8).astype(np.float32))
+    )
     expected.append(("written-by-someone-else", None))
     sink.upsert(rs[:13])
     sink.upsert(rs[13:])
@@ -281,3 +283,20 @@ def test_open_sink_resolves_the_store(any_sink: Target) -> None:
         assert sink.count() == 2
         sink.drop()
     sink.close()  # closing twice is safe
+
+
+def test_a_query_of_another_dimension_is_a_schema_mismatch(any_sink: Target) -> None:
+    """``e5 search`` with a model of another dimension: a clear error, not the client's."""
+    from e5_integrations.ingest import search
+
+    sink = any_sink()
+    assert sink.dimension() is None
+    sink.ensure_collection(DIM)
+    rs = records(3)
+    sink.upsert(rs)
+    assert sink.dimension() == DIM
+    with pytest.raises(
+        SchemaMismatchError, match=rf"holds {DIM}-dimensional .* gives 32-dimensional.*--model"
+    ):
+        search(unit(np.ones(32)), sink)
+    assert [hit.id for hit in search(rs[1].embedding, sink, k=1)] == [rs[1].id]
