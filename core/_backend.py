@@ -123,7 +123,8 @@ _LOAD_LOCK = threading.Lock()
 
 def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: str | None = None) -> LoadedModel:
     """Load ``model`` on ``device`` once per process; later calls return the same object."""
-    attention = attention or _default_attention(device, dtype)
+    defaulted = attention is None
+    attention = requested = attention or _default_attention(device, dtype)
     key = (model, str(device), str(dtype), attention)
     with _LOAD_LOCK:
         cached = _LOADED.get(key)
@@ -132,7 +133,16 @@ def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: 
         from transformers import AutoModel
 
         try:
-            hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+            try:
+                hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+            except ValueError as exc:
+                if not (defaulted and "does not support an attention implementation" in str(exc)):
+                    raise
+                # Gemma2 (soft-capped attention) has no sdpa path: use the model's eager one.
+                logger.info("%s has no %s attention; using eager", model, attention)
+                attention = "eager"
+                key = (model, str(device), str(dtype), attention)
+                hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
         except (OSError, ValueError, ImportError) as exc:
             raise ModelLoadError(
                 f"could not load model {model!r} ({type(exc).__name__}: {exc}). Expected a Hugging Face "
@@ -143,6 +153,7 @@ def load_model(model: str, device: torch.device, dtype: torch.dtype, attention: 
         hf_model.requires_grad_(False)
         loaded = LoadedModel(hf_model, device, dtype, attention)
         _LOADED[key] = loaded
+        _LOADED[(model, str(device), str(dtype), requested)] = loaded
         logger.info("loaded %s on %s as %s (%s attention)", model, device, dtype, attention)
         return loaded
 

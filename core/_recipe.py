@@ -380,7 +380,7 @@ class Recipe:
         if self.end_token == "eos":
             return int(tokenizer.eos_token_id)
         token_id = tokenizer.convert_tokens_to_ids(self.end_token)
-        if token_id is None or token_id == tokenizer.unk_token_id:
+        if token_id is None or (token_id == tokenizer.unk_token_id and self.end_token != tokenizer.unk_token):
             raise ConfigurationError(
                 f"recipe {self.name!r} appends {self.end_token!r}, which the tokenizer does not know; "
                 "pick the recipe that matches the model (recipe=...)"
