@@ -453,3 +453,71 @@ def test_every_builtin_recipe_runs_and_is_listed(models):
         arch = "qwen3" if "qwen" in name else "mistral"
         vectors = _ours(models[arch], name).encode_documents(["one text", "another, longer text here"])
         assert vectors.shape[0] == 2 and np.isfinite(vectors).all(), name
+
+
+# -- selection: explicit recipe=, else a preset by model id, else sentence-transformers prompts
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("intfloat/e5-mistral-7b-instruct", "e5-mistral"),
+        ("Salesforce/SFR-Embedding-Mistral", "e5-mistral"),
+        ("Salesforce/SFR-Embedding-2_R", "e5-mistral"),
+        ("Linq-AI-Research/Linq-Embed-Mistral", "e5-mistral"),
+        ("Qwen/Qwen3-Embedding-0.6B", "qwen3-embedding"),
+        ("Qwen/Qwen3-Embedding-4B", "qwen3-embedding"),
+        ("/models/Qwen3-Embedding-8B/", "qwen3-embedding"),
+        ("Alibaba-NLP/gte-Qwen2-7B-instruct", "gte-qwen2"),
+        ("Alibaba-NLP/gte-Qwen2-1.5B-instruct", "gte-qwen2"),
+        ("GritLM/GritLM-7B", "gritlm"),
+        ("GritLM/GritLM-8x7B", "gritlm"),
+        ("jspringer/echo-mistral-7b-instruct-lasttoken", "echo-last"),
+        ("Muennighoff/SGPT-5.8B-weightedmean-msmarco-specb-bitfit", "sgpt"),
+        ("Muennighoff/SGPT-125M-weightedmean-nli-bitfit", "sgpt-nobrackets"),
+        ("Qwen/Qwen3-8B", None),
+        ("bert-base-uncased", None),
+        ("/tmp/e5-tiny", None),
+    ],
+)
+def test_presets_by_model_id(model, expected):
+    from e5_integrations._presets import preset_for
+
+    assert preset_for(model) == expected
+
+
+def _copy_model(source: Path, target: Path) -> Path:
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        (target / item.name).symlink_to(item)
+    return target
+
+
+def test_a_preset_is_picked_by_folder_name_and_recipe_overrides_it(models, tmp_path):
+    folder = _copy_model(models["qwen3"], tmp_path / "Qwen3-Embedding-0.6B")
+    assert _ours(folder, None).recipe is get_recipe("qwen3-embedding")
+    assert _ours(folder, "sgpt-nobrackets").recipe is get_recipe("sgpt-nobrackets")
+
+
+def test_recipe_from_sentence_transformers_prompts(models, tmp_path):
+    import json
+
+    folder = _copy_model(models["qwen3"], tmp_path / "my-embedder")
+    prompts = {"query": f"Instruct: {TASK}\nQuery:", "document": ""}  # Qwen3-Embedding's own file
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_lasttoken": True}))
+    enc = _ours(folder, None)
+    assert enc.recipe.name == "sentence-transformers"
+    assert enc.recipe.query.text == "Instruct: {instruction}\nQuery:{text}"
+    qwen3 = _ours(models["qwen3"], "qwen3-embedding")  # the tokenizer appends <|endoftext|> itself
+    _assert_close(enc.encode_queries(TEXTS, task=TASK), qwen3.encode_queries(TEXTS, task=TASK))
+    _assert_close(enc.encode_documents(TEXTS), qwen3.encode_documents(TEXTS))
+    # a mean-pooling model whose prompt is left out of the pooling (include_prompt=False)
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": True, "include_prompt": False})
+    )
+    from e5_integrations._presets import recipe_from_sentence_transformers
+
+    recipe = recipe_from_sentence_transformers(folder)
+    assert recipe is not None and recipe.pooling == "mean" and recipe.query.pool_span == "after_prompt"
