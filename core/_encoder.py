@@ -77,7 +77,9 @@ class E5Encoder:
 
     Queries get ``Instruct: {task}\\nQuery: {query}``; documents are embedded as they are.
     Texts are truncated to ``max_length - 1`` tokens and EOS is appended; the EOS hidden
-    state is pooled and L2-normalised. Inputs are sorted by length and packed into batches
+    state is pooled and L2-normalised. Other models embed with their own :class:`Recipe`
+    (``recipe=``, or the preset for the model id): SGPT, Echo, PromptEOL, LLM2Vec, GritLM,
+    Qwen3-Embedding, gte-Qwen2 (see :func:`e5_integrations.available_recipes`). Inputs are sorted by length and packed into batches
     of at most ``batch_tokens`` padded tokens; results come back in the caller's order as
     float32 arrays of shape ``(n, dimension)``.
 
