@@ -244,8 +244,8 @@ class E5Encoder:
         """Texts → token ids for one side. e5-mistral-like recipes (one string template,
         every token pooled) keep the model card's path: template, then tokenize."""
         recipe = self.recipe
-        if recipe.pools_every_token and isinstance(recipe.query.text, str) and recipe.preprocess is None:
-            template = recipe.query.text if instruction is not None else recipe.document.text
+        template = recipe.query.text if instruction is not None else recipe.document.text
+        if recipe.pools_every_token and isinstance(template, str) and recipe.preprocess is None:
             if template == "{text}":
                 return self._tokenize
             if "{bos}" not in template and "{eos}" not in template:

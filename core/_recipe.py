@@ -235,6 +235,9 @@ class Recipe:
         preprocess: a key of :data:`PREPROCESSORS` applied to each text before templating
             (``"prompteol"``: PromptEOL's punctuation rules; ``"strip"``).
         strip_instruction: strip the instruction before templating (LLM2Vec).
+        text_token_limit: cut a longer text at whole words until it has at most this many
+            tokens, as LLM2Vec's ``_convert_to_str`` does (``doc_max_length``, 400); the
+            count stops at ``max_length``, as the reference's tokenizer call does.
         pad_token: the padding token for tokenizers that have none (default: EOS).
         source: where the recipe comes from (repository, file, function).
     """
@@ -252,6 +255,7 @@ class Recipe:
     strip_instruction: bool = False
     pad_token: str | None = None
     source: str = ""
+    text_token_limit: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -271,6 +275,10 @@ class Recipe:
             )
         if self.end_token is None and self.append_eos:
             object.__setattr__(self, "end_token", "eos")
+        if self.text_token_limit is not None and self.text_token_limit < 1:
+            raise ConfigurationError(
+                f"text_token_limit must be a positive int or None, got {self.text_token_limit!r}"
+            )
         if self.padding_side not in (None, "left", "right"):
             raise ConfigurationError(
                 f"padding_side must be 'left', 'right' or None, got {self.padding_side!r}"
@@ -363,11 +371,32 @@ class Recipe:
         template = self.query if side == "query" else self.document
         if not texts:
             return []
+        if self.text_token_limit is not None:
+            texts = [self._trim_words(tokenizer, text, max_length) for text in texts]
         if isinstance(template.text, tuple):
             return [
                 self._tokenize_pieces(tokenizer, template.text, t, instruction, max_length) for t in texts
             ]
         return self._tokenize_string(tokenizer, template, list(texts), instruction, max_length)
+
+    def _trim_words(self, tokenizer: Any, text: str, max_length: int) -> str:
+        """Drop words from the end, in proportion to the excess, until the text fits
+        :attr:`text_token_limit` tokens (LLM2Vec's loop)."""
+        assert self.text_token_limit is not None
+
+        def count(value: str) -> int:
+            return len(
+                tokenizer(value, add_special_tokens=False, truncation=True, max_length=max_length)[
+                    "input_ids"
+                ]
+            )
+
+        tokens = count(text)
+        while tokens > self.text_token_limit:
+            words = text.split()
+            text = " ".join(words[: int(len(words) * self.text_token_limit / tokens)])
+            tokens = count(text)
+        return text
 
     def end_token_id(self, tokenizer: Any) -> int | None:
         """The id of :attr:`end_token` in ``tokenizer`` (``None`` when nothing is appended).
@@ -568,6 +597,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         append_eos=False,
         causal=False,
         strip_instruction=True,
+        text_token_limit=400,
         padding_side="left",
         source="McGill-NLP/llm2vec llm2vec/llm2vec.py (_convert_to_str, tokenize, get_pooling 'mean')",
     ),

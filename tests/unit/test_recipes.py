@@ -255,7 +255,21 @@ def _llm2vec_reference(path: Path, instruction: str, texts: list[str]) -> torch.
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    sentences = [f"{instruction.strip()} !@#$%^&*(){t}" if instruction else f"!@#$%^&*(){t}" for t in texts]
+
+    def _convert_to_str(instruction: str, text: str, max_length: int = 512, doc_max_length: int = 400) -> str:
+        tokenized_q_length = len(
+            tokenizer(text, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+        )
+        while tokenized_q_length > doc_max_length:
+            reduction_ratio = doc_max_length / tokenized_q_length
+            reduced_length = int(len(text.split()) * reduction_ratio)
+            text = " ".join(text.split()[:reduced_length])
+            tokenized_q_length = len(
+                tokenizer(text, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+            )
+        return f"{instruction.strip()} !@#$%^&*(){text}" if instruction else f"!@#$%^&*(){text}"
+
+    sentences = [_convert_to_str(instruction, t) for t in texts]
     texts_2, original = [], []
     for text in sentences:
         t = text.split("!@#$%^&*()")
@@ -277,11 +291,16 @@ def _llm2vec_reference(path: Path, instruction: str, texts: list[str]) -> torch.
     )
 
 
+LONG = " ".join(f"Sentence {i} adds one more detail to a long document about embeddings." for i in range(60))
+
+
 @pytest.mark.parametrize("arch", ["mistral", "llama", "gemma2"])
 def test_llm2vec(models, arch):
-    enc = _ours(models[arch], "llm2vec")
-    _assert_close(enc.encode_queries(TEXTS, task=TASK + "  "), _llm2vec_reference(models[arch], TASK, TEXTS))
-    _assert_close(enc.encode_documents(TEXTS), _llm2vec_reference(models[arch], "", TEXTS))
+    enc = _ours(models[arch], "llm2vec", max_length=512)  # LLM2Vec's max_length
+    texts = [*TEXTS, LONG]  # LONG has over 512 tokens: cut at whole words to 400 (doc_max_length)
+    assert len(enc.tokenizer(LONG)["input_ids"]) > 512
+    _assert_close(enc.encode_queries(texts, task=TASK + "  "), _llm2vec_reference(models[arch], TASK, texts))
+    _assert_close(enc.encode_documents(texts), _llm2vec_reference(models[arch], "", texts))
 
 
 # -- GritLM: ContextualAI/gritlm gritlm/gritlm.py, GritLM.encode + GritLM.pooling ---------
