@@ -371,6 +371,11 @@ def test_qwen3_embedding(models):
     _assert_close(enc.encode_documents(TEXTS), _qwen_reference(path, TEXTS, "left", False))
     ids = enc.count_tokens(["abc"])
     assert ids == [len(enc.tokenizer("abc")["input_ids"])]  # <|endoftext|> once, not twice
+    # the reference pads on the left, and so do we by default; the other side gives the same vectors
+    assert enc._backends[0].padding_side == "left" and not enc._backends[0].mask_free
+    right = _ours(path, "qwen3-embedding", padding_side="right")
+    assert right._backends[0].mask_free  # causal + right padding: the fast path
+    _assert_close(right.encode_queries(TEXTS, task=TASK), enc.encode_queries(TEXTS, task=TASK))
 
 
 def test_gte_qwen2_is_bidirectional(models):
