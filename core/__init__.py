@@ -27,7 +27,7 @@ from e5_integrations._errors import (
     StoreUnavailableError,
     UnknownTaskError,
 )
-from e5_integrations._recipe import E5_MISTRAL, Recipe, last_token_pool
+from e5_integrations._recipe import E5_MISTRAL, Piece, Recipe, Template, available_recipes, last_token_pool
 from e5_integrations._tasks import DEFAULT_TASK, Task, available_tasks, resolve_task
 
 if TYPE_CHECKING:
@@ -52,9 +52,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), checked by tests/unit/test_public_api.py
     "ConfigurationError",
     "DEFAULT_MODEL",
     "DEFAULT_TASK",
@@ -65,14 +63,17 @@ __all__ = [
     "InputError",
     "ModelLoadError",
     "OutOfMemoryError",
+    "Piece",
     "Recipe",
     "SchemaMismatchError",
     "SourceError",
     "StoreError",
     "StoreUnavailableError",
     "Task",
+    "Template",
     "UnknownTaskError",
     "__version__",
+    "available_recipes",
     "available_tasks",
     "last_token_pool",
     "resolve_task",

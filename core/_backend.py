@@ -106,7 +106,8 @@ class Backend(Protocol):
         ...
 
     def embed(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Pooled, not normalised, float32 CPU vectors, one row per sequence of token ids."""
+        """Pooled, not normalised, float32 CPU vectors, one row per sequence of token ids
+        (a row may be an :class:`~e5_integrations._recipe.Encoded` carrying the span to pool)."""
         ...
 
 
@@ -154,7 +155,8 @@ def load_model(
     model: str, device: torch.device, dtype: torch.dtype, attention: str | None = None
 ) -> LoadedModel:
     """Load ``model`` on ``device`` once per process; later calls return the same object."""
-    attention = attention or _default_attention(device, dtype)
+    defaulted = attention is None
+    attention = requested = attention or _default_attention(device, dtype)
     key = (model, str(device), str(dtype), attention)
     with _LOAD_LOCK:
         cached = _LOADED.get(key)
@@ -163,7 +165,16 @@ def load_model(
         from transformers import AutoModel
 
         try:
-            hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+            try:
+                hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+            except ValueError as exc:
+                if not (defaulted and "does not support an attention implementation" in str(exc)):
+                    raise
+                # Gemma2 (soft-capped attention) has no sdpa path: use the model's eager one.
+                logger.info("%s has no %s attention; using eager", model, attention)
+                attention = "eager"
+                key = (model, str(device), str(dtype), attention)
+                hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
         except (OSError, ValueError, ImportError) as exc:
             raise ModelLoadError(
                 f"could not load model {model!r} ({type(exc).__name__}: {exc}). Expected a Hugging Face "
@@ -175,6 +186,7 @@ def load_model(
         hf_model.requires_grad_(False)
         loaded = LoadedModel(hf_model, device, dtype, attention)
         _LOADED[key] = loaded
+        _LOADED[(model, str(device), str(dtype), requested)] = loaded
         logger.info("loaded %s on %s as %s (%s attention)", model, device, dtype, attention)
         return loaded
 
@@ -231,42 +243,79 @@ class TorchBackend:
     def hidden_size(self) -> int:
         return self.loaded.hidden_size
 
-    def _pad(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pad(
+        self, batch: Sequence[Sequence[int]], spans: Sequence[tuple[int, int] | None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
+        embed = None if spans is None else torch.zeros((len(batch), width), dtype=torch.long)
         for row, ids in enumerate(batch):
-            if self.padding_side == "right":
-                input_ids[row, : len(ids)] = torch.as_tensor(ids)
-                mask[row, : len(ids)] = 1
-            else:
-                input_ids[row, width - len(ids) :] = torch.as_tensor(ids)
-                mask[row, width - len(ids) :] = 1
+            offset = 0 if self.padding_side == "right" else width - len(ids)
+            input_ids[row, offset : offset + len(ids)] = torch.as_tensor(ids)
+            mask[row, offset : offset + len(ids)] = 1
+            if embed is not None:
+                span = spans[row] if spans is not None else None
+                start, end = span if span is not None else (0, len(ids))
+                embed[row, offset + start : offset + end] = 1
         # Positions count real tokens only, so a text gets the same positions whatever its
         # padding and its batch-mates (the model card relies on right padding for this).
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        return input_ids, mask, positions
+        return input_ids, mask, positions, embed
+
+    def _bidirectional_mask(self, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The attention mask that makes every token attend to every real token.
+
+        transformers builds a causal mask from a 2-D padding mask, but returns a 4-D mask
+        as it is, and the attention kernels then use no causal flag of their own; flash
+        attention takes the 2-D mask with ``is_causal=False`` instead.
+        """
+        if self.loaded.attention.startswith("flash"):
+            return mask, {"is_causal": False}
+        keys = mask[:, None, None, :].bool().expand(mask.shape[0], 1, mask.shape[1], mask.shape[1])
+        if self.loaded.attention == "sdpa":
+            return keys, {"is_causal": False}
+        additive = torch.zeros(keys.shape, dtype=self.loaded.dtype)
+        additive.masked_fill_(~keys, torch.finfo(self.loaded.dtype).min)
+        return additive, {"is_causal": False}
 
     @torch.inference_mode()
-    def embed(self, batch: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Pooled (not normalised) float32 vectors on the CPU, one row per sequence."""
-        input_ids, mask, positions = self._pad(batch)
+    def embed(
+        self, batch: Sequence[Sequence[int]], spans: Sequence[tuple[int, int] | None] | None = None
+    ) -> torch.Tensor:
+        """Pooled (not normalised) float32 vectors on the CPU, one row per sequence.
+
+        ``spans``: per sequence, the ``(start, end)`` positions to pool (its embed mask);
+        by default each row's ``span`` attribute (:class:`~e5_integrations._recipe.Encoded`),
+        and every token where there is none.
+        """
+        if spans is None:
+            found = [getattr(row, "span", None) for row in batch]
+            spans = found if any(span is not None for span in found) else None
+        input_ids, mask, positions, embed_mask = self._pad(batch, spans)
         device = self.loaded.device
         non_blocking = device.type == "cuda"
-        if self.graphs is not None:
+        if self.graphs is not None and embed_mask is None:
             pooled = self.graphs.run(input_ids, mask)
             if pooled is not None:
                 return pooled.float().cpu()
         if self.mask_free:
             hidden = self.forward(input_ids=input_ids.to(device, non_blocking=non_blocking), use_cache=False)
         else:
+            attention: torch.Tensor = mask
+            extra: dict[str, Any] = {}
+            if not self.recipe.causal:
+                attention, extra = self._bidirectional_mask(mask)
             hidden = self.forward(
                 input_ids=input_ids.to(device, non_blocking=non_blocking),
-                attention_mask=mask.to(device, non_blocking=non_blocking),
+                attention_mask=attention.to(device, non_blocking=non_blocking),
                 position_ids=positions.to(device, non_blocking=non_blocking),
                 use_cache=False,
+                **extra,
             )
-        pooled = self.recipe.pool(hidden.last_hidden_state, mask.to(device, non_blocking=non_blocking))
+        device_mask = mask.to(device, non_blocking=non_blocking)
+        device_embed = None if embed_mask is None else embed_mask.to(device, non_blocking=non_blocking)
+        pooled = self.recipe.pool(hidden.last_hidden_state, device_mask, device_embed)
         return pooled.float().cpu()
 
 

@@ -17,7 +17,8 @@ import torch
 from e5_integrations._backend import Backend, TorchBackend, load_model, resolve_devices, resolve_dtype
 from e5_integrations._batching import plan_batches
 from e5_integrations._errors import ConfigurationError, InputError, ModelLoadError, OutOfMemoryError, option
-from e5_integrations._recipe import E5_MISTRAL, Recipe, tokenize_for_embedding
+from e5_integrations._presets import resolve_recipe
+from e5_integrations._recipe import Encoded, Recipe, tokenize_for_embedding
 from e5_integrations._tasks import DEFAULT_TASK, Task, resolve_task
 
 __all__ = [
@@ -136,7 +137,9 @@ class E5Encoder:
 
     Queries get ``Instruct: {task}\\nQuery: {query}``; documents are embedded as they are.
     Texts are truncated to ``max_length - 1`` tokens and EOS is appended; the EOS hidden
-    state is pooled and L2-normalised. Inputs are sorted by length and packed into batches
+    state is pooled and L2-normalised. Other models embed with their own :class:`Recipe`
+    (``recipe=``, or the preset for the model id): SGPT, Echo, PromptEOL, LLM2Vec, GritLM,
+    Qwen3-Embedding, gte-Qwen2 (see :func:`e5_integrations.available_recipes`). Inputs are sorted by length and packed into batches
     of at most ``batch_tokens`` padded tokens; results come back in the caller's order as
     float32 arrays of shape ``(n, dimension)``.
 
@@ -157,7 +160,13 @@ class E5Encoder:
         show_progress: progress bar; ``None`` shows one for long inputs on a terminal.
         attn_implementation: override the attention kernel (default sdpa, or
             flash_attention_2 when flash-attn is installed and the dtype is half precision).
-        padding_side: ``"right"`` (default) or ``"left"``; results are the same either way.
+        padding_side: ``"right"`` or ``"left"``; default: the recipe's (the side its reference
+            pads on), else right. Results are the same either way.
+        recipe: how the model embeds: a name from :func:`e5_integrations.available_recipes`
+            (``"sgpt"``, ``"qwen3-embedding"``...) or a :class:`~e5_integrations.Recipe`.
+            Default: the preset for the model id (e5-mistral and its siblings, Qwen3-Embedding,
+            gte-Qwen2, GritLM...), else one derived from the model folder's
+            ``config_sentence_transformers.json`` prompts, else e5-mistral's.
         compile: run the model through ``torch.compile(dynamic=True)`` (fused kernels). The
             first batch pays the compilation; worth it for long jobs, not for a few queries.
         cuda_graphs: replay CUDA graphs for batches of up to 8 texts of up to 512 tokens
@@ -183,8 +192,8 @@ class E5Encoder:
         normalize: bool = True,
         show_progress: bool | None = None,
         attn_implementation: str | None = None,
-        padding_side: str = "right",
-        recipe: Recipe = E5_MISTRAL,
+        padding_side: str | None = None,
+        recipe: str | Recipe | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
         backends: Sequence[Backend] | None = None,
@@ -202,20 +211,20 @@ class E5Encoder:
         self.batch_tokens = batch_tokens
         self.normalize = normalize
         self.show_progress = show_progress
-        self.recipe = recipe
+        self.recipe = resolve_recipe(self.model_name, recipe)
         self.tokenizer = load_tokenizer(self.model_name)
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id
+        self.recipe.end_token_id(self.tokenizer)  # a recipe for another tokenizer fails here, not mid-job
+        pad_id = _pad_token_id(self.tokenizer, self.recipe)
+        side = padding_side or self.recipe.padding_side or "right"
         if backends is not None:
             self._backends: list[Backend] = list(backends)
             return
         self._backends = [
             TorchBackend(
                 load_model(self.model_name, dev, self.dtype, attn_implementation),
-                recipe,
+                self.recipe,
                 pad_id,
-                padding_side,
+                side,
                 compile=compile,
                 cuda_graphs=cuda_graphs,
             )
@@ -272,7 +281,8 @@ class E5Encoder:
     # -- public encode API -------------------------------------------------------------
 
     def encode_queries(self, texts: Sequence[str], task: str | Task = DEFAULT_TASK) -> np.ndarray:
-        """Embed search queries with the ``Instruct: {task}\\nQuery: {query}`` template.
+        """Embed search queries with the recipe's query template (e5-mistral:
+        ``Instruct: {task}\\nQuery: {query}``).
 
         Args:
             texts: the queries.
@@ -283,8 +293,9 @@ class E5Encoder:
         return self.encode(texts, instruction=instruction)
 
     def encode_documents(self, texts: Sequence[str], task: str | Task | None = None) -> np.ndarray:
-        """Embed documents: no instruction, unless ``task`` is symmetric (STS, clustering,
-        classification, pair classification...), where both sides are queries."""
+        """Embed documents with the recipe's document template (e5-mistral: the text as it
+        is; PromptEOL and Echo: their templates), unless ``task`` is symmetric (STS,
+        clustering, classification, pair classification...), where both sides are queries."""
         if task is not None:
             resolved = resolve_task(task)
             if resolved.symmetric:
@@ -292,27 +303,47 @@ class E5Encoder:
         return self.encode(texts)
 
     def encode(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
-        """Embed texts as they are, or with ``instruction`` applied through the template."""
+        """Embed texts with the recipe's query template and ``instruction``, or with its
+        document template when ``instruction`` is ``None`` (e5-mistral: the texts as they are)."""
         items = _check_texts(texts)
-        if instruction is not None:
-            if not isinstance(instruction, str) or not instruction.strip():
-                raise ConfigurationError(
-                    f"instruction must be a non-empty sentence or None, got {instruction!r}"
-                )
-            items = [self.recipe.format_query(instruction, text) for text in items]
+        if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
+            raise ConfigurationError(f"instruction must be a non-empty sentence or None, got {instruction!r}")
+        tokenize = self._tokenizer_for(instruction)
         if len(items) < 2 * HEAD_START_TEXTS:
-            return self.encode_token_ids(self._tokenize(items))
+            return self.encode_token_ids(tokenize(items))
         # Tokenization never starves the device: the bulk is tokenized on a thread (the
         # Rust tokenizer releases the GIL) while the device embeds a head start.
-        head = self._tokenize(items[:HEAD_START_TEXTS])
+        head = tokenize(items[:HEAD_START_TEXTS])
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-tokenize") as pool:
-            bulk = pool.submit(self._tokenize, items[HEAD_START_TEXTS:])
+            bulk = pool.submit(tokenize, items[HEAD_START_TEXTS:])
             return self._encode_parts(len(items), [(0, lambda: head), (HEAD_START_TEXTS, bulk.result)])
 
+    def _tokenizer_for(self, instruction: str | None) -> Callable[[Sequence[str]], list[list[int]]]:
+        """Texts → token ids for one side. e5-mistral-like recipes (one string template,
+        every token pooled) keep the model card's path: template, then tokenize."""
+        recipe = self.recipe
+        template = recipe.query.text if instruction is not None else recipe.document.text
+        if recipe.pools_every_token and isinstance(template, str) and recipe.preprocess is None:
+            if template == "{text}":
+                return self._tokenize
+            if "{bos}" not in template and "{eos}" not in template:
+                return lambda texts: self._tokenize(
+                    [recipe._format(template, t, instruction, None) for t in texts]
+                )
+        side = "query" if instruction is not None else "document"
+
+        def tokenize(texts: Sequence[str]) -> list[list[int]]:
+            encoded: list[Encoded] = recipe.tokenize(
+                self.tokenizer, texts, self.max_length, instruction=instruction, side=side
+            )
+            return list(encoded)
+
+        return tokenize
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens each text takes as model input (BOS and EOS included, after truncation)."""
-        ids = tokenize_for_embedding(self.tokenizer, _check_texts(texts), self.max_length, self.recipe)
-        return [len(row) for row in ids]
+        """Tokens each text takes as a document (the recipe's document template and special
+        tokens included, after truncation)."""
+        return [len(row) for row in self._tokenizer_for(None)(_check_texts(texts))]
 
     def encode_token_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed sequences already tokenized by :func:`tokenize_for_embedding`.
@@ -465,7 +496,8 @@ class DeferredEncoder:
         devices = resolve_devices(options.get("device"))
         resolve_dtype(options.get("dtype", "auto"), devices[0])
         self._options = options
-        self._recipe: Recipe = options.get("recipe", E5_MISTRAL)
+        #: The recipe the loaded encoder will use (resolved now: no weights needed).
+        self.recipe: Recipe = resolve_recipe(self.model_name, options.get("recipe"))
         self._encoder: E5Encoder | None = None
         self._tokenizer: Any = None
         self._dimension: int | None = None
@@ -519,8 +551,23 @@ class DeferredEncoder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """:meth:`E5Encoder.count_tokens` (needs the tokenizer only)."""
-        ids = tokenize_for_embedding(self.tokenizer, _check_texts(texts), self.max_length, self._recipe)
-        return [len(row) for row in ids]
+        if self._encoder is not None:
+            return self._encoder.count_tokens(texts)
+        encoded = self.recipe.tokenize(
+            self.tokenizer, _check_texts(texts), self.max_length, instruction=None, side="document"
+        )
+        return [len(row) for row in encoded]
+
+
+def _pad_token_id(tokenizer: Any, recipe: Recipe) -> int:
+    """The recipe's padding token if it names one the tokenizer knows, else the
+    tokenizer's, else EOS. Padding is masked, so this never changes a vector."""
+    if recipe.pad_token is not None:
+        token_id = tokenizer.convert_tokens_to_ids(recipe.pad_token)
+        if token_id is not None:
+            return int(token_id)
+    pad_id = tokenizer.pad_token_id
+    return int(pad_id if pad_id is not None else tokenizer.eos_token_id)
 
 
 class _RunState:

@@ -73,6 +73,21 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: the best available)")
     group.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (default: %(default)s)")
+    group.add_argument(
+        "--recipe",
+        type=_recipe_name,
+        help="how the model embeds: e5-mistral, sgpt, echo, prompteol, llm2vec, gritlm, qwen3-embedding, ... "
+        "(default: the model's preset, else its sentence-transformers prompts, else e5-mistral)",
+    )
+
+
+def _recipe_name(text: str) -> str:
+    """``--recipe``: a built-in recipe name, checked before any model is loaded."""
+    from e5_integrations._recipe import available_recipes
+
+    if text.strip().lower() not in available_recipes():
+        raise argparse.ArgumentTypeError(f"unknown recipe {text!r}; valid recipes: {', '.join(available_recipes())}")
+    return text.strip().lower()
 
 
 def _positive(text: str) -> int:
@@ -205,6 +220,8 @@ def _encoder(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
     if getattr(args, "batch_tokens", None) is not None:
         options["batch_tokens"] = args.batch_tokens
+    if getattr(args, "recipe", None) is not None:
+        options["recipe"] = args.recipe
     return DeferredEncoder(args.model, **options)
 
 
@@ -256,6 +273,7 @@ def _ingest_ray(args: argparse.Namespace) -> Any:
         sink_options=options,
         model=args.model,
         dtype=args.dtype,
+        recipe=args.recipe,
         **_job_options(args),
         **ray_options,
     )

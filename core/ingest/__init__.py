@@ -7,6 +7,7 @@ from e5_integrations.ingest._chunking import (
     Chunker,
     chunk_id,
     content_hash,
+    recipe_key,
 )
 from e5_integrations.ingest._pipeline import ingest, search
 from e5_integrations.ingest._registry import DEFAULT_STORE_DIR, STORES, infer_store, open_sink
@@ -48,5 +49,6 @@ __all__ = [
     "ingest",
     "iter_documents",
     "open_sink",
+    "recipe_key",
     "search",
 ]

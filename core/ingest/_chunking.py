@@ -33,6 +33,7 @@ __all__ = [
     "check_chunk_sizes",
     "chunk_id",
     "content_hash",
+    "recipe_key",
 ]
 
 DEFAULT_CHUNK_TOKENS = 512
@@ -69,18 +70,34 @@ def chunk_id(document_id: str, index: int) -> str:
     return f"{document_id}#{index}"
 
 
-def content_hash(model: str, max_length: int, text: str, metadata: Mapping[str, Any]) -> str:
+def content_hash(
+    model: str, max_length: int, text: str, metadata: Mapping[str, Any], recipe: str | None = None
+) -> str:
     """Fingerprint of everything a stored row depends on: the model, ``max_length``, the
-    chunk text and its metadata (canonical JSON). Equal hash → the stored row is identical
-    and the chunk need not be embedded again."""
-    payload = json.dumps(
-        [model, max_length, text, metadata],
-        ensure_ascii=False,
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
+    chunk text and its metadata (canonical JSON), and the recipe. Equal hash → the stored
+    row is identical and the chunk need not be embedded again.
+
+    ``recipe`` is :func:`recipe_key` of the encoder's recipe: ``None`` for the default
+    e5-mistral recipe, which leaves the hash exactly as it was before recipes existed (so
+    collections already embedded with e5-mistral are not re-embedded), and the recipe's name
+    plus a digest of its settings otherwise, so embedding with another recipe (or a changed
+    one) re-embeds every chunk.
+    """
+    items: list[Any] = [model, max_length, text, metadata]
+    if recipe is not None:
+        items.append({"recipe": recipe})
+    payload = json.dumps(items, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def recipe_key(recipe: Any) -> str | None:
+    """What :func:`content_hash` records of a recipe: ``None`` for e5-mistral's (the default,
+    whose hashes predate recipes), else ``Recipe.fingerprint()``."""
+    from e5_integrations._recipe import E5_MISTRAL, Recipe
+
+    if recipe is None or not isinstance(recipe, Recipe) or recipe == E5_MISTRAL:
+        return None
+    return recipe.fingerprint()
 
 
 def check_chunk_sizes(chunk_tokens: int | None, overlap: int | None, max_length: int) -> tuple[int, int]:

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, SourceError, option
-from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash
+from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash, recipe_key
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
@@ -123,11 +123,12 @@ class _Group:
 
 
 def prepare_chunks(
-    document: Document, chunker: Chunker, model_name: str, max_length: int
+    document: Document, chunker: Chunker, model_name: str, max_length: int, recipe: str | None = None
 ) -> list[PendingChunk]:
     """Split ``document`` and give every chunk its id, metadata and content hash.
 
-    Shared by the local and the Ray engine, so both write identical rows.
+    Shared by the local and the Ray engine, so both write identical rows. ``recipe`` is
+    :func:`~e5_integrations.ingest._chunking.recipe_key` of the encoder's recipe.
     """
     pending = []
     for chunk in chunker.split(document.text):
@@ -137,7 +138,7 @@ def prepare_chunks(
             DOCUMENT_ID_KEY: document.id,
             CHUNK_INDEX_KEY: chunk.index,
         }
-        digest = content_hash(model_name, max_length, chunk.text, metadata)
+        digest = content_hash(model_name, max_length, chunk.text, metadata, recipe)
         metadata[CONTENT_HASH_KEY] = digest
         pending.append(
             PendingChunk(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens)
@@ -362,7 +363,8 @@ class _Run:
 
     # -- building groups (main thread) ---------------------------------------------------
     def _pending(self, document: Document) -> list[PendingChunk]:
-        return prepare_chunks(document, self.chunker, self.encoder.model_name, self.encoder.max_length)
+        recipe = recipe_key(getattr(self.encoder, "recipe", None))
+        return prepare_chunks(document, self.chunker, self.encoder.model_name, self.encoder.max_length, recipe)
 
     def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
         group = _Group()

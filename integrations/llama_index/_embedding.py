@@ -16,10 +16,12 @@ import asyncio
 import os
 from typing import Any
 
-from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, resolve_task
-from e5_integrations._encoder import model_name_from_aliases
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, Recipe, resolve_task
+from e5_integrations._encoder import model_name_from_aliases
+from e5_integrations._recipe import get_recipe
 
 __all__ = ["E5MistralEmbedding"]
 
@@ -78,6 +80,11 @@ class E5MistralEmbedding(BaseEmbedding):
     show_progress: bool | None = Field(
         default=None, description="Show a progress bar while encoding; None shows one only for large inputs."
     )
+    recipe: str | Recipe | None = Field(
+        default=None,
+        description="How the model embeds: a name from e5_integrations.available_recipes() ('sgpt', "
+        "'qwen3-embedding' ...) or a Recipe; None picks the model's preset.",
+    )
 
     _encoder: E5Encoder = PrivateAttr()
 
@@ -92,6 +99,13 @@ class E5MistralEmbedding(BaseEmbedding):
         resolve_task(task)  # raises UnknownTaskError (a ValueError) for a mistyped task name
         return task
 
+    @field_validator("recipe")
+    @classmethod
+    def _check_recipe(cls, recipe: str | Recipe | None) -> str | Recipe | None:
+        if recipe is not None:
+            get_recipe(recipe)  # raises ConfigurationError (a ValueError) listing the valid names
+        return recipe
+
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         self._encoder = E5Encoder.shared(
@@ -101,6 +115,7 @@ class E5MistralEmbedding(BaseEmbedding):
             max_length=self.max_length,
             batch_tokens=self.batch_tokens,
             show_progress=self.show_progress,
+            **({"recipe": self.recipe} if self.recipe is not None else {}),
         )
 
     @classmethod

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
+from e5_integrations._recipe import Recipe
 from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
 from e5_integrations.ingest._registry import infer_store, sink_class
@@ -224,6 +225,7 @@ def ingest_ray(
     progress: bool | None = None,
     prune: bool = False,
     id_root: str | os.PathLike[str] | None = None,
+    recipe: str | Recipe | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -251,6 +253,8 @@ def ingest_ray(
         progress: Ray Data's progress bars (``None``: Ray's default).
         prune: after loading, delete the stored chunks of documents no longer in
             ``sources``, as for ``ingest`` (done by the driver).
+        recipe: how the actors embed (a name from ``available_recipes()`` or a ``Recipe``);
+            default: the model's preset, as for :class:`~e5_integrations.E5Encoder`.
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
@@ -286,7 +290,9 @@ def ingest_ray(
     spec = EncoderSpec(
         model=model_name, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
         attn_implementation=attn_implementation, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+        recipe=recipe,
     )
+    spec.recipe_key()  # an unknown recipe name fails here, before any Ray work
     spec.chunker()  # fail here on a bad model path or chunk size, not in a thousand tasks
     dim = _model_dimension(model_name)
     sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))

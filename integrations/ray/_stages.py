@@ -25,6 +25,7 @@ Rows flowing between the stages are flat dicts of columns:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -94,6 +95,12 @@ class EncoderSpec:
     attn_implementation: str | None = None
     chunk_tokens: int | None = None
     chunk_overlap: int | None = None
+    #: a recipe name or :class:`~e5_integrations.Recipe`; ``None``: the model's preset.
+    recipe: Any = None
+
+    def recipe_key(self) -> str | None:
+        """What the content hashes record of this spec's recipe (see ``content_hash``)."""
+        return _recipe_key(self.model, self.recipe)
 
     def chunker(self) -> Chunker:
         """This worker's chunker (the model's tokenizer, loaded once per process)."""
@@ -108,6 +115,14 @@ class EncoderSpec:
                 )
                 _CHUNKERS[key] = chunker
             return chunker
+
+
+@functools.lru_cache(maxsize=16)
+def _recipe_key(model: str, recipe: Any) -> str | None:
+    from e5_integrations._presets import resolve_recipe
+    from e5_integrations.ingest._chunking import recipe_key
+
+    return recipe_key(resolve_recipe(model, recipe))
 
 
 # -- stage 1: read (one task per file) ------------------------------------------------------
@@ -164,7 +179,7 @@ def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> di
     }
     for doc_id, text, source, metadata in zip(batch["doc_id"], batch["text"], batch["source"], batch["metadata"]):
         document = Document(id=str(doc_id), text=str(text), source=str(source), metadata=json.loads(metadata))
-        chunks = prepare_chunks(document, chunker, spec.model, spec.max_length)
+        chunks = prepare_chunks(document, chunker, spec.model, spec.max_length, spec.recipe_key())
         if not chunks:  # an empty document: one row that only carries the probe deleting its chunks
             for name, value in _PROBE_ONLY.items():
                 columns[name].append(value)
@@ -247,6 +262,7 @@ class EmbedChunks:
             max_length=spec.max_length,
             batch_tokens=spec.batch_tokens,
             attn_implementation=spec.attn_implementation,
+            recipe=spec.recipe,
             show_progress=False,
         )
         logger.info("embedding actor ready: %r", self.encoder)

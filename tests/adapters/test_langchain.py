@@ -202,3 +202,16 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
     assert same.model_name == tiny_model_name
     with pytest.raises(ValidationError, match="name different models"):
         E5MistralEmbeddings(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")
+def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
+    embeddings = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu", recipe="prompteol")
+    core = E5Encoder(tiny_model_name, device="cpu", recipe="prompteol")
+    assert embeddings.encoder.recipe.name == "prompteol"
+    assert row_cosines(embeddings.embed_documents(DOCS), core.encode_documents(DOCS)).min() >= MIN_COSINE
+    assert row_cosines(embeddings.embed_query(QUERY), core.encode_queries([QUERY])).min() >= MIN_COSINE
+    e5 = E5Encoder(tiny_model_name, device="cpu").encode_documents(DOCS)
+    assert row_cosines(embeddings.embed_documents(DOCS), e5).min() < 0.999  # PromptEOL's template was applied
+
+
+def test_unknown_recipe_is_a_validation_error_listing_the_valid_ones(tiny_model_name: str) -> None:
+    with pytest.raises(ValidationError, match="valid recipes: .*sgpt"):
+        E5MistralEmbeddings(model_name=tiny_model_name, device="cpu", recipe="bert-cls")

@@ -195,3 +195,16 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
     assert by_model.encoder.loaded_models[0] is encoder.loaded_models[0]
     with pytest.raises(ValidationError, match="name different models"):
         E5MistralEmbedding(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")
+def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
+    embed_model = E5MistralEmbedding(model_name=tiny_model_name, device="cpu", recipe="echo")
+    core = E5Encoder(tiny_model_name, device="cpu", recipe="echo")
+    assert embed_model.encoder.recipe.name == "echo"
+    cos = row_cosines(embed_model.get_text_embedding_batch(DOCS), core.encode_documents(DOCS))
+    assert cos.min() >= MIN_COSINE
+    query = core.encode_queries([QUERY], task=DEFAULT_TASK)
+    assert row_cosines(embed_model.get_query_embedding(QUERY), query).min() >= MIN_COSINE
+
+
+def test_unknown_recipe_is_a_validation_error_listing_the_valid_ones(tiny_model_name: str) -> None:
+    with pytest.raises(ValidationError, match="valid recipes: .*sgpt"):
+        E5MistralEmbedding(model_name=tiny_model_name, device="cpu", recipe="bert-cls")

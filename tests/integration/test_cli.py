@@ -382,3 +382,24 @@ def test_search_with_a_model_of_another_dimension_says_which(
     err = capsys.readouterr().err
     assert "16-dimensional" in err and "--model" in err and str(tiny_model_dir) in err
     assert "Traceback" not in err
+def test_recipe_flag_re_embeds_and_searches_with_that_recipe(
+    workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(tiny_model_dir)
+    assert main(["ingest", "docs", "--model", model, "--no-progress", "--json", "--id-root", "docs"]) == 0
+    assert json.loads(capsys.readouterr().out)["embedded"] == 3
+    args = ["--model", model, "--recipe", "sgpt-nobrackets", "--id-root", "docs"]
+    assert main(["ingest", "docs", *args, "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["embedded"], report["written"]) == (3, 3)  # a new recipe re-embeds every chunk
+    assert main(["search", DOCS["keys.txt"], *args[:4], "--json", "-k", "1"]) == 0
+    hit = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert hit["id"] == "keys.txt#0" and hit["score"] > 0.999  # sgpt's symmetric query = the document
+
+
+def test_unknown_recipe_exits_2_listing_the_valid_ones(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", "docs", "--recipe", "bert", "--model", "/nonexistent"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown recipe 'bert'" in err and "qwen3-embedding" in err and "Traceback" not in err

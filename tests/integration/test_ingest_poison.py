@@ -78,7 +78,7 @@ def test_a_poison_record_fails_the_check_pass_or_is_skipped(
     path = _corpus(tmp_path / "docs", POISON[case][1])
     sink = make_sink()
 
-    with pytest.raises(SourceError, match=rf"{path}:2: .*--on-error skip"):
+    with pytest.raises(SourceError, match=rf"{path}:2: .*on_error='skip'"):
         _ingest(path.parent, sink, encoder)
     assert sink.count() == 0  # refused before anything was written
 

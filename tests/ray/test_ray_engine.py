@@ -296,3 +296,35 @@ def test_sources_without_any_document_are_an_error_before_ray_starts(
     # the store is never reached: the check pass finds nothing to ingest first
     with pytest.raises(SourceError, match=r"nothing to ingest.*\.pptx x1"):
         ingest_ray([empty], store="pgvector", uri="postgresql://u@127.0.0.1:1/db", model=str(tiny_model_dir))
+@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+def test_recipe_reaches_the_actors_and_the_content_hashes(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from e5_integrations import E5Encoder
+
+    corpus = write_corpus(tmp_path / "docs", documents=8, seed=3)
+    store, uri, collection = store_target
+    sgpt = E5Encoder(str(tiny_model_dir), device="cpu", dtype="fp32", recipe="sgpt-nobrackets")
+    with open_sink(store, uri, collection + "_local") as sink:
+        try:
+            ingest([corpus], sink, sgpt, **CHUNK)
+            local_rows = dump_rows(store, uri, collection + "_local")
+        finally:
+            sink.drop()
+    first = run_ray(store_target, corpus, tiny_model_dir)  # the default recipe, e5-mistral
+    switched = run_ray(store_target, corpus, tiny_model_dir, recipe="sgpt-nobrackets")
+    assert switched.embedded == switched.chunks == first.chunks  # a new recipe re-embeds everything
+    ray_rows = dump_rows(*store_target)
+    assert sorted(ray_rows) == sorted(local_rows)
+    for id_, (text, metadata, vector) in local_rows.items():
+        assert ray_rows[id_][:2] == (text, metadata), id_  # same content hash as the local engine
+        assert np.allclose(ray_rows[id_][2], vector, atol=1e-5), id_
+
+
+def test_unknown_recipe_fails_before_any_ray_work(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from e5_integrations.ray import ingest_ray
+
+    corpus = write_corpus(tmp_path / "docs", documents=2)
+    with pytest.raises(ConfigurationError, match="unknown recipe 'bert'.*qwen3-embedding"):
+        ingest_ray([corpus], store="pgvector", uri="postgresql://nobody@127.0.0.1:1/x", model=str(tiny_model_dir),
+                   recipe="bert")

@@ -110,3 +110,35 @@ def test_ids_and_content_hash() -> None:
     assert base != content_hash("m", 4096, "text", {"source": "b"})
     # key order of the metadata does not matter
     assert content_hash("m", 1, "t", {"a": 1, "b": 2}) == content_hash("m", 1, "t", {"b": 2, "a": 1})
+
+
+def test_default_recipe_keeps_the_hash_it_had_before_recipes() -> None:
+    """Collections embedded with e5-mistral before recipes existed are not re-embedded."""
+    import hashlib
+    import json
+
+    from e5_integrations import E5_MISTRAL
+    from e5_integrations.ingest import recipe_key
+
+    before = hashlib.sha256(
+        json.dumps(["m", 4096, "text", {"source": "a"}], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        .encode("utf-8")
+    ).hexdigest()
+    assert recipe_key(E5_MISTRAL) is None and recipe_key(None) is None
+    assert content_hash("m", 4096, "text", {"source": "a"}, recipe_key(E5_MISTRAL)) == before
+
+
+def test_another_recipe_changes_the_hash() -> None:
+    import dataclasses
+
+    from e5_integrations._recipe import get_recipe
+    from e5_integrations.ingest import recipe_key
+
+    base = content_hash("m", 4096, "text", {"source": "a"})
+    keys = {recipe_key(get_recipe(name)) for name in ("sgpt", "sgpt-nobrackets", "echo", "echo-last", "llm2vec")}
+    hashes = {content_hash("m", 4096, "text", {"source": "a"}, key) for key in keys}
+    assert len(keys) == 5 and len(hashes) == 5 and base not in hashes
+    # the same name with other settings is another recipe too
+    sgpt = get_recipe("sgpt")
+    assert recipe_key(dataclasses.replace(sgpt, pooling="mean")) != recipe_key(sgpt)
+    assert recipe_key(sgpt).startswith("sgpt:")
