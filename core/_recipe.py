@@ -189,7 +189,7 @@ def _check_format(template: str, what: str) -> None:
         )
 
 
-class Encoded(list):  # type: ignore[type-arg]
+class Encoded(list[int]):
     """Token ids of one text (a ``list[int]``) that also carry the pooled span.
 
     ``span`` is ``(start, end)`` into the ids, or ``None`` when every token is pooled. Being

@@ -27,7 +27,10 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
 from e5_integrations._recipe import Recipe
@@ -89,7 +92,7 @@ def _datasink_class() -> type:
     """Build the Datasink subclass only once Ray is imported (Ray stays optional)."""
     from ray.data import Datasink
 
-    class _E5StoreDatasink(Datasink):  # type: ignore[misc]
+    class _E5StoreDatasink(Datasink):
         """Writes embedded chunk rows to one store with batched, idempotent upserts.
 
         Each write task opens the store once per worker process and upserts in requests
@@ -112,7 +115,9 @@ def _datasink_class() -> type:
         def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, int]:
             from ray.data.block import BlockAccessor
 
-            batches = (BlockAccessor.for_block(block).to_numpy() for block in blocks)
+            batches = cast(
+                "Iterable[Mapping[str, np.ndarray]]", (BlockAccessor.for_block(block).to_numpy() for block in blocks)
+            )
             return write_rows(batches, self.sink_spec, self.max_records)
 
         def on_write_complete(self, write_result: Any) -> None:

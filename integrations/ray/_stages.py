@@ -234,7 +234,7 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     out["deleted"] = np.zeros(int(keep.sum()), dtype=np.int64)
     skipped = int(unchanged.sum())
     if skipped or deleted:
-        summary = {name: "" for name in ("id", "text", "metadata", "hash", "document_id")}
+        summary: dict[str, Any] = {name: "" for name in ("id", "text", "metadata", "hash", "document_id")}
         summary.update(tokens=0, chunk_index=-1, n_chunks=0, stands_for=skipped, unchanged=True, deleted=deleted)
         out = {name: np.append(out[name], np.asarray([summary[name]], dtype=out[name].dtype)) for name in out}
     return out

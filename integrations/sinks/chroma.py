@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -155,7 +156,7 @@ class ChromaSink(Sink):
             return {}
         found: dict[str, str] = {}
         for part in by_count(list(ids), READ_SLICE):
-            got = self._call(lambda part=part: collection.get(ids=part, include=["metadatas"]))
+            got = self._call(functools.partial(collection.get, ids=part, include=["metadatas"]))
             for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
                 value = (meta or {}).get(CONTENT_HASH_KEY)
                 if isinstance(value, str):
@@ -178,7 +179,7 @@ class ChromaSink(Sink):
                 ids=ids,
                 embeddings=embeddings,
                 documents=[r.text for r in records],
-                metadatas=metadatas,  # type: ignore[arg-type]  # None is allowed per record
+                metadatas=metadatas,  # None is allowed per record
             )
         )
 
@@ -223,7 +224,7 @@ class ChromaSink(Sink):
         offset = 0
         while True:
             got = self._call(
-                lambda offset=offset: collection.get(include=["metadatas"], limit=page_size, offset=offset)
+                functools.partial(collection.get, include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
                 (id_, _document_id(meta))
@@ -241,7 +242,7 @@ class ChromaSink(Sink):
         if collection is None:
             return
         for part in by_count(list(ids), READ_SLICE):
-            self._call(lambda part=part: collection.delete(ids=part))
+            self._call(functools.partial(collection.delete, ids=part))
 
     def drop(self) -> None:
         """Delete the collection if it exists."""

@@ -16,6 +16,7 @@ The collection is created with ``consistency_level="Strong"`` so reads see earli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -167,7 +168,8 @@ class MilvusSink(Sink):
         found: dict[str, str] = {}
         for part in by_count([primary_key(i) for i in ids], READ_SLICE):
             rows = self._call(
-                lambda part=part: self._client.query(
+                functools.partial(
+                    self._client.query,
                     self.collection,
                     filter=f"{PK_FIELD} in {json.dumps(part)}",
                     output_fields=[ID_FIELD, METADATA_FIELD],
@@ -196,7 +198,7 @@ class MilvusSink(Sink):
             )
         rows = [_row(r) for r in last_per_id(records)]  # Milvus 2.5 would keep both copies
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
-            self._call(lambda part=part: self._client.upsert(self.collection, part, timeout=self._timeout))
+            self._call(functools.partial(self._client.upsert, self.collection, part, timeout=self._timeout))
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records; Milvus' COSINE "distance" is the cosine similarity."""
@@ -265,7 +267,7 @@ class MilvusSink(Sink):
             return
         for part in by_count(keys, READ_SLICE):
             self._call(
-                lambda part=part: self._client.delete(self.collection, ids=part, timeout=self._timeout)
+                functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
             )
 
     def drop(self) -> None:

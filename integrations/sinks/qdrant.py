@@ -11,6 +11,7 @@ stores ``on_disk`` in the collection config but keeps every vector in RAM, and i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -282,7 +283,7 @@ class QdrantSink(Sink):
         for chunk in _split_by_size(points):
             self._call(
                 "upsert",
-                lambda chunk=chunk: self._client.upsert(self.collection, points=chunk, wait=True),
+                functools.partial(self._client.upsert, self.collection, points=chunk, wait=True),
             )
         _log.debug("upserted %d points into qdrant collection %r", len(points), self.collection)
 
@@ -331,7 +332,8 @@ class QdrantSink(Sink):
         while True:
             points, offset = self._call(
                 "scroll",
-                lambda offset=offset: self._client.scroll(
+                functools.partial(
+                    self._client.scroll,
                     self.collection,
                     limit=page_size,
                     offset=offset,
