@@ -38,17 +38,38 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the model-card reference lives in tests/
 
 ARCH = {
-    "e5-mistral": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=8),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2),
+    "e5-mistral": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    },
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 
 
 def make_corpus(n: int, seed: int = 0) -> list[str]:
     """50 % of 12-96 tokens, 35 % of 96-512, 15 % of 512-2048 (about one token per word)."""
     rng = np.random.default_rng(seed)
-    words = ["alpha", "river", "compute", "summit", "protein", "vector", "garden", "signal", "ledger", "orbit"]
+    words = [
+        "alpha",
+        "river",
+        "compute",
+        "summit",
+        "protein",
+        "vector",
+        "garden",
+        "signal",
+        "ledger",
+        "orbit",
+    ]
     texts = []
     for _ in range(n):
         bucket = rng.random()
@@ -91,7 +112,9 @@ def card_loop(model, tokenizer, texts: list[str], batch: int, device: torch.devi
         bd = tokenizer.pad(bd, padding=True, return_attention_mask=True, return_tensors="pt").to(device)
         with torch.inference_mode():
             out = model(**bd)
-            emb = torch.nn.functional.normalize(last_token_pool(out.last_hidden_state, bd["attention_mask"]), dim=1)
+            emb = torch.nn.functional.normalize(
+                last_token_pool(out.last_hidden_state, bd["attention_mask"]), dim=1
+            )
             emb.float().cpu()
     sync(device)
     return time.perf_counter() - start
@@ -104,7 +127,10 @@ def gemm_ceiling(cfg: dict, device: torch.device, dtype: torch.dtype) -> tuple[f
     shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, i), (h, i), (i, h)]
     tokens = 8192 if device.type == "cuda" else 256
     flops_per_token = 2 * sum(a * b for a, b in shapes) * cfg["num_hidden_layers"]
-    mats = [(torch.randn(tokens, a, device=device, dtype=dtype), torch.randn(a, b, device=device, dtype=dtype)) for a, b in shapes]
+    mats = [
+        (torch.randn(tokens, a, device=device, dtype=dtype), torch.randn(a, b, device=device, dtype=dtype))
+        for a, b in shapes
+    ]
     for x, w in mats:
         x @ w
     sync(device)
@@ -133,20 +159,26 @@ def query_p50(enc, device: torch.device, calls: int = 50) -> float:
     enc.encode_queries(["warm-up query"])
     latencies = []
     for i in range(calls):
-        _, secs = timed(device, lambda: enc.encode_queries([f"how much protein should a female eat {i}"]))
+        query = f"how much protein should a female eat {i}"
+        _, secs = timed(device, lambda query=query: enc.encode_queries([query]))
         latencies.append(secs * 1000)
     return statistics.median(latencies)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", choices=sorted(ARCH), default="e5-mistral")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--texts", type=int, default=2048)
     parser.add_argument("--parity-texts", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--variants", default="masked,compiled,graphs",
-                        help="levers to measure besides the default encoder (comma-separated; '' for none)")
+    parser.add_argument(
+        "--variants",
+        default="masked,compiled,graphs",
+        help="levers to measure besides the default encoder (comma-separated; '' for none)",
+    )
     args = parser.parse_args()
     variants = {v for v in args.variants.split(",") if v}
     unknown = variants - {"masked", "compiled", "graphs"}
@@ -164,14 +196,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model_dir(args.config, Path(tmp))
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        n_tokens = sum(len(ids) + 1 for ids in tokenizer(texts, max_length=4095, truncation=True)["input_ids"])
-        results: dict = {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                         "config": args.config, "texts": len(texts), "tokens": n_tokens,
-                         "torch": torch.__version__, "date": dt.date.today().isoformat()}
+        n_tokens = sum(
+            len(ids) + 1 for ids in tokenizer(texts, max_length=4095, truncation=True)["input_ids"]
+        )
+        results: dict = {
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "config": args.config,
+            "texts": len(texts),
+            "tokens": n_tokens,
+            "torch": torch.__version__,
+            "date": dt.date.today().isoformat(),
+        }
         flops, ceiling = gemm_ceiling(ARCH[args.config], device, dtype)
         results.update(gemm_tflops=flops / 1e12, gemm_ceiling_tokens_per_s=ceiling)
 
-        model = AutoModel.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa").to(device).eval()
+        model = (
+            AutoModel.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa").to(device).eval()
+        )
         secs = card_loop(model, tokenizer, texts, 16, device, sort=False)
         results["seed_reference_bf16"] = {"tokens_per_s": n_tokens / secs, "seconds": secs}
         secs = card_loop(model, tokenizer, texts, 32, device, sort=True)
@@ -192,8 +233,13 @@ def main() -> None:
         enc.encode_documents(texts[:32])  # warm-up
         vectors, secs = timed(device, lambda: enc.encode_documents(texts))
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        results["e5_integrations"] = {"tokens_per_s": n_tokens / secs, "seconds": secs, "peak_mem_gb": peak,
-                                      "batches": len(plan), "batch_tokens": enc.batch_tokens}
+        results["e5_integrations"] = {
+            "tokens_per_s": n_tokens / secs,
+            "seconds": secs,
+            "peak_mem_gb": peak,
+            "batches": len(plan),
+            "batch_tokens": enc.batch_tokens,
+        }
         results["query_p50_ms"] = query_p50(enc, device)
 
         graphs = compiled = None
@@ -213,9 +259,12 @@ def main() -> None:
             compiled = E5Encoder(str(model_dir), device=str(device), dtype=dtype, compile=True)
             _, warm = timed(device, lambda: compiled.encode_documents(texts))  # compiles, then runs
             _, secs = timed(device, lambda: compiled.encode_documents(texts))
-            results["variant_compiled"] = {"tokens_per_s": n_tokens / secs, "seconds": secs,
-                                           "first_run_with_compile_s": warm,
-                                           "query_p50_ms": query_p50(compiled, device)}
+            results["variant_compiled"] = {
+                "tokens_per_s": n_tokens / secs,
+                "seconds": secs,
+                "first_run_with_compile_s": warm,
+                "query_p50_ms": query_p50(compiled, device),
+            }
 
         from tests.model_card_reference import model_card_embeddings
 
@@ -229,15 +278,23 @@ def main() -> None:
             torch.cuda.empty_cache()
         reference_model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
         subset = texts[: args.parity_texts]
-        reference = np.concatenate([
-            model_card_embeddings(str(model_dir), subset[i : i + 8], model=reference_model).numpy()
-            for i in range(0, len(subset), 8)
-        ])
+        reference = np.concatenate(
+            [
+                model_card_embeddings(str(model_dir), subset[i : i + 8], model=reference_model).numpy()
+                for i in range(0, len(subset), 8)
+            ]
+        )
         results["parity_min_cos"] = float((reference * vectors[: len(subset)]).sum(axis=1).min())
-    results["e5_vs_ceiling"] = results["e5_integrations"]["tokens_per_s"] / results["gemm_ceiling_tokens_per_s"]
-    results["e5_vs_sorted_bs32"] = results["e5_integrations"]["tokens_per_s"] / results["sorted_bs32"]["tokens_per_s"]
+    results["e5_vs_ceiling"] = (
+        results["e5_integrations"]["tokens_per_s"] / results["gemm_ceiling_tokens_per_s"]
+    )
+    results["e5_vs_sorted_bs32"] = (
+        results["e5_integrations"]["tokens_per_s"] / results["sorted_bs32"]["tokens_per_s"]
+    )
     if "variant_compiled" in results:
-        results["compiled_vs_ceiling"] = results["variant_compiled"]["tokens_per_s"] / results["gemm_ceiling_tokens_per_s"]
+        results["compiled_vs_ceiling"] = (
+            results["variant_compiled"]["tokens_per_s"] / results["gemm_ceiling_tokens_per_s"]
+        )
     print(json.dumps(results, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     name = results["gpu"].replace(" ", "-").lower()

@@ -30,17 +30,41 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.pgvector_recall import postgres  # noqa: E402
-from e5_integrations._encoder import load_tokenizer  # noqa: E402
-from e5_integrations.ingest import Chunker, Record, open_sink  # noqa: E402
-from e5_integrations.ingest._pipeline import upsert_in_batches  # noqa: E402
+from benchmarks.pgvector_recall import postgres
+from e5_integrations._encoder import load_tokenizer
+from e5_integrations.ingest import Chunker, Record, open_sink
+from e5_integrations.ingest._pipeline import upsert_in_batches
 
 
 def chunk_rate(model: str, seconds: float = 5.0) -> float:
     """Tokens/s of ``Chunker.split`` on one thread over 2,000-word English-like texts."""
     os.environ["RAYON_NUM_THREADS"] = "1"
-    words = ("the vector store holds embeddings of passages and the model ranks them by cosine "
-             "similarity while the index keeps recall high under heavy load").split()
+    words = [
+        "the",
+        "vector",
+        "store",
+        "holds",
+        "embeddings",
+        "of",
+        "passages",
+        "and",
+        "the",
+        "model",
+        "ranks",
+        "them",
+        "by",
+        "cosine",
+        "similarity",
+        "while",
+        "the",
+        "index",
+        "keeps",
+        "recall",
+        "high",
+        "under",
+        "heavy",
+        "load",
+    ]
     rng = random.Random(0)
     texts = [" ".join(rng.choice(words) for _ in range(2000)) for _ in range(20)]
     chunker = Chunker(load_tokenizer(model), 512, 64)
@@ -65,7 +89,9 @@ def write_rate(open_fn: Callable[[str], object], rows: int, dim: int, writers: i
 
     def work(index: int) -> int:
         records = [
-            Record(f"w{index}-{row}", text, {"source": "bench", "chunk_index": row}, vectors[index * share + row])
+            Record(
+                f"w{index}-{row}", text, {"source": "bench", "chunk_index": row}, vectors[index * share + row]
+            )
             for row in range(share)
         ]
         return upsert_in_batches(sinks[index], records, limit)  # type: ignore[arg-type]

@@ -75,7 +75,7 @@ def recall_at_k(sink: PGVectorSink, docs: np.ndarray, queries: np.ndarray, k: in
     """Mean share of the exact top-``k`` that ``sink.search`` returns (docs already loaded)."""
     truth = exact_top_k(docs, queries, k)
     found = 0
-    for query, expected in zip(queries, truth):
+    for query, expected in zip(queries, truth, strict=False):
         got = {hit.id for hit in sink.search(query, k)}
         found += len(got & {f"d{i}" for i in expected})
     return found / (k * len(queries))

@@ -447,7 +447,7 @@ class Recipe:
             return [Encoded(row) for row in rows]
         head, tail = template.text.split("{text}", 1)
         out = []
-        for text, row in zip(texts, rows):
+        for text, row in zip(texts, rows, strict=False):
             if template.pool_span == "after_prompt":
                 prompt = self._format(head, "", instruction, tokenizer)
                 start = len(tokenizer(prompt, add_special_tokens=self.special_tokens)["input_ids"])
@@ -467,12 +467,12 @@ class Recipe:
             ]
             for p in pieces
         ]
-        fixed = sum(len(ids) for p, ids in zip(pieces, tokenized) if "{text}" not in p.text)
+        fixed = sum(len(ids) for p, ids in zip(pieces, tokenized, strict=False) if "{text}" not in p.text)
         with_text = sum(1 for p in pieces if "{text}" in p.text)
         budget = max(1, (max_length - fixed) // with_text)
         ids: list[int] = []
         span: list[int] = []
-        for piece, piece_ids in zip(pieces, tokenized):
+        for piece, piece_ids in zip(pieces, tokenized, strict=False):
             if "{text}" in piece.text:
                 piece_ids = piece_ids[:budget]
             if piece.pooled:

@@ -64,7 +64,7 @@ def start_with_retries(
         began = time.monotonic()
         try:
             return start(attempt)
-        except Exception as exc:  # noqa: BLE001 - any failed start is retried, then reported
+        except Exception as exc:
             elapsed = time.monotonic() - began
             reason = f"attempt {attempt}/{attempts} after {elapsed:.1f} s: {type(exc).__name__}: {exc}"
             reasons.append(reason)

@@ -21,21 +21,27 @@ def last_token_pool(last_hidden_states: Tensor, attention_mask: Tensor) -> Tenso
     else:
         sequence_lengths = attention_mask.sum(dim=1) - 1
         batch_size = last_hidden_states.shape[0]
-        return last_hidden_states[torch.arange(batch_size, device=last_hidden_states.device), sequence_lengths]
+        return last_hidden_states[
+            torch.arange(batch_size, device=last_hidden_states.device), sequence_lengths
+        ]
 
 
 def get_detailed_instruct(task_description: str, query: str) -> str:
     return f"Instruct: {task_description}\nQuery: {query}"
 
 
-def model_card_embeddings(model_id: str, input_texts: list[str], max_length: int = 4096, model=None) -> Tensor:
+def model_card_embeddings(
+    model_id: str, input_texts: list[str], max_length: int = 4096, model=None
+) -> Tensor:
     """Run the card's loop on ``input_texts`` (already templated) in fp32, one batch."""
     tokenizer = AutoTokenizer.from_pretrained(model_id)
     if model is None:
         model = AutoModel.from_pretrained(model_id)
 
     # Tokenize the input texts
-    batch_dict = tokenizer(input_texts, max_length=max_length - 1, return_attention_mask=False, padding=False, truncation=True)
+    batch_dict = tokenizer(
+        input_texts, max_length=max_length - 1, return_attention_mask=False, padding=False, truncation=True
+    )
     # append eos_token_id to every input_ids
     batch_dict["input_ids"] = [input_ids + [tokenizer.eos_token_id] for input_ids in batch_dict["input_ids"]]
     batch_dict = tokenizer.pad(batch_dict, padding=True, return_attention_mask=True, return_tensors="pt")

@@ -364,7 +364,9 @@ class _Run:
     # -- building groups (main thread) ---------------------------------------------------
     def _pending(self, document: Document) -> list[PendingChunk]:
         recipe = recipe_key(getattr(self.encoder, "recipe", None))
-        return prepare_chunks(document, self.chunker, self.encoder.model_name, self.encoder.max_length, recipe)
+        return prepare_chunks(
+            document, self.chunker, self.encoder.model_name, self.encoder.max_length, recipe
+        )
 
     def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
         group = _Group()
@@ -545,7 +547,12 @@ def ingest(
     bar = _Progress(progress, total)
     try:
         documents = iter_documents(
-            paths, text_field=text_field, id_field=id_field, on_error=on_error, id_root=id_root, check=check,
+            paths,
+            text_field=text_field,
+            id_field=id_field,
+            on_error=on_error,
+            id_root=id_root,
+            check=check,
             keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
         )
         run.run(documents, bar)

@@ -81,6 +81,8 @@ def _lone_surrogate(document: Document) -> str | None:
                 "which is not Unicode and which no store can encode; fix the \\u escapes in the source"
             )
     return None
+
+
 #: How long every sink keeps retrying a store it cannot reach before it gives up, in
 #: seconds (``e5 ingest --retry-seconds``, ``retry_seconds=`` on the sinks and ``open_sink``).
 DEFAULT_RETRY_SECONDS = 60.0

@@ -275,11 +275,15 @@ def _record_to_document(
             raise _RecordError(f"no value for the id field {fields.id!r} (given with {option('id_field')})")
         doc_id = f"{source.file_id}:{position}"
     elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        raise _RecordError(f"id field {fields.id_name!r} is {type(raw_id).__name__}, expected a string or integer")
+        raise _RecordError(
+            f"id field {fields.id_name!r} is {type(raw_id).__name__}, expected a string or integer"
+        )
     else:
         doc_id = str(raw_id)
     metadata = {
-        str(key): _jsonable(value) for key, value in record.items() if key not in (fields.text, fields.id_name)
+        str(key): _jsonable(value)
+        for key, value in record.items()
+        if key not in (fields.text, fields.id_name)
     }
     for key in metadata:
         if reserved_metadata_key(key):
@@ -313,8 +317,11 @@ def _read_jsonl(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Ite
                 yield line_no, _RecordError(f"invalid JSON ({exc.msg} at column {exc.colno})")
                 continue
             if not isinstance(record, dict):
-                yield line_no, _RecordError(
-                    f"a JSON {type(record).__name__}, expected an object like {{\"text\": \"...\"}}"
+                yield (
+                    line_no,
+                    _RecordError(
+                        f'a JSON {type(record).__name__}, expected an object like {{"text": "..."}}'
+                    ),
                 )
                 continue
             yield line_no, record
@@ -338,7 +345,9 @@ def _csv_error(exc: csv.Error) -> str:
             "a quoted cell that starts in this row is never closed (the file ends inside it); "
             'close the quote, and write a quote inside a quoted cell as two ("")'
         )
-    return f'malformed CSV row ({exc}); quote cells that hold commas, and write a quote inside one as two ("")'
+    return (
+        f'malformed CSV row ({exc}); quote cells that hold commas, and write a quote inside one as two ("")'
+    )
 
 
 def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
@@ -369,8 +378,9 @@ def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]
                 yield start, _RecordError(_csv_error(exc))
                 continue  # the reader starts again on the next line; at the end of the file it stops
             if None in row:
-                yield reader.line_num, _RecordError(
-                    f"{len(header) + len(row[None])} cells, the header has {len(header)}"
+                yield (
+                    reader.line_num,
+                    _RecordError(f"{len(header) + len(row[None])} cells, the header has {len(header)}"),
                 )
                 continue
             yield reader.line_num, row
@@ -447,8 +457,11 @@ def _read_file(
     suffix = source.path.suffix.lower()
     reader = _READERS.get(suffix)
     if reader is None:
-        reporter.problem(UNSUPPORTED, str(source.path), f"extension {suffix or '(none)'!r} is not one of "
-                         f"{', '.join(SUPPORTED_EXTENSIONS)}")
+        reporter.problem(
+            UNSUPPORTED,
+            str(source.path),
+            f"extension {suffix or '(none)'!r} is not one of {', '.join(SUPPORTED_EXTENSIONS)}",
+        )
         return
     try:
         for position, item in reader(source, fields):
@@ -531,7 +544,8 @@ class DuplicateIds:
         digest = self._digest(document.id)
         if digest in self._seen:
             self._reporter.problem(
-                INVALID, str(source.path),
+                INVALID,
+                str(source.path),
                 f"duplicate document id {document.id!r} (an earlier record already has it; "
                 f"ids must be unique across all sources, see {option('id_field')})",
             )

@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--hidden-size", type=int, default=TinyModelSpec.hidden_size)
     build.add_argument("--layers", type=int, default=TinyModelSpec.num_hidden_layers)
-    build.add_argument("--tokenizer-model", default=None, help="SentencePiece model (default: mistral-common's)")
+    build.add_argument(
+        "--tokenizer-model", default=None, help="SentencePiece model (default: mistral-common's)"
+    )
     build.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     spec = TinyModelSpec(
@@ -25,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         num_hidden_layers=args.layers,
         seed=args.seed,
     )
-    out = build_tiny_model(args.directory, spec, tokenizer_model=args.tokenizer_model, overwrite=args.overwrite)
+    out = build_tiny_model(
+        args.directory, spec, tokenizer_model=args.tokenizer_model, overwrite=args.overwrite
+    )
     print(out)
     return 0
 

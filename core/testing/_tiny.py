@@ -50,7 +50,9 @@ def mistral_sentencepiece_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "tokenizer.model.v1"
     if not path.is_file():
-        raise FileNotFoundError(f"mistral-common is installed but {path} is missing; reinstall mistral-common")
+        raise FileNotFoundError(
+            f"mistral-common is installed but {path} is missing; reinstall mistral-common"
+        )
     return path
 
 
@@ -93,9 +95,8 @@ def build_tiny_model(
     sp_path = Path(tokenizer_model) if tokenizer_model else mistral_sentencepiece_path()
     sp_sha = _sha256(sp_path)
     marker = {"spec": asdict(spec), "tokenizer_sha256": sp_sha}
-    if not overwrite and (out / _MARKER).is_file():
-        if json.loads((out / _MARKER).read_text()) == marker:
-            return out
+    if not overwrite and (out / _MARKER).is_file() and json.loads((out / _MARKER).read_text()) == marker:
+        return out
     out.mkdir(parents=True, exist_ok=True)
 
     config = MistralConfig(

@@ -45,7 +45,6 @@ from e5_integrations.ingest._sources import (
     iter_source_files,
     read_source_file,
 )
-
 from e5_integrations.ray._stages import (
     COUNTERS,
     EmbedChunks,
@@ -74,7 +73,7 @@ DEFAULT_WRITERS = 2
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as exc:
         raise ImportError(
             f"the ray engine needs Ray Data ({exc.name or exc}); install it with: pip install 'e5-integrations[ray]'"
@@ -116,7 +115,8 @@ def _datasink_class() -> type:
             from ray.data.block import BlockAccessor
 
             batches = cast(
-                "Iterable[Mapping[str, np.ndarray]]", (BlockAccessor.for_block(block).to_numpy() for block in blocks)
+                "Iterable[Mapping[str, np.ndarray]]",
+                (BlockAccessor.for_block(block).to_numpy() for block in blocks),
             )
             return write_rows(batches, self.sink_spec, self.max_records)
 
@@ -129,14 +129,19 @@ def _datasink_class() -> type:
     return _E5StoreDatasink
 
 
-def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:  # noqa: N802 (a class factory)
+def E5StoreDatasink(sink_spec: SinkSpec, max_records: int) -> Any:
     """A ``ray.data.Datasink`` writing chunk rows (with ``embedding``) to ``sink_spec``'s store."""
     return _datasink_class()(sink_spec, max_records)
 
 
 def _scan(
-    paths: Sequence[str | os.PathLike[str]], text_field: str, id_field: str | None, on_error: OnError,
-    report: IngestReport, id_root: str | os.PathLike[str] | None = None, check: DocumentCheck | None = None,
+    paths: Sequence[str | os.PathLike[str]],
+    text_field: str,
+    id_field: str | None,
+    on_error: OnError,
+    report: IngestReport,
+    id_root: str | os.PathLike[str] | None = None,
+    check: DocumentCheck | None = None,
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
     """The local engine's check pass, file by file (``check`` is the sink's
     ``check_document``): one read task per file, with the ordinals of the documents to
@@ -278,7 +283,9 @@ def ingest_ray(
         if not os.path.exists(path):
             raise SourceError(f"source {str(path)!r} does not exist; pass files or directories to ingest")
     if writers < 1 or embed_batch_rows < 1:
-        raise ConfigurationError(f"writers={writers}, embed_batch_rows={embed_batch_rows}; expected positive ints")
+        raise ConfigurationError(
+            f"writers={writers}, embed_batch_rows={embed_batch_rows}; expected positive ints"
+        )
     store_name, resolved_uri = infer_store(store, uri)
     if not is_shared_store(store_name, resolved_uri):
         raise ConfigurationError(
@@ -293,8 +300,13 @@ def ingest_ray(
 
         model_name = DEFAULT_MODEL
     spec = EncoderSpec(
-        model=model_name, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
-        attn_implementation=attn_implementation, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+        model=model_name,
+        dtype=dtype,
+        max_length=max_length,
+        batch_tokens=batch_tokens,
+        attn_implementation=attn_implementation,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
         recipe=recipe,
     )
     spec.recipe_key()  # an unknown recipe name fails here, before any Ray work
@@ -314,11 +326,26 @@ def ingest_ray(
         max_records = max(1, int(sink.max_batch_records(dim)))
         if write_batch_records is not None:
             if write_batch_records < 1:
-                raise ConfigurationError(f"write_batch_records={write_batch_records}; expected a positive int")
+                raise ConfigurationError(
+                    f"write_batch_records={write_batch_records}; expected a positive int"
+                )
             max_records = min(max_records, write_batch_records)
         if files:
-            totals = _run(files, spec, sink_spec, max_records, text_field, id_field, on_error,
-                          ray_address, gpus_per_worker, workers, writers, embed_batch_rows, progress)
+            totals = _run(
+                files,
+                spec,
+                sink_spec,
+                max_records,
+                text_field,
+                id_field,
+                on_error,
+                ray_address,
+                gpus_per_worker,
+                workers,
+                writers,
+                embed_batch_rows,
+                progress,
+            )
             for name in COUNTERS:
                 setattr(report, name, totals[name])
         if prune:
@@ -332,9 +359,18 @@ def ingest_ray(
 
 
 def _run(
-    files: list[dict[str, Any]], spec: EncoderSpec, sink_spec: SinkSpec, max_records: int,
-    text_field: str, id_field: str | None, on_error: OnError, ray_address: str | None,
-    gpus_per_worker: float | None, workers: int | None, writers: int, embed_batch_rows: int,
+    files: list[dict[str, Any]],
+    spec: EncoderSpec,
+    sink_spec: SinkSpec,
+    max_records: int,
+    text_field: str,
+    id_field: str | None,
+    on_error: OnError,
+    ray_address: str | None,
+    gpus_per_worker: float | None,
+    workers: int | None,
+    writers: int,
+    embed_batch_rows: int,
     progress: bool | None,
 ) -> dict[str, int]:
     ray = _import_ray()
@@ -343,27 +379,53 @@ def _run(
         ray.init(address=ray_address, log_to_driver=logger.isEnabledFor(logging.INFO))
         started_here = True
     elif ray_address is not None:
-        logger.warning("a Ray session is already running in this process; ignoring ray_address=%r", ray_address)
+        logger.warning(
+            "a Ray session is already running in this process; ignoring ray_address=%r", ray_address
+        )
     try:
         gpus, actors = _plan_workers(ray, gpus_per_worker, workers)
         context = ray.data.DataContext.get_current()
         if progress is not None:
             context.enable_progress_bars = progress
-        logger.info("ray ingest: %d files, %d embedding actors x %g GPUs, %d writers", len(files), actors, gpus, writers)
+        logger.info(
+            "ray ingest: %d files, %d embedding actors x %g GPUs, %d writers",
+            len(files),
+            actors,
+            gpus,
+            writers,
+        )
         dataset = (
             ray.data.from_items(files, override_num_blocks=len(files))
             .flat_map(
                 read_file,
-                fn_kwargs={"text_field": text_field, "id_field": id_field, "on_error": on_error,
-                           "store": sink_spec.store},
+                fn_kwargs={
+                    "text_field": text_field,
+                    "id_field": id_field,
+                    "on_error": on_error,
+                    "store": sink_spec.store,
+                },
             )
-            .map_batches(chunk_documents, batch_size=CHUNK_BATCH_DOCUMENTS, batch_format="numpy",
-                         fn_kwargs={"spec": spec})
-            .map_batches(lookup_stored, batch_size=LOOKUP_BATCH_ROWS, batch_format="numpy",
-                         fn_kwargs={"sink_spec": sink_spec})
-            .map_batches(EmbedChunks, batch_size=embed_batch_rows, batch_format="numpy",
-                         fn_constructor_kwargs={"spec": spec}, compute=ray.data.ActorPoolStrategy(size=actors),
-                         num_gpus=gpus or None, num_cpus=1 if not gpus else None)
+            .map_batches(
+                chunk_documents,
+                batch_size=CHUNK_BATCH_DOCUMENTS,
+                batch_format="numpy",
+                fn_kwargs={"spec": spec},
+            )
+            .map_batches(
+                lookup_stored,
+                batch_size=LOOKUP_BATCH_ROWS,
+                batch_format="numpy",
+                fn_kwargs={"sink_spec": sink_spec},
+            )
+            .map_batches(
+                EmbedChunks,
+                batch_size=embed_batch_rows,
+                batch_format="numpy",
+                fn_constructor_kwargs={"spec": spec},
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_gpus=gpus or None,
+                num_cpus=1 if not gpus else None,
+            )
         )
         datasink = E5StoreDatasink(sink_spec, max_records)
         dataset.write_datasink(datasink, concurrency=writers)

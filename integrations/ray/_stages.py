@@ -48,12 +48,20 @@ from e5_integrations.ingest._registry import open_sink, sink_class
 from e5_integrations.ingest._sink import Record, Sink
 from e5_integrations.ingest._sources import Document, OnError, SourceFile, read_source_file
 
-__all__ = ["EncoderSpec", "SinkSpec", "EmbedChunks", "chunk_documents", "lookup_stored", "read_file", "write_rows"]
+__all__ = [
+    "EncoderSpec",
+    "SinkSpec",
+    "EmbedChunks",
+    "chunk_documents",
+    "lookup_stored",
+    "read_file",
+    "write_rows",
+]
 
 logger = logging.getLogger("e5_integrations.ray")
 
 _lock = threading.Lock()
-_SINKS: dict["SinkSpec", Sink] = {}
+_SINKS: dict[SinkSpec, Sink] = {}
 _CHUNKERS: dict[tuple[str, int, int | None, int | None], Chunker] = {}
 
 
@@ -111,7 +119,10 @@ class EncoderSpec:
             chunker = _CHUNKERS.get(key)
             if chunker is None:
                 chunker = Chunker(
-                    load_tokenizer(self.model), self.chunk_tokens, self.chunk_overlap, max_length=self.max_length
+                    load_tokenizer(self.model),
+                    self.chunk_tokens,
+                    self.chunk_overlap,
+                    max_length=self.max_length,
                 )
                 _CHUNKERS[key] = chunker
             return chunker
@@ -166,7 +177,13 @@ def read_file(
 # -- stage 2: chunk (CPU tasks) ----------------------------------------------------------------
 #: The row of a document with zero chunks (``n_chunks`` 0): the lookup deletes its stored chunks.
 _PROBE_ONLY: dict[str, Any] = {
-    "id": "", "text": "", "metadata": "{}", "hash": "", "tokens": 0, "document_id": "", "chunk_index": -1,
+    "id": "",
+    "text": "",
+    "metadata": "{}",
+    "hash": "",
+    "tokens": 0,
+    "document_id": "",
+    "chunk_index": -1,
     "n_chunks": 0,
 }
 
@@ -175,9 +192,12 @@ def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> di
     """Split documents into chunk rows with ids, metadata and content hashes."""
     chunker = spec.chunker()
     columns: dict[str, list[Any]] = {
-        name: [] for name in ("id", "text", "metadata", "hash", "tokens", "document_id", "chunk_index", "n_chunks")
+        name: []
+        for name in ("id", "text", "metadata", "hash", "tokens", "document_id", "chunk_index", "n_chunks")
     }
-    for doc_id, text, source, metadata in zip(batch["doc_id"], batch["text"], batch["source"], batch["metadata"]):
+    for doc_id, text, source, metadata in zip(
+        batch["doc_id"], batch["text"], batch["source"], batch["metadata"], strict=False
+    ):
         document = Document(id=str(doc_id), text=str(text), source=str(source), metadata=json.loads(metadata))
         chunks = prepare_chunks(document, chunker, spec.model, spec.max_length, spec.recipe_key())
         if not chunks:  # an empty document: one row that only carries the probe deleting its chunks
@@ -214,7 +234,7 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     ids = [str(value) for value in batch["id"]]
     first = (np.asarray(batch["chunk_index"]) == 0) | ~chunks
     probes = {str(batch["document_id"][row]): int(batch["n_chunks"][row]) for row in np.flatnonzero(first)}
-    wanted = [i for i, is_chunk in zip(ids, chunks) if is_chunk]
+    wanted = [i for i, is_chunk in zip(ids, chunks, strict=False) if is_chunk]
     wanted += [chunk_id(doc_id, count) for doc_id, count in probes.items()]
     stored: dict[str, str] = {}
     for start in range(0, len(wanted), FETCH_BATCH):
@@ -225,8 +245,13 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
             try:
                 deleted += delete_stale_chunks(sink, doc_id, count)
             except NotImplementedError:
-                logger.warning("document %r shrank but the %s sink cannot delete; stale chunks remain", doc_id, sink.name)
-    unchanged = np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"])], dtype=bool) & chunks
+                logger.warning(
+                    "document %r shrank but the %s sink cannot delete; stale chunks remain", doc_id, sink.name
+                )
+    unchanged = (
+        np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"], strict=False)], dtype=bool)
+        & chunks
+    )
     keep = ~unchanged & chunks
     out = {name: np.asarray(column)[keep] for name, column in batch.items()}
     out["stands_for"] = np.ones(int(keep.sum()), dtype=np.int64)
@@ -234,8 +259,10 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     out["deleted"] = np.zeros(int(keep.sum()), dtype=np.int64)
     skipped = int(unchanged.sum())
     if skipped or deleted:
-        summary: dict[str, Any] = {name: "" for name in ("id", "text", "metadata", "hash", "document_id")}
-        summary.update(tokens=0, chunk_index=-1, n_chunks=0, stands_for=skipped, unchanged=True, deleted=deleted)
+        summary: dict[str, Any] = dict.fromkeys(("id", "text", "metadata", "hash", "document_id"), "")
+        summary.update(
+            tokens=0, chunk_index=-1, n_chunks=0, stands_for=skipped, unchanged=True, deleted=deleted
+        )
         out = {name: np.append(out[name], np.asarray([summary[name]], dtype=out[name].dtype)) for name in out}
     return out
 
@@ -250,7 +277,6 @@ class EmbedChunks:
 
     def __init__(self, spec: EncoderSpec) -> None:
         import ray
-
         from e5_integrations import E5Encoder
 
         gpus = len(ray.get_gpu_ids())
@@ -279,7 +305,9 @@ class EmbedChunks:
 COUNTERS = ("chunks", "embedded", "tokens_embedded", "written", "skipped_unchanged", "deleted_stale")
 
 
-def write_rows(batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec, max_records: int) -> dict[str, int]:
+def write_rows(
+    batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec, max_records: int
+) -> dict[str, int]:
     """Upsert the embedded rows of ``batches``; returns this task's counters."""
     sink = sink_spec.cached()
     counts = dict.fromkeys(COUNTERS, 0)
@@ -293,7 +321,12 @@ def write_rows(batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec,
                 continue
             metadata = json.loads(batch["metadata"][row])
             pending.append(
-                Record(str(batch["id"][row]), str(batch["text"][row]), metadata, np.asarray(batch["embedding"][row]))
+                Record(
+                    str(batch["id"][row]),
+                    str(batch["text"][row]),
+                    metadata,
+                    np.asarray(batch["embedding"][row]),
+                )
             )
             counts["embedded"] += 1
             counts["tokens_embedded"] += int(batch["tokens"][row])

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
+
 from e5_integrations._errors import (
     ConfigurationError,
     SchemaMismatchError,

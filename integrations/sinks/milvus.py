@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
 from e5_integrations._errors import (
     ConfigurationError,
     SchemaMismatchError,

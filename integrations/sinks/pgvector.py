@@ -33,8 +33,14 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
-from e5_integrations.ingest._sink import metadata_strings
+from e5_integrations.ingest._sink import (
+    CONTENT_HASH_KEY,
+    DOCUMENT_ID_KEY,
+    Hit,
+    Record,
+    Sink,
+    metadata_strings,
+)
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
 from e5_integrations.sinks._retry import RetryPolicy
@@ -608,5 +614,5 @@ def _password_of(dsn: str) -> str | None:
 
     try:
         return conninfo_to_dict(dsn).get("password") or None  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001  (an unparsable DSN: psycopg.connect reports it later, redacted)
+    except Exception:
         return None

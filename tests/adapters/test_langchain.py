@@ -202,6 +202,8 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
     assert same.model_name == tiny_model_name
     with pytest.raises(ValidationError, match="name different models"):
         E5MistralEmbeddings(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")
+
+
 def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
     embeddings = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu", recipe="prompteol")
     core = E5Encoder(tiny_model_name, device="cpu", recipe="prompteol")

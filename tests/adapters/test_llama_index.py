@@ -195,6 +195,8 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
     assert by_model.encoder.loaded_models[0] is encoder.loaded_models[0]
     with pytest.raises(ValidationError, match="name different models"):
         E5MistralEmbedding(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")
+
+
 def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
     embed_model = E5MistralEmbedding(model_name=tiny_model_name, device="cpu", recipe="echo")
     core = E5Encoder(tiny_model_name, device="cpu", recipe="echo")

@@ -39,5 +39,7 @@ def test_cuda_graphs_match_eager_and_stay_on(tiny_model_dir):
 
 def test_compiled_matches_eager_on_gpu(tiny_model_dir):
     eager = E5Encoder(str(tiny_model_dir), device="cuda", dtype="bf16").encode_documents(TEXTS)
-    compiled = E5Encoder(str(tiny_model_dir), device="cuda", dtype="bf16", compile=True).encode_documents(TEXTS)
+    compiled = E5Encoder(str(tiny_model_dir), device="cuda", dtype="bf16", compile=True).encode_documents(
+        TEXTS
+    )
     assert (eager * compiled).sum(axis=1).min() >= 0.999

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from e5_integrations.cli import DEFAULT_COLLECTION, main
 from e5_integrations.ingest import DEFAULT_RETRY_SECONDS, open_sink
-
 from tests.stores._chroma_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -287,8 +287,10 @@ def test_search_infers_the_store_from_what_is_at_the_uri_and_never_writes(
     model = str(tiny_model_dir)
     qdrant = workdir / "qdrant-store"
     assert (
-        main(["ingest", "docs", "--model", model, "--no-progress", "--id-root", "docs"]
-             + ["--store", "qdrant", "--uri", str(qdrant)])
+        main(
+            ["ingest", "docs", "--model", model, "--no-progress", "--id-root", "docs"]
+            + ["--store", "qdrant", "--uri", str(qdrant)]
+        )
         == 0
     )
     before = sorted(path.relative_to(qdrant) for path in qdrant.rglob("*"))
@@ -344,6 +346,8 @@ def test_search_with_no_store_anywhere_creates_nothing(
     assert main(["search", "q", "--model", str(tiny_model_dir)]) == 2
     assert "run `e5 ingest" in capsys.readouterr().err
     assert not (workdir / ".e5-store").exists()
+
+
 SECRET = "s3cret-Pa55"
 
 
@@ -360,7 +364,9 @@ def test_credentials_in_the_uri_are_never_printed(
     assert "Traceback" not in err
 
 
-def test_retry_seconds_flag_is_documented_and_checked(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_retry_seconds_flag_is_documented_and_checked(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["ingest", "--help"])
     assert info.value.code == 0
@@ -382,6 +388,8 @@ def test_search_with_a_model_of_another_dimension_says_which(
     err = capsys.readouterr().err
     assert "16-dimensional" in err and "--model" in err and str(tiny_model_dir) in err
     assert "Traceback" not in err
+
+
 def test_recipe_flag_re_embeds_and_searches_with_that_recipe(
     workdir: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -397,7 +405,9 @@ def test_recipe_flag_re_embeds_and_searches_with_that_recipe(
     assert hit["id"] == "keys.txt#0" and hit["score"] > 0.999  # sgpt's symmetric query = the document
 
 
-def test_unknown_recipe_exits_2_listing_the_valid_ones(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_recipe_exits_2_listing_the_valid_ones(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["ingest", "docs", "--recipe", "bert", "--model", "/nonexistent"])
     assert info.value.code == 2

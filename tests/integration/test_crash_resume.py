@@ -25,7 +25,9 @@ def _corpus(root: Path) -> list[str]:
     ids = []
     for i in range(N_DOCS):
         name = f"doc{i:04d}.txt"
-        (root / name).write_text(f"Document {i} is about topic {i % 17} and mentions item {i * 7}.", encoding="utf-8")
+        (root / name).write_text(
+            f"Document {i} is about topic {i % 17} and mentions item {i * 7}.", encoding="utf-8"
+        )
         ids.append(f"{name}#0")
     return ids
 
@@ -33,17 +35,32 @@ def _corpus(root: Path) -> list[str]:
 def _command(tiny_model_dir: Path, store_args: list[str]) -> list[str]:
     # tiny forward passes and small groups: hundreds of background writes, so a kill lands mid-run
     return [
-        sys.executable, "-m", "e5_integrations.cli", "ingest", "corpus", *store_args,
-        "--collection", "crash", "--model", str(tiny_model_dir), "--batch-tokens", "64", "--id-root", "corpus",
-        "--no-progress", "--json", "-v",
+        sys.executable,
+        "-m",
+        "e5_integrations.cli",
+        "ingest",
+        "corpus",
+        *store_args,
+        "--collection",
+        "crash",
+        "--model",
+        str(tiny_model_dir),
+        "--batch-tokens",
+        "64",
+        "--id-root",
+        "corpus",
+        "--no-progress",
+        "--json",
+        "-v",
     ]
 
 
 def _kill_after_first_write(command: list[str], cwd: Path) -> None:
     """Start ``command``; SIGKILL it as soon as it logs its first acknowledged write."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          env=env) as process:
+    with subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
         assert process.stderr is not None
         deadline = time.monotonic() + 240
         seen = []
@@ -64,19 +81,31 @@ def _kill_after_first_write(command: list[str], cwd: Path) -> None:
 
 @pytest.mark.parametrize("target", ["chroma", "milvus", "qdrant"])
 def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
-    tmp_path: Path, tiny_model_dir: Path, target: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    target: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = _corpus(tmp_path / "corpus")
-    uri = {"chroma": str(tmp_path / ".e5-store" / "chroma"), "milvus": str(tmp_path / "milvus.db"),
-           "qdrant": str(tmp_path / "qdrant")}[target]
+    uri = {
+        "chroma": str(tmp_path / ".e5-store" / "chroma"),
+        "milvus": str(tmp_path / "milvus.db"),
+        "qdrant": str(tmp_path / "qdrant"),
+    }[target]
     store_args = [] if target == "chroma" else ["--store", target, "--uri", uri]
     command = _command(tiny_model_dir, store_args)
 
     _kill_after_first_write(command, tmp_path)
 
-    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    rerun = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     report = json.loads(rerun.stdout)
     # the killed run had stored some rows, not all; the rerun embedded only the rest
@@ -86,8 +115,23 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
 
     # a fresh process-like open of the store serves `e5 search`
     monkeypatch.chdir(tmp_path)
-    assert main(["search", "topic 3", *store_args, "--collection", "crash", "--model", str(tiny_model_dir),
-                 "--json", "-k", "3"]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "search",
+                "topic 3",
+                *store_args,
+                "--collection",
+                "crash",
+                "--model",
+                str(tiny_model_dir),
+                "--json",
+                "-k",
+                "3",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert len(capsys.readouterr().out.splitlines()) == 3
 
     with open_sink(target, uri, "crash") as sink:

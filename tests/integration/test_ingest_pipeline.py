@@ -449,7 +449,10 @@ def test_sources_without_any_document_are_an_error_and_create_nothing(
         _run(folder, sink, encoder)
     assert sink.count() == 0
 
-def test_a_new_recipe_re_embeds_every_chunk(chroma_sink: SinkFactory, tiny_model_dir: Path, corpus: Corpus) -> None:
+
+def test_a_new_recipe_re_embeds_every_chunk(
+    chroma_sink: SinkFactory, tiny_model_dir: Path, corpus: Corpus
+) -> None:
     from e5_integrations import E5Encoder
 
     e5 = E5Encoder(str(tiny_model_dir), device="cpu", dtype="fp32")
@@ -460,7 +463,11 @@ def test_a_new_recipe_re_embeds_every_chunk(chroma_sink: SinkFactory, tiny_model
     again = _run(corpus.root, sink, e5)
     assert again.embedded == 0 and again.skipped_unchanged == first.chunks
     switched = _run(corpus.root, sink, sgpt)
-    assert (switched.embedded, switched.written, switched.skipped_unchanged) == (first.chunks, first.chunks, 0)
+    assert (switched.embedded, switched.written, switched.skipped_unchanged) == (
+        first.chunks,
+        first.chunks,
+        0,
+    )
     assert sink.count() == first.chunks
     hit = search("Alpha particles are helium nuclei.", sink, sgpt, k=1)[0]
     assert hit.id == "alpha.txt#0" and hit.score > 0.999  # stored vectors are now sgpt's

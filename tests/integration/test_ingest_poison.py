@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from e5_integrations import SourceError
 from e5_integrations.ingest import Sink
 from e5_integrations.ingest._pipeline import ingest
-
 from tests.integration.test_ingest_pipeline import SinkFactory, _factory
 from tests.stores._pg_server import pg_dsn  # noqa: F401  (fixture, started only for pgvector)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -18,15 +19,44 @@ from tests._startup import StartFailed, start_with_retries
 from tests.stores._chroma_server import chroma_server_url  # noqa: F401
 from tests.stores._pg_server import pg_dsn  # noqa: F401
 
-WORDS = (
-    "vector store embedding retrieval query passage ranking cluster shard replica index token model "
-    "latency throughput batch kernel memory cache document chunk overlap schema collection upsert"
-).split()
+WORDS = [
+    "vector",
+    "store",
+    "embedding",
+    "retrieval",
+    "query",
+    "passage",
+    "ranking",
+    "cluster",
+    "shard",
+    "replica",
+    "index",
+    "token",
+    "model",
+    "latency",
+    "throughput",
+    "batch",
+    "kernel",
+    "memory",
+    "cache",
+    "document",
+    "chunk",
+    "overlap",
+    "schema",
+    "collection",
+    "upsert",
+]
 
 
 #: Ray's processes whose logs explain a failed start, newest lines last.
-_RAY_LOGS = ("gcs_server.out", "gcs_server.err", "raylet.out", "raylet.err", "dashboard_agent.log",
-             "runtime_env_agent.log")
+_RAY_LOGS = (
+    "gcs_server.out",
+    "gcs_server.err",
+    "raylet.out",
+    "raylet.err",
+    "dashboard_agent.log",
+    "runtime_env_agent.log",
+)
 
 
 def _ray_diagnostics(temp_dir: Path) -> str:
@@ -65,6 +95,7 @@ def start_local_ray(ray: Any) -> Path:
     or another run), and a failed attempt is shut down, its leftover processes killed, its
     logs kept for the report, and the start tried again (see tests/_startup.py).
     """
+
     def attempt(number: int) -> Path:
         # Ray's unix socket paths must stay short: a folder directly under /tmp.
         temp_dir = Path(tempfile.mkdtemp(prefix=f"e5-ray{number}-", dir="/tmp"))
@@ -130,7 +161,9 @@ def dump_rows(store: str, uri: str, collection: str) -> dict[str, tuple[str, dic
 
         with psycopg.connect(uri) as conn:
             rows = conn.execute(
-                sql.SQL("SELECT id, text, metadata, embedding::text FROM {}").format(sql.Identifier(collection))
+                sql.SQL("SELECT id, text, metadata, embedding::text FROM {}").format(
+                    sql.Identifier(collection)
+                )
             ).fetchall()
         return {
             row[0]: (row[1], dict(row[2]), np.asarray(json.loads(row[3]), dtype=np.float32)) for row in rows
@@ -139,10 +172,14 @@ def dump_rows(store: str, uri: str, collection: str) -> dict[str, tuple[str, dic
         from e5_integrations.ingest import open_sink
 
         with open_sink("chroma", uri, collection) as sink:  # closes the client's HTTP sessions
-            got = sink._client.get_collection(collection).get(include=["documents", "metadatas", "embeddings"])
+            got = sink._client.get_collection(collection).get(
+                include=["documents", "metadatas", "embeddings"]
+            )
         return {
             id_: (text, dict(meta), np.asarray(vec, dtype=np.float32))
-            for id_, text, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+            for id_, text, meta, vec in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=False
+            )
         }
     raise AssertionError(f"no dump for {store}")
 
@@ -158,11 +195,8 @@ def store_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str
     uri = request.getfixturevalue("pg_dsn" if store == "pgvector" else "chroma_server_url")
     name = f"e5_ray_{uuid.uuid4().hex[:10]}"
     yield store, uri, name
-    with open_sink(store, uri, name) as sink:
-        try:
-            sink.drop()
-        except Exception:  # noqa: BLE001 - best-effort cleanup; the collection may not exist
-            pass
+    with open_sink(store, uri, name) as sink, contextlib.suppress(Exception):
+        sink.drop()  # best-effort cleanup; the collection may not exist
 
 
 def env_model(tiny_model_dir: Path) -> dict[str, str]:

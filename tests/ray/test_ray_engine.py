@@ -31,7 +31,9 @@ CHUNK = {"chunk_tokens": 48, "chunk_overlap": 8}
 def expected_rows(encoder: Any, corpus: Path, **options: Any) -> dict[str, str]:
     """``{chunk id: text}`` the corpus must end up as, computed without any engine
     (``options`` go to ``iter_documents``)."""
-    chunker = Chunker(encoder.tokenizer, CHUNK["chunk_tokens"], CHUNK["chunk_overlap"], max_length=encoder.max_length)
+    chunker = Chunker(
+        encoder.tokenizer, CHUNK["chunk_tokens"], CHUNK["chunk_overlap"], max_length=encoder.max_length
+    )
     rows = {}
     for document in iter_documents([corpus], **options):
         for chunk in prepare_chunks(document, chunker, encoder.model_name, encoder.max_length):
@@ -44,7 +46,14 @@ def run_ray(target: tuple[str, str, str], corpus: Path, model: Path, **options: 
 
     store, uri, collection = target
     return ingest_ray(
-        [corpus], store=store, uri=uri, collection=collection, model=str(model), dtype="fp32", **CHUNK, **options
+        [corpus],
+        store=store,
+        uri=uri,
+        collection=collection,
+        model=str(model),
+        dtype="fp32",
+        **CHUNK,
+        **options,
     )
 
 
@@ -67,7 +76,12 @@ def test_exact_rows_then_idempotent_rerun_then_shrink(
     assert np.allclose(norms, 1.0, atol=1e-5)
 
     again = run_ray(store_target, corpus, tiny_model_dir)
-    assert (again.chunks, again.skipped_unchanged, again.embedded, again.written) == (len(expected), len(expected), 0, 0)
+    assert (again.chunks, again.skipped_unchanged, again.embedded, again.written) == (
+        len(expected),
+        len(expected),
+        0,
+        0,
+    )
     with open_sink(*store_target) as sink:
         assert sink.count() == len(expected)
 
@@ -81,7 +95,9 @@ def test_exact_rows_then_idempotent_rerun_then_shrink(
     (corpus / "guide.md").unlink()  # a removed document: gone only with prune
     pruned = run_ray(store_target, corpus, tiny_model_dir, prune=True)
     assert (pruned.pruned, pruned.embedded) == (1, 0)
-    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == expected_rows(encoder, corpus)
+    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == expected_rows(
+        encoder, corpus
+    )
 
 
 @pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
@@ -116,7 +132,11 @@ def test_id_root_poison_records_and_emptied_documents_as_in_the_local_engine(
 
 @pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
 def test_local_and_ray_engines_write_the_same_rows(
-    ray_session: Any, store_target: tuple[str, str, str], pg_dsn: str, tiny_model_dir: Path, encoder: Any,
+    ray_session: Any,
+    store_target: tuple[str, str, str],
+    pg_dsn: str,
+    tiny_model_dir: Path,
+    encoder: Any,
     tmp_path: Path,
 ) -> None:
     corpus = write_corpus(tmp_path / "docs", documents=60, seed=7)
@@ -166,7 +186,7 @@ def test_killed_embedding_actor_still_ends_exact(
     def job() -> None:
         try:
             outcome["report"] = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=4)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+        except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=job, daemon=True)
@@ -182,11 +202,15 @@ def test_killed_embedding_actor_still_ends_exact(
         time.sleep(1.0)  # let it embed and hand on some batches
         for pid in busy:
             os.kill(pid, signal.SIGSTOP)  # freeze it, then check it really is mid-task
-        still_busy = {pid for pid, title in _embedding_actors().items() if pid in busy and title.endswith(".submit")}
+        still_busy = {
+            pid for pid, title in _embedding_actors().items() if pid in busy and title.endswith(".submit")
+        }
         for pid in busy:
             os.kill(pid, signal.SIGKILL if still_busy else signal.SIGCONT)
         killed = bool(still_busy)  # between two tasks: let it go on and try again
-    assert killed, f"never caught the embedding actor inside a task ({outcome.get('error')!r}); make the corpus larger"
+    assert killed, (
+        f"never caught the embedding actor inside a task ({outcome.get('error')!r}); make the corpus larger"
+    )
     restarted: set[int] = set()
     while thread.is_alive():
         restarted |= set(_embedding_actors()) - set(busy)
@@ -228,7 +252,11 @@ def test_more_gpus_than_the_cluster_has_is_an_error(ray_session: Any) -> None:
 
 @pytest.mark.parametrize("store_target", ["chroma"], indirect=True)
 def test_cli_engine_ray_then_search(
-    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path,
+    ray_session: Any,
+    store_target: tuple[str, str, str],
+    tiny_model_dir: Path,
+    encoder: Any,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import json
@@ -237,9 +265,39 @@ def test_cli_engine_ray_then_search(
 
     store, uri, collection = store_target
     corpus = write_corpus(tmp_path / "docs", documents=20, seed=5)
-    target = ["--store", store, "--uri", uri, "--collection", collection, "--model", str(tiny_model_dir), "--dtype", "fp32"]
-    status = main(["ingest", str(corpus), *target, "--engine", "ray", "--workers", "1", "--writers", "1",
-                   "--gpus-per-worker", "0", "--chunk-tokens", "48", "--chunk-overlap", "8", "--json", "--no-progress"])
+    target = [
+        "--store",
+        store,
+        "--uri",
+        uri,
+        "--collection",
+        collection,
+        "--model",
+        str(tiny_model_dir),
+        "--dtype",
+        "fp32",
+    ]
+    status = main(
+        [
+            "ingest",
+            str(corpus),
+            *target,
+            "--engine",
+            "ray",
+            "--workers",
+            "1",
+            "--writers",
+            "1",
+            "--gpus-per-worker",
+            "0",
+            "--chunk-tokens",
+            "48",
+            "--chunk-overlap",
+            "8",
+            "--json",
+            "--no-progress",
+        ]
+    )
     report = json.loads(capsys.readouterr().out)
     assert status == 0
     expected = expected_rows(encoder, corpus)
@@ -296,6 +354,8 @@ def test_sources_without_any_document_are_an_error_before_ray_starts(
     # the store is never reached: the check pass finds nothing to ingest first
     with pytest.raises(SourceError, match=r"nothing to ingest.*\.pptx x1"):
         ingest_ray([empty], store="pgvector", uri="postgresql://u@127.0.0.1:1/db", model=str(tiny_model_dir))
+
+
 @pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
 def test_recipe_reaches_the_actors_and_the_content_hashes(
     ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, tmp_path: Path
@@ -326,5 +386,10 @@ def test_unknown_recipe_fails_before_any_ray_work(tmp_path: Path, tiny_model_dir
 
     corpus = write_corpus(tmp_path / "docs", documents=2)
     with pytest.raises(ConfigurationError, match="unknown recipe 'bert'.*qwen3-embedding"):
-        ingest_ray([corpus], store="pgvector", uri="postgresql://nobody@127.0.0.1:1/x", model=str(tiny_model_dir),
-                   recipe="bert")
+        ingest_ray(
+            [corpus],
+            store="pgvector",
+            uri="postgresql://nobody@127.0.0.1:1/x",
+            model=str(tiny_model_dir),
+            recipe="bert",
+        )

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
@@ -51,10 +50,8 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait(grace)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 9)  # children left behind by the launcher, if any
-    except ProcessLookupError:
-        pass
 
 
 def _chroma_executable() -> str:
@@ -76,7 +73,9 @@ def _wait_for_heartbeat(url: str, proc: subprocess.Popen[bytes], log: Path) -> N
                     return
         except OSError:
             time.sleep(0.1)
-    raise StartFailed(f"chroma server at {url} did not answer within {START_TIMEOUT} s", log.read_text()[-2000:])
+    raise StartFailed(
+        f"chroma server at {url} did not answer within {START_TIMEOUT} s", log.read_text()[-2000:]
+    )
 
 
 def _start_chroma(root: Path, port: int) -> subprocess.Popen[bytes]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
 from e5_integrations.ingest import CONTENT_HASH_KEY, Record, Sink
 
 __all__ = ["DIM", "ODD_IDS", "SinkFactory", "records", "sink_factory", "unit"]

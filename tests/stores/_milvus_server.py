@@ -58,7 +58,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-    raise StartFailed(f"milvus-lite did not open port {port} within {START_TIMEOUT} s", log.read_text()[-2000:])
+    raise StartFailed(
+        f"milvus-lite did not open port {port} within {START_TIMEOUT} s", log.read_text()[-2000:]
+    )
 
 
 def milvus_lite_python() -> Path:

@@ -49,7 +49,9 @@ def _wait_for_connection(uri: str) -> None:
             return
         except psycopg.OperationalError as exc:
             if time.monotonic() > deadline:
-                raise StartFailed(f"postgres at {uri} accepted no connection within {START_TIMEOUT} s: {exc}")
+                raise StartFailed(
+                    f"postgres at {uri} accepted no connection within {START_TIMEOUT} s: {exc}"
+                ) from exc
             time.sleep(0.2)
 
 

@@ -12,8 +12,8 @@ import traceback
 from pathlib import Path
 
 import pytest
-from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 
+from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 from tests.stores._common import DIM, records
 
 pytestmark = pytest.mark.integration
@@ -29,9 +29,11 @@ def _with_password(dsn: str) -> str:
 
 
 def _table_names(sink) -> set[str]:
-    rows = sink._connection().execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-    ).fetchall()
+    rows = (
+        sink._connection()
+        .execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        .fetchall()
+    )
     return {r[0] for r in rows}
 
 
@@ -102,9 +104,7 @@ def test_password_never_in_errors_or_logs(pg_sink, pg_dsn, caplog) -> None:
     sink.finalize()
     with pytest.raises(SchemaMismatchError) as mismatch:
         pg_sink(collection=sink.collection, uri=dsn).ensure_collection(8)
-    unreachable = PGVectorSink(
-        f"postgresql://bob:{password}@127.0.0.1:1/db", "t", retry_seconds=0.5
-    )
+    unreachable = PGVectorSink(f"postgresql://bob:{password}@127.0.0.1:1/db", "t", retry_seconds=0.5)
     with pytest.raises(StoreUnavailableError) as down:
         unreachable.count()
     for error in (mismatch.value, down.value):
@@ -149,10 +149,14 @@ def test_high_dim_search_uses_bit_index_with_good_recall(pg_sink) -> None:
     sink = pg_sink()
     bench.load(sink, docs)
     sink.finalize()  # idempotent
-    plan = sink._connection().execute(
-        b"EXPLAIN " + sink._bits_query(4096).as_bytes(sink._connection()),
-        {"q": queries[0], "n": 100, "k": 10},
-    ).fetchall()
+    plan = (
+        sink._connection()
+        .execute(
+            b"EXPLAIN " + sink._bits_query(4096).as_bytes(sink._connection()),
+            {"q": queries[0], "n": 100, "k": 10},
+        )
+        .fetchall()
+    )
     assert sink.index_name in "\n".join(r[0] for r in plan)
     recall = bench.recall_at_k(sink, docs, queries, k=10)
     print(f"pgvector recall@10 (bit HNSW + re-rank, 3000 x 4096): {recall:.3f}")

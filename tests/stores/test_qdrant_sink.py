@@ -9,9 +9,9 @@ import time
 import uuid
 
 import pytest
+
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 from e5_integrations.ingest import Record
-
 from tests.stores._common import DIM, records
 
 pytestmark = pytest.mark.integration

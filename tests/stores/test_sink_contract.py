@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from e5_integrations import SchemaMismatchError
 from e5_integrations.ingest import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Record, Sink
 from e5_integrations.ingest._registry import STORES
-
 from tests.stores._common import DIM, ODD_IDS, SinkFactory, records, sink_factory, unit
 
 pytestmark = pytest.mark.integration

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreError, StoreUnavailableError
 from e5_integrations.ingest import ingest, open_sink, search
-
 from tests.stores._chroma_server import free_port, running_chroma_server
 from tests.stores._common import DIM, records, unit
 from tests.stores._fake_servers import http_status_server, silent_server
@@ -250,8 +250,9 @@ def _hba_role(pg_dsn: str, admin: Any, password: str) -> tuple[str, str, str]:
 
 
 def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str) -> None:
-    from e5_integrations.sinks.pgvector import PGVectorSink
     from psycopg.conninfo import make_conninfo
+
+    from e5_integrations.sinks.pgvector import PGVectorSink
 
     admin = pg_sink()._connection()
     role, hba, old = _hba_role(pg_dsn, admin, "right-Pa55")
@@ -274,8 +275,9 @@ def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str
 
 
 def test_pgvector_first_runs_racing_on_a_fresh_database(pg_sink, pg_dsn: str) -> None:
-    from e5_integrations.sinks.pgvector import PGVectorSink
     from psycopg.conninfo import make_conninfo
+
+    from e5_integrations.sinks.pgvector import PGVectorSink
 
     admin = pg_sink()._connection()
     for _ in range(3):
@@ -297,7 +299,7 @@ def test_pgvector_first_runs_racing_on_a_fresh_database(pg_sink, pg_dsn: str) ->
                 barrier.wait(30)
                 sink.ensure_collection(DIM)
                 sink.upsert(records(2, prefix=f"w{worker}#"))
-            except Exception as exc:  # noqa: BLE001  (reported by the main thread)
+            except Exception as exc:
                 errors.append(exc)
             finally:
                 sink.close()

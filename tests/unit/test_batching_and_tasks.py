@@ -31,14 +31,19 @@ def test_plan_batches_gives_oversized_text_its_own_batch():
 def test_registered_task_lookup():
     tasks = available_tasks()
     assert len(tasks) >= 68
-    assert resolve_task("NQ").instruction == "Given a question, retrieve Wikipedia passages that answer the question"
+    assert (
+        resolve_task("NQ").instruction
+        == "Given a question, retrieve Wikipedia passages that answer the question"
+    )
     assert resolve_task("nq") == resolve_task("NQ")
     assert resolve_task("trec-covid").name == "TRECCOVID"
     assert resolve_task("cqadupstack-unix").name == "CQADupstack"
     assert resolve_task("Retrieval").instruction == DEFAULT_TASK
 
 
-@pytest.mark.parametrize("name", ["STS", "TwitterSemEval2015", "ArxivClusteringP2P", "Banking77Classification"])
+@pytest.mark.parametrize(
+    "name", ["STS", "TwitterSemEval2015", "ArxivClusteringP2P", "Banking77Classification"]
+)
 def test_symmetric_tasks(name):
     assert resolve_task(name).symmetric
 

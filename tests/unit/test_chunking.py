@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,14 @@ def test_chunks_are_exact_substrings_within_the_token_budget(tokenizer: Any, siz
 
 def test_overlap_repeats_text_and_zero_overlap_tiles_it(tokenizer: Any) -> None:
     tiled = Chunker(tokenizer, chunk_tokens=20, overlap=0).split(TEXT)
-    for before, after in zip(tiled, tiled[1:]):
+    for before, after in itertools.pairwise(tiled):
         assert after.start >= before.end - 1  # at most one multi-token character shared
         gap = TEXT[before.end : after.start]
         assert gap.strip() == "", f"text lost between chunks: {gap!r}"
 
     overlapping = Chunker(tokenizer, chunk_tokens=20, overlap=8).split(TEXT)
     assert len(overlapping) > len(tiled)
-    for before, after in zip(overlapping, overlapping[1:]):
+    for before, after in itertools.pairwise(overlapping):
         assert after.start < before.end, "consecutive chunks must share text"
         assert after.start > before.start
 
@@ -121,8 +122,9 @@ def test_default_recipe_keeps_the_hash_it_had_before_recipes() -> None:
     from e5_integrations.ingest import recipe_key
 
     before = hashlib.sha256(
-        json.dumps(["m", 4096, "text", {"source": "a"}], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        .encode("utf-8")
+        json.dumps(
+            ["m", 4096, "text", {"source": "a"}], ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        ).encode("utf-8")
     ).hexdigest()
     assert recipe_key(E5_MISTRAL) is None and recipe_key(None) is None
     assert content_hash("m", 4096, "text", {"source": "a"}, recipe_key(E5_MISTRAL)) == before
@@ -135,7 +137,9 @@ def test_another_recipe_changes_the_hash() -> None:
     from e5_integrations.ingest import recipe_key
 
     base = content_hash("m", 4096, "text", {"source": "a"})
-    keys = {recipe_key(get_recipe(name)) for name in ("sgpt", "sgpt-nobrackets", "echo", "echo-last", "llm2vec")}
+    keys = {
+        recipe_key(get_recipe(name)) for name in ("sgpt", "sgpt-nobrackets", "echo", "echo-last", "llm2vec")
+    }
     hashes = {content_hash("m", 4096, "text", {"source": "a"}, key) for key in keys}
     assert len(keys) == 5 and len(hashes) == 5 and base not in hashes
     # the same name with other settings is another recipe too

@@ -23,7 +23,9 @@ DOCUMENTS = [
     "",
     "tabs\tand\nnewlines\n\n and  double  spaces",
 ]
-ALL_TEXTS = DOCUMENTS + [get_detailed_instruct(DEFAULT_TASK, q) for q in QUERIES] + ["emoji 🤖 ok", "Ünïcödé façade"]
+ALL_TEXTS = (
+    DOCUMENTS + [get_detailed_instruct(DEFAULT_TASK, q) for q in QUERIES] + ["emoji 🤖 ok", "Ünïcödé façade"]
+)
 # HF's BPE (tokenizer.json, what the model card and we use) and SentencePiece itself split a
 # run of spaces before a word differently ("a  b": HF "▁▁"+"b", SentencePiece "▁"+"▁b"). The
 # SentencePiece comparison covers every other text; the model-card comparison covers all.
@@ -47,7 +49,7 @@ def sentencepiece(tiny_model_dir):
 @pytest.mark.parametrize("max_length", [4096, 16])
 def test_token_ids_equal_sentencepiece_with_bos_and_eos(encoder, sentencepiece, max_length):
     ids = tokenize_for_embedding(encoder.tokenizer, SP_TEXTS, max_length, E5_MISTRAL)
-    for text, row in zip(SP_TEXTS, ids):
+    for text, row in zip(SP_TEXTS, ids, strict=False):
         assert row == [1] + sentencepiece.encode(text)[: max_length - 2] + [2], text[:40]
     assert max(len(r) for r in ids) == max_length  # the long text is truncated to exactly max_length
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from e5_integrations import ConfigurationError, E5Encoder, Piece, Recipe, Template, available_recipes
 from e5_integrations._recipe import E5_MISTRAL, get_recipe
-
 from tests.recipe_models import ARCHITECTURES, build
 
 TEXTS = [
@@ -89,7 +89,7 @@ def _sgpt_reference(path: Path, texts: list[str], brackets: tuple[str, str] | No
     if brackets is not None:
         bos = tokenizer.encode(brackets[0], add_special_tokens=False)[0]
         eos = tokenizer.encode(brackets[1], add_special_tokens=False)[0]
-        for seq, att in zip(batch_tokens["input_ids"], batch_tokens["attention_mask"]):
+        for seq, att in zip(batch_tokens["input_ids"], batch_tokens["attention_mask"], strict=False):
             seq.insert(0, bos)
             seq.append(eos)
             att.insert(0, 1)
@@ -228,7 +228,7 @@ def _prompteol_reference(path: Path, sentences: list[str]) -> torch.Tensor:
         if len(s) > 0 and s[-1] not in ".?\"'":
             s += "."
         s = s.replace('"', "'")
-        if len(s) > 0 and "?" == s[-1]:
+        if len(s) > 0 and s[-1] == "?":
             s = s[:-1] + "."
         sentences[i] = template.replace("*sent 0*", s).strip()
     # batch_encode_plus in the original; transformers 5 removed it, __call__ is the same call.

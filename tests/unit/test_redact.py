@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from e5_integrations._redact import RedactingFormatter, redact, secrets_of
 
 
