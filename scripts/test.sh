@@ -5,6 +5,7 @@
 #   extra, and the test tools;
 # - .venv-milvus: the real C++ Milvus Lite 2.5 server, whose pins clash with ours;
 # - .cache/e5-tiny: the tiny random e5-mistral-architecture test model (no hub needed).
+# With E5_QUALITY_GATES=1 (as in CI) ruff check, ruff format --check and mypy run before pytest.
 # Vector store servers (Chroma, Milvus Lite, Postgres+pgvector) are started by pytest
 # fixtures; set CHROMA_URL / MILVUS_URI / QDRANT_URL / PG_DSN to use external ones instead
 # (docker/docker-compose.yml starts all four).
@@ -33,5 +34,12 @@ export E5_MILVUS_VENV="$MILVUS_VENV"
 
 export E5_TEST_MODEL_DIR=${E5_TEST_MODEL_DIR:-$PWD/.cache/e5-tiny}
 "$VENV/bin/python" -m e5_integrations.testing build-tiny "$E5_TEST_MODEL_DIR" >/dev/null
+
+if [ "${E5_QUALITY_GATES:-0}" = 1 ]; then
+  # CI's quality gates (.ci/run sets E5_QUALITY_GATES=1): lint, format and types, before the tests.
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
+  E5_VENV="$VENV" bash scripts/typecheck.sh
+fi
 
 exec "$VENV/bin/python" -m pytest "$@"
