@@ -1,4 +1,4 @@
-"""The ``e5`` command: ``e5 ingest SOURCE...`` and ``e5 search QUERY``.
+"""The ``e5`` command: ``e5 ingest SOURCE...``, ``e5 search QUERY`` and ``e5 serve``.
 
 With no ``--store``/``--uri`` both use an embedded Chroma store in ``./.e5-store``, so::
 
@@ -55,6 +55,16 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: the best available)")
     group.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (default: %(default)s)")
+    _add_server_arguments(parser)
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("remote model (e5 serve)")
+    group.add_argument(
+        "--server", default=os.environ.get("E5_SERVER") or None,
+        help="embed through an `e5 serve` server at this URL instead of loading the model (default: $E5_SERVER)",
+    )
+    group.add_argument("--server-api-key", help="API key of that server (default: $E5_API_KEY)")
 
 
 def _positive(text: str) -> int:
@@ -130,7 +140,37 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--task", help="task name (e.g. NQ) or instruction for the query (default: web search)")
     search.add_argument("-k", type=_positive, default=10, help="number of results (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="one JSON object per hit per line")
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
+    _add_common_arguments(serve)
+    serve.add_argument(
+        "--model", help="model name or local directory (default: $E5_MODEL, else intfloat/e5-mistral-7b-instruct)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    serve.add_argument("--port", type=_positive, default=8080, help="TCP port (default: %(default)s)")
+    serve.add_argument(
+        "--device", action="append",
+        help="torch device, e.g. cuda, cuda:1, cpu; repeat it to use several GPUs (default: the best available)",
+    )
+    serve.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (default: %(default)s)")
+    serve.add_argument("--batch-tokens", type=_positive, help="padded tokens per forward pass (default: 16384)")
+    serve.add_argument("--max-length", type=_positive, help="token limit per input, EOS included (default: 4096)")
+    serve.add_argument(
+        "--api-key", help="require 'Authorization: Bearer KEY' on every route but /health and /metrics "
+        "(default: $E5_API_KEY; none: open)",
+    )
+    serve.add_argument(
+        "--max-queue-tokens", type=_positive, default=262144,
+        help="tokens queued before new requests get 429 with Retry-After (default: %(default)s)",
+    )
+    serve.add_argument("--max-inputs", type=_positive, default=2048, help="inputs per request (default: %(default)s)")
+    serve.add_argument(
+        "--max-payload-bytes", type=_positive, default=2_000_000, help="request body size limit (default: %(default)s)"
+    )
 
 
 def _open_sink(args: argparse.Namespace) -> Sink:
@@ -143,8 +183,23 @@ def _open_sink(args: argparse.Namespace) -> Sink:
     return open_sink(args.store, args.uri, args.collection, **options)
 
 
+def _remote_encoder(args: argparse.Namespace) -> Any:
+    from e5_integrations.server import RemoteEncoder
+
+    local = [flag for flag, name in (("--model", "model"), ("--device", "device")) if getattr(args, name, None)]
+    if local:
+        raise ConfigurationError(
+            f"{', '.join(local)} load a local model, but --server (or E5_SERVER) embeds with the server's model; "
+            "drop one of them"
+        )
+    return RemoteEncoder(args.server, api_key=args.server_api_key)
+
+
 def _encoder(args: argparse.Namespace) -> Any:
     from e5_integrations import E5Encoder
+
+    if getattr(args, "server", None):
+        return _remote_encoder(args)
 
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
     if getattr(args, "batch_tokens", None) is not None:
@@ -252,6 +307,27 @@ def _run_search(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from e5_integrations.server import ServerLimits, serve
+
+    limits = ServerLimits(
+        max_queue_tokens=args.max_queue_tokens, max_inputs=args.max_inputs, max_payload_bytes=args.max_payload_bytes
+    )
+    devices = args.device
+    return serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        device=devices[0] if devices and len(devices) == 1 else devices,
+        dtype=args.dtype,
+        batch_tokens=args.batch_tokens,
+        max_length=args.max_length,
+        api_key=args.api_key,
+        limits=limits,
+        log_level="debug" if args.verbose > 1 else "info",
+    )
+
+
 def _configure_logging(verbosity: int) -> None:
     if verbosity <= 0:
         return
@@ -266,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``e5``; returns the exit status (see the module docs)."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    commands = {"ingest": _run_ingest, "search": _run_search}
+    commands = {"ingest": _run_ingest, "search": _run_search, "serve": _run_serve}
     try:
         return commands[args.command](args, sys.stdout)
     except _USAGE_ERRORS as exc:
