@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, resolve_task
 
@@ -50,6 +50,9 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
             embeddings = E5MistralEmbeddings(task="NQ")
             vectors = embeddings.embed_documents(["Paris is the capital of France."])
             query = embeddings.embed_query("capital of France?")
+
+            # or through an `e5 serve` server, with no model in this process:
+            remote = E5MistralEmbeddings(base_url="http://127.0.0.1:8080", task="NQ")
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
@@ -76,7 +79,14 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     show_progress: bool | None = None
     """Show a progress bar while encoding; ``None`` shows one only for large inputs."""
 
-    _encoder: E5Encoder = PrivateAttr()
+    base_url: str | None = None
+    """URL of an ``e5 serve`` server (``http://host:8080``): embed there instead of loading the model
+    here (remote mode; ``model_name``, ``device``, ``dtype`` and the batching options are the server's)."""
+
+    api_key: SecretStr | None = None
+    """API key of that server (default ``$E5_API_KEY``); never shown in ``repr``."""
+
+    _encoder: Any = PrivateAttr()
 
     @field_validator("task")
     @classmethod
@@ -86,6 +96,12 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
+        if self.base_url is not None:
+            from e5_integrations.server import RemoteEncoder
+
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            self._encoder = RemoteEncoder(self.base_url, api_key=key)
+            return
         self._encoder = E5Encoder.shared(
             model=self.model_name,
             device=self.device,
@@ -96,8 +112,9 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
         )
 
     @property
-    def encoder(self) -> E5Encoder:
-        """The core encoder this adapter delegates to."""
+    def encoder(self) -> Any:
+        """The encoder this adapter delegates to: an :class:`E5Encoder`, or a
+        :class:`~e5_integrations.server.RemoteEncoder` with ``base_url``."""
         return self._encoder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -109,9 +126,15 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
         return _to_lists(self._encoder.encode_queries([text], task=self.task))[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Like :meth:`embed_documents`, run in a worker thread so the event loop keeps running."""
+        """Like :meth:`embed_documents`, run in a worker thread so the event loop keeps running
+        (async HTTP in remote mode)."""
+        if self.base_url is not None:
+            return _to_lists(await self._encoder.aencode_documents(list(texts), task=self.task))
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        """Like :meth:`embed_query`, run in a worker thread so the event loop keeps running."""
+        """Like :meth:`embed_query`, run in a worker thread so the event loop keeps running
+        (async HTTP in remote mode)."""
+        if self.base_url is not None:
+            return _to_lists(await self._encoder.aencode_queries([text], task=self.task))[0]
         return await asyncio.to_thread(self.embed_query, text)

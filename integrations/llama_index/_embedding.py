@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, field_validator
 
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, resolve_task
 
@@ -79,7 +79,16 @@ class E5MistralEmbedding(BaseEmbedding):
         default=None, description="Show a progress bar while encoding; None shows one only for large inputs."
     )
 
-    _encoder: E5Encoder = PrivateAttr()
+    base_url: str | None = Field(
+        default=None,
+        description="URL of an `e5 serve` server: embed there instead of loading the model here "
+        "(remote mode; model_name, device, dtype and batching are the server's).",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="API key of that server (default $E5_API_KEY); never shown in repr."
+    )
+
+    _encoder: Any = PrivateAttr()
 
     @field_validator("task")
     @classmethod
@@ -89,6 +98,12 @@ class E5MistralEmbedding(BaseEmbedding):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
+        if self.base_url is not None:
+            from e5_integrations.server import RemoteEncoder
+
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            self._encoder = RemoteEncoder(self.base_url, api_key=key)
+            return
         self._encoder = E5Encoder.shared(
             model=self.model_name,
             device=self.device,
@@ -104,8 +119,9 @@ class E5MistralEmbedding(BaseEmbedding):
         return "E5MistralEmbedding"
 
     @property
-    def encoder(self) -> E5Encoder:
-        """The core encoder this adapter delegates to."""
+    def encoder(self) -> Any:
+        """The encoder this adapter delegates to: an :class:`E5Encoder`, or a
+        :class:`~e5_integrations.server.RemoteEncoder` with ``base_url``."""
         return self._encoder
 
     # -- what LlamaIndex calls -------------------------------------------------------------
@@ -122,12 +138,19 @@ class E5MistralEmbedding(BaseEmbedding):
         return vectors
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
+        if self.base_url is not None:  # remote mode: async HTTP
+            vector: Embedding = (await self._encoder.aencode_queries([query], task=self.task))[0].tolist()
+            return vector
         return await asyncio.to_thread(self._get_query_embedding, query)
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self._aget_text_embeddings([text]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        if self.base_url is not None:
+            found = await self._encoder.aencode_documents(list(texts), task=self.task)
+            vectors: list[Embedding] = found.tolist()
+            return vectors
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
     # -- keep queries and texts apart in the embeddings cache ----------------------------

@@ -168,19 +168,31 @@ def _instruction_for(input_type: str, task: Any) -> str | None:
     return str(task.instruction) if task.symmetric else None
 
 
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text's own tokens (e.g. ``[BOS]``, ``[]``)."""
+    probe = "hello world"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe)["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
 def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
     """Model inputs from a text's own token ids: the tokenizer's special tokens (BOS), the
     recipe's truncation and EOS, exactly as a text with those tokens would get."""
     tokenizer = encoder.tokenizer
     vocab = len(tokenizer)
+    prefix, suffix = _special_tokens(tokenizer)
     limit = encoder.max_length - 1 if encoder.recipe.append_eos else encoder.max_length
-    limit -= tokenizer.num_special_tokens_to_add(pair=False)
+    limit -= len(prefix) + len(suffix)
     out: list[list[int]] = []
     for index, row in enumerate(rows):
         bad = next((t for t in row if t < 0 or t >= vocab), None)
         if bad is not None:
             raise _HTTPError(422, f"input[{index}] holds token id {bad}, outside the vocabulary [0, {vocab})")
-        ids = list(tokenizer.build_inputs_with_special_tokens(list(row[:limit])))
+        ids = prefix + list(row[:limit]) + suffix
         if encoder.recipe.append_eos:
             ids.append(tokenizer.eos_token_id)
         out.append(ids)
@@ -301,6 +313,7 @@ def create_app(
     def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
+            state.metrics.in_progress.inc()
             try:
                 response = await handler(request)
             except _HTTPError as exc:
@@ -311,6 +324,8 @@ def create_app(
                 )
             except E5Error as exc:
                 response = error_response(_HTTPError(400, str(exc)))
+            finally:
+                state.metrics.in_progress.dec()
             state.metrics.observe_request(path, response.status_code, time.perf_counter() - started)
             return response
 

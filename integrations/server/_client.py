@@ -152,10 +152,22 @@ class RemoteEncoder:
         return await self._aencode(texts, "document", task)
 
     def close(self) -> None:
-        """Close the pooled HTTP connections."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the pooled HTTP connections (also done when the encoder is garbage-collected)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> RemoteEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
+            pass
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ class ServerMetrics:
             buckets=_DURATION_BUCKETS,
             registry=registry,
         )
+        self.in_progress = Gauge(
+            "e5_requests_in_progress", "Requests received and not answered yet", registry=registry
+        )
         self.queue_tokens = Gauge(
             "e5_queue_tokens", "Tokens accepted and not embedded yet", registry=registry
         )
