@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 import time
@@ -157,17 +158,15 @@ class RemoteEncoder:
         if client is not None:
             client.close()
 
-    def __enter__(self) -> RemoteEncoder:
+    def __enter__(self) -> RemoteEncoder:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to report to
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-            pass
 
     # -- internals ----------------------------------------------------------------------------
 
