@@ -345,15 +345,20 @@ def create_app(
         items: list[Any], token_ids: bool, instruction: str | None
     ) -> tuple[np.ndarray, int]:
         encoder, batcher = state.ready()
-        ids = await _model_inputs(state, encoder, items, token_ids, instruction)
-        tokens = sum(len(row) for row in ids)
-        if tokens > state.limits.max_queue_tokens:
-            raise _HTTPError(
-                413,
-                f"this request is {tokens} tokens, more than the server queue holds "
-                f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
-            )
-        return await batcher.submit(ids), tokens
+        batcher.expect()
+        try:
+            ids = await _model_inputs(state, encoder, items, token_ids, instruction)
+            tokens = sum(len(row) for row in ids)
+            if tokens > state.limits.max_queue_tokens:
+                raise _HTTPError(
+                    413,
+                    f"this request is {tokens} tokens, more than the server queue holds "
+                    f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
+                )
+            future = batcher.enqueue(ids)
+        finally:
+            batcher.unexpect()
+        return await future, tokens
 
     async def openai_embeddings(request: Request) -> Response:
         body = await json_body(request)

@@ -28,6 +28,9 @@ logger = logging.getLogger("e5_integrations.server")
 #: The worker takes queued requests up to this many batch budgets at once, so one planning
 #: round packs many clients together without making late arrivals wait behind a huge round.
 ROUND_BUDGETS = 4
+#: When requests are being tokenized as a round starts, wait up to this long for them, so
+#: clients that arrive together share a forward pass; a lone request never waits.
+GATHER_WAIT_S = 0.004
 
 
 class Overloaded(Exception):
@@ -72,6 +75,7 @@ class DynamicBatcher:
         self._pending: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._queued_tokens = 0
+        self._incoming = 0  # requests received and being tokenized
         self._closing = False
         self._tokens_per_s = 0.0  # measured, for Retry-After
         self._thread = threading.Thread(target=self._run, name="e5-gpu-worker", daemon=True)
@@ -87,8 +91,28 @@ class DynamicBatcher:
             return 1
         return max(1, min(60, int(self._queued_tokens / self._tokens_per_s) + 1))
 
+    def expect(self) -> None:
+        """A request is being tokenized and will be submitted soon (or :meth:`unexpect` -ed)."""
+        with self._cond:
+            self._incoming += 1
+
+    def unexpect(self) -> None:
+        """The request announced by :meth:`expect` was submitted or failed."""
+        with self._cond:
+            self._incoming -= 1
+            self._cond.notify_all()
+
     async def submit(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed ``ids`` (sequences built by the recipe) in shared batches; rows in input order.
+
+        Raises:
+            Overloaded: the queue is full; the caller should answer 429 with ``retry_after``.
+            RuntimeError: the batcher is shutting down.
+        """
+        return await self.enqueue(ids)
+
+    def enqueue(self, ids: Sequence[Sequence[int]]) -> asyncio.Future[np.ndarray]:
+        """Queue ``ids`` now (from the event loop); the future resolves to their rows.
 
         Raises:
             Overloaded: the queue is full; the caller should answer 429 with ``retry_after``.
@@ -109,7 +133,7 @@ class DynamicBatcher:
             self.metrics.queue_requests.inc()
             self._pending.append(job)
             self._cond.notify()
-        return await future
+        return future
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking requests, embed everything queued, then stop the worker."""
@@ -127,6 +151,12 @@ class DynamicBatcher:
                 self._cond.wait()
             if not self._pending:
                 return None
+            deadline = time.perf_counter() + GATHER_WAIT_S
+            while self._incoming > 0 and not self._closing and self._queued_tokens < budget:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             jobs = [self._pending.popleft()]
             taken = jobs[0].tokens
             while self._pending and taken + self._pending[0].tokens <= budget:

@@ -265,7 +265,7 @@ def test_64_concurrent_clients_get_their_own_vectors_in_few_forward_passes(serve
     got = asyncio.run(run())
     _assert_same(got, expected)  # each caller got its own vector, not a neighbour's
     passes = server.metric("e5_forward_passes_total") - before
-    assert 1 <= passes <= 16, f"{passes} forward passes for 64 requests"
+    assert 1 <= passes <= 24, f"{passes} forward passes for 64 requests"
 
 
 # -- remote mode -----------------------------------------------------------------------------
