@@ -13,6 +13,7 @@ import base64
 import contextlib
 import os
 import random
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -91,6 +92,7 @@ class RemoteEncoder:
         self._tokenizer = tokenizer
         self._info: dict[str, Any] | None = None
         self._client: Any = None
+        self._client_lock = threading.Lock()  # one pooled client, even when threads share this encoder
 
     def __repr__(self) -> str:
         return f"RemoteEncoder({self.base_url!r})"
@@ -307,13 +309,15 @@ class RemoteEncoder:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         httpx = _httpx()
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, headers=self._headers())
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self.timeout, headers=self._headers())
+            client = self._client
         last: Any = None
         for attempt in range(self.max_retries + 1):
             response = None
             try:
-                response = self._client.request(method, self.base_url + path, json=body)
+                response = client.request(method, self.base_url + path, json=body)
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 last = exc
                 if attempt >= CONNECT_RETRIES:

@@ -225,6 +225,12 @@ def test_422_names_the_bad_input(server: Server) -> None:
         assert not_text.status_code == 422 and "input[1] is float" in not_text.json()["error"]["message"]
         typo = client.post("/v1/embeddings", json={"input": "x", "task": "SciFactt"})
         assert typo.status_code == 400 and "SciFact" in typo.json()["error"]["message"]
+        ids_query = client.post("/v1/embeddings", json={"input": [[1, 2, 3]], "input_type": "query"})
+        assert (
+            ids_query.status_code == 400 and "send text for queries" in ids_query.json()["error"]["message"]
+        )
+        bad_id = client.post("/v1/embeddings", json={"input": [[5, 10**9]]})
+        assert bad_id.status_code == 422 and "outside the vocabulary" in bad_id.json()["error"]["message"]
 
 
 def test_401_without_the_key_and_open_probes(server: Server) -> None:
@@ -344,7 +350,7 @@ def test_cli_ingest_and_search_through_the_server(server: Server, tmp_path: Path
 # -- backpressure and shutdown (servers of their own) ----------------------------------------
 
 
-def test_429_with_retry_after_past_the_queue_bound(tiny_model_dir: Path) -> None:
+def test_429_with_retry_after_past_the_queue_bound(tiny_model_dir: Path, encoder) -> None:
     running = Server(tiny_model_dir, "--max-queue-tokens", "3000")
     try:
         text = "overload " * 100
@@ -364,6 +370,18 @@ def test_429_with_retry_after_past_the_queue_bound(tiny_model_dir: Path) -> None
         assert int(rejected.headers["Retry-After"]) >= 1
         assert "--max-queue-tokens" in rejected.json()["error"]["message"]
         assert running.metric('e5_requests_total{route="/v1/embeddings",status="429"}') == codes.count(429)
+
+        # The client backs off on 429 and retries: eight concurrent callers all get their vectors.
+        from concurrent.futures import ThreadPoolExecutor
+
+        from e5_integrations.server import RemoteEncoder
+
+        batches = [[f"caller {i} {j} " + text for j in range(4)] for i in range(8)]
+        with RemoteEncoder(running.url, max_retries=20) as remote, ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(remote.encode_documents, batches))
+        for batch, got in zip(batches, results):
+            _assert_same(got, encoder.encode_documents(batch))
+        assert running.metric('e5_requests_total{route="/v1/embeddings",status="429"}') > codes.count(429)
     finally:
         code, out = running.stop()
     assert code == 0, out[-3000:]
