@@ -413,3 +413,28 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir: Path, enc
     for answer in answers:
         _assert_same([row["embedding"] for row in answer.json()["data"]], expected)
     assert "Shutting down" in out
+
+
+def test_a_model_that_fails_to_load_exits_1_with_the_reason(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    port = str(_free_port())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "e5_integrations.cli",
+            "serve",
+            "--model",
+            str(missing),
+            "--device",
+            "cpu",
+            "--port",
+            port,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "could not load the model" in result.stderr and str(missing) in result.stderr
