@@ -318,6 +318,14 @@ class E5Encoder:
             bulk = pool.submit(tokenize, items[HEAD_START_TEXTS:])
             return self._encode_parts(len(items), [(0, lambda: head), (HEAD_START_TEXTS, bulk.result)])
 
+    def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> list[list[int]]:
+        """The model inputs :meth:`encode` builds for ``texts``: the recipe's query template
+        with ``instruction``, or its document side when ``instruction`` is ``None``; truncated,
+        with the recipe's special tokens. Rows are :class:`~e5_integrations._recipe.Encoded`
+        where the recipe pools a span; :meth:`encode_token_ids` embeds them (the server
+        batches requests this way)."""
+        return self._tokenizer_for(instruction)(_check_texts(texts))
+
     def _tokenizer_for(self, instruction: str | None) -> Callable[[Sequence[str]], list[list[int]]]:
         """Texts → token ids for one side. e5-mistral-like recipes (one string template,
         every token pooled) keep the model card's path: template, then tokenize."""

@@ -1,4 +1,4 @@
-"""The ``e5`` command: ``e5 ingest SOURCE...`` and ``e5 search QUERY``.
+"""The ``e5`` command: ``e5 ingest SOURCE...``, ``e5 search QUERY`` and ``e5 serve``.
 
 With no ``--store``/``--uri`` both use an embedded Chroma store in ``./.e5-store``, so::
 
@@ -59,7 +59,9 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--api-key", help="Qdrant API key (default: the QDRANT_API_KEY environment variable)")
     group.add_argument(
-        "--retry-seconds", type=_non_negative_float, metavar="SECONDS",
+        "--retry-seconds",
+        type=_non_negative_float,
+        metavar="SECONDS",
         help="how long to keep retrying a store that cannot be reached (a restart, a failover) "
         f"before giving up; 0: no retries (default: {DEFAULT_RETRY_SECONDS:g})",
     )
@@ -79,6 +81,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="how the model embeds: e5-mistral, sgpt, echo, prompteol, llm2vec, gritlm, qwen3-embedding, ... "
         "(default: the model's preset, else its sentence-transformers prompts, else e5-mistral)",
     )
+    _add_server_arguments(parser)
 
 
 def _recipe_name(text: str) -> str:
@@ -86,8 +89,20 @@ def _recipe_name(text: str) -> str:
     from e5_integrations._recipe import available_recipes
 
     if text.strip().lower() not in available_recipes():
-        raise argparse.ArgumentTypeError(f"unknown recipe {text!r}; valid recipes: {', '.join(available_recipes())}")
+        raise argparse.ArgumentTypeError(
+            f"unknown recipe {text!r}; valid recipes: {', '.join(available_recipes())}"
+        )
     return text.strip().lower()
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("remote model (e5 serve)")
+    group.add_argument(
+        "--server",
+        default=os.environ.get("E5_SERVER") or None,
+        help="embed through an `e5 serve` server at this URL instead of loading the model (default: $E5_SERVER)",
+    )
+    group.add_argument("--server-api-key", help="API key of that server (default: $E5_API_KEY)")
 
 
 def _positive(text: str) -> int:
@@ -194,7 +209,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("-k", type=_positive, default=10, help="number of results (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="one JSON object per hit per line")
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
+    _add_common_arguments(serve)
+    serve.add_argument(
+        "--model",
+        help="model name or local directory (default: $E5_MODEL, else intfloat/e5-mistral-7b-instruct)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    serve.add_argument("--port", type=_positive, default=8080, help="TCP port (default: %(default)s)")
+    serve.add_argument(
+        "--device",
+        action="append",
+        help="torch device, e.g. cuda, cuda:1, cpu; repeat it to use several GPUs (default: the best available)",
+    )
+    serve.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (default: %(default)s)")
+    serve.add_argument(
+        "--batch-tokens", type=_positive, help="padded tokens per forward pass (default: 16384)"
+    )
+    serve.add_argument(
+        "--max-length", type=_positive, help="token limit per input, EOS included (default: 4096)"
+    )
+    serve.add_argument(
+        "--recipe",
+        type=_recipe_name,
+        help="how the model embeds (default: the model's preset, else its sentence-transformers prompts, "
+        "else e5-mistral)",
+    )
+    serve.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on every route but /health and /metrics "
+        "(default: $E5_API_KEY; none: open)",
+    )
+    serve.add_argument(
+        "--max-queue-tokens",
+        type=_positive,
+        default=262144,
+        help="tokens queued before new requests get 429 with Retry-After (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-inputs", type=_positive, default=2048, help="inputs per request (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-payload-bytes",
+        type=_positive,
+        default=2_000_000,
+        help="request body size limit (default: %(default)s)",
+    )
 
 
 def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
@@ -212,10 +277,26 @@ def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
     )
 
 
+def _remote_encoder(args: argparse.Namespace) -> Any:
+    from e5_integrations.server import RemoteEncoder
+
+    given = (("--model", "model"), ("--device", "device"), ("--recipe", "recipe"))
+    local = [flag for flag, name in given if getattr(args, name, None)]
+    if local:
+        raise ConfigurationError(
+            f"{', '.join(local)} configure a local model, but --server (or E5_SERVER) embeds with the server's "
+            "model and recipe; drop one of them"
+        )
+    return RemoteEncoder(args.server, api_key=args.server_api_key)
+
+
 def _encoder(args: argparse.Namespace) -> Any:
     """The encoder the flags ask for, checked but not loaded: the weights (minutes for a 7B
     model) load at the first embedding, after the input and the store were checked."""
     from e5_integrations._encoder import DeferredEncoder
+
+    if getattr(args, "server", None):
+        return _remote_encoder(args)
 
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
     if getattr(args, "batch_tokens", None) is not None:
@@ -329,9 +410,38 @@ def _run_search(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from e5_integrations.server import ServerLimits, serve
+
+    limits = ServerLimits(
+        max_queue_tokens=args.max_queue_tokens,
+        max_inputs=args.max_inputs,
+        max_payload_bytes=args.max_payload_bytes,
+    )
+    devices = args.device
+    return serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        device=devices[0] if devices and len(devices) == 1 else devices,
+        dtype=args.dtype,
+        batch_tokens=args.batch_tokens,
+        max_length=args.max_length,
+        recipe=args.recipe,
+        api_key=args.api_key,
+        limits=limits,
+        log_level="debug" if args.verbose > 1 else "info",
+    )
+
+
 def _secrets(args: argparse.Namespace) -> list[str]:
     """What must never be printed: the password and secret parameters of ``--uri`` and the API keys."""
-    keys = [getattr(args, "api_key", None), os.environ.get("QDRANT_API_KEY")]
+    keys = [
+        getattr(args, "api_key", None),
+        getattr(args, "server_api_key", None),
+        os.environ.get("QDRANT_API_KEY"),
+        os.environ.get("E5_API_KEY"),
+    ]
     return [*secrets_of(getattr(args, "uri", None)), *(key for key in keys if key)]
 
 
@@ -352,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     secrets = _secrets(args)
     _configure_logging(args.verbose, secrets)
-    commands = {"ingest": _run_ingest, "search": _run_search}
+    commands = {"ingest": _run_ingest, "search": _run_search, "serve": _run_serve}
     try:
         with cli_front():  # hints in messages name this command's flags
             return commands[args.command](args, sys.stdout)

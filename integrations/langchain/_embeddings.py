@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, Recipe, resolve_task
 from e5_integrations._encoder import model_name_from_aliases
@@ -52,6 +52,9 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
             embeddings = E5MistralEmbeddings(task="NQ")
             vectors = embeddings.embed_documents(["Paris is the capital of France."])
             query = embeddings.embed_query("capital of France?")
+
+            # or through an `e5 serve` server, with no model in this process:
+            remote = E5MistralEmbeddings(base_url="http://127.0.0.1:8080", task="NQ")
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
@@ -83,7 +86,15 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     """How the model embeds: a name from ``e5_integrations.available_recipes()`` (``"sgpt"``,
     ``"qwen3-embedding"`` ...) or a ``Recipe``; ``None`` picks the model's preset."""
 
-    _encoder: E5Encoder = PrivateAttr()
+    base_url: str | None = None
+    """URL of an ``e5 serve`` server (``http://host:8080``): embed there instead of loading the model
+    here (remote mode; ``model_name``, ``device``, ``dtype``, ``recipe`` and the batching options are the
+    server's)."""
+
+    api_key: SecretStr | None = None
+    """API key of that server (default ``$E5_API_KEY``); never shown in ``repr``."""
+
+    _encoder: Any = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +116,18 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
+        if self.base_url is not None:
+            from e5_integrations.server import RemoteEncoder
+
+            if self.recipe is not None:
+                raise ValueError(
+                    f"recipe={self.recipe!r} configures a local model, but base_url={self.base_url!r} embeds "
+                    "with the server's model and recipe (e5 serve --recipe); drop one of them"
+                )
+
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            self._encoder = RemoteEncoder(self.base_url, api_key=key)
+            return
         self._encoder = E5Encoder.shared(
             model=self.model_name,
             device=self.device,
@@ -116,8 +139,9 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
         )
 
     @property
-    def encoder(self) -> E5Encoder:
-        """The core encoder this adapter delegates to."""
+    def encoder(self) -> Any:
+        """The encoder this adapter delegates to: an :class:`E5Encoder`, or a
+        :class:`~e5_integrations.server.RemoteEncoder` with ``base_url``."""
         return self._encoder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -129,9 +153,15 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
         return _to_lists(self._encoder.encode_queries([text], task=self.task))[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Like :meth:`embed_documents`, run in a worker thread so the event loop keeps running."""
+        """Like :meth:`embed_documents`, run in a worker thread so the event loop keeps running
+        (async HTTP in remote mode)."""
+        if self.base_url is not None:
+            return _to_lists(await self._encoder.aencode_documents(list(texts), task=self.task))
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        """Like :meth:`embed_query`, run in a worker thread so the event loop keeps running."""
+        """Like :meth:`embed_query`, run in a worker thread so the event loop keeps running
+        (async HTTP in remote mode)."""
+        if self.base_url is not None:
+            return _to_lists(await self._encoder.aencode_queries([text], task=self.task))[0]
         return await asyncio.to_thread(self.embed_query, text)

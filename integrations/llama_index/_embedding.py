@@ -16,12 +16,11 @@ import asyncio
 import os
 from typing import Any
 
-from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator, model_validator
-
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, Recipe, resolve_task
 from e5_integrations._encoder import model_name_from_aliases
 from e5_integrations._recipe import get_recipe
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 __all__ = ["E5MistralEmbedding"]
 
@@ -86,7 +85,16 @@ class E5MistralEmbedding(BaseEmbedding):
         "'qwen3-embedding' ...) or a Recipe; None picks the model's preset.",
     )
 
-    _encoder: E5Encoder = PrivateAttr()
+    base_url: str | None = Field(
+        default=None,
+        description="URL of an `e5 serve` server: embed there instead of loading the model here "
+        "(remote mode; model_name, device, dtype and batching are the server's).",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="API key of that server (default $E5_API_KEY); never shown in repr."
+    )
+
+    _encoder: Any = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +116,18 @@ class E5MistralEmbedding(BaseEmbedding):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
+        if self.base_url is not None:
+            from e5_integrations.server import RemoteEncoder
+
+            if self.recipe is not None:
+                raise ValueError(
+                    f"recipe={self.recipe!r} configures a local model, but base_url={self.base_url!r} embeds "
+                    "with the server's model and recipe (e5 serve --recipe); drop one of them"
+                )
+
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            self._encoder = RemoteEncoder(self.base_url, api_key=key)
+            return
         self._encoder = E5Encoder.shared(
             model=self.model_name,
             device=self.device,
@@ -124,8 +144,9 @@ class E5MistralEmbedding(BaseEmbedding):
         return "E5MistralEmbedding"
 
     @property
-    def encoder(self) -> E5Encoder:
-        """The core encoder this adapter delegates to."""
+    def encoder(self) -> Any:
+        """The encoder this adapter delegates to: an :class:`E5Encoder`, or a
+        :class:`~e5_integrations.server.RemoteEncoder` with ``base_url``."""
         return self._encoder
 
     # -- what LlamaIndex calls -------------------------------------------------------------
@@ -142,12 +163,19 @@ class E5MistralEmbedding(BaseEmbedding):
         return vectors
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
+        if self.base_url is not None:  # remote mode: async HTTP
+            vector: Embedding = (await self._encoder.aencode_queries([query], task=self.task))[0].tolist()
+            return vector
         return await asyncio.to_thread(self._get_query_embedding, query)
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self._aget_text_embeddings([text]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        if self.base_url is not None:
+            found = await self._encoder.aencode_documents(list(texts), task=self.task)
+            vectors: list[Embedding] = found.tolist()
+            return vectors
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
     # -- keep queries and texts apart in the embeddings cache ----------------------------

@@ -16,9 +16,23 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.integration
 def test_gpu_throughput_script_smoke(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--config", "tiny", "--device", "cpu",
-         "--texts", "24", "--parity-texts", "8", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "gpu_throughput.py"),
+            "--config",
+            "tiny",
+            "--device",
+            "cpu",
+            "--texts",
+            "24",
+            "--parity-texts",
+            "8",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (written,) = tmp_path.glob("*.json")
@@ -32,3 +46,36 @@ def test_gpu_throughput_script_smoke(tmp_path):
         assert figures[key]["tokens_per_s"] > 0
     assert figures["variant_compiled"]["first_run_with_compile_s"] > 0
     assert 0 <= figures["padding_fraction"] < 1 and figures["tokenize_s"] > 0
+
+
+@pytest.mark.integration
+def test_server_load_script_smoke(tmp_path, tiny_model_dir):
+    pytest.importorskip("starlette")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "server_load.py"),
+            "--requests",
+            "16",
+            "--clients",
+            "1,4",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (written,) = tmp_path.glob("server-load-*.json")
+    levels = json.loads(written.read_text())["levels"]
+    assert [level["clients"] for level in levels] == [1, 4]
+    for level in levels:
+        for side in ("server", "in_process"):
+            assert level[side]["requests"] == 16 and level[side]["requests_per_s"] > 0
+            assert 0 < level[side]["p50_ms"] <= level[side]["p99_ms"]
+        assert level["server"]["forward_passes"] >= 1
+    assert "server/in-process" in result.stdout

@@ -66,7 +66,8 @@ def test_wheel_installs_and_imports_in_fresh_venv(tmp_path):
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     code = (
         "import e5_integrations as e, e5_integrations.ingest, e5_integrations.testing, e5_integrations.sinks,"
-        " e5_integrations.langchain, e5_integrations.llama_index, e5_integrations.ray, e5_integrations.cli;"
+        " e5_integrations.langchain, e5_integrations.llama_index, e5_integrations.ray, e5_integrations.cli,"
+        " e5_integrations.server;"
         f"assert e.__file__.startswith({str(site)!r}), e.__file__;"
         "assert len(e.available_tasks()) >= 68;"
         "import importlib.resources as r; assert r.files('e5_integrations').joinpath('py.typed').is_file();"

@@ -143,3 +143,22 @@ def test_dockerfile_runs_e5_on_cuda() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:\S+", text, re.MULTILINE)
     assert 'ENTRYPOINT ["e5"]' in text
+
+
+def test_e5_server_service_reserves_a_gpu_and_serves_on_8080(compose: dict, readme: str) -> None:
+    server = compose["services"]["e5-server"]
+    assert server["command"][:1] == ["serve"] and "0.0.0.0" in server["command"]
+    assert server["build"]["dockerfile"] == "docker/Dockerfile"
+    (device,) = server["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert _host_ports(server).get(8080) == 8080
+    assert "/health" in " ".join(server["healthcheck"]["test"])
+    assert server["profiles"] == ["server"]  # `up` without the profile needs no GPU
+    assert server["environment"]["E5_API_KEY"].startswith("${")  # from the shell, never written here
+    assert "--profile server" in readme
+
+
+def test_dockerfile_installs_the_server_extra() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    extras = re.search(r"^ARG EXTRAS=(\S+)", text, re.MULTILINE)
+    assert extras and "server" in extras.group(1).split(",")

@@ -25,6 +25,26 @@ def test_core_import_does_not_load_adapter_or_store_libraries():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_server_and_cli_import_no_web_stack_until_serving():
+    code = (
+        "import sys, e5_integrations.server, e5_integrations.cli;"
+        "bad=[m for m in ('starlette','uvicorn','fastapi','prometheus_client') if m in sys.modules];"
+        " print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serving_without_the_server_extra_names_it():
+    code = (
+        "import sys; sys.modules['starlette'] = None;"
+        "from e5_integrations.server import create_app\n"
+        "try:\n    create_app(lambda: None)\nexcept ImportError as exc:\n    print(exc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "pip install 'e5-integrations[server]'" in result.stdout, result.stdout + result.stderr
+
+
 def test_build_tiny_cli(tmp_path):
     out = tmp_path / "tiny"
     result = subprocess.run(

@@ -1,0 +1,572 @@
+"""The ASGI app of ``e5 serve``: an OpenAI-compatible ``/v1/embeddings`` that keeps the instructions.
+
+Routes:
+
+- ``POST /v1/embeddings``: the OpenAI schema (``input`` as a string, strings, token ids or
+  lists of token ids; ``encoding_format`` ``float``/``base64``; ``dimensions``; ``user``), plus
+  two extension fields sent with the official client's ``extra_body``: ``input_type``
+  (``"query"`` | ``"document"``, default ``"document"``) and ``task`` (a registered task name
+  or a one-sentence instruction; default web search). Symmetric tasks apply the instruction to
+  documents too, exactly as :meth:`E5Encoder.encode_documents` does.
+- ``POST /embed``: ``{"queries": [...]}`` or ``{"documents": [...]}``, plus ``task``.
+- ``POST /tokenize``: the model input ids a text becomes (template, BOS, truncation, EOS).
+- ``GET /info``, ``GET /health`` (503 until the model is loaded), ``GET /metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from e5_integrations._errors import E5Error
+from e5_integrations._tasks import DEFAULT_TASK, resolve_task
+from e5_integrations.server._batcher import DynamicBatcher, Overloaded
+from e5_integrations.server._metrics import ServerMetrics
+
+__all__ = ["ServerLimits", "create_app"]
+
+logger = logging.getLogger("e5_integrations.server")
+
+#: Routes anyone may call, with or without the API key (probes and scrapers).
+PUBLIC_PATHS = frozenset({"/health", "/metrics"})
+#: Every route (metrics label other paths "other", so a scanner cannot grow the label set).
+KNOWN_PATHS = frozenset(
+    {"/v1/embeddings", "/embeddings", "/embed", "/tokenize", "/info", "/health", "/metrics"}
+)
+
+
+def _require_starlette() -> Any:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"e5 serve needs Starlette and uvicorn ({exc.name} is missing); "
+            "install them with: pip install 'e5-integrations[server]'"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Backpressure and request limits.
+
+    Attributes:
+        max_queue_tokens: tokens accepted and not yet embedded; past it, 429 with ``Retry-After``.
+        max_inputs: inputs in one request; more gives 413.
+        max_payload_bytes: request body size; more gives 413.
+    """
+
+    max_queue_tokens: int = 262144
+    max_inputs: int = 2048
+    max_payload_bytes: int = 2_000_000
+
+
+class _HTTPError(Exception):
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", **headers: str
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.headers = {name.replace("_", "-"): value for name, value in headers.items()}
+
+
+class _State:
+    """What the routes share: the encoder once loaded, the batcher, the tokenizer thread."""
+
+    def __init__(self, limits: ServerLimits, api_key: str | None) -> None:
+        self.limits = limits
+        self.api_key = api_key
+        self.metrics = ServerMetrics()
+        self.encoder: Any = None
+        self.batcher: DynamicBatcher | None = None
+        self.load_error: str | None = None
+        # One thread: a Hugging Face fast tokenizer must not be used by two threads at once.
+        self.tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-tokenize")
+
+    def ready(self) -> tuple[Any, DynamicBatcher]:
+        if self.encoder is None or self.batcher is None:
+            detail = f"failed to load: {self.load_error}" if self.load_error else "still loading"
+            raise _HTTPError(
+                503, f"the model is {detail}; poll GET /health", "service_unavailable", retry_after="5"
+            )
+        return self.encoder, self.batcher
+
+
+# -- request parsing -------------------------------------------------------------------------
+
+
+def _parse_inputs(value: Any, field: str, max_inputs: int) -> tuple[list[str] | list[list[int]], bool]:
+    """``(items, are_token_ids)`` from an OpenAI ``input``: str, [str], [int] or [[int]]."""
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise _HTTPError(422, f"{field} must be a string or a list of strings, got {type(value).__name__}")
+    if not items:
+        raise _HTTPError(422, f"{field} is an empty list; send at least one input")
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in items):
+        items = [items]  # one sequence of token ids
+    if len(items) > max_inputs:
+        raise _HTTPError(
+            413,
+            f"{field} has {len(items)} inputs, more than the {max_inputs} one request may carry "
+            "(e5 serve --max-inputs); split it into several requests",
+        )
+    token_ids = isinstance(items[0], list)
+    for index, item in enumerate(items):
+        if token_ids:
+            if not isinstance(item, list) or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in item
+            ):
+                raise _HTTPError(
+                    422, f"{field}[{index}] is not a list of token ids; do not mix text and token ids"
+                )
+            if not item:
+                raise _HTTPError(422, f"{field}[{index}] is an empty list of token ids")
+        else:
+            if not isinstance(item, str):
+                raise _HTTPError(
+                    422, f"{field}[{index}] is {type(item).__name__} ({item!r:.60}), expected a string"
+                )
+            if not item.strip():
+                raise _HTTPError(422, f"{field}[{index}] is an empty string; drop it or send some text")
+    return items, token_ids
+
+
+def _parse_task(body: dict[str, Any]) -> Any:
+    task = body.get("task")
+    if task is None:
+        return resolve_task(DEFAULT_TASK)
+    if not isinstance(task, str) or not task.strip():
+        raise _HTTPError(
+            422, f"task must be a non-empty string (a task name or an instruction), got {task!r}"
+        )
+    try:
+        return resolve_task(task)
+    except E5Error as exc:
+        raise _HTTPError(400, str(exc)) from exc
+
+
+def _instruction_for(input_type: str, task: Any) -> str | None:
+    """The instruction applied to the inputs, as ``encode_queries``/``encode_documents`` decide."""
+    if input_type == "query":
+        return str(task.instruction)
+    return str(task.instruction) if task.symmetric else None
+
+
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text's own tokens (e.g. ``[BOS]``, ``[]``)."""
+    probe = "hello world"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe)["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
+def _template_text(template: Any) -> str | list[str]:
+    """A template for /info: its format string, or its pieces' texts."""
+    text = template.text
+    return text if isinstance(text, str) else [getattr(piece, "text", str(piece)) for piece in text]
+
+
+def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
+    """Model inputs from a text's own token ids: the tokenizer's special tokens (BOS), the
+    recipe's truncation and EOS, exactly as a text with those tokens would get."""
+    tokenizer = encoder.tokenizer
+    vocab = len(tokenizer)
+    prefix, suffix = _special_tokens(tokenizer)
+    recipe = encoder.recipe
+    if not (recipe.pools_every_token and recipe.document.text == "{text}" and recipe.preprocess is None):
+        raise _HTTPError(
+            400,
+            f"token-id input needs a recipe that embeds documents as they are; the served recipe "
+            f"{recipe.name!r} applies a document template: send text",
+        )
+    end = recipe.end_token_id(tokenizer)
+    limit = encoder.max_length - (1 if end is not None else 0) - len(prefix) - len(suffix)
+    out: list[list[int]] = []
+    for index, row in enumerate(rows):
+        bad = next((t for t in row if t < 0 or t >= vocab), None)
+        if bad is not None:
+            raise _HTTPError(422, f"input[{index}] holds token id {bad}, outside the vocabulary [0, {vocab})")
+        ids = prefix + list(row[:limit]) + suffix
+        if end is not None:
+            ids.append(end)
+        out.append(ids)
+    return out
+
+
+async def _model_inputs(
+    state: _State, encoder: Any, items: list[Any], token_ids: bool, instruction: str | None
+) -> list[list[int]]:
+    """Token ids for the model, built off the event loop."""
+    if token_ids and instruction is not None:
+        raise _HTTPError(
+            400,
+            "token-id input is embedded as a document without instruction; send text for queries or "
+            "symmetric tasks, so the instruction template can be applied",
+        )
+    started = time.perf_counter()
+
+    def build() -> list[list[int]]:
+        if token_ids:
+            return _ids_from_tokens(encoder, items)
+        return list(encoder.tokenize(items, instruction))
+
+    ids = await asyncio.get_running_loop().run_in_executor(state.tokenize_pool, build)
+    state.metrics.tokenize_duration.observe(time.perf_counter() - started)
+    return ids
+
+
+def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[Any]:
+    if encoding_format == "base64":
+        little = vectors.astype("<f4", copy=False)
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    rows: list[Any] = vectors.tolist()
+    return rows
+
+
+def _encoding_format(body: dict[str, Any]) -> str:
+    value = body.get("encoding_format") or "float"
+    if value not in ("float", "base64"):
+        raise _HTTPError(422, f"encoding_format must be 'float' or 'base64', got {value!r}")
+    return str(value)
+
+
+def _check_dimensions(body: dict[str, Any], dimension: int) -> None:
+    value = body.get("dimensions")
+    if value is not None and value != dimension:
+        raise _HTTPError(
+            400,
+            f"dimensions={value!r}, but this model only gives {dimension}-dimensional vectors: "
+            "e5-mistral is not Matryoshka-trained, so truncated vectors would lose quality; "
+            f"omit dimensions or send {dimension}",
+        )
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def create_app(
+    encoder_factory: Callable[[], Any],
+    *,
+    limits: ServerLimits | None = None,
+    api_key: str | None = None,
+    on_load_error: Callable[[BaseException], None] | None = None,
+) -> Any:
+    """The Starlette app serving one encoder.
+
+    Args:
+        encoder_factory: builds the :class:`~e5_integrations.E5Encoder` (called on a thread at
+            startup, so ``/health`` answers 503 while the model loads).
+        limits: backpressure and request limits.
+        api_key: when set, every route but ``/health`` and ``/metrics`` needs
+            ``Authorization: Bearer <api_key>``.
+        on_load_error: called when the model fails to load (``e5 serve`` exits then).
+    """
+    _require_starlette()
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    state = _State(limits or ServerLimits(), api_key)
+
+    def load() -> None:
+        try:
+            encoder = encoder_factory()
+            state.batcher = DynamicBatcher(encoder, state.limits.max_queue_tokens, state.metrics)
+            state.encoder = encoder
+            logger.info("model loaded: %r", encoder)
+        except BaseException as exc:
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error("could not load the model: %s", state.load_error)
+            if on_load_error is not None:
+                on_load_error(exc)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        loader = threading.Thread(target=load, name="e5-load-model", daemon=True)
+        loader.start()
+        try:
+            yield
+        finally:
+            # uvicorn has stopped accepting and answered every in-flight request by now;
+            # embed what may still be queued, then stop the worker.
+            if state.batcher is not None:
+                await asyncio.to_thread(state.batcher.close)
+            state.tokenize_pool.shutdown(wait=False)
+
+    def error_response(exc: _HTTPError) -> Response:
+        return JSONResponse(
+            {"error": {"message": exc.message, "type": exc.kind, "code": exc.status}},
+            status_code=exc.status,
+            headers=exc.headers,
+        )
+
+    def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            state.metrics.in_progress.inc()
+            try:
+                response = await handler(request)
+            except _HTTPError as exc:
+                response = error_response(exc)
+            except Overloaded as exc:
+                response = error_response(
+                    _HTTPError(429, str(exc), "rate_limit_error", retry_after=str(exc.retry_after))
+                )
+            except E5Error as exc:
+                response = error_response(_HTTPError(400, str(exc)))
+            finally:
+                state.metrics.in_progress.dec()
+            state.metrics.observe_request(path, response.status_code, time.perf_counter() - started)
+            return response
+
+        return Route(path, endpoint, methods=methods)
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _HTTPError(400, f"the request body is not valid JSON ({exc})") from exc
+        if not isinstance(body, dict):
+            raise _HTTPError(422, f"the request body must be a JSON object, got {type(body).__name__}")
+        return body
+
+    async def embed_items(
+        items: list[Any], token_ids: bool, instruction: str | None
+    ) -> tuple[np.ndarray, int]:
+        encoder, batcher = state.ready()
+        batcher.expect()
+        try:
+            ids = await _model_inputs(state, encoder, items, token_ids, instruction)
+            tokens = sum(len(row) for row in ids)
+            if tokens > state.limits.max_queue_tokens:
+                raise _HTTPError(
+                    413,
+                    f"this request is {tokens} tokens, more than the server queue holds "
+                    f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
+                )
+            future = batcher.enqueue(ids)
+        finally:
+            batcher.unexpect()
+        return await future, tokens
+
+    async def openai_embeddings(request: Request) -> Response:
+        body = await json_body(request)
+        encoder, _ = state.ready()
+        if "input" not in body:
+            raise _HTTPError(422, "the request has no 'input' field (a string or a list of strings)")
+        items, token_ids = _parse_inputs(body["input"], "input", state.limits.max_inputs)
+        input_type = body.get("input_type") or "document"
+        if input_type not in ("query", "document"):
+            raise _HTTPError(422, f"input_type must be 'query' or 'document', got {input_type!r}")
+        task = _parse_task(body)
+        encoding_format = _encoding_format(body)
+        _check_dimensions(body, encoder.dimension)
+        vectors, tokens = await embed_items(items, token_ids, _instruction_for(input_type, task))
+        data = [
+            {"object": "embedding", "index": i, "embedding": row}
+            for i, row in enumerate(_encode_vectors(vectors, encoding_format))
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": encoder.model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def native_embed(request: Request) -> Response:
+        body = await json_body(request)
+        state.ready()
+        has_q, has_d = "queries" in body, "documents" in body
+        if has_q == has_d:
+            raise _HTTPError(422, "send exactly one of 'queries' or 'documents' (a list of strings)")
+        field = "queries" if has_q else "documents"
+        items, token_ids = _parse_inputs(body[field], field, state.limits.max_inputs)
+        if token_ids:
+            raise _HTTPError(422, f"{field} must be strings; token ids go to POST /v1/embeddings")
+        task = _parse_task(body)
+        encoding_format = _encoding_format(body)
+        input_type = "query" if has_q else "document"
+        vectors, tokens = await embed_items(items, False, _instruction_for(input_type, task))
+        return JSONResponse(
+            {
+                "model": state.encoder.model_name,
+                "embeddings": _encode_vectors(vectors, encoding_format),
+                "encoding_format": encoding_format,
+                "tokens": tokens,
+            }
+        )
+
+    async def tokenize(request: Request) -> Response:
+        body = await json_body(request)
+        encoder, _ = state.ready()
+        items, token_ids = _parse_inputs(body.get("inputs"), "inputs", state.limits.max_inputs)
+        if token_ids:
+            raise _HTTPError(422, "inputs must be strings")
+        input_type = body.get("input_type") or "document"
+        if input_type not in ("query", "document"):
+            raise _HTTPError(422, f"input_type must be 'query' or 'document', got {input_type!r}")
+        ids = await _model_inputs(
+            state, encoder, items, False, _instruction_for(input_type, _parse_task(body))
+        )
+        return JSONResponse({"tokens": ids, "lengths": [len(row) for row in ids]})
+
+    async def info(request: Request) -> Response:
+        encoder, _ = state.ready()
+        from e5_integrations import __version__
+
+        return JSONResponse(
+            {
+                "model": encoder.model_name,
+                "dimension": encoder.dimension,
+                "max_length": encoder.max_length,
+                "batch_tokens": encoder.batch_tokens,
+                "normalize": encoder.normalize,
+                "dtype": str(encoder.dtype).replace("torch.", ""),
+                "devices": [str(d) for d in encoder.devices],
+                "recipe": {
+                    "name": encoder.recipe.name,
+                    "query_template": _template_text(encoder.recipe.query),
+                },
+                "default_task": DEFAULT_TASK,
+                "limits": asdict(state.limits),
+                "version": __version__,
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        state.ready()
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        text, content_type = state.metrics.render()
+        return Response(text, media_type=content_type)
+
+    app = Starlette(
+        routes=[
+            route("/v1/embeddings", openai_embeddings, ["POST"]),
+            route("/embeddings", openai_embeddings, ["POST"]),
+            route("/embed", native_embed, ["POST"]),
+            route("/tokenize", tokenize, ["POST"]),
+            route("/info", info, ["GET"]),
+            route("/health", health, ["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.e5 = state
+    return _Guard(app, state)
+
+
+class _Guard:
+    """ASGI middleware: API key check and request-body limit, before any route runs."""
+
+    def __init__(self, app: Any, state: _State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if self.state.api_key and path not in PUBLIC_PATHS and not self._authorized(scope):
+            await self._reject(
+                scope,
+                send,
+                401,
+                "missing or wrong API key: send 'Authorization: Bearer <key>' with the key the server was "
+                "started with (e5 serve --api-key or E5_API_KEY)",
+                "authentication_error",
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
+        limit = self.state.limits.max_payload_bytes
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._reject(scope, send, 413, self._too_large(int(length), limit), "invalid_request_error")
+            return
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # No Content-Length (a chunked upload): read the body here, within the limit, and
+            # replay it to the app.
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > limit:
+                    await self._reject(
+                        scope, send, 413, self._too_large(size, limit), "invalid_request_error"
+                    )
+                    return
+                if not message.get("more_body", False):
+                    break
+            replayed = False
+
+            async def replay() -> Any:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _too_large(size: int, limit: int) -> str:
+        return (
+            f"the request body is {size} bytes or more, over the limit of {limit} (e5 serve --max-payload-bytes); "
+            "send fewer or shorter inputs per request"
+        )
+
+    def _authorized(self, scope: dict[str, Any]) -> bool:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        assert self.state.api_key is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.state.api_key)
+
+    async def _reject(
+        self,
+        scope: dict[str, Any],
+        send: Any,
+        status: int,
+        message: str,
+        kind: str,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+        await send({"type": "http.response.body", "body": body})
+        path = scope.get("path", "")
+        route = path if path in KNOWN_PATHS else "other"
+        self.state.metrics.requests.labels(route=route, status=str(status)).inc()
