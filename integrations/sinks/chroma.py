@@ -27,7 +27,7 @@ from e5_integrations._errors import (
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import by_count, last_per_id
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
@@ -218,7 +218,8 @@ class ChromaSink(Sink):
         return 0 if collection is None else int(self._call(collection.count))
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` over the whole collection (``get`` with offsets)."""
+        """Pages of ``(id, document id)`` over the whole collection (``get`` with offsets);
+        the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
         collection = self._collection or self._existing()
         if collection is None:
             return
@@ -228,7 +229,7 @@ class ChromaSink(Sink):
                 functools.partial(collection.get, include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                (id_, _document_id(meta))
+                (id_, e5_document_id(meta))
                 for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
@@ -410,11 +411,6 @@ def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[st
     for stale in old_keys - encoded.keys():
         encoded[stale] = None  # None removes the key on upsert
     return encoded or None
-
-
-def _document_id(stored: Mapping[str, Any] | None) -> str | None:
-    value = (stored or {}).get(DOCUMENT_ID_KEY)
-    return value if isinstance(value, str) else None
 
 
 def _decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
@@ -254,7 +254,7 @@ class QdrantSink(Sink):
         for point in points:
             payload = point.payload or {}
             content_hash = (payload.get("metadata") or {}).get(CONTENT_HASH_KEY)
-            if "id" in payload and content_hash is not None:
+            if "id" in payload and isinstance(content_hash, str):
                 hashes[payload["id"]] = content_hash
         return hashes
 
@@ -325,7 +325,8 @@ class QdrantSink(Sink):
         return int(result.count)
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(chunk id, document id)`` over the whole collection (``scroll``)."""
+        """Pages of ``(chunk id, document id)`` over the whole collection (``scroll``); the
+        document id is ``None`` for points e5 did not write (:func:`e5_document_id`)."""
         if not self._exists():
             return
         offset: Any = None
@@ -344,10 +345,7 @@ class QdrantSink(Sink):
             page = []
             for point in points:
                 payload = point.payload or {}
-                document = (payload.get("metadata") or {}).get(DOCUMENT_ID_KEY)
-                page.append(
-                    (str(payload.get("id", point.id)), document if isinstance(document, str) else None)
-                )
+                page.append((str(payload.get("id", point.id)), e5_document_id(payload.get("metadata"))))
             if page:
                 yield page
             if offset is None:
