@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from e5_integrations import E5Encoder
 from e5_integrations.cli import main
 from e5_integrations.langchain import E5MistralEmbeddings
 
-from .conftest import DOCS
+from .conftest import DOCS, QUERY
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +205,157 @@ def test_prune_and_stale_chunks_leave_framework_points_in_a_shared_qdrant_collec
     e5_after = {payload["id"] for key, payload in after.items() if key not in framework}
     assert e5_after == {"handbook.txt#0"}
     assert report["pruned"] == 1
+
+
+# -- Distance spaces: LangChain's default L2, plain chromadb with inner product ---------------
+
+
+def _chroma_collection(uri: Path, name: str, space: str | None, tiny_model_name: str) -> Any:
+    """A collection filled by LangChain's Chroma (``space=None``: its default, L2) or by
+    plain chromadb with ``hnsw:space`` = ``space``."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(uri))
+    embeddings = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu")
+    if space is None:
+        from langchain_chroma import Chroma
+
+        Chroma(client=client, collection_name=name, embedding_function=embeddings).add_texts(
+            DOCS, ids=[f"doc-{i}" for i in range(len(DOCS))], metadatas=[{"n": i} for i in range(len(DOCS))]
+        )
+    else:
+        collection = client.create_collection(name, metadata={"hnsw:space": space}, embedding_function=None)
+        collection.add(
+            ids=[f"doc-{i}" for i in range(len(DOCS))],
+            embeddings=np.asarray(embeddings.embed_documents(DOCS), dtype=np.float32),
+            documents=DOCS,
+            metadatas=[{"n": i} for i in range(len(DOCS))],
+        )
+    return client.get_collection(name)
+
+
+@pytest.mark.parametrize(("space", "expected"), [(None, "l2"), ("ip", "ip"), ("l2", "l2")])
+def test_search_scores_non_cosine_chroma_collections_by_cosine_and_ingest_refuses_them(
+    space: str | None,
+    expected: str,
+    docs: Path,
+    tmp_path: Path,
+    tiny_model_name: str,
+    encoder: E5Encoder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    uri = tmp_path / "chroma"
+    collection = _chroma_collection(uri, "kb_docs", space, tiny_model_name)
+    assert collection.configuration_json["hnsw"]["space"] == expected
+
+    argv = ["search", QUERY, "--model", tiny_model_name, "--store", "chroma", "--uri", str(uri)]
+    assert main([*argv, "--collection", "kb_docs", "--json", "-k", str(len(DOCS))]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    cosines = encoder.encode_documents(DOCS) @ encoder.encode_queries([QUERY])[0]
+    assert [h["id"] for h in hits] == [f"doc-{i}" for i in np.argsort(-cosines, kind="stable")]
+    for hit in hits:
+        i = int(hit["id"].split("-")[1])
+        assert hit["score"] == pytest.approx(float(cosines[i]), abs=1e-4), hit
+        assert (hit["text"], hit["metadata"]["n"]) == (DOCS[i], i)
+
+    before = collection.count()
+    assert main(["ingest", str(docs), "--model", tiny_model_name, "--no-progress", "--store", "chroma",
+                 "--uri", str(uri), "--collection", "kb_docs"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"uses the {expected!r} distance" in err and "'cosine'" in err, err
+    assert collection.count() == before
+
+
+def test_search_refuses_an_l2_collection_whose_vectors_are_not_unit_norm(
+    tmp_path: Path, tiny_model_name: str, encoder: E5Encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """L2 ranking equals cosine ranking only for unit vectors: scaled ones are refused, not mis-scored."""
+    import chromadb
+
+    uri = tmp_path / "chroma"
+    client = chromadb.PersistentClient(path=str(uri))
+    collection = client.create_collection("kb_docs", embedding_function=None)  # chromadb's default: L2
+    scales = np.linspace(0.5, 3.0, len(DOCS), dtype=np.float32)[:, None]
+    collection.add(
+        ids=[f"doc-{i}" for i in range(len(DOCS))],
+        embeddings=encoder.encode_documents(DOCS) * scales,
+        documents=DOCS,
+    )
+    argv = ["search", QUERY, "--model", tiny_model_name, "--store", "chroma", "--uri", str(uri)]
+    assert main([*argv, "--collection", "kb_docs", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "'l2'" in captured.err and "unit" in captured.err, captured.err
+
+
+def _qdrant_collection(path: Path, distance: str, vectors: np.ndarray) -> None:
+    """A local Qdrant collection in ``distance`` (Dot, Euclid, Manhattan) holding DOCS in e5's payload."""
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(path))
+    try:
+        client.create_collection(
+            "kb_docs",
+            vectors_config=models.VectorParams(size=vectors.shape[1], distance=models.Distance(distance)),
+        )
+        client.upsert(
+            "kb_docs",
+            points=[
+                models.PointStruct(
+                    id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"doc-{i}")),
+                    vector=vectors[i].tolist(),
+                    payload={"id": f"doc-{i}", "text": DOCS[i], "metadata": {"n": i}},
+                )
+                for i in range(len(DOCS))
+            ],
+        )
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("distance", ["Euclid", "Dot"])
+def test_search_scores_non_cosine_qdrant_collections_by_cosine_and_ingest_refuses_them(
+    distance: str,
+    docs: Path,
+    tmp_path: Path,
+    tiny_model_name: str,
+    encoder: E5Encoder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "qdrant"
+    _qdrant_collection(path, distance, encoder.encode_documents(DOCS))
+
+    argv = ["search", QUERY, "--model", tiny_model_name, "--store", "qdrant", "--uri", str(path)]
+    assert main([*argv, "--collection", "kb_docs", "--json", "-k", str(len(DOCS))]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    cosines = encoder.encode_documents(DOCS) @ encoder.encode_queries([QUERY])[0]
+    assert [h["id"] for h in hits] == [f"doc-{i}" for i in np.argsort(-cosines, kind="stable")]
+    for hit in hits:
+        i = int(hit["id"].split("-")[1])
+        assert hit["score"] == pytest.approx(float(cosines[i]), abs=1e-4), hit
+
+    assert main(["ingest", str(docs), "--model", tiny_model_name, "--no-progress", "--store", "qdrant",
+                 "--uri", str(path), "--collection", "kb_docs"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"{distance} vectors" in err and "cosine" in err, err
+
+
+@pytest.mark.parametrize(("distance", "scale"), [("Euclid", True), ("Dot", True), ("Manhattan", False)])
+def test_search_refuses_qdrant_collections_it_cannot_score_by_cosine(
+    distance: str,
+    scale: bool,
+    tmp_path: Path,
+    tiny_model_name: str,
+    encoder: E5Encoder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    vectors = encoder.encode_documents(DOCS)
+    if scale:
+        vectors = vectors * np.linspace(0.5, 3.0, len(DOCS), dtype=np.float32)[:, None]
+    path = tmp_path / "qdrant"
+    _qdrant_collection(path, distance, vectors)
+    argv = ["search", QUERY, "--model", tiny_model_name, "--store", "qdrant", "--uri", str(path)]
+    assert main([*argv, "--collection", "kb_docs", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert repr(distance) in captured.err and ("unit-norm" in captured.err) == scale, captured.err
