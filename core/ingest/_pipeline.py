@@ -149,7 +149,10 @@ def prepare_chunks(
 def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
     """Delete chunks ``first, first+1, ...`` of a document that now has fewer chunks.
 
-    Returns how many were deleted. Idempotent, so an engine may retry it.
+    Returns how many were deleted. Idempotent, so an engine may retry it. Only ids that
+    ``sink.fetch_hashes`` finds are deleted, and it finds only rows with e5's
+    ``e5_content_hash``: a LangChain or LlamaIndex row that happens to have an id like
+    ``"{doc}#{n}"`` is left alone.
 
     Raises:
         NotImplementedError: the sink cannot delete.
@@ -171,7 +174,10 @@ def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
 def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestReport) -> None:
     """Delete stored chunks whose document is not among ``documents`` (this run's sources).
 
-    Records without a ``document_id`` (not written by this package) are left alone. When
+    Only records that e5 wrote are candidates: ``Sink.scan`` gives a document id only for
+    records with both ``document_id`` and e5's ``e5_content_hash`` (``e5_document_id``), so
+    rows that a LangChain or LlamaIndex app added to the same collection are left alone even
+    though LlamaIndex writes a ``document_id`` too. When
     the run skipped invalid records, nothing is pruned: their ids are unknown, and their
     stored chunks would be deleted for a mere typo in the source.
     """
@@ -197,7 +203,8 @@ def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestR
         logger.info("pruned %d chunks of documents no longer in the sources", len(stale))
     if foreign:
         report.warnings.append(
-            f"prune left {foreign} records without a {DOCUMENT_ID_KEY!r} (not written by e5) alone"
+            f"prune left alone {foreign} records not written by e5 (without both {DOCUMENT_ID_KEY!r} "
+            f"and {CONTENT_HASH_KEY!r}), e.g. rows an app added with LangChain or LlamaIndex"
         )
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Hit",
     "Record",
     "Sink",
+    "e5_document_id",
     "metadata_strings",
     "reserved_metadata_key",
 ]
@@ -52,6 +53,22 @@ RESERVED_METADATA_PREFIX = "e5_"
 def reserved_metadata_key(key: str) -> bool:
     """Whether ``key`` is the pipeline's or a sink's bookkeeping, never a user field."""
     return key in RESERVED_METADATA_KEYS or key.startswith(RESERVED_METADATA_PREFIX)
+
+
+def e5_document_id(metadata: Any) -> str | None:
+    """The document id of a record that e5 wrote, from its metadata; ``None`` for any other row.
+
+    A row is e5's only when its metadata holds both ``document_id`` and e5's own
+    ``e5_content_hash`` as strings. ``document_id`` alone is not enough: LlamaIndex writes
+    one on every node (its ref doc id), and apps keep one in their LangChain metadata, so
+    their rows in a shared collection would be pruned as documents that left the sources.
+    Sinks use this in :meth:`Sink.scan`.
+    """
+    if not isinstance(metadata, Mapping):
+        return None
+    document_id = metadata.get(DOCUMENT_ID_KEY)
+    marked = isinstance(metadata.get(CONTENT_HASH_KEY), str)
+    return document_id if marked and isinstance(document_id, str) else None
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -162,7 +179,9 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        """Return ``{id: content_hash}`` for the ids already stored (missing ids are absent)."""
+        """Return ``{id: content_hash}`` for the ids already stored with e5's content hash
+        (missing ids, and rows without a string ``e5_content_hash``, are absent: stale-chunk
+        deletion deletes only ids found here, so it never touches another writer's rows)."""
 
     @abc.abstractmethod
     def upsert(self, records: Sequence[Record]) -> None:
@@ -198,9 +217,12 @@ class Sink(abc.ABC):
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
         """Every stored record as pages of ``(id, document id)``.
 
-        The document id is the ``document_id`` metadata the pipeline writes; ``None`` for a
-        record without one (not written by this package). Used to prune chunks of
-        documents that left the sources. Nothing is yielded for a missing collection.
+        The document id is :func:`e5_document_id` of the record's metadata: the
+        ``document_id`` the pipeline writes, ``None`` for a record without it or without
+        e5's ``e5_content_hash`` (not written by this package: a LangChain or LlamaIndex row
+        in a shared collection). Used to prune chunks of documents that left the sources,
+        which deletes only records with a document id. Nothing is yielded for a missing
+        collection.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support scan")
 

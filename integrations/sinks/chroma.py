@@ -27,8 +27,9 @@ from e5_integrations._errors import (
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
 from e5_integrations.ingest._sources import Document
+from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, last_per_id
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
@@ -44,6 +45,9 @@ JSON_KEYS_KEY = "e5_json_keys"
 REQUEST_BUDGET_BYTES = 32 * 1024 * 1024
 #: Ids per ``get``/``delete`` request.
 READ_SLICE = 1000
+
+#: ``cos = 1 - distance * factor`` for unit vectors, per Chroma space (see ``_cosine_from_distance``).
+_COSINE_FROM_DISTANCE = {"cosine": 1.0, "l2": 0.5, "ip": 1.0}
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _SCALARS = (str, bool, int, float)
@@ -185,16 +189,32 @@ class ChromaSink(Sink):
         )
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` nearest records; ``score`` = cosine similarity = 1 - Chroma's distance."""
+        """The ``k`` nearest records; ``score`` is the cosine similarity.
+
+        A collection that e5 made uses the cosine space: score = 1 - Chroma's distance. A
+        collection made by another writer may use ``l2`` (LangChain's and chromadb's
+        default) or ``ip``; between unit vectors both rank exactly like cosine, and the
+        distance converts exactly (:func:`_cosine_from_distance`), so the query is
+        normalised and the scores converted. If a hit's stored vector is not unit-norm the
+        ranking is not the cosine ranking, and the search is refused with
+        ``SchemaMismatchError`` instead of printing wrong scores (only the hits' vectors
+        are checked; a collection mixing unit and other vectors can slip through).
+        """
         collection = self._collection or self._existing()
         if collection is None or k < 1:
             return []
+        space = _space_of(collection)
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        result = self._call(
-            lambda: collection.query(
-                query_embeddings=query, n_results=k, include=["documents", "metadatas", "distances"]
+        include = ["documents", "metadatas", "distances"]
+        if space != "cosine":
+            self._check_space(space)
+            query = unit_query(query)
+            include.append("embeddings")
+        result = self._call(lambda: collection.query(query_embeddings=query, n_results=k, include=include))
+        if space != "cosine":
+            check_unit_norm(
+                result["embeddings"][0], f"Chroma collection {self.collection!r} at {self.uri}", space
             )
-        )
         rows = zip(
             result["ids"][0],
             result["distances"][0],
@@ -203,7 +223,12 @@ class ChromaSink(Sink):
             strict=True,
         )
         return [
-            Hit(id=id_, score=1.0 - float(dist), text=doc or "", metadata=_decode_metadata(meta))
+            Hit(
+                id=id_,
+                score=_cosine_from_distance(space, float(dist)),
+                text=doc or "",
+                metadata=_decode_metadata(meta),
+            )
             for id_, dist, doc, meta in rows
         ]
 
@@ -218,7 +243,8 @@ class ChromaSink(Sink):
         return 0 if collection is None else int(self._call(collection.count))
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` over the whole collection (``get`` with offsets)."""
+        """Pages of ``(id, document id)`` over the whole collection (``get`` with offsets);
+        the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
         collection = self._collection or self._existing()
         if collection is None:
             return
@@ -228,7 +254,7 @@ class ChromaSink(Sink):
                 functools.partial(collection.get, include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                (id_, _document_id(meta))
+                (id_, e5_document_id(meta))
                 for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
@@ -305,6 +331,15 @@ class ChromaSink(Sink):
         if stored is not None and stored != dim:
             raise SchemaMismatchError(
                 f"{where} holds {stored}-dimensional vectors, but the embeddings are {dim}-dimensional; {fix}"
+            )
+
+    def _check_space(self, space: str) -> None:
+        """Refuse to search a collection whose distance does not convert to cosine."""
+        if space not in _COSINE_FROM_DISTANCE:
+            raise SchemaMismatchError(
+                f"Chroma collection {self.collection!r} at {self.uri} uses the {space!r} distance, which "
+                f"e5 search cannot turn into a cosine similarity (it reads 'cosine', 'l2' and 'ip' "
+                f"collections); search a collection ingested by e5 (cosine): pass its --collection"
             )
 
     def _stored_dim(self, collection: Any) -> int | None:
@@ -393,6 +428,20 @@ def _space_of(collection: Any) -> str:
     return str((collection.metadata or {}).get("hnsw:space", "l2"))
 
 
+def _cosine_from_distance(space: str, distance: float) -> float:
+    """Cosine similarity from Chroma's distance in ``space``, exact for unit-norm vectors.
+
+    - ``cosine``: Chroma returns 1 - cos, so cos = 1 - d (any norms).
+    - ``l2``: Chroma returns the *squared* Euclidean distance. For unit vectors
+      ``|a - b|^2 = 2 - 2 cos``, so cos = 1 - d / 2.
+    - ``ip``: Chroma returns 1 - a.b, and a.b = cos for unit vectors, so cos = 1 - d.
+
+    E5 embeddings, the query's and the ones e5 stores, are unit-norm; :meth:`ChromaSink.search`
+    normalises the query and checks the stored vectors of its hits before it trusts this.
+    """
+    return 1.0 - distance * _COSINE_FROM_DISTANCE[space]
+
+
 def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[str, Any] | None:
     """Chroma-safe metadata: scalars as is, other values JSON-encoded; stale keys set to ``None``."""
     encoded: dict[str, Any] = {}
@@ -410,11 +459,6 @@ def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[st
     for stale in old_keys - encoded.keys():
         encoded[stale] = None  # None removes the key on upsert
     return encoded or None
-
-
-def _document_id(stored: Mapping[str, Any] | None) -> str | None:
-    value = (stored or {}).get(DOCUMENT_ID_KEY)
-    return value if isinstance(value, str) else None
 
 
 def _decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:

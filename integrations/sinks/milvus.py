@@ -34,7 +34,7 @@ from e5_integrations._errors import (
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
@@ -241,7 +241,8 @@ class MilvusSink(Sink):
         return int(rows[0]["count(*)"])
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` over the whole collection (a query iterator)."""
+        """Pages of ``(id, document id)`` over the whole collection (a query iterator); the
+        document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
         if not self._readable():
             return
         iterator = self._call(
@@ -257,7 +258,7 @@ class MilvusSink(Sink):
                 rows = self._call(iterator.next)
                 if not rows:
                     return
-                yield [(row[ID_FIELD], _document_id(row.get(METADATA_FIELD))) for row in rows]
+                yield [(row[ID_FIELD], e5_document_id(row.get(METADATA_FIELD))) for row in rows]
         finally:
             iterator.close()
 
@@ -461,8 +462,3 @@ def _row_bytes(row: dict[str, Any]) -> int:
     """Approximate request bytes of one row."""
     meta = len(json.dumps(row[METADATA_FIELD], ensure_ascii=False, default=str).encode("utf-8"))
     return 4 * len(row[VECTOR_FIELD]) + len(row[TEXT_FIELD].encode("utf-8")) + len(row[ID_FIELD]) + 64 + meta
-
-
-def _document_id(metadata: Any) -> str | None:
-    value = (metadata or {}).get(DOCUMENT_ID_KEY) if isinstance(metadata, dict) else None
-    return value if isinstance(value, str) else None

@@ -415,8 +415,11 @@ class PGVectorSink(Sink):
             if self._table_columns(conn) is None:
                 return {}
             rows = conn.execute(
-                sql.SQL("SELECT id, metadata ->> %s FROM {} WHERE id = ANY(%s)").format(self._table()),
-                (CONTENT_HASH_KEY, list(ids)),
+                sql.SQL(
+                    "SELECT id, metadata ->> %s FROM {} WHERE id = ANY(%s) "
+                    "AND jsonb_typeof(metadata -> %s) = 'string'"
+                ).format(self._table()),
+                (CONTENT_HASH_KEY, list(ids), CONTENT_HASH_KEY),
             ).fetchall()
             return {i: h for i, h in rows if h is not None}
 
@@ -534,7 +537,8 @@ class PGVectorSink(Sink):
         return self._run("count", run)
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` in id order (keyset pagination on the primary key)."""
+        """Pages of ``(id, document id)`` in id order (keyset pagination on the primary key);
+        the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
         from psycopg import sql
 
         last: str | None = None
@@ -543,11 +547,15 @@ class PGVectorSink(Sink):
             def page(conn: Any, after: str | None = last) -> list[tuple[str, str | None]]:
                 if self._table_columns(conn) is None:
                     return []
+                # e5's rows only (e5_document_id): a document_id without e5's content hash is
+                # another writer's, e.g. a LangChain or LlamaIndex row, and reads as NULL
                 query = sql.SQL(
-                    "SELECT id, metadata ->> %s FROM {} WHERE (%s::text IS NULL OR id > %s) "
-                    "ORDER BY id LIMIT %s"
+                    "SELECT id, CASE WHEN jsonb_typeof(metadata -> %s) = 'string' "
+                    "AND jsonb_typeof(metadata -> %s) = 'string' THEN metadata ->> %s END "
+                    "FROM {} WHERE (%s::text IS NULL OR id > %s) ORDER BY id LIMIT %s"
                 ).format(self._table())
-                return conn.execute(query, (DOCUMENT_ID_KEY, after, after, page_size)).fetchall()
+                keys = (CONTENT_HASH_KEY, DOCUMENT_ID_KEY, DOCUMENT_ID_KEY)
+                return conn.execute(query, (*keys, after, after, page_size)).fetchall()
 
             rows = self._run("scan", page)
             if rows:

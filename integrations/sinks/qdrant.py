@@ -24,7 +24,8 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Hit, Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
+from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
@@ -254,7 +255,7 @@ class QdrantSink(Sink):
         for point in points:
             payload = point.payload or {}
             content_hash = (payload.get("metadata") or {}).get(CONTENT_HASH_KEY)
-            if "id" in payload and content_hash is not None:
+            if "id" in payload and isinstance(content_hash, str):
                 hashes[payload["id"]] = content_hash
         return hashes
 
@@ -289,23 +290,55 @@ class QdrantSink(Sink):
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records by cosine similarity, best first; ``[]`` when the
-        collection does not exist."""
+        collection does not exist.
+
+        A collection that another writer made with the ``Dot`` or ``Euclid`` distance is read
+        too: between unit vectors both rank exactly like cosine, with cos = a.b and
+        cos = 1 - d^2 / 2 for Qdrant's (not squared) Euclidean distance d. The query is
+        normalised, and the search is refused with ``SchemaMismatchError`` when a hit's
+        stored vector is not unit-norm, or for ``Manhattan``, instead of printing wrong scores.
+        """
+        from qdrant_client import models
+
         if k < 1 or not self._exists():
             return []
-        query = np.asarray(vector, dtype=np.float32).ravel().tolist()
+        distance = self._distance()
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        converted = distance in (models.Distance.DOT, models.Distance.EUCLID)
+        if converted:
+            query = unit_query(query)
+        elif distance not in (models.Distance.COSINE, None):
+            raise SchemaMismatchError(
+                f"qdrant collection {self.collection!r} at {self.uri} uses the {distance.value!r} "
+                "distance, which e5 search cannot turn into a cosine similarity (it reads Cosine, Dot "
+                "and Euclid collections); search a collection ingested by e5 (cosine): pass its --collection"
+            )
         response = self._call(
             "query_points",
-            lambda: self._client.query_points(self.collection, query=query, limit=k, with_payload=True),
+            lambda: self._client.query_points(
+                self.collection, query=query.tolist(), limit=k, with_payload=True, with_vectors=converted
+            ),
         )
+        if converted and distance is not None:
+            vectors = [p.vector for p in response.points]
+            check_unit_norm(vectors, f"qdrant collection {self.collection!r} at {self.uri}", distance.value)
         return [
             Hit(
                 id=(p.payload or {}).get("id", str(p.id)),
-                score=float(p.score),
+                score=1.0 - float(p.score) ** 2 / 2 if distance == models.Distance.EUCLID else float(p.score),
                 text=(p.payload or {}).get("text", ""),
                 metadata=(p.payload or {}).get("metadata") or {},
             )
             for p in response.points
         ]
+
+    def _distance(self) -> Any:
+        """The distance of the collection's unnamed vector (``None`` with named vectors)."""
+        from qdrant_client import models
+
+        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
+        vectors = info.config.params.vectors
+        return vectors.distance if isinstance(vectors, models.VectorParams) else None
 
     def dimension(self) -> int | None:
         """The size of the collection's (unnamed) vector; ``None`` if it does not exist."""
@@ -325,7 +358,8 @@ class QdrantSink(Sink):
         return int(result.count)
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(chunk id, document id)`` over the whole collection (``scroll``)."""
+        """Pages of ``(chunk id, document id)`` over the whole collection (``scroll``); the
+        document id is ``None`` for points e5 did not write (:func:`e5_document_id`)."""
         if not self._exists():
             return
         offset: Any = None
@@ -344,10 +378,7 @@ class QdrantSink(Sink):
             page = []
             for point in points:
                 payload = point.payload or {}
-                document = (payload.get("metadata") or {}).get(DOCUMENT_ID_KEY)
-                page.append(
-                    (str(payload.get("id", point.id)), document if isinstance(document, str) else None)
-                )
+                page.append((str(payload.get("id", point.id)), e5_document_id(payload.get("metadata"))))
             if page:
                 yield page
             if offset is None:

@@ -235,12 +235,21 @@ def test_scan(any_sink: Target) -> None:
         Record("written-by-someone-else", "text", {"lang": "en"}, rng.standard_normal(8).astype(np.float32))
     )
     expected.append(("written-by-someone-else", None))
+    # LlamaIndex writes a document_id on every node (issue 12): without e5's content hash it is
+    # not e5's row, so prune must not see a document id, nor stale-chunk deletion a hash
+    for id_, metadata in [
+        ("doc-1#99", {DOCUMENT_ID_KEY: "doc-1", "ref_doc_id": "doc-1"}),
+        ("doc-2#99", {DOCUMENT_ID_KEY: "doc-2", CONTENT_HASH_KEY: 7}),
+    ]:
+        rs.append(Record(id_, "a framework's row", metadata, rng.standard_normal(8).astype(np.float32)))
+        expected.append((id_, None))
     sink.upsert(rs[:13])
     sink.upsert(rs[13:])
     pages = list(sink.scan(page_size=10))
     assert len(pages) >= 3 and all(0 < len(page) <= 10 for page in pages)
     got = [pair for page in pages for pair in page]
     assert sorted(got, key=repr) == sorted(expected, key=repr)  # each record exactly once
+    assert sink.fetch_hashes(["doc-1#99", "doc-2#99", "doc-0#0"]) == {"doc-0#0": "h"}
 
 
 def test_max_batch_records(any_sink: Target) -> None:
