@@ -16,7 +16,7 @@ import asyncio
 import os
 from typing import Any
 
-from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, E5Encoder, Recipe, resolve_task
+from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, Recipe, resolve_task
 from e5_integrations._encoder import model_name_from_aliases
 from e5_integrations._recipe import get_recipe
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -116,26 +116,19 @@ class E5MistralEmbedding(BaseEmbedding):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        if self.base_url is not None:
-            from e5_integrations.server import RemoteEncoder
+        from e5_integrations.server._client import adapter_encoder
 
-            if self.recipe is not None:
-                raise ValueError(
-                    f"recipe={self.recipe!r} configures a local model, but base_url={self.base_url!r} embeds "
-                    "with the server's model and recipe (e5 serve --recipe); drop one of them"
-                )
-
-            key = self.api_key.get_secret_value() if self.api_key is not None else None
-            self._encoder = RemoteEncoder(self.base_url, api_key=key)
-            return
-        self._encoder = E5Encoder.shared(
+        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        self._encoder = adapter_encoder(
+            self.base_url,
+            key,
+            self.recipe,
             model=self.model_name,
             device=self.device,
             dtype=self.dtype,
             max_length=self.max_length,
             batch_tokens=self.batch_tokens,
             show_progress=self.show_progress,
-            **({"recipe": self.recipe} if self.recipe is not None else {}),
         )
 
     @classmethod
