@@ -174,18 +174,6 @@ def _scan(
     return files, total, duplicates
 
 
-def _model_dimension(model: str) -> int:
-    from transformers import AutoConfig
-
-    from e5_integrations._errors import ModelLoadError
-
-    try:
-        config = AutoConfig.from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not read the config of {model!r} ({type(exc).__name__}: {exc})") from exc
-    return int(config.hidden_size)
-
-
 def _plan_workers(ray: Any, gpus_per_worker: float | None, workers: int | None) -> tuple[float, int]:
     gpus = float(ray.cluster_resources().get("GPU", 0))
     if gpus_per_worker is None:
@@ -294,11 +282,9 @@ def ingest_ray(
             "postgresql://...) "
             + for_front("or use the local engine (e5_integrations.ingest.ingest)", "or use --engine local")
         )
-    model_name = str(model) if model is not None else os.environ.get("E5_MODEL") or None
-    if model_name is None:
-        from e5_integrations._encoder import DEFAULT_MODEL
+    from e5_integrations._encoder import _model_name, model_dimension
 
-        model_name = DEFAULT_MODEL
+    model_name = _model_name(model)  # the same default as E5Encoder: $E5_MODEL, else e5-mistral
     spec = EncoderSpec(
         model=model_name,
         dtype=dtype,
@@ -311,7 +297,7 @@ def ingest_ray(
     )
     spec.recipe_key()  # an unknown recipe name fails here, before any Ray work
     spec.chunker()  # fail here on a bad model path or chunk size, not in a thousand tasks
-    dim = _model_dimension(model_name)
+    dim = model_dimension(model_name)
     sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
     report = IngestReport(store=store_name, collection=collection, model=model_name)
 
