@@ -54,6 +54,7 @@ CLI_FLAGS: dict[str, str] = {
     "gpus_per_worker": "--gpus-per-worker",
     "id_field": "--id-field",
     "id_root": "--id-root",
+    "layout": "--layout",
     "model": "--model",
     "on_error": "--on-error",
     "prune": "--prune",

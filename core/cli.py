@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_arguments(ingest)
     _add_store_arguments(ingest)
+    ingest.add_argument(
+        "--layout",
+        choices=_layout_choices(),
+        help="whose schema the collection follows: e5 (our own), langchain (what LangChain's store class of "
+        "--store writes and reads), llama-index (LlamaIndex's), langchain-legacy (pgvector: the older "
+        "two-table PGVector). Default: the existing collection's, else e5",
+    )
     _add_model_arguments(ingest)
     ingest.add_argument(
         "--batch-tokens", type=_positive, help="padded tokens per forward pass (default: the encoder's)"
@@ -262,6 +269,12 @@ def _add_serve_parser(commands: Any) -> None:
     )
 
 
+def _layout_choices() -> list[str]:
+    from e5_integrations.ingest._layout import LAYOUTS
+
+    return [*LAYOUTS, "langchain-legacy"]
+
+
 def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
     """The store the flags name; ``existing`` (search) opens only a store that is there."""
     options: dict[str, Any] = {}
@@ -273,7 +286,13 @@ def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
             )
         options["api_key"] = args.api_key
     return open_sink(
-        args.store, args.uri, args.collection, existing=existing, retry_seconds=args.retry_seconds, **options
+        args.store,
+        args.uri,
+        args.collection,
+        existing=existing,
+        retry_seconds=args.retry_seconds,
+        layout=getattr(args, "layout", None),
+        **options,
     )
 
 
@@ -348,6 +367,7 @@ def _ingest_ray(args: argparse.Namespace) -> Any:
         ray_options["batch_tokens"] = args.batch_tokens
     return ingest_ray(
         args.sources,
+        layout=args.layout,
         store=args.store,
         uri=args.uri,
         collection=args.collection,

@@ -9,8 +9,16 @@ from e5_integrations.ingest._chunking import (
     content_hash,
     recipe_key,
 )
+from e5_integrations.ingest._layout import CHUNK_ID_KEY, LAYOUTS, Layout, get_layout
 from e5_integrations.ingest._pipeline import ingest, search
-from e5_integrations.ingest._registry import DEFAULT_STORE_DIR, STORES, infer_store, open_sink
+from e5_integrations.ingest._registry import (
+    DEFAULT_STORE_DIR,
+    STORES,
+    StoreEntry,
+    infer_store,
+    open_sink,
+    register_store,
+)
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
@@ -25,6 +33,7 @@ from e5_integrations.ingest._sink import (
 from e5_integrations.ingest._sources import SUPPORTED_EXTENSIONS, Document, SourceProblem, iter_documents
 
 __all__ = [
+    "CHUNK_ID_KEY",
     "CHUNK_INDEX_KEY",
     "CONTENT_HASH_KEY",
     "Chunk",
@@ -37,18 +46,23 @@ __all__ = [
     "Document",
     "Hit",
     "IngestReport",
+    "LAYOUTS",
+    "Layout",
     "Record",
     "SOURCE_KEY",
     "STORES",
     "SUPPORTED_EXTENSIONS",
     "Sink",
     "SourceProblem",
+    "StoreEntry",
     "chunk_id",
     "content_hash",
+    "get_layout",
     "infer_store",
     "ingest",
     "iter_documents",
     "open_sink",
     "recipe_key",
+    "register_store",
     "search",
 ]

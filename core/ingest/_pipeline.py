@@ -544,7 +544,13 @@ def ingest(
         raise ConfigurationError(f"group_tokens={group_tokens}; expected a positive number of tokens")
     report = IngestReport(store=sink.name, collection=sink.collection, model=encoder.model_name)
 
-    check = getattr(sink, "check_document", None)  # a duck-typed sink without the hook checks nothing more
+    # The sink's checks in its layout (resolving it: a --layout that disagrees with the
+    # collection fails here, before anything is written); a duck-typed sink without the
+    # hooks checks nothing more.
+    document_check = getattr(sink, "document_check", None)
+    check = document_check() if document_check is not None else getattr(sink, "check_document", None)
+    layout = getattr(sink, "layout", None)
+    report.layout = getattr(layout, "name", "")
     total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
     if total == 0:
         raise SourceError(nothing_to_ingest(paths, report))

@@ -21,6 +21,7 @@ class IngestReport:
     Attributes:
         store: store name (``chroma``, ``milvus``...).
         collection: collection written.
+        layout: the collection's layout (``e5``, ``langchain``, ``llama-index``...).
         model: model name used for the embeddings.
         documents: documents read (non-empty, valid).
         chunks: chunks those documents were split into.
@@ -43,6 +44,7 @@ class IngestReport:
 
     store: str = ""
     collection: str = ""
+    layout: str = ""
     model: str = ""
     documents: int = 0
     chunks: int = 0
@@ -99,7 +101,9 @@ class IngestReport:
         rate = self.tokens_embedded / self.seconds if self.seconds > 0 else 0.0
         skipped = ", ".join(f"{count} {reason}" for reason, count in self.skipped.items()) or "none"
         lines = [
-            f"{self.store}/{self.collection}: read {self.documents} documents -> {self.chunks} chunks; "
+            f"{self.store}/{self.collection}"
+            + (f" ({self.layout} layout)" if self.layout else "")
+            + f": read {self.documents} documents -> {self.chunks} chunks; "
             f"embedded {self.embedded} ({self.tokens_embedded} tokens, {rate:,.0f} tokens/s); "
             f"written {self.written}; skipped: {skipped}"
             + (f"; deleted {self.deleted_stale} stale chunks" if self.deleted_stale else "")

@@ -10,14 +10,16 @@ process.
 from __future__ import annotations
 
 import abc
+import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from e5_integrations.ingest._layout import Layout
     from e5_integrations.ingest._sources import Document
 
 __all__ = [
@@ -145,8 +147,48 @@ class Sink(abc.ABC):
     #: Collection (table) name this sink writes to; set by ``__init__``.
     collection: str
 
+    #: The layouts this store can write and read (``e5_integrations.ingest._layout``).
+    layouts: ClassVar[tuple[str, ...]] = ("e5", "langchain", "llama-index")
+    #: The layout asked for (``layout=``); ``None``: the existing collection's, else ``e5``.
+    requested_layout: str | None = None
+    _resolved_layout: Layout | None = None
+
+    @property
+    def layout(self) -> Layout:
+        """The layout this sink writes and reads: the existing collection's (found by
+        :meth:`detect_layout`), else the requested one, else ``e5``. Resolved on first use
+        and kept; :meth:`forget_layout` drops it (after ``drop``).
+
+        Raises:
+            SchemaMismatchError: the collection is in another layout than the requested one.
+        """
+        from e5_integrations.ingest._layout import get_layout, resolve_layout
+
+        if self._resolved_layout is None:
+            where = f"{self.name} collection {self.collection!r}"
+            if self.requested_layout is not None:
+                get_layout(self.requested_layout, self.layouts, self.name)
+            name = resolve_layout(self.requested_layout, self.detect_layout(), where)
+            self._resolved_layout = get_layout(name, self.layouts, self.name)
+        return self._resolved_layout
+
+    def forget_layout(self) -> None:
+        """Detect the layout again at next use (the collection was dropped or recreated)."""
+        self._resolved_layout = None
+
+    def detect_layout(self) -> str | None:
+        """The layout of the existing collection, from its schema or its rows; ``None`` when
+        it does not exist or does not show one (empty, and made by a framework that leaves no
+        mark). The default claims nothing."""
+        return None
+
+    def document_check(self) -> Callable[[Document], str | None]:
+        """:meth:`check_document` in this sink's :attr:`layout` (resolving it: a layout
+        mismatch fails here, before anything is read or written)."""
+        return functools.partial(type(self).check_document, layout=self.layout.name)
+
     @classmethod
-    def check_document(cls, document: Document) -> str | None:
+    def check_document(cls, document: Document, layout: str = "e5") -> str | None:
         """Why this store would refuse the chunks of ``document``, or ``None`` if it takes them.
 
         The pipeline's check pass calls it on every document before anything is written
@@ -158,10 +200,13 @@ class Sink(abc.ABC):
         checking the document covers them.
 
         The default refuses lone surrogates (``"\\ud800"`` from a JSON escape), which no
-        store can encode as UTF-8. A sink adds its store's own rules and calls ``super()``.
-        Return a message that says what is wrong and how to fix it.
+        store can encode as UTF-8, and fields that ``layout`` keeps for itself. A sink adds
+        its store's own rules (per layout) and calls ``super()``. Return a message that says
+        what is wrong and how to fix it.
         """
-        return _lone_surrogate(document)
+        from e5_integrations.ingest._layout import get_layout
+
+        return _lone_surrogate(document) or get_layout(layout, cls.layouts, cls.name).check_document(document)
 
     @abc.abstractmethod
     def ensure_collection(self, dim: int) -> None:

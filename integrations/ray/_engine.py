@@ -36,7 +36,7 @@ from e5_integrations._errors import ConfigurationError, SourceError, for_front, 
 from e5_integrations._recipe import Recipe
 from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
-from e5_integrations.ingest._registry import infer_store, sink_class
+from e5_integrations.ingest._registry import document_check, infer_store, is_shared_store
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sources import (
     DocumentCheck,
@@ -79,11 +79,6 @@ def _import_ray() -> Any:
             f"the ray engine needs Ray Data ({exc.name or exc}); install it with: pip install 'e5-integrations[ray]'"
         ) from exc
     return ray
-
-
-def is_shared_store(store: str, uri: str) -> bool:
-    """Whether many processes may write ``store`` at ``uri`` at once (a server, not a file)."""
-    return store == "pgvector" or uri.startswith(("http://", "https://"))
 
 
 @functools.cache
@@ -224,6 +219,7 @@ def ingest_ray(
     prune: bool = False,
     id_root: str | os.PathLike[str] | None = None,
     recipe: str | Recipe | None = None,
+    layout: str | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -253,6 +249,10 @@ def ingest_ray(
             ``sources``, as for ``ingest`` (done by the driver).
         recipe: how the actors embed (a name from ``available_recipes()`` or a ``Recipe``);
             default: the model's preset, as for :class:`~e5_integrations.E5Encoder`.
+        layout: whose schema the collection follows (``"e5"``, ``"langchain"``,
+            ``"llama-index"``), as for :func:`~e5_integrations.ingest.open_sink`; default: the
+            existing collection's, else ``e5``. The driver resolves it once and every worker
+            writes in it.
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
@@ -298,16 +298,23 @@ def ingest_ray(
     spec.recipe_key()  # an unknown recipe name fails here, before any Ray work
     spec.chunker()  # fail here on a bad model path or chunk size, not in a thousand tasks
     dim = model_dimension(model_name)
-    sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted((sink_options or {}).items())))
-    report = IngestReport(store=store_name, collection=collection, model=model_name)
-
-    check = sink_class(store_name).check_document
-    files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, check)
-    if total == 0:
-        raise SourceError(nothing_to_ingest(paths, report))
-    report.documents = total
-    sink = sink_spec.open()
+    options = dict(sink_options or {})
+    if layout is not None:
+        options["layout"] = layout
+    sink = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items()))).open()
     try:
+        # Resolved once by the driver (a --layout that disagrees with the collection fails
+        # here, before any Ray work); every worker opens its sink in that layout.
+        options["layout"] = sink.layout.name
+        sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items())))
+        report = IngestReport(
+            store=store_name, collection=collection, model=model_name, layout=sink.layout.name
+        )
+        check = document_check(store_name, sink.layout.name)
+        files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, check)
+        if total == 0:
+            raise SourceError(nothing_to_ingest(paths, report))
+        report.documents = total
         sink.ensure_collection(dim)
         max_records = max(1, int(sink.max_batch_records(dim)))
         if write_batch_records is not None:
@@ -389,6 +396,7 @@ def _run(
                     "id_field": id_field,
                     "on_error": on_error,
                     "store": sink_spec.store,
+                    "layout": dict(sink_spec.options).get("layout", "e5"),
                 },
             )
             .map_batches(

@@ -44,7 +44,7 @@ from e5_integrations.ingest._pipeline import (
     prepare_chunks,
     upsert_in_batches,
 )
-from e5_integrations.ingest._registry import open_sink, sink_class
+from e5_integrations.ingest._registry import document_check, open_sink
 from e5_integrations.ingest._sink import Record, Sink
 from e5_integrations.ingest._sources import Document, OnError, SourceFile, read_source_file
 
@@ -144,11 +144,12 @@ def read_file(
     id_field: str | None,
     on_error: OnError,
     store: str | None = None,
+    layout: str = "e5",
 ) -> list[dict[str, Any]]:
     """The documents of one source file as rows ``{doc_id, text, source, metadata}``.
 
     The driver's check pass has validated the file and reported its problems; here
-    invalid records, and those ``store``'s ``check_document`` refuses, are skipped
+    invalid records, and those ``store``'s ``check_document`` refuses in ``layout``, are skipped
     silently (``on_error`` only matters if the file changed since), and ``skip`` lists
     the ordinals of documents whose id an earlier file already used, exactly as the local
     engine drops them.
@@ -156,7 +157,7 @@ def read_file(
     source = SourceFile(Path(row["path"]), row["file_id"])
     skip = set(json.loads(row["skip"]))
     rows = []
-    check = sink_class(store).check_document if store is not None else None
+    check = document_check(store, layout) if store is not None else None
     documents = read_source_file(
         source, text_field=text_field, id_field=id_field, on_error=on_error, check=check, keep_empty=True
     )

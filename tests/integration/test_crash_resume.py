@@ -79,11 +79,13 @@ def _kill_after_first_write(command: list[str], cwd: Path) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
+@pytest.mark.parametrize("layout", ["e5", "langchain", "llama-index"])
 @pytest.mark.parametrize("target", ["chroma", "milvus", "qdrant"])
 def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     tmp_path: Path,
     tiny_model_dir: Path,
     target: str,
+    layout: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -96,7 +98,8 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     store_args = [] if target == "chroma" else ["--store", target, "--uri", uri]
     command = _command(tiny_model_dir, store_args)
 
-    _kill_after_first_write(command, tmp_path)
+    _kill_after_first_write([*command, "--layout", layout], tmp_path)
+    # the rerun finds the layout in what the killed run wrote
 
     rerun = subprocess.run(
         command,
@@ -112,6 +115,7 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     assert 0 < report["skipped_unchanged"] < N_DOCS
     assert report["embedded"] == N_DOCS - report["skipped_unchanged"]
     assert report["chunks"] == N_DOCS
+    assert report["layout"] == layout
 
     # a fresh process-like open of the store serves `e5 search`
     monkeypatch.chdir(tmp_path)
@@ -135,5 +139,6 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     assert len(capsys.readouterr().out.splitlines()) == 3
 
     with open_sink(target, uri, "crash") as sink:
+        assert sink.layout.name == layout
         assert sink.count() == N_DOCS
         assert set(sink.fetch_hashes(expected)) == set(expected)

@@ -1,7 +1,8 @@
-"""The sink contract (``e5_integrations.ingest.Sink``), checked on every real engine target.
+"""The sink contract (``e5_integrations.ingest.Sink``), checked on every real engine target
+in every layout.
 
-Each test runs once per target (test ids such as ``[milvus-server]``); the per-store files
-keep only what is specific to one store.
+Each test runs once per target and layout (test ids such as ``[milvus-server/langchain]``);
+the per-store files keep only what is specific to one store.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from e5_integrations import SchemaMismatchError
 from e5_integrations.ingest import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Record, Sink
-from e5_integrations.ingest._registry import STORES
+from e5_integrations.ingest._registry import STORES, sink_class
 from tests.stores._common import DIM, ODD_IDS, SinkFactory, records, sink_factory, unit
 
 pytestmark = pytest.mark.integration
@@ -37,16 +38,24 @@ _URIS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
     "pgvector": lambda request, tmp: request.getfixturevalue("pg_dsn"),
 }
 TARGETS = [t for t in _URIS if t != "qdrant-server" or os.environ.get("QDRANT_URL")]
+#: (target, layout): every layout the target's store supports.
+CASES = [
+    (target, layout)
+    for target in TARGETS
+    for layout in sink_class(target.split("-")[0]).layouts
+    if layout != "langchain-legacy" or target == "pgvector"
+]
 
 
 class Target:
-    """A sink factory (``make(collection=None, **options)``) for one target."""
+    """A sink factory (``make(collection=None, **options)``) for one target, in one layout."""
 
-    def __init__(self, name: str, uri: str, make: SinkFactory) -> None:
+    def __init__(self, name: str, uri: str, make: SinkFactory, layout: str = "e5") -> None:
         self.name, self.store, self.uri, self._make = name, name.split("-")[0], uri, make
+        self.layout = layout
 
     def __call__(self, collection: str | None = None, **options: Any) -> Sink:
-        sink: Sink = self._make(collection, **options)
+        sink: Sink = self._make(collection, **{"layout": self.layout, **options})
         return sink
 
     def peer(self, sink: Sink) -> Sink:
@@ -59,15 +68,15 @@ class Target:
         return self(sink.collection)
 
 
-@pytest.fixture(params=TARGETS)
+@pytest.fixture(params=CASES, ids=[f"{target}/{layout}" for target, layout in CASES])
 def any_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    """A :class:`Target` per engine; its sinks are dropped and closed after the test."""
-    target: str = request.param
-    module, name = STORES[target.split("-")[0]][0].split(":")
+    """A :class:`Target` per engine and layout; its sinks are dropped and closed after the test."""
+    target, layout = request.param
+    module, name = STORES[target.split("-")[0]].target.split(":")
     cls = getattr(importlib.import_module(module), name)
     uri = _URIS[target](request, tmp_path)
     for make in sink_factory(cls, uri):
-        yield Target(target, uri, make)
+        yield Target(target, uri, make, layout)
 
 
 def _hashes(rs: list[Record]) -> dict[str, str]:
@@ -285,8 +294,10 @@ def test_open_sink_resolves_the_store(any_sink: Target) -> None:
     """The registry (``--store``/``--uri``) opens this target's sink class on its uri."""
     from e5_integrations.ingest import open_sink
 
-    with open_sink(any_sink.store, any_sink.uri, f"e5_open_sink_{uuid.uuid4().hex[:8]}") as sink:
-        assert sink.name == any_sink.store and STORES[sink.name][0].endswith(type(sink).__name__)
+    name = f"e5_open_sink_{uuid.uuid4().hex[:8]}"
+    with open_sink(any_sink.store, any_sink.uri, name, layout=any_sink.layout) as sink:
+        assert sink.name == any_sink.store and STORES[sink.name].target.endswith(type(sink).__name__)
+        assert sink.layout.name == any_sink.layout
         sink.ensure_collection(DIM)
         sink.upsert(records(2))
         assert sink.count() == 2
@@ -309,3 +320,34 @@ def test_a_query_of_another_dimension_is_a_schema_mismatch(any_sink: Target) -> 
     ):
         search(unit(np.ones(32)), sink)
     assert [hit.id for hit in search(rs[1].embedding, sink, k=1)] == [rs[1].id]
+
+
+def test_the_layout_is_detected_and_a_disagreeing_one_refused(any_sink: Target) -> None:
+    """A collection written in one layout is read in it without ``layout=``; asking for another
+    one is a clear ``SchemaMismatchError`` before anything is written."""
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    rs = records(3)
+    sink.upsert(rs)
+    assert sink.layout.name == any_sink.layout
+    detected = any_sink.peer(sink)
+    detected = type(detected)(any_sink.uri, detected.collection) if any_sink.name != "qdrant-memory" else sink
+    try:
+        assert detected.layout.name == any_sink.layout
+        assert [h.id for h in detected.search(rs[1].embedding, 1)] == [rs[1].id]
+    finally:
+        if detected is not sink:
+            detected.close()
+    if any_sink.name == "qdrant-memory":
+        return  # one private store: no second client to disagree
+    other = next(layout for layout in type(sink).layouts if layout != any_sink.layout)
+    if {other, any_sink.layout} == {"langchain", "langchain-legacy"}:
+        other = "llama-index"
+    wrong = any_sink(sink.collection, layout=other)
+    with pytest.raises(SchemaMismatchError, match=rf"{re.escape(any_sink.layout)} layout.*layout={other!r}"):
+        wrong.ensure_collection(DIM)
+    with pytest.raises(SchemaMismatchError):
+        wrong.upsert(records(1, seed=9, prefix="other#"))
+    wrong.close()
+    check = any_sink(sink.collection)
+    assert check.count() == 3

@@ -1,0 +1,267 @@
+"""Layouts: whose schema a collection follows, e5's own or the one a RAG framework reads.
+
+A sink (``e5_integrations.sinks``) knows one store's client; a :class:`Layout` knows what a
+framework keeps in a row, the same on every store:
+
+- ``e5``: the package's own schema (chunk ids as ids, see each sink's docstring);
+- ``langchain``: what LangChain's partner class of the store writes with ``add_documents``
+  (``page_content`` plus a flat ``metadata``), so ``Chroma``, ``QdrantVectorStore``,
+  ``Milvus`` and ``PGVectorStore`` open the collection with their ordinary arguments;
+  ``langchain-legacy`` is pgvector's older two-table ``PGVector``;
+- ``llama-index``: what LlamaIndex's vector store writes for a ``TextNode``
+  (``node_to_metadata_dict``: ``_node_content``, ``_node_type``, ``document_id``/``doc_id``/
+  ``ref_doc_id``), so ``ChromaVectorStore``, ``QdrantVectorStore``, ``MilvusVectorStore`` and
+  ``PGVectorStore`` read it and ``delete_ref_doc(document_id)`` works.
+
+In the framework layouts a row's id is ``uuid5(ID_NAMESPACE, chunk_id)`` (Qdrant and
+``PGVectorStore`` accept nothing else; one rule everywhere keeps ids portable between stores)
+and the chunk id is kept in the metadata under ``e5_chunk_id``. The pipeline's bookkeeping
+(``source``, ``document_id``, ``chunk_index``, ``e5_content_hash``) lives in the metadata
+where the framework keeps it, next to the user's fields; user fields with those names are
+refused by line (:meth:`Layout.check_document`), never overwritten. A row is e5's only with
+both ``document_id`` and ``e5_content_hash`` (:func:`~e5_integrations.ingest.e5_document_id`),
+so rows an app added with ``add_documents`` are never pruned or deleted as stale.
+
+Sinks speak chunk ids in the :class:`~e5_integrations.ingest.Sink` API and map them with
+:meth:`Layout.row_id`; the pipeline never sees row ids.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from e5_integrations._errors import ConfigurationError, SchemaMismatchError, for_front, option
+from e5_integrations.ingest._sink import (
+    CHUNK_INDEX_KEY,
+    CONTENT_HASH_KEY,
+    DOCUMENT_ID_KEY,
+    SOURCE_KEY,
+    Hit,
+    Record,
+)
+
+if TYPE_CHECKING:
+    from e5_integrations.ingest._sources import Document
+
+__all__ = [
+    "CHUNK_ID_KEY",
+    "DEFAULT_LAYOUT",
+    "ID_NAMESPACE",
+    "LAYOUTS",
+    "LLAMA_INDEX_KEYS",
+    "Layout",
+    "get_layout",
+    "layout_of_metadata",
+    "resolve_layout",
+    "uuid_id",
+]
+
+#: The layouts every store supports; a store may add variants (pgvector: ``langchain-legacy``).
+LAYOUTS = ("e5", "langchain", "llama-index")
+DEFAULT_LAYOUT = "e5"
+#: Namespace of the uuid5 row ids (and of the Qdrant point ids of the e5 layout). Changing
+#: it orphans every stored row: never do.
+ID_NAMESPACE = uuid.UUID("cee79ab9-b7dd-5233-aed4-74546597854d")
+#: Metadata key holding the chunk id in the framework layouts (their row id is a UUID).
+CHUNK_ID_KEY = "e5_chunk_id"
+#: Keys LlamaIndex's ``node_to_metadata_dict`` adds to a node's metadata.
+LLAMA_INDEX_KEYS = ("_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id")
+#: The pipeline's own keys, hidden from the framework's LLM and embedding text of a node.
+_BOOKKEEPING = (SOURCE_KEY, DOCUMENT_ID_KEY, CHUNK_INDEX_KEY, CONTENT_HASH_KEY, CHUNK_ID_KEY)
+#: Per layout family: user metadata keys refused on top of the pipeline's reserved ones.
+_RESERVED = {
+    "e5": (),
+    "langchain": (),
+    "llama-index": ("_node_content", "_node_type", "doc_id", "ref_doc_id"),
+}
+#: What each layout is, for messages.
+_DESCRIBED = {
+    "e5": "e5's own schema",
+    "langchain": "LangChain's schema",
+    "langchain-legacy": "the schema of LangChain's older two-table PGVector",
+    "llama-index": "LlamaIndex's schema",
+}
+
+
+def uuid_id(chunk_id: str) -> str:
+    """The UUID string that stores chunk ``chunk_id`` where a store or framework wants UUIDs."""
+    return str(uuid.uuid5(ID_NAMESPACE, chunk_id))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One layout's store-independent rules; sinks add the store-specific field names.
+
+    Attributes:
+        name: ``"e5"``, ``"langchain"``, ``"langchain-legacy"`` or ``"llama-index"``.
+        family: ``"e5"``, ``"langchain"`` or ``"llama-index"`` (variants share a family).
+    """
+
+    name: str
+    family: str
+
+    @property
+    def framework(self) -> bool:
+        """Whether rows follow a framework's schema (UUID row ids, chunk id in metadata)."""
+        return self.family != "e5"
+
+    def describe(self) -> str:
+        """``'the langchain layout (LangChain's schema)'``, for messages."""
+        return f"the {self.name} layout ({_DESCRIBED[self.name]})"
+
+    def row_id(self, chunk_id: str) -> str:
+        """The stored id of chunk ``chunk_id``: itself in the e5 layout, else its UUID."""
+        return uuid_id(chunk_id) if self.framework else chunk_id
+
+    def check_document(self, document: Document) -> str | None:
+        """Why this layout cannot hold ``document``'s metadata (a field with a name the
+        framework keeps for itself), or ``None``. Sinks call it from their ``check_document``."""
+        for key in _RESERVED[self.family]:
+            if key in document.metadata:
+                return (
+                    f"field {key!r}: {self.describe()} keeps its own {key!r} on every row, so the "
+                    "document's field would be lost; rename the field in the source"
+                )
+        return None
+
+    def metadata(self, record: Record, *, remove_text: bool = True) -> dict[str, Any]:
+        """The metadata the framework keeps for ``record``, before any store encoding.
+
+        - ``e5``: the record's metadata;
+        - ``langchain``: the record's metadata plus ``e5_chunk_id``;
+        - ``llama-index``: ``node_to_metadata_dict`` of a ``TextNode`` with id
+          :meth:`row_id`, the text, the metadata plus ``e5_chunk_id`` (bookkeeping hidden from
+          the node's LLM and embedding text) and the document id as its source (ref doc id);
+          ``remove_text`` blanks the text inside ``_node_content`` where the store keeps it
+          in a field of its own, as that store's LlamaIndex class does.
+
+        Raises:
+            ImportError: ``llama-index`` layout without llama-index-core; names the extra.
+        """
+        if self.family == "e5":
+            return dict(record.metadata)
+        metadata = {**record.metadata, CHUNK_ID_KEY: record.id}
+        if self.family == "langchain":
+            return metadata
+        return _llama_index_metadata(self.row_id(record.id), record.text, metadata, remove_text)
+
+    def hit(self, row_id: str, score: float, text: str | None, metadata: Mapping[str, Any] | None) -> Hit:
+        """A search result from a stored row: the chunk id (the row id for rows e5 did not
+        write), the text (from ``_node_content`` when a LlamaIndex store keeps it there only)
+        and the metadata without the framework's own keys."""
+        stored = dict(metadata or {})
+        chunk = stored.pop(CHUNK_ID_KEY, None)
+        if self.family == "llama-index":
+            node_content = stored.get("_node_content")
+            if not text and isinstance(node_content, str):
+                text = _node_text(node_content)
+            for key in ("_node_content", "_node_type", "doc_id", "ref_doc_id"):
+                stored.pop(key, None)
+            if stored.get(DOCUMENT_ID_KEY) == "None":  # a node without a ref doc
+                stored.pop(DOCUMENT_ID_KEY)
+        return Hit(
+            id=chunk if isinstance(chunk, str) else row_id, score=score, text=text or "", metadata=stored
+        )
+
+
+def _node_text(node_content: str) -> str:
+    try:
+        node = json.loads(node_content)
+    except ValueError:
+        return ""
+    text = node.get("text") if isinstance(node, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+def _llama_index_metadata(
+    node_id: str, text: str, metadata: dict[str, Any], remove_text: bool
+) -> dict[str, Any]:
+    try:
+        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+        from llama_index.core.vector_stores.utils import node_to_metadata_dict
+    except ImportError as exc:
+        raise ImportError(
+            f"the llama-index layout writes nodes with llama-index-core ({exc.name or exc}); install it "
+            "with: pip install 'e5-integrations[llama-index]'"
+        ) from exc
+    hidden = [key for key in _BOOKKEEPING if key in metadata]
+    document_id = metadata.get(DOCUMENT_ID_KEY)
+    relationships = (
+        {NodeRelationship.SOURCE: RelatedNodeInfo(node_id=document_id)}
+        if isinstance(document_id, str)
+        else {}
+    )
+    node = TextNode(
+        id_=node_id,
+        text=text,
+        metadata=metadata,
+        excluded_embed_metadata_keys=hidden,
+        excluded_llm_metadata_keys=hidden,
+        relationships=relationships,
+    )
+    return dict(node_to_metadata_dict(node, remove_text=remove_text, flat_metadata=False))
+
+
+def get_layout(name: str, supported: tuple[str, ...] = LAYOUTS, store: str | None = None) -> Layout:
+    """The :class:`Layout` called ``name``.
+
+    Args:
+        supported: the layouts of the store (a sink's ``layouts``).
+        store: the store's name, for the message.
+
+    Raises:
+        ConfigurationError: ``name`` is not one of ``supported``.
+    """
+    if name not in supported:
+        where = f"the {store} store" if store else "e5"
+        extra = (
+            " ('langchain-legacy' is the older two-table LangChain PGVector, only on pgvector)"
+            if name == "langchain-legacy"
+            else ""
+        )
+        raise ConfigurationError(
+            f"unknown layout {name!r} for {where}{extra}; expected one of {list(supported)} "
+            f"(e.g. {option('layout', 'langchain')})"
+        )
+    return Layout(name=name, family=name.split("-legacy")[0])
+
+
+def layout_of_metadata(metadata: Mapping[str, Any] | None) -> str | None:
+    """The layout a stored row's flat metadata shows, or ``None`` when it shows none.
+
+    LlamaIndex rows carry ``_node_content``; e5's framework rows ``e5_chunk_id``; e5-layout
+    rows ``e5_content_hash`` without it. A row with none of these (a LangChain app's own row,
+    say) shows nothing: the sink decides from the store's own fields.
+    """
+    if not isinstance(metadata, Mapping):
+        return None
+    if "_node_content" in metadata:
+        return "llama-index"
+    if CHUNK_ID_KEY in metadata:
+        return "langchain"
+    if CONTENT_HASH_KEY in metadata:
+        return "e5"
+    return None
+
+
+def resolve_layout(requested: str | None, detected: str | None, where: str) -> str:
+    """The layout to write ``where`` in: the existing collection's (``detected``), else
+    ``requested``, else :data:`DEFAULT_LAYOUT`.
+
+    Raises:
+        SchemaMismatchError: ``requested`` and ``detected`` disagree; nothing is written.
+    """
+    if detected is None:
+        return requested or DEFAULT_LAYOUT
+    if requested is not None and requested != detected:
+        found = get_layout(detected, (detected,))
+        raise SchemaMismatchError(
+            f"{where} is in {found.describe()}, but {option('layout', requested)} was given; nothing "
+            f"was written. Pass {option('layout', detected)} (or no layout, to write in the collection's "
+            f"own), or ingest into another collection" + for_front(" (collection=)", " (--collection)")
+        )
+    return detected
