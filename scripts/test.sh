@@ -4,6 +4,7 @@
 # - .venv: torch (CPU wheel 2.13.0 unless torch is already there), the package with every
 #   extra, and the test tools;
 # - .venv-milvus: the real C++ Milvus Lite 2.5 server, whose pins clash with ours;
+# - .venv-llama-milvus: LlamaIndex's MilvusVectorStore (pymilvus<3), for the layout tests;
 # - .cache/e5-tiny: the tiny random e5-mistral-architecture test model (no hub needed).
 # With E5_QUALITY_GATES=1 (as in CI) ruff check, ruff format --check and mypy run before pytest.
 # Vector store servers (Chroma, Milvus Lite, Postgres+pgvector) are started by pytest
@@ -31,6 +32,15 @@ if [ ! -x "$MILVUS_VENV/bin/python" ] || ! "$MILVUS_VENV/bin/python" -c "import 
   quiet_pip "$MILVUS_VENV/bin/python" -m pip install -q "milvus-lite==2.5.1" "pymilvus>=2.5,<2.6" "setuptools<81"
 fi
 export E5_MILVUS_VENV="$MILVUS_VENV"
+
+# LlamaIndex's MilvusVectorStore needs pymilvus<3, langchain-milvus pymilvus>=3: the LlamaIndex
+# reader of the layout tests runs in a venv of its own (tests/frameworks/_venvs.py).
+LLAMA_MILVUS_VENV=${E5_LLAMA_MILVUS_VENV:-$PWD/.venv-llama-milvus}
+if [ ! -x "$LLAMA_MILVUS_VENV/bin/python" ] || ! "$LLAMA_MILVUS_VENV/bin/python" -c "import llama_index.vector_stores.milvus" 2>/dev/null; then
+  "$PYTHON" -m venv "$LLAMA_MILVUS_VENV"
+  quiet_pip "$LLAMA_MILVUS_VENV/bin/python" -m pip install -q "llama-index-vector-stores-milvus>=1.0" "pymilvus>=2.6,<3"
+fi
+export E5_LLAMA_MILVUS_VENV="$LLAMA_MILVUS_VENV"
 
 export E5_TEST_MODEL_DIR=${E5_TEST_MODEL_DIR:-$PWD/.cache/e5-tiny}
 "$VENV/bin/python" -m e5_integrations.testing build-tiny "$E5_TEST_MODEL_DIR" >/dev/null
