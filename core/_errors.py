@@ -146,3 +146,8 @@ class StoreUnavailableError(StoreError, ConnectionError):
 
 class SchemaMismatchError(StoreError, ValueError):
     """The collection exists with another dimension or metric; nothing was written."""
+
+
+class LayoutMismatchError(SchemaMismatchError, ConfigurationError):
+    """``layout=`` (``--layout``) names another layout than the existing collection's; nothing
+    was written. A usage error: ``e5`` exits with status 2."""

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, for_front, option
+from e5_integrations._errors import ConfigurationError, LayoutMismatchError, for_front, option
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
     CONTENT_HASH_KEY,
@@ -253,13 +253,14 @@ def resolve_layout(requested: str | None, detected: str | None, where: str) -> s
     ``requested``, else :data:`DEFAULT_LAYOUT`.
 
     Raises:
-        SchemaMismatchError: ``requested`` and ``detected`` disagree; nothing is written.
+        LayoutMismatchError: ``requested`` and ``detected`` disagree; nothing is written (a
+            ``SchemaMismatchError`` and a ``ConfigurationError``).
     """
     if detected is None:
         return requested or DEFAULT_LAYOUT
     if requested is not None and requested != detected:
         found = get_layout(detected, (detected,))
-        raise SchemaMismatchError(
+        raise LayoutMismatchError(
             f"{where} is in {found.describe()}, but {option('layout', requested)} was given; nothing "
             f"was written. Pass {option('layout', detected)} (or no layout, to write in the collection's "
             f"own), or ingest into another collection" + for_front(" (collection=)", " (--collection)")

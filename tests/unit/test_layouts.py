@@ -1,0 +1,120 @@
+"""The store-independent part of the layouts (``e5_integrations.ingest._layout``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+
+from e5_integrations import ConfigurationError, SchemaMismatchError
+from e5_integrations.ingest import (
+    CHUNK_ID_KEY,
+    CONTENT_HASH_KEY,
+    DOCUMENT_ID_KEY,
+    Document,
+    Record,
+    get_layout,
+)
+from e5_integrations.ingest._layout import ID_NAMESPACE, layout_of_metadata, resolve_layout, uuid_id
+from e5_integrations.sinks.qdrant import POINT_ID_NAMESPACE, point_id
+
+BOOKKEEPING = {"source": "docs/a.txt", DOCUMENT_ID_KEY: "docs/a.txt", "chunk_index": 2, CONTENT_HASH_KEY: "h"}
+RECORD = Record("docs/a.txt#2", "the chunk text", {"lang": "en", **BOOKKEEPING}, np.ones(4, np.float32))
+
+
+def test_framework_row_ids_are_uuid5_of_the_chunk_id_and_e5_keeps_chunk_ids() -> None:
+    assert get_layout("e5").row_id("a#0") == "a#0"
+    for name in ("langchain", "llama-index"):
+        row = get_layout(name).row_id("a#0")
+        assert uuid.UUID(row).version == 5 and row == str(uuid.uuid5(ID_NAMESPACE, "a#0"))
+    # one namespace: a framework row id is the point id Qdrant's e5 layout already used
+    assert ID_NAMESPACE == POINT_ID_NAMESPACE and uuid_id("x#1") == point_id("x#1")
+    assert get_layout("langchain").row_id("a#0") != get_layout("langchain").row_id("a#1")
+
+
+def test_langchain_metadata_is_flat_with_the_chunk_id() -> None:
+    metadata = get_layout("langchain").metadata(RECORD)
+    assert metadata == {**RECORD.metadata, CHUNK_ID_KEY: "docs/a.txt#2"}
+    assert get_layout("e5").metadata(RECORD) == dict(RECORD.metadata)
+
+
+def test_llama_index_metadata_is_what_node_to_metadata_dict_writes_and_parses_back() -> None:
+    from llama_index.core.schema import MetadataMode, TextNode
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    layout = get_layout("llama-index")
+    stored = layout.metadata(RECORD, remove_text=True)
+    assert stored["_node_type"] == "TextNode"
+    assert stored[DOCUMENT_ID_KEY] == stored["doc_id"] == stored["ref_doc_id"] == "docs/a.txt"
+    assert stored["lang"] == "en" and stored[CHUNK_ID_KEY] == "docs/a.txt#2"
+    assert json.loads(stored["_node_content"])["text"] == ""  # the store keeps the text elsewhere
+    node = metadata_dict_to_node(stored, text="the chunk text")
+    assert isinstance(node, TextNode)
+    assert (node.node_id, node.ref_doc_id, node.text) == (
+        layout.row_id(RECORD.id),
+        "docs/a.txt",
+        "the chunk text",
+    )
+    assert node.metadata["lang"] == "en"
+    # the bookkeeping stays out of what the app's LLM and embedder see
+    shown = node.get_content(MetadataMode.LLM) + node.get_content(MetadataMode.EMBED)
+    assert "lang: en" in shown and CONTENT_HASH_KEY not in shown and CHUNK_ID_KEY not in shown
+    kept = layout.metadata(RECORD, remove_text=False)
+    assert json.loads(kept["_node_content"])["text"] == "the chunk text"
+
+
+def test_hits_decode_the_chunk_id_text_and_user_metadata() -> None:
+    llama = get_layout("llama-index")
+    stored = llama.metadata(RECORD, remove_text=False)
+    hit = llama.hit("row-uuid", 0.5, None, stored)
+    assert (hit.id, hit.text, hit.score) == ("docs/a.txt#2", "the chunk text", 0.5)
+    assert dict(hit.metadata) == dict(RECORD.metadata)
+    # a node the app added itself: its own id, no chunk id, no "None" document id
+    app = llama.hit("node-1", 0.1, "app text", {"_node_content": "{}", DOCUMENT_ID_KEY: "None", "k": 1})
+    assert (app.id, app.text, dict(app.metadata)) == ("node-1", "app text", {"k": 1})
+    langchain = get_layout("langchain")
+    hit = langchain.hit("row", 1.0, "t", langchain.metadata(RECORD))
+    assert (hit.id, dict(hit.metadata)) == ("docs/a.txt#2", dict(RECORD.metadata))
+
+
+def test_rows_show_their_layout() -> None:
+    assert layout_of_metadata(get_layout("llama-index").metadata(RECORD)) == "llama-index"
+    assert layout_of_metadata(get_layout("langchain").metadata(RECORD)) == "langchain"
+    assert layout_of_metadata(dict(RECORD.metadata)) == "e5"
+    assert layout_of_metadata({"lang": "en"}) is None
+    assert layout_of_metadata(None) is None
+
+
+def test_a_layout_that_disagrees_with_the_collection_is_refused() -> None:
+    assert resolve_layout(None, None, "c") == "e5"
+    assert resolve_layout("langchain", None, "c") == "langchain"
+    assert resolve_layout(None, "llama-index", "c") == "llama-index"
+    assert resolve_layout("llama-index", "llama-index", "c") == "llama-index"
+    with pytest.raises(
+        SchemaMismatchError,
+        match=r"qdrant collection 'kb' is in the langchain layout .*layout='e5'.*nothing was written.*layout='langchain'",
+    ):
+        resolve_layout("e5", "langchain", "qdrant collection 'kb'")
+
+
+def test_unknown_layouts_name_the_valid_ones() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"unknown layout 'langchian'.*\['e5', 'langchain', 'llama-index'\]"
+    ):
+        get_layout("langchian")
+    with pytest.raises(
+        ConfigurationError, match=r"'langchain-legacy' for the chroma store.*only on pgvector"
+    ):
+        get_layout("langchain-legacy", store="chroma")
+    assert get_layout("langchain-legacy", ("langchain-legacy",)).family == "langchain"
+
+
+@pytest.mark.parametrize("key", ["_node_content", "_node_type", "doc_id", "ref_doc_id"])
+def test_llama_index_refuses_user_fields_it_keeps_for_itself(key: str) -> None:
+    document = Document(id="d", text="t", source="f", metadata={key: "mine"})
+    assert get_layout("e5").check_document(document) is None
+    assert get_layout("langchain").check_document(document) is None
+    refused = get_layout("llama-index").check_document(document)
+    assert refused is not None and repr(key) in refused and "rename" in refused
