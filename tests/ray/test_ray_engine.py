@@ -141,15 +141,20 @@ def test_local_and_ray_engines_write_the_same_rows(
 ) -> None:
     corpus = write_corpus(tmp_path / "docs", documents=60, seed=7)
     store, uri, collection = store_target
+    # Chroma in LlamaIndex's layout: the driver resolves layout= and every worker writes in it
+    layout = {"pgvector": "e5", "chroma": "llama-index"}[store]
     local_collection = collection + "_local"
-    with open_sink(store, uri, local_collection) as sink:
+    with open_sink(store, uri, local_collection, layout=layout) as sink:
         try:
             local = ingest([corpus], sink, encoder, **CHUNK)
             local_rows = dump_rows(store, uri, local_collection)
         finally:
             sink.drop()
-    remote = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=16)
+    remote = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=16, layout=layout)
     ray_rows = dump_rows(*store_target)
+    assert (remote.layout, local.layout) == (layout, layout)
+    if layout == "llama-index":
+        assert all(metadata["_node_type"] == "TextNode" for _, metadata, _ in ray_rows.values())
 
     assert sorted(ray_rows) == sorted(local_rows)
     for id_, (text, metadata, vector) in local_rows.items():
