@@ -42,7 +42,7 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout
+from e5_integrations.ingest._layout import CHUNK_ID_KEY, ID_NAMESPACE, get_layout
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
@@ -54,8 +54,9 @@ __all__ = ["POINT_ID_NAMESPACE", "QdrantSink", "point_id"]
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-#: Namespace of the uuid5 point ids. Changing it orphans every stored point: never do.
-POINT_ID_NAMESPACE = uuid.UUID("cee79ab9-b7dd-5233-aed4-74546597854d")
+#: Namespace of the uuid5 point ids, the layouts' ``ID_NAMESPACE`` (so a point id is the
+#: framework layouts' ``Layout.row_id``). Changing it orphans every stored point: never do.
+POINT_ID_NAMESPACE = ID_NAMESPACE
 
 #: Qdrant's default ``service.max_request_size_mb``.
 REQUEST_LIMIT_BYTES = 32 * 1024 * 1024

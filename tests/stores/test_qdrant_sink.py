@@ -36,9 +36,12 @@ def test_other_distance_is_a_schema_mismatch(qdrant_sink) -> None:
 
 
 def test_point_ids_are_uuid5_of_chunk_ids(qdrant_sink) -> None:
+    from e5_integrations.ingest import get_layout
     from e5_integrations.sinks.qdrant import POINT_ID_NAMESPACE, point_id
 
     assert point_id("docs/a.txt#0") == str(uuid.uuid5(POINT_ID_NAMESPACE, "docs/a.txt#0"))
+    assert uuid.UUID("cee79ab9-b7dd-5233-aed4-74546597854d") == POINT_ID_NAMESPACE  # never changes
+    assert point_id("x#0") == get_layout("langchain").row_id("x#0") == get_layout("llama-index").row_id("x#0")
     sink = qdrant_sink()
     sink.ensure_collection(DIM)
     sink.upsert(records(2))
