@@ -1,8 +1,26 @@
 """Qdrant sink: a local folder, an in-process ``:memory:`` store, or a Qdrant server.
 
-Qdrant point ids must be unsigned integers or UUIDs, so each deterministic chunk id is
-mapped to ``uuid5(POINT_ID_NAMESPACE, chunk_id)`` and kept verbatim in the payload under
-``"id"``; searches return that chunk id. The payload is ``{"id", "text", "metadata"}``.
+Qdrant point ids must be unsigned integers or UUIDs, so in every layout each deterministic
+chunk id is stored as point ``uuid5(POINT_ID_NAMESPACE, chunk_id)`` (the namespace is the
+layouts' ``ID_NAMESPACE``, so this is also ``Layout.row_id`` of the framework layouts); the
+vector is the unnamed one, cosine distance. The payload per layout (``layout=``):
+
+- ``e5``: ``{"id": chunk id, "text", "metadata": {...}}``;
+- ``langchain``: ``{"page_content": text, "metadata": {..., "e5_chunk_id"}}``, what
+  langchain-qdrant's ``QdrantVectorStore`` writes and reads (collection made with the vector
+  config ``{"": VectorParams(size, Cosine)}``, as its ``from_texts`` does). Its reader adds
+  ``_id`` and ``_collection_name`` to the metadata, so fields with those names are refused;
+- ``llama-index``: ``node_to_metadata_dict(node, remove_text=False)`` at the top level (the
+  metadata, ``e5_chunk_id``, ``_node_content`` holding the node and its text, ``_node_type``,
+  ``document_id``/``doc_id``/``ref_doc_id``), what llama-index's ``QdrantVectorStore`` writes
+  without hybrid search; point id = node id. On a server the collection gets its keyword
+  payload index on ``doc_id`` (``index_doc_id=True``), which ``delete_ref_doc`` filters on.
+
+The layout of an existing collection is found from its points: a point e5 wrote (with
+``e5_content_hash``) decides, else a sampled point's payload (``_node_content`` or
+``_node_type``: llama-index; ``page_content``: langchain; ``id``/``text``/``metadata``: e5).
+Searches decode each point by its own payload, so points the frameworks added to a
+collection are read with their text and metadata in every layout.
 
 Local mode (a path or ``:memory:``) is qdrant-client's Python emulation of the API. It
 stores ``on_disk`` in the collection config but keeps every vector in RAM, and it ignores
@@ -24,7 +42,9 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations._redact import redact, secrets_of
+from e5_integrations.ingest._layout import CHUNK_ID_KEY, ID_NAMESPACE, get_layout
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
+from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
@@ -34,8 +54,9 @@ __all__ = ["POINT_ID_NAMESPACE", "QdrantSink", "point_id"]
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-#: Namespace of the uuid5 point ids. Changing it orphans every stored point: never do.
-POINT_ID_NAMESPACE = uuid.UUID("cee79ab9-b7dd-5233-aed4-74546597854d")
+#: Namespace of the uuid5 point ids, the layouts' ``ID_NAMESPACE`` (so a point id is the
+#: framework layouts' ``Layout.row_id``). Changing it orphans every stored point: never do.
+POINT_ID_NAMESPACE = ID_NAMESPACE
 
 #: Qdrant's default ``service.max_request_size_mb``.
 REQUEST_LIMIT_BYTES = 32 * 1024 * 1024
@@ -51,6 +72,12 @@ _FORBIDDEN_NAME_CHARS = '<>:"/\\|?*\0\x1f'
 _MAX_NAME_LENGTH = 255
 #: HTTP statuses that mean "the server is there but cannot answer now": retried.
 _RETRIED_STATUSES = (502, 503, 504)
+#: Keys langchain-qdrant's reader sets in every returned Document's metadata.
+_LANGCHAIN_READER_KEYS = ("_id", "_collection_name")
+#: The keyword payload index llama-index's QdrantVectorStore makes (``index_doc_id=True``).
+_LLAMA_INDEX_DOC_ID = "doc_id"
+#: Payload keys that tell a point's layout and hold the bookkeeping (scan, fetch_hashes).
+_BOOKKEEPING_PAYLOAD = ["id", "metadata", "_node_type", CHUNK_ID_KEY, "document_id", CONTENT_HASH_KEY]
 
 
 def point_id(chunk_id: str) -> str:
@@ -65,6 +92,8 @@ class QdrantSink(Sink):
         uri: ``":memory:"``, a folder for local mode, or ``http(s)://host:6333`` for a server.
         collection: collection name.
         api_key: server API key; defaults to the ``QDRANT_API_KEY`` environment variable.
+        layout: ``"e5"``, ``"langchain"`` or ``"llama-index"`` (see the module docstring);
+            ``None``: the existing collection's, else ``"e5"``.
         on_disk: keep original vectors on disk (server only); sensible for 4096-dim vectors.
         quantization: ``"int8"`` adds scalar quantization kept in RAM (server only): the
             HNSW search runs on 1-byte components and rescoring uses the full vectors.
@@ -86,8 +115,12 @@ class QdrantSink(Sink):
         quantization: str | None = None,
         timeout: float = 30.0,
         retry_seconds: float | None = None,
+        layout: str | None = None,
         **options: Any,
     ) -> None:
+        if layout is not None:
+            get_layout(layout, self.layouts, self.name)
+        self.requested_layout = layout
         try:
             import qdrant_client
             from qdrant_client.http.exceptions import ResponseHandlingException
@@ -118,6 +151,7 @@ class QdrantSink(Sink):
         )
         self._client = self._make_client(qdrant_client, uri, api_key, timeout, options)
         self._ready = False  # the collection is known to exist
+        self._vectors: Any = None  # its unnamed vector's VectorParams, read once per sink
 
     def __repr__(self) -> str:
         return f"QdrantSink(uri={self.uri!r}, collection={self.collection!r})"
@@ -193,16 +227,67 @@ class QdrantSink(Sink):
 
     # -- Sink API --------------------------------------------------------------------------
 
+    @classmethod
+    def check_document(cls, document: Document, layout: str = "e5") -> str | None:
+        """Also refuse, in the langchain layout, the fields that langchain-qdrant's reader
+        overwrites in every returned Document (``_id``, ``_collection_name``)."""
+        problem = super().check_document(document, layout)
+        if problem is None and layout == "langchain":
+            for key in _LANGCHAIN_READER_KEYS:
+                if key in document.metadata:
+                    return (
+                        f"field {key!r}: LangChain's QdrantVectorStore sets its own {key!r} in the metadata "
+                        "of every Document it returns, so the document's field would be lost; rename the "
+                        "field in the source"
+                    )
+        return problem
+
+    def detect_layout(self) -> str | None:
+        """The layout of the existing collection: that of a point e5 wrote (one with
+        ``e5_content_hash``), else of a sampled point's payload shape; ``None`` when the
+        collection is missing or empty."""
+        from qdrant_client import models
+
+        if not self._exists():
+            return None
+
+        def present(key: str) -> models.Filter:
+            return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))])
+
+        marked = models.Filter(should=[present(f"metadata.{CONTENT_HASH_KEY}"), present(CONTENT_HASH_KEY)])
+        # a point e5 wrote first (its payload shape is its layout's), else any point
+        for found in (marked, None):
+            points, _ = self._call(
+                "scroll",
+                functools.partial(
+                    self._client.scroll,
+                    self.collection,
+                    scroll_filter=found,
+                    limit=1,
+                    with_payload=[*_BOOKKEEPING_PAYLOAD, "page_content", "text"],
+                    with_vectors=False,
+                ),
+            )
+            if points:
+                return _kind(points[0].payload or {})
+        return None
+
     def ensure_collection(self, dim: int) -> None:
-        """Create the collection with cosine distance, or check the existing one's
-        dimension and distance (``SchemaMismatchError``; nothing is written)."""
+        """Create the collection with cosine distance, as the layout's framework class
+        creates it, or check the existing one's dimension and distance
+        (``SchemaMismatchError``; nothing is written). A collection in another layout than
+        ``layout=`` is a ``SchemaMismatchError`` too."""
+        layout = self.layout  # a disagreeing layout= fails here, before anything is written
+        self._vectors = None
         if self._exists():
             self._check_schema(dim)
             self._ready = True
             return
         from qdrant_client import models
 
-        vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.on_disk or None)
+        params = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.on_disk or None)
+        # langchain-qdrant's from_texts names the default vector "" explicitly; the same collection
+        vectors: Any = {"": params} if layout.family == "langchain" else params
         quantization = None
         if self.quantization == "int8":
             quantization = models.ScalarQuantization(
@@ -214,17 +299,32 @@ class QdrantSink(Sink):
                 self.collection, vectors_config=vectors, quantization_config=quantization
             ),
         )
+        if layout.family == "llama-index" and self.is_server:
+            # as llama-index's QdrantVectorStore(index_doc_id=True); local mode has no payload
+            # indexes (and warns), so it is made on a server only
+            self._call(
+                "create_payload_index",
+                lambda: self._client.create_payload_index(
+                    self.collection,
+                    field_name=_LLAMA_INDEX_DOC_ID,
+                    field_schema=models.PayloadSchemaType.KEYWORD,
+                    wait=True,
+                ),
+            )
         self._ready = True
-        _log.info("created qdrant collection %r (%d dims, cosine)", self.collection, dim)
+        _log.info(
+            "created qdrant collection %r (%d dims, cosine, %s)", self.collection, dim, layout.describe()
+        )
 
     def _check_schema(self, dim: int) -> None:
         from qdrant_client import models
 
         info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
-        vectors = info.config.params.vectors
-        if not isinstance(vectors, models.VectorParams):
+        vectors = _unnamed(info.config.params.vectors)
+        if vectors is None:
+            named = info.config.params.vectors
             raise SchemaMismatchError(
-                f"qdrant collection {self.collection!r} uses named vectors {sorted(vectors or {})}; "
+                f"qdrant collection {self.collection!r} uses named vectors {sorted(named or {})}; "
                 "expected one unnamed cosine vector. Use another collection name or drop it"
             )
         if vectors.size != dim or vectors.distance != models.Distance.COSINE:
@@ -232,6 +332,7 @@ class QdrantSink(Sink):
                 f"qdrant collection {self.collection!r} has {vectors.size}-dim {vectors.distance.value} "
                 f"vectors; the embeddings are {dim}-dim cosine; {rebuild_hint()}"
             )
+        self._vectors = vectors
 
     def max_batch_records(self, dim: int) -> int:
         """Records per upsert that keep a JSON request well under Qdrant's 32 MB limit."""
@@ -242,21 +343,19 @@ class QdrantSink(Sink):
         """``{chunk id: content hash}`` for the given ids that are stored."""
         if not ids or not self._exists():
             return {}
+        chunks = {point_id(i): i for i in ids}
         points = self._call(
             "retrieve",
             lambda: self._client.retrieve(
-                self.collection,
-                ids=[point_id(i) for i in ids],
-                with_payload=["id", "metadata"],
-                with_vectors=False,
+                self.collection, ids=list(chunks), with_payload=_BOOKKEEPING_PAYLOAD, with_vectors=False
             ),
         )
         hashes: dict[str, str] = {}
         for point in points:
-            payload = point.payload or {}
-            content_hash = (payload.get("metadata") or {}).get(CONTENT_HASH_KEY)
-            if "id" in payload and isinstance(content_hash, str):
-                hashes[payload["id"]] = content_hash
+            content_hash = _flat_metadata(point.payload or {}).get(CONTENT_HASH_KEY)
+            chunk = chunks.get(str(point.id))
+            if chunk is not None and isinstance(content_hash, str):
+                hashes[chunk] = content_hash
         return hashes
 
     def upsert(self, records: Sequence[Record]) -> None:
@@ -266,6 +365,7 @@ class QdrantSink(Sink):
 
         if not records:
             return
+        layout = self.layout  # a disagreeing layout= fails here, before anything is written
         if not self._ready:
             if not self._exists():
                 raise StoreError(
@@ -277,7 +377,7 @@ class QdrantSink(Sink):
             models.PointStruct(
                 id=point_id(r.id),
                 vector=np.asarray(r.embedding, dtype=np.float32).tolist(),
-                payload={"id": r.id, "text": r.text, "metadata": dict(r.metadata)},
+                payload=self._payload(r),
             )
             for r in records
         ]
@@ -286,7 +386,18 @@ class QdrantSink(Sink):
                 "upsert",
                 functools.partial(self._client.upsert, self.collection, points=chunk, wait=True),
             )
-        _log.debug("upserted %d points into qdrant collection %r", len(points), self.collection)
+        _log.debug(
+            "upserted %d points into qdrant collection %r (%s)", len(points), self.collection, layout.name
+        )
+
+    def _payload(self, record: Record) -> dict[str, Any]:
+        """The point payload of ``record`` in this sink's layout (module docstring)."""
+        layout = self.layout
+        if layout.family == "langchain":
+            return {"page_content": record.text, "metadata": layout.metadata(record)}
+        if layout.family == "llama-index":
+            return layout.metadata(record, remove_text=False)
+        return {"id": record.id, "text": record.text, "metadata": dict(record.metadata)}
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records by cosine similarity, best first; ``[]`` when the
@@ -301,6 +412,7 @@ class QdrantSink(Sink):
         from qdrant_client import models
 
         if k < 1 or not self._exists():
+            self._vectors = None
             return []
         distance = self._distance()
         query = np.asarray(vector, dtype=np.float32).ravel()
@@ -323,32 +435,34 @@ class QdrantSink(Sink):
             vectors = [p.vector for p in response.points]
             check_unit_norm(vectors, f"qdrant collection {self.collection!r} at {self.uri}", distance.value)
         return [
-            Hit(
-                id=(p.payload or {}).get("id", str(p.id)),
-                score=1.0 - float(p.score) ** 2 / 2 if distance == models.Distance.EUCLID else float(p.score),
-                text=(p.payload or {}).get("text", ""),
-                metadata=(p.payload or {}).get("metadata") or {},
+            _hit(
+                str(p.id),
+                1.0 - float(p.score) ** 2 / 2 if distance == models.Distance.EUCLID else float(p.score),
+                p.payload or {},
             )
             for p in response.points
         ]
 
+    def _unnamed_vector(self) -> Any:
+        """The ``VectorParams`` of the collection's unnamed vector (``None`` with named
+        vectors only), read once per sink: searches make no ``get_collection`` call each."""
+        if self._vectors is None:
+            info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
+            self._vectors = _unnamed(info.config.params.vectors)
+        return self._vectors
+
     def _distance(self) -> Any:
         """The distance of the collection's unnamed vector (``None`` with named vectors)."""
-        from qdrant_client import models
-
-        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
-        vectors = info.config.params.vectors
-        return vectors.distance if isinstance(vectors, models.VectorParams) else None
+        vectors = self._unnamed_vector()
+        return vectors.distance if vectors is not None else None
 
     def dimension(self) -> int | None:
         """The size of the collection's (unnamed) vector; ``None`` if it does not exist."""
-        from qdrant_client import models
-
         if not self._exists():
+            self._vectors = None
             return None
-        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
-        vectors = info.config.params.vectors
-        return int(vectors.size) if isinstance(vectors, models.VectorParams) else None
+        vectors = self._unnamed_vector()
+        return int(vectors.size) if vectors is not None else None
 
     def count(self) -> int:
         """Exact number of points; 0 if the collection does not exist."""
@@ -371,14 +485,14 @@ class QdrantSink(Sink):
                     self.collection,
                     limit=page_size,
                     offset=offset,
-                    with_payload=["id", "metadata"],
+                    with_payload=_BOOKKEEPING_PAYLOAD,
                     with_vectors=False,
                 ),
             )
             page = []
             for point in points:
                 payload = point.payload or {}
-                page.append((str(payload.get("id", point.id)), e5_document_id(payload.get("metadata"))))
+                page.append((_chunk_id(str(point.id), payload), e5_document_id(_flat_metadata(payload))))
             if page:
                 yield page
             if offset is None:
@@ -400,12 +514,67 @@ class QdrantSink(Sink):
         if self._exists():
             self._call("delete_collection", lambda: self._client.delete_collection(self.collection))
         self._ready = False
+        self._vectors = None
+        self.forget_layout()
 
     def close(self) -> None:
         """Close the client (releases the local folder lock). Safe to call twice."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _unnamed(vectors: Any) -> Any:
+    """The ``VectorParams`` of a collection's unnamed vector: the config itself, or its
+    ``""`` entry (how langchain-qdrant names it); ``None`` when it has named vectors only."""
+    from qdrant_client import models
+
+    if isinstance(vectors, dict):
+        vectors = vectors.get("")
+    return vectors if isinstance(vectors, models.VectorParams) else None
+
+
+def _kind(payload: dict[str, Any]) -> str | None:
+    """The layout a point's payload follows, by its shape; ``None`` for an unknown one."""
+    if any(key in payload for key in ("_node_content", "_node_type", CHUNK_ID_KEY)):
+        return "llama-index"
+    if "page_content" in payload:
+        return "langchain"
+    if "id" in payload or "text" in payload or "metadata" in payload:
+        return "e5"
+    return None
+
+
+def _flat_metadata(payload: dict[str, Any]) -> dict[str, Any]:
+    """A point's metadata, with e5's bookkeeping, wherever its layout keeps it."""
+    if _kind(payload) == "llama-index":
+        return payload
+    metadata = payload.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _chunk_id(point: str, payload: dict[str, Any]) -> str:
+    """The chunk id of a point: e5's (``id``, or ``e5_chunk_id`` in the framework layouts),
+    else the point id (a point e5 did not write)."""
+    found = None if _kind(payload) == "llama-index" else payload.get("id")
+    if not isinstance(found, str):
+        found = _flat_metadata(payload).get(CHUNK_ID_KEY)
+    return found if isinstance(found, str) else point
+
+
+def _hit(point: str, score: float, payload: dict[str, Any]) -> Hit:
+    """A search hit from a point, decoded by its own payload's layout."""
+    kind = _kind(payload)
+    if kind == "langchain":
+        return get_layout("langchain").hit(point, score, payload.get("page_content"), payload.get("metadata"))
+    if kind == "llama-index":
+        return get_layout("llama-index").hit(point, score, None, payload)
+    return Hit(
+        id=payload.get("id", point),
+        score=score,
+        text=payload.get("text", ""),
+        metadata=payload.get("metadata") or {},
+    )
 
 
 def _check_collection_name(name: str) -> None:

@@ -36,9 +36,12 @@ def test_other_distance_is_a_schema_mismatch(qdrant_sink) -> None:
 
 
 def test_point_ids_are_uuid5_of_chunk_ids(qdrant_sink) -> None:
+    from e5_integrations.ingest import get_layout
     from e5_integrations.sinks.qdrant import POINT_ID_NAMESPACE, point_id
 
     assert point_id("docs/a.txt#0") == str(uuid.uuid5(POINT_ID_NAMESPACE, "docs/a.txt#0"))
+    assert uuid.UUID("cee79ab9-b7dd-5233-aed4-74546597854d") == POINT_ID_NAMESPACE  # never changes
+    assert point_id("x#0") == get_layout("langchain").row_id("x#0") == get_layout("llama-index").row_id("x#0")
     sink = qdrant_sink()
     sink.ensure_collection(DIM)
     sink.upsert(records(2))
@@ -106,3 +109,56 @@ def test_unreachable_server_fails_fast() -> None:
         sink.ensure_collection(DIM)
     assert time.perf_counter() - started < 10
     sink.close()
+
+
+def test_searches_read_the_collection_config_once(qdrant_sink) -> None:
+    sink = qdrant_sink()
+    sink.ensure_collection(DIM)
+    rs = records(5)
+    sink.upsert(rs)
+    calls = []
+    real = sink._client.get_collection
+    sink._client.get_collection = lambda *a, **k: calls.append(a) or real(*a, **k)
+    for r in rs:
+        assert sink.search(r.embedding, 1)[0].id == r.id
+    assert sink.dimension() == DIM
+    assert len(calls) <= 1
+    sink.drop()  # forgotten with the collection
+    sink.ensure_collection(32)
+    assert sink.dimension() == 32
+
+
+@pytest.mark.parametrize(
+    ("layout", "keys"),
+    [
+        ("e5", {"id", "text", "metadata"}),
+        ("langchain", {"page_content", "metadata"}),
+        (
+            "llama-index",
+            {"_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id", "e5_chunk_id"},
+        ),
+    ],
+)
+def test_each_layout_writes_its_payload_and_is_detected_from_it(
+    qdrant_sink, layout: str, keys: set[str]
+) -> None:
+    from e5_integrations.sinks.qdrant import point_id
+
+    sink = qdrant_sink(layout=layout)
+    sink.ensure_collection(DIM)
+    sink.upsert(records(2))
+    [point] = sink._client.retrieve(sink.collection, ids=[point_id("docs/a.txt#1")], with_payload=True)
+    assert keys <= set(point.payload)
+    sink.forget_layout()
+    sink.requested_layout = None
+    assert sink.layout.name == layout
+
+
+def test_the_langchain_layout_refuses_the_fields_its_reader_overwrites() -> None:
+    from e5_integrations.ingest._sources import Document
+    from e5_integrations.sinks.qdrant import QdrantSink
+
+    for key in ("_id", "_collection_name"):
+        document = Document(id="d", text="t", source="s.jsonl", metadata={key: 1})
+        assert key in (QdrantSink.check_document(document, layout="langchain") or "")
+        assert QdrantSink.check_document(document) is None
