@@ -375,9 +375,11 @@ class MilvusSink(Sink):
         """Records in the collection; 0 if it does not exist."""
         if not self._readable():
             return 0
+        # a framework's collection may be "Session" (its class's default): read it Strong
+        strong = {"consistency_level": "Strong"} if self.layout.framework else {}
         rows = self._call(
             lambda: self._client.query(
-                self.collection, filter="", output_fields=["count(*)"], timeout=self._timeout
+                self.collection, filter="", output_fields=["count(*)"], timeout=self._timeout, **strong
             )
         )
         return int(rows[0]["count(*)"])
@@ -515,11 +517,10 @@ class MilvusSink(Sink):
             schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
             schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
         index = self._client.prepare_index_params()
+        # MilvusVectorStore names its index after the field; the others leave the name to Milvus
+        named = {"index_name": fields.vector} if layout.family == "llama-index" else {}
         index.add_index(
-            field_name=fields.vector,
-            index_name=fields.vector,
-            index_type=fields.index_type,
-            metric_type=fields.metric,
+            field_name=fields.vector, index_type=fields.index_type, metric_type=fields.metric, **named
         )
         self._call(
             lambda: self._client.create_collection(
