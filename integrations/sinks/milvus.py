@@ -1,6 +1,6 @@
 """Milvus sink: a Milvus Lite ``*.db`` file or a Milvus server (``http://host:19530``).
 
-Schema (explicit, no dynamic fields)::
+Schema of the ``e5`` layout (explicit, no dynamic fields)::
 
     pk         VARCHAR(64)   primary key = sha256 hex of the chunk id (auto_id off)
     id         VARCHAR(4096) the chunk id as given
@@ -12,6 +12,42 @@ The primary key is a hash of the id, not the id itself: C++ Milvus Lite 2.5 buil
 ``DELETE`` from upserted keys without escaping them, so an id with a single quote fails there;
 a hex key also keeps filter expressions free of quoting and ids free of the key length limit.
 The collection is created with ``consistency_level="Strong"`` so reads see earlier writes.
+
+The framework layouts (``e5_integrations.ingest._layout``) write what the framework's class
+writes, with ``uuid5`` row ids and the chunk id in ``e5_chunk_id``:
+
+- ``langchain`` (langchain-milvus ``Milvus(..., enable_dynamic_field=True)``)::
+
+      text    VARCHAR(65535)
+      pk      VARCHAR(65535) primary key (auto_id off)
+      vector  FLOAT_VECTOR(dim), index AUTOINDEX with metric L2 (the class's default)
+      $meta   dynamic fields: the metadata, one top-level field per key (``expr="lang == 'en'"``)
+
+  L2, not COSINE: the class picks its relevance function from its ``index_params=``
+  argument, not from the collection (without it, it assumes L2), so an L2 collection is
+  the one whose scores come out right with ordinary arguments. For unit vectors Milvus'
+  L2 "distance" is the squared distance ``d = 2 - 2cos``; ``e5 search`` reports
+  ``1 - d/2`` (the cosine), LangChain's relevance score is ``1 - d/4 = (1 + cos)/2``.
+- ``llama-index`` (llama-index-vector-stores-milvus ``MilvusVectorStore``)::
+
+      id         VARCHAR(65535) primary key (the node id)
+      doc_id     VARCHAR(65535) the ref doc id (``delete_ref_doc``)
+      text       VARCHAR(65535) the node's text
+      embedding  FLOAT_VECTOR(dim), index FLAT named ``embedding``, metric COSINE
+      $meta      dynamic fields: ``node_to_metadata_dict(node, remove_text=True)``
+
+  COSINE, not the class's default IP: its dense search leaves the metric to the
+  collection's index, so its similarities are cosines (IP and cosine agree on E5's
+  unit-norm vectors).
+
+Both collections are created with ``consistency_level="Strong"`` (the classes default to
+``"Session"``; readers do not depend on it). The layout of an existing collection is found
+from its schema: ``pk`` primary with ``id``/``embedding``/``text``/``metadata`` is ``e5``,
+``pk`` primary with ``text``/``vector`` is ``langchain``, ``id`` primary with ``embedding``
+is ``llama-index``. e5 writes into a framework-made collection only when it has dynamic
+fields (its bookkeeping keys live there), a VARCHAR primary key and no other required field;
+it searches L2, IP and COSINE ones alike (L2 and IP need unit-norm vectors, as in the
+Chroma sink).
 """
 
 from __future__ import annotations
@@ -20,7 +56,8 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -34,8 +71,17 @@ from e5_integrations._errors import (
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
+from e5_integrations.ingest._layout import CHUNK_ID_KEY, Layout, get_layout
+from e5_integrations.ingest._sink import (
+    CONTENT_HASH_KEY,
+    DOCUMENT_ID_KEY,
+    Hit,
+    Record,
+    Sink,
+    e5_document_id,
+)
 from e5_integrations.ingest._sources import Document
+from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
@@ -55,8 +101,36 @@ REQUEST_BUDGET_BYTES = 32 * 1024 * 1024
 METADATA_ALLOWANCE_BYTES = 8 * 1024
 #: Keys per ``pk in [...]`` filter or delete call.
 READ_SLICE = 1000
+#: The length of the frameworks' VARCHAR fields.
+FRAMEWORK_VARCHAR = 65_535
+#: LlamaIndex's ``doc_id_field``.
+LLAMA_DOC_ID_FIELD = "doc_id"
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """The Milvus-specific part of a layout: field names and the metric e5 creates."""
+
+    primary: str
+    vector: str
+    text: str
+    metric: str
+    index_type: str
+    #: fields of the schema that a user metadata key may not shadow (dynamic fields only)
+    top_level: tuple[str, ...] = ()
+
+
+_FIELDS = {
+    "e5": _Fields(PK_FIELD, VECTOR_FIELD, TEXT_FIELD, "COSINE", "AUTOINDEX"),
+    "langchain": _Fields(PK_FIELD, "vector", TEXT_FIELD, "L2", "AUTOINDEX", (PK_FIELD, TEXT_FIELD, "vector")),
+    "llama-index": _Fields(
+        ID_FIELD, VECTOR_FIELD, TEXT_FIELD, "COSINE", "FLAT", (ID_FIELD, VECTOR_FIELD, TEXT_FIELD)
+    ),
+}
+#: Metrics e5 reads in a framework's collection (as cosine: unit vectors, :mod:`._metric`).
+_READABLE_METRICS = ("COSINE", "IP", "L2")
 
 
 def primary_key(record_id: str) -> str:
@@ -65,7 +139,7 @@ def primary_key(record_id: str) -> str:
 
 
 class MilvusSink(Sink):
-    """A Milvus collection with a cosine index.
+    """A Milvus collection in one layout (the module's docstring has the schemas).
 
     Args:
         uri: a Milvus Lite database file (``*.db``; its directory is created) or a server URI
@@ -76,10 +150,12 @@ class MilvusSink(Sink):
         timeout: seconds each client call may take, retries inside pymilvus included.
         retry_seconds: how long a call keeps being retried while the server cannot be
             reached, before ``StoreUnavailableError`` (default ``DEFAULT_RETRY_SECONDS``).
+        layout: ``"e5"``, ``"langchain"`` or ``"llama-index"``; default: the existing
+            collection's, else ``"e5"``.
 
     Raises:
         ImportError: ``pymilvus`` (or ``milvus-lite`` for a file) is not installed.
-        ConfigurationError: invalid collection name.
+        ConfigurationError: invalid collection name or layout.
         StoreUnavailableError: the server cannot be reached.
     """
 
@@ -93,6 +169,7 @@ class MilvusSink(Sink):
         token: str | None = None,
         timeout: float = 30.0,
         retry_seconds: float | None = None,
+        layout: str | None = None,
     ) -> None:
         try:
             import pymilvus
@@ -105,6 +182,9 @@ class MilvusSink(Sink):
                 f"invalid Milvus collection name {collection!r}: expected letters, digits and '_' "
                 "(at most 255), not starting with a digit; e.g. replace '-' with '_'"
             )
+        if layout is not None:
+            get_layout(layout, self.layouts, self.name)
+        self.requested_layout = layout
         self._secrets = [*secrets_of(uri), *_token_secrets(token)]
         self.uri = redact(uri, self._secrets)  # the only copy of the URI that is ever shown
         self.collection = collection
@@ -112,6 +192,9 @@ class MilvusSink(Sink):
         self._retry = RetryPolicy(retry_seconds)
         self._closed = False
         self._ready = False
+        self._metric_type: str | None = None
+        self._has_text_field = True
+        self._insert_replaces = "://" not in uri and _merging_lite()
         self._client = self._call(lambda: _connect(pymilvus, uri, token, timeout, self.uri))
 
     def __repr__(self) -> str:
@@ -125,9 +208,11 @@ class MilvusSink(Sink):
     # -- Sink API -------------------------------------------------------------------------
 
     @classmethod
-    def check_document(cls, document: Document) -> str | None:
-        """Also refuse document ids whose chunk ids would not fit the ``id`` VARCHAR."""
-        refused = super().check_document(document)  # first: the rules below encode the strings
+    def check_document(cls, document: Document, layout: str = "e5") -> str | None:
+        """Also refuse document ids whose chunk ids would not fit the ``id`` VARCHAR, and (in
+        the framework layouts, whose metadata keys are top-level dynamic fields) metadata
+        keys named like one of the schema's fields."""
+        refused = super().check_document(document, layout)  # first: the rules below encode the strings
         if refused is not None:
             return refused
         size = len(document.id.encode("utf-8"))
@@ -137,15 +222,35 @@ class MilvusSink(Sink):
                 f"of at most {MAX_ID_BYTES} bytes, so document ids of at most "
                 f"{MAX_ID_BYTES - CHUNK_SUFFIX_BYTES}; use shorter ids (--id-field)"
             )
+        fields = _FIELDS[get_layout(layout, cls.layouts, cls.name).family]
+        for key in fields.top_level:
+            if key in document.metadata:
+                return (
+                    f"field {key!r}: in the {layout} layout Milvus keeps the metadata as top-level fields "
+                    f"next to the schema's own {key!r}, so the document's field would be lost; rename the "
+                    "field in the source"
+                )
         return None
 
+    def detect_layout(self) -> str | None:
+        """The layout of the existing collection from its schema's field names (module docstring)."""
+        if not self._exists():
+            return None
+        return _layout_of_schema(self._describe())
+
     def ensure_collection(self, dim: int) -> None:
-        """Create the collection (schema above, cosine index, Strong) or check and load it."""
+        """Create the collection (the layout's schema, Strong) or check and load it.
+
+        Raises:
+            SchemaMismatchError: the collection is in another layout than ``layout=``, or it
+                exists with another schema, dimension or metric. Nothing is written.
+        """
+        layout = self.layout  # first: a layout= that disagrees fails before anything is made
         if dim < 1:
             raise ConfigurationError(f"dimension must be a positive integer, got {dim}")
         if not self._exists():
             try:
-                self._create(dim)
+                self._create(dim, layout)
                 self._ready = True
                 return
             except StoreUnavailableError:
@@ -153,7 +258,10 @@ class MilvusSink(Sink):
             except Exception:
                 if not self._exists():  # not created meanwhile by another worker
                     raise
-        self._check_schema(dim)
+        if layout.framework:
+            self._check_framework_schema(dim, layout)
+        else:
+            self._check_schema(dim)
         self._load()
         self._ready = True
 
@@ -166,66 +274,100 @@ class MilvusSink(Sink):
         """``{id: e5_content_hash}`` for the ids stored with a hash."""
         if not ids or not self._readable():
             return {}
+        layout = self.layout
+        if not layout.framework:
+            return self._fetch_e5_hashes(ids)
+        primary = _FIELDS[layout.family].primary
+        chunk_of = {layout.row_id(i): i for i in ids}
         found: dict[str, str] = {}
-        for part in by_count([primary_key(i) for i in ids], READ_SLICE):
+        for part in by_count(list(chunk_of), READ_SLICE):
             rows = self._call(
                 functools.partial(
                     self._client.query,
                     self.collection,
-                    filter=f"{PK_FIELD} in {json.dumps(part)}",
-                    output_fields=[ID_FIELD, METADATA_FIELD],
+                    filter=f"{primary} in {json.dumps(part)}",
+                    output_fields=[primary, CONTENT_HASH_KEY],
+                    consistency_level="Strong",
                     timeout=self._timeout,
                 )
             )
             for row in rows:
-                value = (row.get(METADATA_FIELD) or {}).get(CONTENT_HASH_KEY)
-                if isinstance(value, str):
-                    found[row[ID_FIELD]] = value
+                value = row.get(CONTENT_HASH_KEY)
+                if isinstance(value, str) and row.get(primary) in chunk_of:
+                    found[chunk_of[row[primary]]] = value
         return found
 
     def upsert(self, records: Sequence[Record]) -> None:
         """Insert or replace ``records`` by id.
 
         Raises:
+            SchemaMismatchError: the collection is in another layout than ``layout=``.
             StoreError: a text over 65535 UTF-8 bytes or an id over 4096 bytes (nothing of
                 this batch is written), or the server refused the rows.
         """
         if not records:
             return
+        layout = self.layout
         if not self._ready and not self._exists():
             raise StoreError(
                 f"Milvus collection {self.collection!r} at {self.uri} does not exist; "
                 "call ensure_collection(dim) before upsert"
             )
-        rows = [_row(r) for r in last_per_id(records)]  # Milvus 2.5 would keep both copies
+        unique = last_per_id(records)  # Milvus 2.5 would keep both copies
+        if layout.framework:
+            rows = [_framework_row(r, layout, self._has_text_field) for r in unique]
+        else:
+            rows = [_row(r) for r in unique]
+        # milvus-lite 3's upsert merges a row's new dynamic fields onto its old ones (a metadata
+        # key the new row lacks would survive); its insert replaces the row, as upsert does on servers
+        write = self._client.insert if layout.framework and self._insert_replaces else self._client.upsert
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
-            self._call(functools.partial(self._client.upsert, self.collection, part, timeout=self._timeout))
+            self._call(functools.partial(write, self.collection, part, timeout=self._timeout))
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` nearest records; Milvus' COSINE "distance" is the cosine similarity."""
+        """The ``k`` nearest records with their cosine similarity.
+
+        Milvus' COSINE "distance" is the cosine similarity. A framework's collection may use
+        L2 (LangChain's default; Milvus gives the squared distance ``2 - 2cos``) or IP
+        (LlamaIndex's default; the cosine): between unit vectors both rank like cosine, so
+        the query is normalised and the scores converted, and a hit whose stored vector is
+        not unit-norm makes the search a ``SchemaMismatchError`` instead of a wrong score.
+        """
         if k < 1 or not self._readable():
             return []
-        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+        layout = self.layout
+        if not layout.framework:
+            return self._search_e5(vector, k)
+        fields = _FIELDS[layout.family]
+        metric = self._metric() or fields.metric
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if metric != "COSINE":
+            query = unit_query(query)
         result = self._call(
             lambda: self._client.search(
                 self.collection,
-                data=[query],
-                anns_field=VECTOR_FIELD,
+                data=[query.tolist()],
+                anns_field=fields.vector,
                 limit=k,
-                output_fields=[ID_FIELD, TEXT_FIELD, METADATA_FIELD],
-                search_params={"metric_type": "COSINE"},
+                output_fields=["*"],
+                search_params={"metric_type": metric},
+                consistency_level="Strong",
                 timeout=self._timeout,
             )
         )
-        return [_hit(found) for found in result[0]]
+        found = list(result[0])
+        if metric != "COSINE":
+            where = f"Milvus collection {self.collection!r} at {self.uri}"
+            check_unit_norm([f["entity"].get(fields.vector) for f in found], where, metric)
+        return [_framework_hit(f, layout, fields, metric) for f in found]
 
     def dimension(self) -> int | None:
         """The dimension of the collection's vector field; ``None`` if it does not exist."""
         if not self._exists():
             return None
-        info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
-        for field in info.get("fields", []):
-            if field.get("name") == VECTOR_FIELD:
+        vector = _FIELDS[self.layout.family].vector
+        for field in self._describe().get("fields", []):
+            if field.get("name") == vector:
                 return int(field.get("params", {}).get("dim", 0)) or None
         return None
 
@@ -233,24 +375,30 @@ class MilvusSink(Sink):
         """Records in the collection; 0 if it does not exist."""
         if not self._readable():
             return 0
+        # a framework's collection may be "Session" (its class's default): read it Strong
+        strong = {"consistency_level": "Strong"} if self.layout.framework else {}
         rows = self._call(
             lambda: self._client.query(
-                self.collection, filter="", output_fields=["count(*)"], timeout=self._timeout
+                self.collection, filter="", output_fields=["count(*)"], timeout=self._timeout, **strong
             )
         )
         return int(rows[0]["count(*)"])
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` over the whole collection (a query iterator); the
-        document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
+        """Pages of ``(chunk id, document id)`` over the whole collection (a query iterator);
+        the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`), whose
+        id is their own row id."""
         if not self._readable():
             return
+        layout = self.layout
+        if layout.framework:
+            primary = _FIELDS[layout.family].primary
+            output = [primary, CHUNK_ID_KEY, DOCUMENT_ID_KEY, CONTENT_HASH_KEY]
+        else:
+            output = [ID_FIELD, METADATA_FIELD]
         iterator = self._call(
             lambda: self._client.query_iterator(
-                self.collection,
-                batch_size=page_size,
-                output_fields=[ID_FIELD, METADATA_FIELD],
-                timeout=self._timeout,
+                self.collection, batch_size=page_size, output_fields=output, timeout=self._timeout
             )
         )
         try:
@@ -258,15 +406,20 @@ class MilvusSink(Sink):
                 rows = self._call(iterator.next)
                 if not rows:
                     return
-                yield [(row[ID_FIELD], e5_document_id(row.get(METADATA_FIELD))) for row in rows]
+                if layout.framework:
+                    yield [(_chunk_id(row, primary), e5_document_id(row)) for row in rows]
+                else:
+                    yield [(row[ID_FIELD], e5_document_id(row.get(METADATA_FIELD))) for row in rows]
         finally:
             iterator.close()
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete records by id; unknown ids are ignored."""
-        keys = [primary_key(i) for i in ids]
-        if not keys or not self._exists():
+        ids = list(ids)
+        if not ids or not self._exists():
             return
+        layout = self.layout
+        keys = [layout.row_id(i) for i in ids] if layout.framework else [primary_key(i) for i in ids]
         for part in by_count(keys, READ_SLICE):
             self._call(
                 functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
@@ -277,6 +430,9 @@ class MilvusSink(Sink):
         if self._exists():
             self._call(lambda: self._client.drop_collection(self.collection, timeout=self._timeout))
         self._ready = False
+        self._metric_type = None
+        self._has_text_field = True
+        self.forget_layout()
 
     def close(self) -> None:
         """Close the client connection."""
@@ -299,17 +455,73 @@ class MilvusSink(Sink):
     def _exists(self) -> bool:
         return bool(self._call(lambda: self._client.has_collection(self.collection, timeout=self._timeout)))
 
-    def _create(self, dim: int) -> None:
+    def _describe(self) -> dict[str, Any]:
+        info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
+        return dict(info)
+
+    def _fetch_e5_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in by_count([primary_key(i) for i in ids], READ_SLICE):
+            rows = self._call(
+                functools.partial(
+                    self._client.query,
+                    self.collection,
+                    filter=f"{PK_FIELD} in {json.dumps(part)}",
+                    output_fields=[ID_FIELD, METADATA_FIELD],
+                    timeout=self._timeout,
+                )
+            )
+            for row in rows:
+                value = (row.get(METADATA_FIELD) or {}).get(CONTENT_HASH_KEY)
+                if isinstance(value, str):
+                    found[row[ID_FIELD]] = value
+        return found
+
+    def _search_e5(self, vector: np.ndarray, k: int) -> list[Hit]:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+        result = self._call(
+            lambda: self._client.search(
+                self.collection,
+                data=[query],
+                anns_field=VECTOR_FIELD,
+                limit=k,
+                output_fields=[ID_FIELD, TEXT_FIELD, METADATA_FIELD],
+                search_params={"metric_type": "COSINE"},
+                timeout=self._timeout,
+            )
+        )
+        return [_hit(found) for found in result[0]]
+
+    def _create(self, dim: int, layout: Layout) -> None:
         from pymilvus import DataType, MilvusClient
 
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field(ID_FIELD, DataType.VARCHAR, max_length=MAX_ID_BYTES)
-        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
-        schema.add_field(METADATA_FIELD, DataType.JSON)
+        fields = _FIELDS[layout.family]
+        if layout.family == "e5":
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=64)
+            schema.add_field(ID_FIELD, DataType.VARCHAR, max_length=MAX_ID_BYTES)
+            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+            schema.add_field(METADATA_FIELD, DataType.JSON)
+        elif layout.family == "langchain":  # Milvus._create_collection, in its order
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
+            schema.add_field(
+                PK_FIELD, DataType.VARCHAR, is_primary=True, auto_id=False, max_length=FRAMEWORK_VARCHAR
+            )
+            schema.add_field(fields.vector, DataType.FLOAT_VECTOR, dim=dim)
+        else:  # MilvusVectorStore._add_fields_to_schema
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+            schema.add_field(ID_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR, is_primary=True)
+            schema.add_field(LLAMA_DOC_ID_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
+            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
+            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
         index = self._client.prepare_index_params()
-        index.add_index(field_name=VECTOR_FIELD, index_type="AUTOINDEX", metric_type="COSINE")
+        # MilvusVectorStore names its index after the field; the others leave the name to Milvus
+        named = {"index_name": fields.vector} if layout.family == "llama-index" else {}
+        index.add_index(
+            field_name=fields.vector, index_type=fields.index_type, metric_type=fields.metric, **named
+        )
         self._call(
             lambda: self._client.create_collection(
                 self.collection,
@@ -319,6 +531,8 @@ class MilvusSink(Sink):
                 timeout=self._timeout,
             )
         )
+        self._metric_type = fields.metric
+        self._has_text_field = True
         self._load()
 
     def _readable(self) -> bool:
@@ -339,7 +553,7 @@ class MilvusSink(Sink):
         """Raise ``SchemaMismatchError`` unless the collection has our fields, ``dim`` and COSINE."""
         where = f"Milvus collection {self.collection!r} at {self.uri}"
         fix = rebuild_hint()
-        info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
+        info = self._describe()
         fields = {f["name"]: f for f in info.get("fields", [])}
         expected = {PK_FIELD, ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD}
         if not expected <= fields.keys() or not fields[PK_FIELD].get("is_primary"):
@@ -347,12 +561,7 @@ class MilvusSink(Sink):
                 f"{where} has fields {sorted(fields)}, not the e5 schema "
                 f"({PK_FIELD} primary key, {sorted(expected - {PK_FIELD})}); {fix}"
             )
-        stored_dim = int(fields[VECTOR_FIELD].get("params", {}).get("dim", -1))
-        if stored_dim != dim:
-            raise SchemaMismatchError(
-                f"{where} holds {stored_dim}-dimensional vectors, but the embeddings are "
-                f"{dim}-dimensional; {fix}"
-            )
+        _check_dimension(fields[VECTOR_FIELD], dim, where)
         metric = self._metric()
         if metric != "COSINE":
             raise SchemaMismatchError(
@@ -360,10 +569,62 @@ class MilvusSink(Sink):
                 f"'COSINE'; {fix}"
             )
 
+    def _check_framework_schema(self, dim: int, layout: Layout) -> None:
+        """Raise ``SchemaMismatchError`` unless e5 can write rows of ``layout`` into the
+        collection: the layout's fields, a VARCHAR primary key, dynamic fields (e5's
+        bookkeeping lives there), no other required field, ``dim`` and a metric e5 reads."""
+        from pymilvus import DataType
+
+        where = f"Milvus collection {self.collection!r} at {self.uri}"
+        fix = rebuild_hint()
+        wanted = _FIELDS[layout.family]
+        info = self._describe()
+        fields = {f["name"]: f for f in info.get("fields", [])}
+        if _layout_of_schema(info) != layout.family:
+            raise SchemaMismatchError(
+                f"{where} has fields {sorted(fields)}, not the fields of {layout.describe()} "
+                f"({wanted.primary} primary key, {wanted.vector}); {fix}"
+            )
+        primary = fields[wanted.primary]
+        if primary.get("type") != DataType.VARCHAR:
+            raise SchemaMismatchError(
+                f"{where} has an integer primary key {wanted.primary!r} (auto_id=True); e5 writes rows with "
+                f"string ids, as {layout.describe()} does with auto_id=False; {fix}"
+            )
+        _check_dimension(fields[wanted.vector], dim, where)
+        if not info.get("enable_dynamic_field"):
+            raise SchemaMismatchError(
+                f"{where} was made without dynamic fields (its metadata fields are {sorted(fields)}), so "
+                "it cannot hold e5's bookkeeping (document_id, e5_content_hash, e5_chunk_id) nor metadata "
+                "keys other than the first document's; make it with enable_dynamic_field=True (LangChain's "
+                f"Milvus(..., enable_dynamic_field=True); MilvusVectorStore always does), or {fix}"
+            )
+        known = {wanted.primary, wanted.vector, TEXT_FIELD, LLAMA_DOC_ID_FIELD}
+        required = sorted(
+            name
+            for name, field in fields.items()
+            if name not in known and not field.get("nullable") and "default_value" not in field
+        )
+        if required:
+            raise SchemaMismatchError(
+                f"{where} has fields {required} that every row must fill and that e5 does not write "
+                f"(not part of {layout.describe()}); {fix}"
+            )
+        metric = self._metric()
+        if metric not in _READABLE_METRICS:
+            raise SchemaMismatchError(
+                f"{where} indexes {wanted.vector!r} with metric {metric!r}; e5 reads 'COSINE', 'IP' and "
+                f"'L2' collections; {fix}"
+            )
+        self._has_text_field = TEXT_FIELD in fields
+
     def _metric(self) -> str | None:
-        """The metric of the index on the vector field, or ``None`` without an index."""
+        """The metric of the index on the vector field, or ``None`` without an index (kept)."""
+        if self._metric_type is not None:
+            return self._metric_type
+        vector = _FIELDS[self.layout.family].vector
         names = self._call(
-            lambda: self._client.list_indexes(self.collection, field_name=VECTOR_FIELD, timeout=self._timeout)
+            lambda: self._client.list_indexes(self.collection, field_name=vector, timeout=self._timeout)
         )
         if not names:
             return None
@@ -371,7 +632,42 @@ class MilvusSink(Sink):
             lambda: self._client.describe_index(self.collection, names[0], timeout=self._timeout)
         )
         metric = index.get("metric_type")
-        return str(metric).upper() if metric else None
+        self._metric_type = str(metric).upper() if metric else None
+        return self._metric_type
+
+
+def _merging_lite() -> bool:
+    """Whether the installed milvus-lite is the 3.x Python engine, whose ``upsert`` merges
+    dynamic fields and whose ``insert`` replaces a row with the same key (2.x, the C++ engine,
+    keeps both rows on insert and replaces on upsert, like a server)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("milvus-lite").split(".")[0]) >= 3
+    except (PackageNotFoundError, ValueError):
+        return False
+
+
+def _layout_of_schema(info: Mapping[str, Any]) -> str | None:
+    """The layout a collection's schema shows (the module's docstring), or ``None``."""
+    fields = {f["name"]: f for f in info.get("fields", [])}
+    primary = next((name for name, field in fields.items() if field.get("is_primary")), None)
+    if primary == PK_FIELD and {ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD} <= fields.keys():
+        return "e5"
+    if primary == PK_FIELD and {TEXT_FIELD, "vector"} <= fields.keys():
+        return "langchain"
+    if primary == ID_FIELD and VECTOR_FIELD in fields:
+        return "llama-index"
+    return None
+
+
+def _check_dimension(field: Mapping[str, Any], dim: int, where: str) -> None:
+    stored_dim = int(field.get("params", {}).get("dim", -1))
+    if stored_dim != dim:
+        raise SchemaMismatchError(
+            f"{where} holds {stored_dim}-dimensional vectors, but the embeddings are "
+            f"{dim}-dimensional; {rebuild_hint()}"
+        )
 
 
 def _token_secrets(token: str | None) -> list[str]:
@@ -427,12 +723,7 @@ def _translate_unreachable(fn: Callable[[], T]) -> T:
 
 def _row(record: Record) -> dict[str, Any]:
     """The Milvus row of ``record``, after checking the VARCHAR limits."""
-    text_bytes = len(record.text.encode("utf-8"))
-    if text_bytes > MAX_TEXT_BYTES:
-        raise StoreError(
-            f"chunk {record.id!r} has {text_bytes} bytes of UTF-8 text; a Milvus VARCHAR holds at "
-            f"most {MAX_TEXT_BYTES}; use smaller chunks (fewer tokens per chunk) or another store"
-        )
+    _check_text(record)
     id_bytes = len(record.id.encode("utf-8"))
     if id_bytes > MAX_ID_BYTES:
         raise StoreError(
@@ -458,7 +749,58 @@ def _hit(found: dict[str, Any]) -> Hit:
     )
 
 
+def _framework_row(record: Record, layout: Layout, text_field: bool) -> dict[str, Any]:
+    """The row the framework's class writes for ``record``: the layout's metadata as
+    top-level (dynamic) fields, then the row id, the text and the vector.
+
+    LlamaIndex's ``MilvusVectorStore.add`` writes ``node_to_metadata_dict(node,
+    remove_text=True)`` plus ``text``; a collection without a ``text`` field (an older
+    class) keeps the text inside ``_node_content``.
+    """
+    _check_text(record)
+    fields = _FIELDS[layout.family]
+    row = layout.metadata(record, remove_text=text_field)
+    row[fields.primary] = layout.row_id(record.id)
+    if text_field:
+        row[TEXT_FIELD] = record.text
+    row[fields.vector] = np.asarray(record.embedding, dtype=np.float32).reshape(-1).tolist()
+    return row
+
+
+def _framework_hit(found: Mapping[str, Any], layout: Layout, fields: _Fields, metric: str) -> Hit:
+    """A hit from a framework layout's search result (``output_fields=["*"]``)."""
+    entity = dict(found.get("entity", {}))
+    row_id = entity.pop(fields.primary, None) or found.get("id") or found.get(fields.primary)
+    entity.pop(fields.vector, None)
+    text = entity.pop(fields.text, None)
+    distance = float(found["distance"])
+    score = 1.0 - distance / 2.0 if metric == "L2" else distance  # squared L2 = 2 - 2cos
+    return layout.hit(str(row_id), score, text if isinstance(text, str) else None, entity)
+
+
+def _chunk_id(row: Mapping[str, Any], primary: str) -> str:
+    """The chunk id of a framework layout's row: ``e5_chunk_id``, else (not e5's row) its row id."""
+    chunk = row.get(CHUNK_ID_KEY)
+    return chunk if isinstance(chunk, str) else str(row[primary])
+
+
+def _check_text(record: Record) -> None:
+    text_bytes = len(record.text.encode("utf-8"))
+    if text_bytes > MAX_TEXT_BYTES:
+        raise StoreError(
+            f"chunk {record.id!r} has {text_bytes} bytes of UTF-8 text; a Milvus VARCHAR holds at "
+            f"most {MAX_TEXT_BYTES}; use smaller chunks (fewer tokens per chunk) or another store"
+        )
+
+
 def _row_bytes(row: dict[str, Any]) -> int:
-    """Approximate request bytes of one row."""
-    meta = len(json.dumps(row[METADATA_FIELD], ensure_ascii=False, default=str).encode("utf-8"))
-    return 4 * len(row[VECTOR_FIELD]) + len(row[TEXT_FIELD].encode("utf-8")) + len(row[ID_FIELD]) + 64 + meta
+    """Approximate request bytes of one row (any layout)."""
+    size = 64
+    for key, value in row.items():
+        if key in (VECTOR_FIELD, "vector") and isinstance(value, list):
+            size += 4 * len(value)
+        elif isinstance(value, str):
+            size += len(value.encode("utf-8")) + len(key)
+        else:
+            size += len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")) + len(key)
+    return size

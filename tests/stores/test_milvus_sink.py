@@ -5,6 +5,7 @@ What every sink must do is in test_sink_contract.py; this file keeps what is Mil
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -108,3 +109,82 @@ def test_invalid_collection_name_is_a_configuration_error(tmp_path) -> None:
 
     with pytest.raises(ConfigurationError, match="'e5-test'.*'_'"):
         MilvusSink(str(tmp_path / "m.db"), "e5-test")
+
+
+# -- framework layouts (tests/frameworks/test_milvus_frameworks.py runs the frameworks' classes) --
+
+
+@pytest.mark.parametrize(
+    ("layout", "key"),
+    [("langchain", "pk"), ("langchain", "text"), ("langchain", "vector"), ("llama-index", "id"),
+     ("llama-index", "embedding"), ("llama-index", "text")],
+)  # fmt: skip
+def test_metadata_keys_named_like_a_schema_field_are_refused(layout: str, key: str) -> None:
+    from e5_integrations.ingest._sources import Document
+    from e5_integrations.sinks.milvus import MilvusSink
+
+    document = Document(id="a", text="t", source="a.jsonl", metadata={key: 1})
+    assert re.search(
+        rf"field {key!r}.*{layout} layout.*rename", MilvusSink.check_document(document, layout) or ""
+    )
+    assert MilvusSink.check_document(document, "e5") is None  # one JSON field there
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("layout", "expected", "metric"),
+    [
+        ("langchain", {"text": "VARCHAR", "pk": "VARCHAR", "vector": "FLOAT_VECTOR"}, "L2"),
+        (
+            "llama-index",
+            {"id": "VARCHAR", "doc_id": "VARCHAR", "text": "VARCHAR", "embedding": "FLOAT_VECTOR"},
+            "COSINE",
+        ),
+    ],
+)
+def test_framework_layouts_create_the_classes_schema(
+    milvus_sink, layout: str, expected: dict, metric: str
+) -> None:
+    sink = milvus_sink(layout=layout)
+    sink.ensure_collection(DIM)
+    info = sink._client.describe_collection(sink.collection)
+    assert {f["name"]: f["type"].name for f in info["fields"]} == expected
+    assert info["enable_dynamic_field"] and not info["auto_id"]
+    primary = next(f for f in info["fields"] if f.get("is_primary"))
+    assert (primary["name"], primary["params"]["max_length"]) == (
+        ("pk" if layout == "langchain" else "id"),
+        65535,
+    )
+    assert sink._metric() == metric
+    fresh = milvus_sink(sink.collection)  # found again from the schema
+    assert fresh.layout.name == layout
+
+
+@pytest.mark.integration
+def test_a_langchain_collection_without_dynamic_fields_is_refused(milvus_sink, milvus_uri: str) -> None:
+    """``Milvus(...)`` with default arguments types the first document's metadata keys as
+    fields: there is no room for e5's bookkeeping, and ingest says how to make it instead."""
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_milvus import Milvus
+
+    sink = milvus_sink()
+    app = Milvus(
+        DeterministicFakeEmbedding(size=DIM),
+        collection_name=sink.collection,
+        connection_args={"uri": milvus_uri},
+    )
+    app.add_texts(["a", "b"], metadatas=[{"lang": "en"}, {"lang": "de"}], ids=["x", "y"])
+    assert sink.layout.name == "langchain"
+    with pytest.raises(SchemaMismatchError, match=r"without dynamic fields.*enable_dynamic_field=True"):
+        sink.ensure_collection(DIM)
+    assert sink.count() == 2
+
+
+@pytest.mark.integration
+def test_an_l2_collection_with_vectors_that_are_not_unit_norm_is_not_searched(milvus_sink) -> None:
+    sink = milvus_sink(layout="langchain")
+    sink.ensure_collection(DIM)
+    rs = records(3)
+    sink.upsert([Record(r.id, r.text, r.metadata, 3 * r.embedding) for r in rs])
+    with pytest.raises(SchemaMismatchError, match="'L2' metric.*not unit-norm"):
+        sink.search(rs[0].embedding, 2)

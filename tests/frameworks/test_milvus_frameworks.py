@@ -1,0 +1,411 @@
+"""Milvus in the framework layouts: what ``e5 ingest --layout ...`` writes, the frameworks' own
+classes read with their ordinary arguments, and e5 writes into the collections they made.
+
+- LangChain: langchain-milvus ``Milvus`` in this venv (pymilvus 3);
+- LlamaIndex: ``MilvusVectorStore`` needs pymilvus<3, so it runs in ``$E5_LLAMA_MILVUS_VENV``
+  (``_llama_milvus_reader.py``, fed with embeddings that e5's ``E5MistralEmbedding`` computed
+  here). Its reader loads a ``.db`` file's collection first: milvus-lite 3 opens a file with
+  every collection released and the class never loads one (the same for a collection it made).
+
+Every test runs on a Milvus Lite file (milvus-lite 3.2.2, shared by both venvs) and on the
+C++ Milvus Lite 2.5 server. One ``e5 ingest`` per layout and target serves the reading tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from e5_integrations.cli import main
+from e5_integrations.ingest._layout import uuid_id
+from tests.frameworks._readme import readme_snippet
+from tests.stores._milvus_server import milvus_server_uri  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.integration
+
+READER = Path(__file__).with_name("_llama_milvus_reader.py")
+REPO = Path(__file__).resolve().parents[2]
+QUERY = "Which city is the capital of a country?"
+LANGS = ("en", "de", "fr")
+N_RECORDS = 30
+TOPICS = [
+    "Paris is the capital of France and sits on the Seine.",
+    "Berlin is the capital of Germany; its wall fell in 1989.",
+    "The mitochondrion produces most of the ATP of a cell.",
+    "Photosynthesis turns light into chemical energy in glucose.",
+    "Rust's borrow checker rejects data races at compile time.",
+    "Milvus stores vectors in collections with typed fields.",
+    "Le Mont Blanc culmine à 4 806 mètres d'altitude.",
+    "Python 3.12 removed distutils from the standard library.",
+    "The Danube flows through ten countries into the Black Sea.",
+    "Tokyo is the capital of Japan and its largest city.",
+]
+
+
+def _records(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"doc{i:02d}",
+            "text": f"{TOPICS[i % len(TOPICS)]} Note {i} of the test corpus.",
+            "lang": LANGS[i % len(LANGS)],
+            "rank": i,
+        }
+        for i in range(n)
+    ]
+
+
+def _write_corpus(root: Path, n: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "records.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _records(n)), encoding="utf-8"
+    )
+    return root
+
+
+def _e5(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _ingest(model: Path, uri: str, collection: str, corpus: Path, *extra: str) -> dict[str, Any]:
+    code, out, err = _e5(
+        "ingest", str(corpus), "--store", "milvus", "--uri", uri, "--collection", collection,
+        "--model", str(model), "--id-root", str(corpus), "--json", "--no-progress", *extra,
+    )  # fmt: skip
+    assert code == 0, err
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+def _search(model: Path, uri: str, collection: str, k: int) -> list[dict[str, Any]]:
+    code, out, err = _e5(
+        "search", QUERY, "--store", "milvus", "--uri", uri, "--collection", collection,
+        "--model", str(model), "--json", "-k", str(k),
+    )  # fmt: skip
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _count(uri: str, collection: str) -> int:
+    from e5_integrations.sinks.milvus import MilvusSink
+
+    with MilvusSink(uri, collection) as sink:
+        return sink.count()
+
+
+def _llama(uri: str, collection: str, *steps: dict[str, Any]) -> list[Any]:
+    """Run ``steps`` with LlamaIndex's MilvusVectorStore in its own venv (module docstring)."""
+    venv = Path(os.environ.get("E5_LLAMA_MILVUS_VENV") or REPO / ".venv-llama-milvus")
+    python = venv / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no LlamaIndex Milvus venv at {venv} (E5_LLAMA_MILVUS_VENV)")
+    if "://" not in uri:
+        # a .db file is open in one process at a time, and pymilvus keeps milvus-lite serving
+        # it in this process after every client closed: stop that server (it restarts on use)
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
+    request = {"uri": uri, "collection": collection, "load": "://" not in uri, "steps": list(steps)}
+    done = subprocess.run(
+        [str(python), "-W", "ignore", str(READER)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results: list[Any] = json.loads(done.stdout.strip().splitlines()[-1])["results"]
+    return results
+
+
+def _langchain(uri: str, collection: str, embeddings: Any) -> Any:
+    """langchain-milvus's ``Milvus`` as an app opens e5's collection (the README's arguments)."""
+    from langchain_milvus import Milvus
+
+    return Milvus(
+        embeddings,
+        collection_name=collection,
+        connection_args={"uri": uri},
+        enable_dynamic_field=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def lc_embeddings(model: Path) -> Any:
+    from e5_integrations.langchain import E5MistralEmbeddings
+
+    return E5MistralEmbeddings(model_name=str(model), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def li_embedding(model: Path) -> Any:
+    from e5_integrations.llama_index import E5MistralEmbedding
+
+    return E5MistralEmbedding(model_name=str(model), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_corpus(tmp_path_factory.mktemp("corpus") / "docs", N_RECORDS)
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Where each layout's collection lives: one ``.db`` file per use on the lite target (a
+    file is open in one process at a time, and the LlamaIndex reader is another process)."""
+    if request.param == "lite":
+        root = tmp_path_factory.mktemp("milvus-lite")
+        yield {name: str(root / f"{name}.db") for name in ("langchain", "llama", "lc_made", "li_made")}
+    else:
+        uri = request.getfixturevalue("milvus_server_uri")
+        yield dict.fromkeys(("langchain", "llama", "lc_made", "li_made"), uri)
+
+
+@pytest.fixture(scope="module")
+def ingested(target: dict[str, str], model: Path, corpus: Path) -> dict[str, tuple[str, str]]:
+    """``e5 ingest --layout langchain`` and ``--layout llama-index``: ``{layout: (uri, collection)}``."""
+    suffix = uuid.uuid4().hex[:8]
+    made = {}
+    for layout, key in (("langchain", "langchain"), ("llama-index", "llama")):
+        collection = f"kb_{key}_{suffix}"
+        report = _ingest(model, target[key], collection, corpus, "--layout", layout)
+        assert (report["layout"], report["embedded"], report["chunks"]) == (layout, N_RECORDS, N_RECORDS)
+        made[layout] = (target[key], collection)
+    return made
+
+
+def _chunk_lang(chunk_id: str) -> str:
+    return LANGS[int(chunk_id.split("#")[0][3:]) % len(LANGS)]
+
+
+def test_langchain_reads_what_e5_ingest_wrote(
+    ingested: dict[str, tuple[str, str]], model: Path, lc_embeddings: Any
+) -> None:
+    uri, collection = ingested["langchain"]
+    expected = _search(model, uri, collection, 5)
+    store = _langchain(uri, collection, lc_embeddings)
+
+    found = store.similarity_search_with_score(QUERY, k=5)
+    assert [doc.metadata["e5_chunk_id"] for doc, _ in found] == [hit["id"] for hit in expected]
+    assert [doc.page_content for doc, _ in found] == [hit["text"] for hit in expected]
+    # an L2 collection (the class's default): Milvus gives the squared distance 2 - 2cos
+    np.testing.assert_allclose([1 - d / 2 for _, d in found], [hit["score"] for hit in expected], atol=1e-4)
+    relevance = store.similarity_search_with_relevance_scores(QUERY, k=5)
+    np.testing.assert_allclose(
+        [s for _, s in relevance], [(1 + hit["score"]) / 2 for hit in expected], atol=1e-4
+    )
+
+    doc = found[0][0]
+    chunk = doc.metadata["e5_chunk_id"]
+    assert doc.metadata["pk"] == uuid_id(chunk)
+    assert (doc.metadata["lang"], doc.metadata["document_id"]) == (_chunk_lang(chunk), chunk.split("#")[0])
+    assert doc.metadata["rank"] == int(chunk[3:5]) and "e5_content_hash" in doc.metadata
+    assert {k: v for k, v in doc.metadata.items() if k != "pk"} == expected[0]["metadata"] | {
+        "e5_chunk_id": chunk
+    }
+
+    german = store.similarity_search(QUERY, k=4, expr="lang == 'de'")
+    everything = _search(model, uri, collection, N_RECORDS)
+    assert [d.metadata["e5_chunk_id"] for d in german] == [
+        hit["id"] for hit in everything if hit["metadata"]["lang"] == "de"
+    ][:4]
+
+
+def test_llama_index_reads_what_e5_ingest_wrote(
+    ingested: dict[str, tuple[str, str]], model: Path, li_embedding: Any
+) -> None:
+    uri, collection = ingested["llama-index"]
+    expected = _search(model, uri, collection, 5)
+    everything = _search(model, uri, collection, N_RECORDS)
+    query = li_embedding.get_query_embedding(QUERY)
+    retrieved, german, count_before, _, count_after = _llama(
+        uri,
+        collection,
+        {"do": "retrieve", "embedding": query, "k": 5},
+        {"do": "query", "embedding": query, "k": 4, "filters": {"lang": "de"}},
+        {"do": "count"},
+        {"do": "delete_ref_doc", "ref_doc_id": "doc03"},
+        {"do": "count"},
+    )
+    assert [n["metadata"]["e5_chunk_id"] for n in retrieved] == [hit["id"] for hit in expected]
+    assert [n["text"] for n in retrieved] == [hit["text"] for hit in expected]
+    assert {n["type"] for n in retrieved} == {"TextNode"}
+    assert [n["id"] for n in retrieved] == [uuid_id(hit["id"]) for hit in expected]
+    # a COSINE collection: LlamaIndex's similarities are e5's scores
+    np.testing.assert_allclose([n["score"] for n in retrieved], [hit["score"] for hit in expected], atol=1e-4)
+    node = retrieved[0]
+    assert node["ref_doc_id"] == node["metadata"]["document_id"] == expected[0]["id"].split("#")[0]
+    assert node["metadata"] == expected[0]["metadata"] | {"e5_chunk_id": expected[0]["id"]}
+    assert node["metadata"]["lang"] == _chunk_lang(expected[0]["id"])
+
+    assert [n["metadata"]["e5_chunk_id"] for n in german] == [
+        hit["id"] for hit in everything if hit["metadata"]["lang"] == "de"
+    ][:4]
+    # delete_ref_doc deletes exactly that document's chunks
+    assert (count_before, count_after) == (N_RECORDS, N_RECORDS - 1)
+    remaining = {hit["id"] for hit in _search(model, uri, collection, N_RECORDS)}
+    assert remaining == {hit["id"] for hit in everything} - {"doc03#0"}
+
+
+APP_TEXTS = [
+    "Rome is the capital of Italy.",
+    "An app's own note about vector stores.",
+    "Madrid is the capital of Spain.",
+]
+
+
+def _prune_and_refuse(
+    model: Path, uri: str, collection: str, corpus: Path, tmp_path: Path, other: str
+) -> None:
+    """Shared by both framework-made collections: re-run, prune, a disagreeing --layout."""
+    again = _ingest(model, uri, collection, corpus)
+    assert (again["embedded"], again["skipped_unchanged"]) == (0, N_RECORDS)
+    fewer = _write_corpus(tmp_path / "fewer", N_RECORDS - 5)
+    pruned = _ingest(model, uri, collection, fewer, "--prune")
+    assert (pruned["embedded"], pruned["pruned"]) == (0, 5)
+    assert _count(uri, collection) == N_RECORDS - 5 + len(APP_TEXTS)  # the app's rows are kept
+
+    code, _, err = _e5(
+        "ingest", str(corpus), "--store", "milvus", "--uri", uri, "--collection", collection,
+        "--model", str(model), "--layout", other, "--no-progress",
+    )  # fmt: skip
+    assert code in (1, 2) and re.search(rf"layout.*--layout {other}.*nothing was written", err, re.S), err
+    assert _count(uri, collection) == N_RECORDS - 5 + len(APP_TEXTS)
+
+
+def test_e5_writes_into_a_collection_langchain_made(
+    target: dict[str, str], model: Path, corpus: Path, lc_embeddings: Any, tmp_path: Path
+) -> None:
+    from langchain_core.documents import Document
+
+    uri, collection = target["lc_made"], f"lc_app_{uuid.uuid4().hex[:8]}"
+    app = _langchain(uri, collection, lc_embeddings)
+    app_ids = [f"app-{i}" for i in range(len(APP_TEXTS))]
+    app.add_documents(
+        [Document(page_content=t, metadata={"lang": "it", "origin": "app"}) for t in APP_TEXTS], ids=app_ids
+    )
+    first = _ingest(model, uri, collection, corpus)  # no --layout: found from the collection
+    assert (first["layout"], first["embedded"]) == ("langchain", N_RECORDS)
+
+    # the class reads its own rows and e5's; e5 search reads both with cosine scores
+    reader = _langchain(uri, collection, lc_embeddings)
+    found = reader.similarity_search_with_score(QUERY, k=N_RECORDS + len(APP_TEXTS))
+    assert len(found) == N_RECORDS + len(APP_TEXTS)
+    assert {d.metadata["pk"] for d, _ in found if d.metadata.get("origin") == "app"} == set(app_ids)
+    hits = _search(model, uri, collection, 8)
+    top = found[:8]
+    assert [h["id"] for h in hits] == [d.metadata.get("e5_chunk_id", d.metadata["pk"]) for d, _ in top]
+    assert [h["text"] for h in hits] == [d.page_content for d, _ in top]
+    np.testing.assert_allclose([h["score"] for h in hits], [1 - s / 2 for _, s in top], atol=1e-4)
+    vectors = np.array(lc_embeddings.embed_documents(APP_TEXTS))
+    cosines = vectors @ np.array(lc_embeddings.embed_query(QUERY))
+    for hit in hits:
+        if hit["id"] in app_ids:
+            assert hit["metadata"] == {"lang": "it", "origin": "app"}
+            assert hit["score"] == pytest.approx(cosines[app_ids.index(hit["id"])], abs=1e-4)
+    assert any(hit["id"] in app_ids for hit in _search(model, uri, collection, N_RECORDS + 3))
+
+    _prune_and_refuse(model, uri, collection, corpus, tmp_path, "llama-index")
+
+
+def test_e5_writes_into_a_collection_llama_index_made(
+    target: dict[str, str], model: Path, corpus: Path, li_embedding: Any, tmp_path: Path
+) -> None:
+    uri, collection = target["li_made"], f"li_app_{uuid.uuid4().hex[:8]}"
+    vectors = li_embedding.get_text_embedding_batch(APP_TEXTS)
+    nodes = [
+        {
+            "id": str(uuid.uuid4()),
+            "text": t,
+            "metadata": {"lang": "it"},
+            "ref_doc_id": f"app-doc-{i}",
+            "embedding": v,
+        }
+        for i, (t, v) in enumerate(zip(APP_TEXTS, vectors, strict=True))
+    ]
+    _llama(uri, collection, {"do": "create", "dim": len(vectors[0]), "nodes": nodes})
+    first = _ingest(model, uri, collection, corpus)  # no --layout: found from the collection
+    assert (first["layout"], first["embedded"]) == ("llama-index", N_RECORDS)
+
+    query = li_embedding.get_query_embedding(QUERY)
+    [retrieved] = _llama(uri, collection, {"do": "retrieve", "embedding": query, "k": N_RECORDS + 3})
+    assert len(retrieved) == N_RECORDS + len(APP_TEXTS)
+    assert {n["text"] for n in retrieved if "e5_chunk_id" not in n["metadata"]} == set(APP_TEXTS)
+    hits = _search(model, uri, collection, 8)
+    top = retrieved[:8]
+    assert [h["id"] for h in hits] == [n["metadata"].get("e5_chunk_id", n["id"]) for n in top]
+    assert [h["text"] for h in hits] == [n["text"] for n in top]
+    # the class made an IP collection: e5 reads it as cosine (unit vectors), as LlamaIndex does
+    np.testing.assert_allclose([h["score"] for h in hits], [n["score"] for n in top], atol=1e-4)
+    for hit in _search(model, uri, collection, N_RECORDS + 3):
+        app = {n["id"]: n for n in nodes}.get(hit["id"])
+        if app is not None:  # its ref doc id stays visible as LlamaIndex's document_id
+            assert hit["metadata"] == {"lang": "it", "document_id": app["ref_doc_id"]}
+            assert hit["text"] == app["text"]
+
+    _prune_and_refuse(model, uri, collection, corpus, tmp_path, "langchain")
+
+
+def _ingest_examples(model: Path, uri: str, layout: str) -> None:
+    report = _ingest(model, uri, "kb_docs", REPO / "examples" / "docs", "--layout", layout)
+    assert report["chunks"] > 0
+
+
+@pytest.mark.parametrize("layout", ["langchain", "llama-index"])
+def test_readme_snippet(
+    layout: str, target: dict[str, str], model: Path, li_embedding: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Milvus snippets, as written, on the server (their URI is a server's)."""
+    if "://" not in target["langchain"]:
+        pytest.skip("the snippets open a Milvus server")
+    from e5_integrations.sinks.milvus import MilvusSink
+
+    uri = target["langchain"]
+    code = readme_snippet(f"milvus:{layout}")
+    assert code.startswith(
+        f"# e5 ingest ./docs --store milvus --uri http://localhost:19530 --collection kb_docs --layout {layout}"
+    )
+    code = code.replace("http://localhost:19530", uri)
+    with MilvusSink(uri, "kb_docs") as old:
+        old.drop()
+    _ingest_examples(model, uri, layout)
+    try:
+        if layout == "langchain":
+            monkeypatch.setenv("E5_MODEL", str(model))
+            scope: dict[str, Any] = {}
+            exec(compile(code, "README.md", "exec"), scope)
+            docs = scope["docs"]
+            assert len(docs) == 3 and all(d.page_content and d.metadata["source"] for d in docs)
+        else:
+            query = re.search(r'retrieve\("([^"]+)"\)', code)
+            assert query is not None
+            [nodes] = _llama(
+                uri,
+                "kb_docs",
+                {"do": "snippet", "code": code, "embedding": li_embedding.get_query_embedding(query[1])},
+            )
+            assert len(nodes) == 3 and all(n["text"] and n["metadata"]["source"] for n in nodes)
+            assert {n["type"] for n in nodes} == {"TextNode"}
+    finally:
+        with MilvusSink(uri, "kb_docs") as sink:
+            sink.drop()
