@@ -224,3 +224,20 @@ def test_check_document_per_layout(layout: str, field: str, refused: bool) -> No
     assert (message is not None) == refused, message
     if refused:
         assert repr(field) in (message or "")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("layout", ["langchain", "llama-index"])
+def test_framework_rows_do_not_depend_on_the_metadata_key_order(chroma_sink, layout: str) -> None:
+    """The local and the Ray engine hand over metadata in different key orders; the rows a
+    framework layout stores serialised (``_node_content``, JSON values) must be the same."""
+    vector = records(1)[0].embedding
+    one = {CONTENT_HASH_KEY: "h", "source": "s", "nested": {"b": 1, "a": [{"y": 1, "x": 2}]}}
+    two = {"nested": {"a": [{"x": 2, "y": 1}], "b": 1}, "source": "s", CONTENT_HASH_KEY: "h"}
+    stored = []
+    for metadata in (one, two):
+        sink = chroma_sink(layout=layout)
+        sink.ensure_collection(DIM)
+        sink.upsert([Record("same", "t", metadata, vector)])
+        stored.append(sink._client.get_collection(sink.collection).get(include=["metadatas"])["metadatas"][0])
+    assert stored[0] == stored[1]  # string values (JSON, _node_content) compared exactly
