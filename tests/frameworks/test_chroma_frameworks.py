@@ -7,6 +7,8 @@ ordinary constructor arguments and the e5 adapters on the tiny test model.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -73,9 +75,6 @@ def _ingest(source: Path, model: Path, uri: str, collection: str, *extra: str) -
 
 
 def _run(argv: list[str]) -> tuple[int, dict[str, Any]]:
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(argv)
@@ -84,17 +83,11 @@ def _run(argv: list[str]) -> tuple[int, dict[str, Any]]:
 
 
 def _e5_search(model: Path, uri: str, collection: str, k: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    import contextlib
-    import io
-
     buffer = io.StringIO()
     argv = ["search", QUERY, "--model", str(model), "--device", "cpu", "--store", "chroma", "--uri", uri]
     with contextlib.redirect_stdout(buffer):
         assert main([*argv, "--collection", collection, "--json", "-k", str(k)]) == 0
-    for line in buffer.getvalue().splitlines():
-        out.append(json.loads(line))
-    return out
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
 #: The chromadb clients the tests opened, closed after each test (HTTP sessions left open warn).
