@@ -6,6 +6,29 @@
 - Chroma metadata values must be scalars: other values (dicts, lists, ``None``) are stored
   JSON-encoded, their keys listed under ``e5_json_keys``, and decoded on read, so metadata
   round-trips. Chroma merges metadata on upsert; keys a record no longer has are removed.
+
+Layouts (``layout=``, ``e5 ingest --layout``; see ``e5_integrations.ingest._layout``):
+
+- ``e5``: id = the chunk id, ``documents`` = the text, ``metadatas`` = the record's metadata;
+  the collection's metadata is ``{"e5_dim": dim}`` (unchanged since before layouts).
+- ``langchain`` (langchain-chroma ``Chroma``): id = UUIDv5 of the chunk id, ``documents`` =
+  ``page_content``, ``metadatas`` = the Document's metadata (the record's plus
+  ``e5_chunk_id``); the collection's metadata adds ``"e5_layout": "langchain"``.
+- ``llama-index`` (``ChromaVectorStore``): id = the node id (UUIDv5 of the chunk id),
+  ``documents`` = the node's text, ``metadatas`` = ``node_to_metadata_dict(remove_text=True)``
+  (``_node_content``, ``_node_type``, ``document_id``/``doc_id``/``ref_doc_id`` = e5's document
+  id, so ``delete_ref_doc`` works); the collection's metadata adds ``"e5_layout": "llama-index"``.
+
+Framework-layout collections are created in the cosine space, like e5's, so LangChain picks
+its cosine relevance function (``1 - distance``); LlamaIndex reports ``exp(-distance)``. In
+every layout non-scalar values are JSON-encoded as above: LangChain's ``Document.metadata``
+then holds the JSON string and ``e5_json_keys``; LlamaIndex rebuilds a node's metadata from
+``_node_content``, so it sees the original values.
+
+Detection of an existing collection's layout: ``e5_layout`` in its metadata; else ``e5_dim``
+(a collection e5 made before layouts): ``e5``; else a sampled row: ``_node_content`` is
+``llama-index``, e5's marks as :func:`~e5_integrations.ingest._layout.layout_of_metadata`
+says, any other row ``langchain``; an empty collection e5 did not make shows none.
 """
 
 from __future__ import annotations
@@ -27,7 +50,14 @@ from e5_integrations._errors import (
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
+from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout, layout_of_metadata
+from e5_integrations.ingest._sink import (
+    CONTENT_HASH_KEY,
+    Hit,
+    Record,
+    Sink,
+    e5_document_id,
+)
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, last_per_id
@@ -39,6 +69,10 @@ T = TypeVar("T")
 
 #: Collection metadata key holding the vector dimension, written at creation.
 DIM_KEY = "e5_dim"
+#: Collection metadata key holding the layout of a framework-layout collection (absent: ``e5``).
+LAYOUT_KEY = "e5_layout"
+#: Rows read to detect the layout of a collection without e5's collection metadata.
+DETECT_SAMPLE = 10
 #: Record metadata key listing the keys whose values are stored JSON-encoded.
 JSON_KEYS_KEY = "e5_json_keys"
 #: Keep one HTTP request (JSON, ~24 bytes per float) under this many bytes.
@@ -67,10 +101,12 @@ class ChromaSink(Sink):
         timeout: seconds each HTTP request to a server may take (connect, send, answer).
         retry_seconds: how long a call keeps being retried while the server cannot be
             reached, before ``StoreUnavailableError`` (default ``DEFAULT_RETRY_SECONDS``).
+        layout: ``"e5"``, ``"langchain"`` or ``"llama-index"`` (see the module docstring);
+            ``None``: the existing collection's, else ``"e5"``.
 
     Raises:
         ImportError: ``chromadb`` is not installed.
-        ConfigurationError: the collection name or URI is invalid.
+        ConfigurationError: the collection name, URI or layout is invalid.
         StoreUnavailableError: the server cannot be reached.
     """
 
@@ -83,7 +119,11 @@ class ChromaSink(Sink):
         *,
         timeout: float = 30.0,
         retry_seconds: float | None = None,
+        layout: str | None = None,
     ) -> None:
+        if layout is not None:
+            get_layout(layout, self.layouts, self.name)
+        self.requested_layout = layout
         try:
             import chromadb
         except ImportError as exc:
@@ -111,21 +151,28 @@ class ChromaSink(Sink):
     # -- Sink API -------------------------------------------------------------------------
 
     @classmethod
-    def check_document(cls, document: Document) -> str | None:
+    def check_document(cls, document: Document, layout: str = "e5") -> str | None:
         """Also refuse metadata keys Chroma refuses (empty, ``#...``, ``$...``,
-        ``chroma:document``) or silently drops (other ``chroma:...``)."""
+        ``chroma:document``) or silently drops (other ``chroma:...``), in every layout
+        (the framework layouts keep the metadata at the top level of Chroma's metadata too)."""
         for key in document.metadata:
             if key == "" or key.startswith(_CHROMA_RESERVED_PREFIXES):
                 return (
                     f"field {key!r}: Chroma keeps metadata keys that are empty or start with "
                     f"{', '.join(map(repr, _CHROMA_RESERVED_PREFIXES))} for itself; rename the field"
                 )
-        return super().check_document(document)
+        return super().check_document(document, layout)
 
     def ensure_collection(self, dim: int) -> None:
-        """Create the collection (cosine, ``e5_dim`` = ``dim``) or check the existing one."""
+        """Create the collection (cosine, ``e5_dim`` = ``dim``, ``e5_layout`` in a framework
+        layout) or check the existing one. The layout is resolved first, so a disagreeing
+        ``layout=`` fails before anything is created."""
         if dim < 1:
             raise ConfigurationError(f"dimension must be a positive integer, got {dim}")
+        layout = self.layout
+        metadata: dict[str, Any] = {DIM_KEY: dim}
+        if layout.framework:
+            metadata[LAYOUT_KEY] = layout.name
         existing = self._existing()
         if existing is None:
             try:
@@ -133,7 +180,7 @@ class ChromaSink(Sink):
                     lambda: self._client.create_collection(
                         name=self.collection,
                         configuration={"hnsw": {"space": "cosine"}},
-                        metadata={DIM_KEY: dim},
+                        metadata=metadata,
                         embedding_function=None,
                     )
                 )
@@ -155,29 +202,37 @@ class ChromaSink(Sink):
         return max(1, min(self._max_batch_size, REQUEST_BUDGET_BYTES // per_record))
 
     def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        """``{id: e5_content_hash}`` for the ids stored with a hash."""
+        """``{chunk id: e5_content_hash}`` for the chunk ids stored with a hash."""
         collection = self._collection or self._existing()
         if collection is None:
             return {}
+        chunk_of = self._row_ids(ids)
         found: dict[str, str] = {}
-        for part in by_count(list(ids), READ_SLICE):
+        for part in by_count(list(chunk_of), READ_SLICE):
             got = self._call(functools.partial(collection.get, ids=part, include=["metadatas"]))
             for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
                 value = (meta or {}).get(CONTENT_HASH_KEY)
                 if isinstance(value, str):
-                    found[id_] = value
+                    found[chunk_of[id_]] = value
         return found
 
     def upsert(self, records: Sequence[Record]) -> None:
         """Insert or replace ``records`` by id (metadata keys they no longer have are removed)."""
         if not records:
             return
+        layout = self.layout  # a disagreeing layout= fails here, before anything is written
         collection = self._require_collection()
         records = last_per_id(records)  # Chroma refuses a repeated id in one call
-        ids = [r.id for r in records]
+        ids = [layout.row_id(r.id) for r in records]
         old = self._call(lambda: collection.get(ids=ids, include=["metadatas"]))
         old_keys = {i: set(m or ()) for i, m in zip(old["ids"], old["metadatas"] or [], strict=True)}
-        metadatas = [_encode_metadata(r.metadata, old_keys.get(r.id, set())) for r in records]
+        metadatas = [
+            _encode_metadata(
+                layout.metadata(_with_sorted_keys(r) if layout.framework else r, remove_text=True),
+                old_keys.get(i, set()),
+            )
+            for i, r in zip(ids, records, strict=True)
+        ]
         embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in records])
         self._call(
             lambda: collection.upsert(
@@ -222,13 +277,19 @@ class ChromaSink(Sink):
             result["metadatas"][0],
             strict=True,
         )
+        layout = self.layout
+        if not layout.framework:
+            return [
+                Hit(
+                    id=id_,
+                    score=_cosine_from_distance(space, float(dist)),
+                    text=doc or "",
+                    metadata=_decode_metadata(meta),
+                )
+                for id_, dist, doc, meta in rows
+            ]
         return [
-            Hit(
-                id=id_,
-                score=_cosine_from_distance(space, float(dist)),
-                text=doc or "",
-                metadata=_decode_metadata(meta),
-            )
+            layout.hit(id_, _cosine_from_distance(space, float(dist)), doc, _decode_metadata(meta))
             for id_, dist, doc, meta in rows
         ]
 
@@ -243,18 +304,20 @@ class ChromaSink(Sink):
         return 0 if collection is None else int(self._call(collection.count))
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` over the whole collection (``get`` with offsets);
-        the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
+        """Pages of ``(chunk id, document id)`` over the whole collection (``get`` with
+        offsets); the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`),
+        whose id is their own row id."""
         collection = self._collection or self._existing()
         if collection is None:
             return
+        framework = self.layout.framework
         offset = 0
         while True:
             got = self._call(
                 functools.partial(collection.get, include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                (id_, e5_document_id(meta))
+                _scanned(id_, meta, framework)
                 for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
@@ -264,11 +327,11 @@ class ChromaSink(Sink):
             offset += len(page)
 
     def delete(self, ids: Iterable[str]) -> None:
-        """Delete records by id; unknown ids are ignored."""
+        """Delete records by chunk id; unknown ids are ignored."""
         collection = self._collection or self._existing()
         if collection is None:
             return
-        for part in by_count(list(ids), READ_SLICE):
+        for part in by_count(list(self._row_ids(list(ids))), READ_SLICE):
             self._call(functools.partial(collection.delete, ids=part))
 
     def drop(self) -> None:
@@ -276,6 +339,29 @@ class ChromaSink(Sink):
         if self._existing() is not None:
             self._call(lambda: self._client.delete_collection(self.collection))
         self._collection = None
+        self.forget_layout()
+
+    def detect_layout(self) -> str | None:
+        """The existing collection's layout: ``e5_layout`` (or ``e5`` for ``e5_dim``) in its
+        metadata, else from a few rows (see the module docstring); ``None`` when it is missing
+        or empty and not made by e5."""
+        collection = self._collection or self._existing()
+        if collection is None:
+            return None
+        metadata = collection.metadata or {}
+        value = metadata.get(LAYOUT_KEY)
+        if isinstance(value, str):
+            return value
+        if DIM_KEY in metadata:
+            return "e5"
+        got = self._call(lambda: collection.get(limit=DETECT_SAMPLE, include=["metadatas"]))
+        if not got["ids"]:
+            return None
+        shown = [layout_of_metadata(meta) for meta in got["metadatas"] or []]
+        for layout in ("llama-index", "langchain", "e5"):
+            if layout in shown:
+                return layout
+        return "langchain"  # rows without any mark: LangChain's Chroma (or plain chromadb)
 
     def close(self) -> None:
         """Release the client (its shared system stops when the last client closes)."""
@@ -307,6 +393,11 @@ class ChromaSink(Sink):
                 return None
 
         return self._call(get)
+
+    def _row_ids(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """``{row id: chunk id}`` in this sink's layout."""
+        layout = self.layout
+        return {layout.row_id(chunk_id): chunk_id for chunk_id in chunk_ids}
 
     def _require_collection(self) -> Any:
         collection = self._collection or self._existing()
@@ -440,6 +531,32 @@ def _cosine_from_distance(space: str, distance: float) -> float:
     normalises the query and checks the stored vectors of its hits before it trusts this.
     """
     return 1.0 - distance * _COSINE_FROM_DISTANCE[space]
+
+
+def _with_sorted_keys(record: Record) -> Record:
+    """``record`` with its metadata's keys sorted, nested ones too: the local and the Ray
+    engine hand over the same metadata in different key orders, and the framework layouts
+    store it serialised (``_node_content``, JSON-encoded values), so both write the same bytes."""
+    return Record(record.id, record.text, _sorted_keys(record.metadata), record.embedding)
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _sorted_keys(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted_keys(item) for item in value]
+    return value
+
+
+def _scanned(row_id: str, stored: Mapping[str, Any] | None, framework: bool) -> tuple[str, str | None]:
+    """``(chunk id, document id)`` of a stored row: the chunk id from ``e5_chunk_id`` in a
+    framework layout (the row id for rows e5 did not write)."""
+    meta = stored or {}
+    chunk = meta.get(CHUNK_ID_KEY) if framework else None
+    document = e5_document_id(meta)
+    if document == "None" and "_node_content" in meta:
+        document = None  # a LlamaIndex node without a ref doc: never one of e5's documents
+    return (chunk if isinstance(chunk, str) else row_id), document
 
 
 def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[str, Any] | None:
