@@ -132,7 +132,7 @@ class Layout:
         """The metadata the framework keeps for ``record``, before any store encoding.
 
         - ``e5``: the record's metadata;
-        - ``langchain``: the record's metadata plus ``e5_chunk_id``;
+        - ``langchain``: the record's metadata plus ``e5_chunk_id``, keys sorted;
         - ``llama-index``: ``node_to_metadata_dict`` of a ``TextNode`` with id
           :meth:`row_id`, the text, the metadata plus ``e5_chunk_id`` (bookkeeping hidden from
           the node's LLM and embedding text) and the document id as its source (ref doc id);
@@ -144,7 +144,10 @@ class Layout:
         """
         if self.family == "e5":
             return dict(record.metadata)
-        metadata = {**record.metadata, CHUNK_ID_KEY: record.id}
+        # keys sorted (nested ones too): the local and the Ray engine hand over the same
+        # metadata in different key orders, and the frameworks store it serialised
+        # (``_node_content``), so both engines write the same bytes
+        metadata = _sorted_keys({**record.metadata, CHUNK_ID_KEY: record.id})
         if self.family == "langchain":
             return metadata
         return _llama_index_metadata(self.row_id(record.id), record.text, metadata, remove_text)
@@ -166,6 +169,14 @@ class Layout:
         return Hit(
             id=chunk if isinstance(chunk, str) else row_id, score=score, text=text or "", metadata=stored
         )
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _sorted_keys(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def _node_text(node_content: str) -> str:

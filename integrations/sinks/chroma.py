@@ -228,7 +228,7 @@ class ChromaSink(Sink):
         old_keys = {i: set(m or ()) for i, m in zip(old["ids"], old["metadatas"] or [], strict=True)}
         metadatas = [
             _encode_metadata(
-                layout.metadata(_with_sorted_keys(r) if layout.framework else r, remove_text=True),
+                layout.metadata(r, remove_text=True),
                 old_keys.get(i, set()),
             )
             for i, r in zip(ids, records, strict=True)
@@ -531,21 +531,6 @@ def _cosine_from_distance(space: str, distance: float) -> float:
     normalises the query and checks the stored vectors of its hits before it trusts this.
     """
     return 1.0 - distance * _COSINE_FROM_DISTANCE[space]
-
-
-def _with_sorted_keys(record: Record) -> Record:
-    """``record`` with its metadata's keys sorted, nested ones too: the local and the Ray
-    engine hand over the same metadata in different key orders, and the framework layouts
-    store it serialised (``_node_content``, JSON-encoded values), so both write the same bytes."""
-    return Record(record.id, record.text, _sorted_keys(record.metadata), record.embedding)
-
-
-def _sorted_keys(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _sorted_keys(value[key]) for key in sorted(value, key=str)}
-    if isinstance(value, (list, tuple)):
-        return [_sorted_keys(item) for item in value]
-    return value
 
 
 def _scanned(row_id: str, stored: Mapping[str, Any] | None, framework: bool) -> tuple[str, str | None]:

@@ -130,7 +130,7 @@ def test_id_root_poison_records_and_emptied_documents_as_in_the_local_engine(
     assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == now
 
 
-@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+@pytest.mark.parametrize("store_target", ["pgvector", "chroma"], indirect=True)
 def test_local_and_ray_engines_write_the_same_rows(
     ray_session: Any,
     store_target: tuple[str, str, str],

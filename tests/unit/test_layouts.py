@@ -118,3 +118,20 @@ def test_llama_index_refuses_user_fields_it_keeps_for_itself(key: str) -> None:
     assert get_layout("langchain").check_document(document) is None
     refused = get_layout("llama-index").check_document(document)
     assert refused is not None and repr(key) in refused and "rename" in refused
+
+
+@pytest.mark.parametrize("name", ["langchain", "llama-index"])
+def test_framework_metadata_does_not_depend_on_key_order(name: str) -> None:
+    """The Ray engine hands metadata over with sorted keys, the local one in source order:
+    both must store the same bytes (``_node_content`` is serialised JSON)."""
+    shuffled = Record(
+        RECORD.id,
+        RECORD.text,
+        dict(reversed(list({**RECORD.metadata, "n": {"b": 1, "a": [{"y": 2, "x": 1}]}}.items()))),
+        RECORD.embedding,
+    )
+    ordered = Record(
+        RECORD.id, RECORD.text, {k: shuffled.metadata[k] for k in sorted(shuffled.metadata)}, RECORD.embedding
+    )
+    layout = get_layout(name)
+    assert json.dumps(layout.metadata(shuffled)) == json.dumps(layout.metadata(ordered))
