@@ -4,11 +4,14 @@ every figure the throughput issue asks for."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.stores._pg_server import pg_dsn  # noqa: F401  (the fixture, by name)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,3 +82,41 @@ def test_server_load_script_smoke(tmp_path, tiny_model_dir):
             assert 0 < level[side]["p50_ms"] <= level[side]["p99_ms"]
         assert level["server"]["forward_passes"] >= 1
     assert "server/in-process" in result.stdout
+
+
+@pytest.mark.integration
+def test_pgvector_framework_query_script_smoke(tmp_path, pg_dsn):  # noqa: F811
+    pytest.importorskip("psycopg")
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "pgvector_framework_query.py"),
+            "--rows",
+            "300",
+            "--queries",
+            "4",
+            "--k",
+            "5",
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PG_DSN": pg_dsn},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert (figures["rows"], figures["dims"], figures["k"]) == (300, 4096, 5)
+    paths = figures["paths"]
+    assert list(paths) == ["langchain", "llama-index", "e5", "sql-function"]
+    for row in paths.values():
+        assert 0 < row["p50_ms"] <= row["p95_ms"]
+        assert 0 <= row["recall_at_k"] <= 1 and row["plan"]
+    for framework in ("langchain", "llama-index"):  # ORDER BY embedding <=> q: exact, by a scan
+        assert paths[framework]["recall_at_k"] == 1.0
+        assert "Seq Scan" in " ".join(paths[framework]["plan"])
+    assert "| path | rows | dims | p50 ms | p95 ms | recall@k vs exact | plan |" in result.stdout
+    assert "| e5 | 300 | 4096 |" in result.stdout and "linear extrapolation" in result.stdout
