@@ -35,7 +35,7 @@ Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omi
 - ``llama-index``: ``llama_index.vector_stores.postgres.PGVectorStore``: table
   ``public."data_<collection lower-cased>"`` with ``id BIGSERIAL PRIMARY KEY, text VARCHAR
   NOT NULL, metadata_ JSON, node_id VARCHAR, embedding vector(dim)`` and the btree index
-  ``data_<c>_idx_1`` on ``metadata_ ->> 'ref_doc_id'`` (the class's defaults, ``use_jsonb=
+  ``<c>_idx_1`` on ``metadata_ ->> 'ref_doc_id'`` (the class's defaults, ``use_jsonb=
   False``; a JSONB ``metadata_`` made with ``use_jsonb=True`` is read and written too).
   ``metadata_`` is ``node_to_metadata_dict`` of a ``TextNode`` (text blanked, as the class
   does); ``node_id`` has no unique constraint, so e5 upserts by deleting and inserting a
@@ -1010,6 +1010,8 @@ class PGVectorSink(Sink):
         shape = self._shape()
         stage = sql.Identifier("pg_temp", _STAGE)
         table = self._fw_table()
+        # (statement, parameters); None: this collection's uuid, known inside the transaction
+        merge: list[tuple[Any, tuple[Any, ...] | None]]
         if layout.name == "langchain":
             merge = [
                 (
