@@ -17,6 +17,38 @@ Indexes. pgvector's HNSW refuses ``vector`` columns above 2000 dimensions (e5-mi
   min_candidates)`` candidates by Hamming distance from that index and re-rank them by
   exact cosine distance. Before ``finalize`` they scan exactly.
 
+Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omitted):
+
+- ``e5``: the table above, in the current schema (unchanged);
+- ``langchain``: ``langchain_postgres.PGVectorStore`` (v2): table ``public."<collection>"``
+  with ``"langchain_id" UUID PRIMARY KEY, "content" TEXT NOT NULL, "embedding" vector(dim)
+  NOT NULL, "langchain_metadata" JSON`` (``init_vectorstore_table``'s defaults); the user
+  metadata and e5's bookkeeping at the top level of ``langchain_metadata``;
+- ``langchain-legacy``: ``langchain_postgres.PGVector`` (deprecated): the shared tables
+  ``langchain_pg_collection (uuid, name, cmetadata)`` and ``langchain_pg_embedding (id
+  VARCHAR PRIMARY KEY, collection_id, embedding vector, document, cmetadata JSONB)``, in the
+  current schema, as that class creates them (untyped ``vector``, GIN ``ix_cmetadata_gin``);
+  every read, write, delete and ``drop`` is scoped to this collection's row in
+  ``langchain_pg_collection`` (``drop`` deletes that row; its embeddings cascade). Since
+  every collection shares one primary key, a row id is ``uuid5(uuid_id(collection),
+  chunk id)`` here, so two collections of the same corpus never collide;
+- ``llama-index``: ``llama_index.vector_stores.postgres.PGVectorStore``: table
+  ``public."data_<collection lower-cased>"`` with ``id BIGSERIAL PRIMARY KEY, text VARCHAR
+  NOT NULL, metadata_ JSON, node_id VARCHAR, embedding vector(dim)`` and the btree index
+  ``<c>_idx_1`` on ``metadata_ ->> 'ref_doc_id'`` (the class's defaults, ``use_jsonb=
+  False``; a JSONB ``metadata_`` made with ``use_jsonb=True`` is read and written too).
+  ``metadata_`` is ``node_to_metadata_dict`` of a ``TextNode`` (text blanked, as the class
+  does); ``node_id`` has no unique constraint, so e5 upserts by deleting and inserting a
+  node's rows in one transaction, under an advisory lock, and adds a plain btree index
+  ``data_<c>_e5_node_id`` on ``node_id`` (LlamaIndex's own writes are unaffected).
+
+In the framework layouts row ids are UUIDs (:meth:`~e5_integrations.ingest.Layout.row_id`)
+and the chunk id is kept in the metadata (``e5_chunk_id``). Above 2000 dims
+:meth:`PGVectorSink.finalize` gives their tables the same binary-quantised HNSW expression
+index (partial, ``WHERE collection_id = ...``, for ``langchain-legacy``): it changes nothing
+the frameworks write or read and keeps ``e5 search`` fast, but the frameworks' own queries
+(``ORDER BY embedding <=> q``) cannot use it and scan exactly.
+
 Every table and index name goes through ``psycopg.sql.Identifier``; passwords are
 redacted from every message and log line.
 """
@@ -26,13 +58,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
 from e5_integrations._redact import redact, secrets_of
+from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout, uuid_id
 from e5_integrations.ingest._sink import (
     CONTENT_HASH_KEY,
     DOCUMENT_ID_KEY,
@@ -71,6 +106,25 @@ _STAGE = "e5_stage"
 _CREATE_LOCK_KEY = 0x6535_6372_6561_7465  # "e5create"
 #: SQLSTATEs of a refused login: invalid_authorization_specification, invalid_password.
 _AUTH_FAILED = ("28000", "28P01")
+#: The shared tables of LangChain's older ``PGVector`` (``langchain-legacy``).
+_LEGACY_COLLECTIONS = "langchain_pg_collection"
+_LEGACY_EMBEDDINGS = "langchain_pg_embedding"
+_LAYOUTS = ("e5", "langchain", "langchain-legacy", "llama-index")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Where one layout keeps a collection's rows: table and column names."""
+
+    schema: str | None  # None: the connection's current schema
+    table: str
+    id: str  # the row id column
+    text: str
+    metadata: str
+    key: str  # a unique column to page through the rows by
+    id_type: str  # SQL type of the row ids
+
+
 _AUTH_FAILED_TEXT = re.compile(
     r"authentication failed|no pg_hba\.conf entry|no password supplied|role .* does not exist", re.IGNORECASE
 )
@@ -101,9 +155,12 @@ class PGVectorSink(Sink):
         min_candidates: above 2000 dims, the least number of candidates taken.
         maintenance_work_mem: e.g. ``"1GB"``, set while :meth:`finalize` builds the index
             (the build is much faster when the graph fits in it).
+        layout: ``"e5"``, ``"langchain"``, ``"langchain-legacy"`` or ``"llama-index"`` (see
+            the module docs); ``None``: the existing collection's, else ``"e5"``.
     """
 
     name: ClassVar[str] = "pgvector"
+    layouts: ClassVar[tuple[str, ...]] = _LAYOUTS
 
     def __init__(
         self,
@@ -116,6 +173,7 @@ class PGVectorSink(Sink):
         candidate_factor: int = 10,
         min_candidates: int = 100,
         maintenance_work_mem: str | None = None,
+        layout: str | None = None,
     ) -> None:
         try:
             import pgvector.psycopg  # noqa: F401
@@ -126,6 +184,9 @@ class PGVectorSink(Sink):
                 "pip install 'e5-integrations[pgvector]'"
             ) from exc
         _check_table_name(collection)
+        if layout is not None:
+            get_layout(layout, self.layouts, self.name)
+        self.requested_layout = layout
         if candidate_factor < 1 or min_candidates < 1:
             raise ConfigurationError(
                 f"candidate_factor={candidate_factor} and min_candidates={min_candidates} must be >= 1"
@@ -301,10 +362,11 @@ class PGVectorSink(Sink):
     # -- Sink API ----------------------------------------------------------------------------
 
     @classmethod
-    def check_document(cls, document: Document) -> str | None:
+    def check_document(cls, document: Document, layout: str = "e5") -> str | None:
         """Also refuse what Postgres refuses: NUL characters (``text`` and ``jsonb`` cannot hold
-        them) and ids too long for the primary key's btree index."""
-        refused = super().check_document(document)  # first: the rules below encode the strings
+        them) and ids too long for the primary key's btree index (in every layout: the
+        framework layouts keep the chunk id in the metadata)."""
+        refused = super().check_document(document, layout)  # first: the rules below encode the strings
         if refused is not None:
             return refused
         fields = [("the id", document.id), ("the text", document.text), *metadata_strings(document.metadata)]
@@ -326,9 +388,13 @@ class PGVectorSink(Sink):
     def ensure_collection(self, dim: int) -> None:
         """Create the table (and, up to 2000 dims, its HNSW index) or check the existing
         table's vector dimension (``SchemaMismatchError``; nothing is written)."""
+        layout = self.layout  # first: a disagreeing layout= fails before anything is created
         if not 1 <= dim <= VECTOR_MAX_DIM:
             raise ConfigurationError(f"dim={dim} is outside pgvector's 1..{VECTOR_MAX_DIM} range")
-        self._run("ensure_collection", lambda conn: self._ensure(conn, dim))
+        if layout.framework:
+            self._run("ensure_collection", lambda conn: self._fw_ensure(conn, dim))
+        else:
+            self._run("ensure_collection", lambda conn: self._ensure(conn, dim))
         self._dim = dim
 
     def _ensure(self, conn: Any, dim: int) -> None:
@@ -381,6 +447,11 @@ class PGVectorSink(Sink):
         """
         from psycopg import sql
 
+        if self.layout.framework:
+            self._run("finalize", self._fw_finalize)
+            _log.info("indexed pgvector collection %r at %s", self.collection, self.uri)
+            return
+
         def build(conn: Any) -> None:
             dim = self._existing_dim(conn)
             if dim is None:
@@ -410,6 +481,8 @@ class PGVectorSink(Sink):
 
         if not ids:
             return {}
+        if self.layout.framework:
+            return self._fw_fetch_hashes(ids)
 
         def fetch(conn: Any) -> dict[str, str]:
             if self._table_columns(conn) is None:
@@ -431,6 +504,9 @@ class PGVectorSink(Sink):
         from psycopg.types.json import Jsonb
 
         latest = last_per_id(records)  # ON CONFLICT cannot update one row twice
+        if self.layout.framework:
+            self._fw_upsert(latest)
+            return
         if not latest:
             return
         stage = sql.Identifier("pg_temp", _STAGE)
@@ -463,6 +539,8 @@ class PGVectorSink(Sink):
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest rows by cosine similarity, best first (see the module docs)."""
         query = np.asarray(vector, dtype=np.float32).ravel()
+        if self.layout.framework:
+            return self._run("search", lambda conn: self._fw_search(conn, query, k))
 
         def run(conn: Any) -> list[Hit]:
             dim = self._dim or self._existing_dim(conn)
@@ -522,12 +600,18 @@ class PGVectorSink(Sink):
         ).format(table=self._table(), dim=sql.Literal(dim))
 
     def dimension(self) -> int | None:
-        """The table's ``vector(dim)``; ``None`` if the table does not exist."""
+        """The table's ``vector(dim)`` (``langchain-legacy``: that of the collection's rows);
+        ``None`` if the table (collection) does not exist."""
+        if self.layout.framework:
+            return self._run("dimension", self._fw_dim)
         return self._run("dimension", self._existing_dim)
 
     def count(self) -> int:
         """Number of rows; 0 if the table does not exist."""
         from psycopg import sql
+
+        if self.layout.framework:
+            return self._run("count", self._fw_count)
 
         def run(conn: Any) -> int:
             if self._table_columns(conn) is None:
@@ -541,6 +625,9 @@ class PGVectorSink(Sink):
         the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
         from psycopg import sql
 
+        if self.layout.framework:
+            yield from self._fw_scan(page_size)
+            return
         last: str | None = None
         while True:
 
@@ -569,6 +656,10 @@ class PGVectorSink(Sink):
         from psycopg import sql
 
         wanted = list(ids)
+        if self.layout.framework:
+            if wanted:
+                self._run("delete", lambda conn: self._fw_delete(conn, wanted))
+            return
 
         def delete(conn: Any) -> None:
             if self._table_columns(conn) is not None:  # a missing table has nothing to delete
@@ -578,12 +669,553 @@ class PGVectorSink(Sink):
             self._run("delete", delete)
 
     def drop(self) -> None:
-        """Drop the table and its index (no error if it does not exist)."""
+        """Drop the table and its index (no error if it does not exist); ``langchain-legacy``:
+        delete this collection's row in ``langchain_pg_collection`` (its rows cascade) and its
+        index, leaving the shared tables and other collections."""
         from psycopg import sql
 
-        self._run("drop", lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table())))
+        if self.layout.framework:
+            self._run("drop", self._fw_drop)
+        else:
+            self._run(
+                "drop", lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table()))
+            )
         self._dim = None
         self._has_bit_index = False
+        self.forget_layout()
+
+    # -- layouts -----------------------------------------------------------------------------
+
+    def detect_layout(self) -> str | None:
+        """The layout of the existing collection, from the catalog: table ``<collection>``
+        with e5's columns (``e5``) or with ``langchain_id`` (``langchain``), a row
+        ``<collection>`` in ``langchain_pg_collection`` (``langchain-legacy``), table
+        ``data_<collection>`` (``llama-index``); ``None`` when there is none.
+
+        Raises:
+            SchemaMismatchError: several of them exist under this name and ``layout=`` does
+                not pick one.
+        """
+        found = self._run("detect_layout", self._found_layouts)
+        if len(found) > 1:
+            if self.requested_layout in found:
+                return self.requested_layout
+            raise SchemaMismatchError(
+                f"pgvector collection {self.collection!r} at {self.uri} exists in several layouts "
+                f"({', '.join(found)}); pass one of them with --layout (layout=) to say which to use"
+            )
+        return found[0] if found else None
+
+    def _found_layouts(self, conn: Any) -> list[str]:
+        found = []
+        for name in _LAYOUTS:
+            shape = self._shape(name)
+            if name == "llama-index" and len(shape.table.encode()) > _MAX_IDENTIFIER_BYTES:
+                continue
+            columns = self._columns_of(conn, shape.schema, shape.table)
+            if columns is None:
+                continue
+            if name == "langchain-legacy":
+                if self._legacy_uuid(conn) is not None:
+                    found.append(name)
+            elif name == "e5":
+                if all(c in columns for c in _COLUMNS):
+                    found.append(name)
+            elif shape.id in columns and shape.metadata in columns:
+                found.append(name)
+        return found
+
+    def _shape(self, layout: str | None = None) -> _Shape:
+        name = layout or self.layout.name
+        if name == "langchain":
+            return _Shape(
+                "public",
+                self.collection,
+                "langchain_id",
+                "content",
+                "langchain_metadata",
+                "langchain_id",
+                "uuid",
+            )
+        if name == "llama-index":
+            return _Shape(
+                "public", f"data_{self.collection.lower()}", "node_id", "text", "metadata_", "id", "text"
+            )
+        if name == "langchain-legacy":
+            return _Shape(None, _LEGACY_EMBEDDINGS, "id", "document", "cmetadata", "id", "text")
+        return _Shape(None, self.collection, "id", "text", "metadata", "id", "text")
+
+    def _qualified(self, schema: str | None, table: str) -> Any:
+        from psycopg import sql
+
+        schema = schema or self._schema
+        return sql.Identifier(schema, table) if schema else sql.Identifier(table)
+
+    def _fw_table(self) -> Any:
+        shape = self._shape()
+        return self._qualified(shape.schema, shape.table)
+
+    def _columns_of(self, conn: Any, schema: str | None, table: str) -> dict[str, tuple[str, int]] | None:
+        rows = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid "
+            "WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema()) "
+            "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
+            (table, schema),
+        ).fetchall()
+        return {name: (typ, mod) for name, typ, mod in rows} if rows else None
+
+    def _legacy_uuid(self, conn: Any) -> str | None:
+        """This collection's uuid in ``langchain_pg_collection``, ``None`` if it has none."""
+        from psycopg import sql
+
+        if self._columns_of(conn, None, _LEGACY_COLLECTIONS) is None:
+            return None
+        row = conn.execute(
+            sql.SQL("SELECT uuid FROM {} WHERE name = %s").format(self._qualified(None, _LEGACY_COLLECTIONS)),
+            (self.collection,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _row_id(self, chunk_id: str) -> str:
+        """The stored row id of a chunk: :meth:`Layout.row_id`, except in the shared table of
+        ``langchain-legacy``, where it is a UUID in this collection's own namespace."""
+        if self.layout.name == "langchain-legacy":
+            return str(uuid.uuid5(uuid.UUID(uuid_id(self.collection)), chunk_id))
+        return self.layout.row_id(chunk_id)
+
+    def _scope(self, conn: Any) -> Any:
+        """The SQL condition selecting this collection's rows (``TRUE`` but in the shared
+        legacy table), or ``None`` when the collection does not exist."""
+        from psycopg import sql
+
+        shape = self._shape()
+        if self._columns_of(conn, shape.schema, shape.table) is None:
+            return None
+        if self.layout.name != "langchain-legacy":
+            return sql.SQL("TRUE")
+        collection = self._legacy_uuid(conn)
+        if collection is None:
+            return None
+        return sql.SQL("collection_id = {}::uuid").format(sql.Literal(collection))
+
+    def _metadata(self) -> Any:
+        """The metadata column as ``jsonb`` (LangChain and LlamaIndex keep ``json``)."""
+        from psycopg import sql
+
+        return sql.SQL("{}::jsonb").format(sql.Identifier(self._shape().metadata))
+
+    def _fw_dim(self, conn: Any) -> int | None:
+        from psycopg import sql
+
+        shape = self._shape()
+        columns = self._columns_of(conn, shape.schema, shape.table)
+        if columns is None:
+            return None
+        needed = (shape.id, shape.text, shape.metadata, "embedding")
+        typ, dim = columns.get("embedding", ("", -1))
+        if any(c not in columns for c in needed) or typ != "vector":
+            raise SchemaMismatchError(
+                f"table {shape.table!r} at {self.uri} exists but does not follow {self.layout.describe()} "
+                f"(columns {sorted(columns)}; embedding type {typ or 'missing'}); expected columns "
+                f"{list(needed)} with embedding vector(dim). Use another collection name"
+            )
+        if self.layout.name != "langchain-legacy":
+            return dim if dim >= 1 else None
+        scope = self._scope(conn)
+        if scope is None:
+            return None
+        if dim >= 1:
+            return dim
+        row = conn.execute(
+            sql.SQL("SELECT vector_dims(embedding) FROM {} WHERE {} LIMIT 1").format(self._fw_table(), scope)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _fw_ensure(self, conn: Any, dim: int) -> None:
+        shape = self._shape()
+        if len(shape.table.encode()) > _MAX_IDENTIFIER_BYTES:
+            raise ConfigurationError(
+                f"collection {self.collection!r} is too long for {self.layout.describe()}: its table "
+                f"{shape.table!r} has more than {_MAX_IDENTIFIER_BYTES} bytes; pass a shorter name"
+            )
+        existing = self._fw_dim(conn)
+        if existing is not None and existing != dim:
+            raise SchemaMismatchError(
+                f"collection {self.collection!r} at {self.uri} has vector({existing}) embeddings; "
+                f"the embeddings are {dim}-dim; {rebuild_hint()}"
+            )
+        if existing is not None and self.layout.name != "llama-index":
+            if not self._register_vector(conn):
+                raise StoreError(f"table {shape.table!r} exists but the vector extension is missing")
+            return
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK_KEY,))
+            if not self._register_vector(conn):
+                self._create_extension(conn)
+            for statement, params in self._fw_create_sql(dim):
+                conn.execute(statement, params)
+        _log.info(
+            "ensured pgvector collection %r in the %s layout at %s",
+            self.collection,
+            self.layout.name,
+            self.uri,
+        )
+
+    def _fw_create_sql(self, dim: int) -> list[tuple[Any, tuple[Any, ...]]]:
+        """The framework's own DDL (as its class creates the table), ``IF NOT EXISTS``."""
+        from psycopg import sql
+
+        table = self._fw_table()
+        name = self.layout.name
+        if name == "langchain":
+            return [
+                (
+                    sql.SQL(
+                        'CREATE TABLE IF NOT EXISTS {} ("langchain_id" UUID PRIMARY KEY, "content" TEXT NOT NULL, '
+                        '"embedding" vector({}) NOT NULL, "langchain_metadata" JSON)'
+                    ).format(table, sql.Literal(dim)),
+                    (),
+                )
+            ]
+        if name == "llama-index":
+            shape = self._shape()
+            return [
+                (
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL NOT NULL, text VARCHAR NOT NULL, "
+                        "metadata_ JSON, node_id VARCHAR, embedding VECTOR({}), PRIMARY KEY (id))"
+                    ).format(table, sql.Literal(dim)),
+                    (),
+                ),
+                (
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((metadata_ ->> 'ref_doc_id'))").format(
+                        sql.Identifier(_short(f"{self.collection.lower()}_idx_1")), table
+                    ),
+                    (),
+                ),
+                (
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (node_id)").format(
+                        sql.Identifier(_short(f"{shape.table}_e5_node_id")), table
+                    ),
+                    (),
+                ),
+            ]
+        collections = self._qualified(None, _LEGACY_COLLECTIONS)
+        return [
+            (
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (uuid UUID NOT NULL, name VARCHAR NOT NULL, cmetadata JSON, "
+                    "PRIMARY KEY (uuid), UNIQUE (name))"
+                ).format(collections),
+                (),
+            ),
+            (
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id VARCHAR NOT NULL, collection_id UUID, embedding VECTOR, "
+                    "document VARCHAR, cmetadata JSONB, PRIMARY KEY (id), FOREIGN KEY(collection_id) "
+                    "REFERENCES {} (uuid) ON DELETE CASCADE)"
+                ).format(table, collections),
+                (),
+            ),
+            (
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS ix_cmetadata_gin ON {} USING gin (cmetadata jsonb_path_ops)"
+                ).format(table),
+                (),
+            ),
+            (
+                sql.SQL(
+                    "INSERT INTO {} (uuid, name, cmetadata) VALUES (%s, %s, NULL) ON CONFLICT (name) DO NOTHING"
+                ).format(collections),
+                (uuid.uuid4(), self.collection),
+            ),
+        ]
+
+    def _fw_index_name(self) -> str:
+        if self.layout.name == "langchain-legacy":
+            return _index_name_for(f"{_LEGACY_EMBEDDINGS}_{uuid_id(self.collection)}")
+        return _index_name_for(self._shape().table)
+
+    def _fw_finalize(self, conn: Any) -> None:
+        from psycopg import sql
+
+        dim = self._fw_dim(conn)
+        if dim is None:
+            return
+        if dim > HNSW_MAX_DIM:
+            scope = self._scope(conn)
+            bits = sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
+                "((binary_quantize(embedding)::bit({})) bit_hamming_ops)"
+            ).format(sql.Identifier(self._fw_index_name()), self._fw_table(), sql.Literal(dim))
+            if self.layout.name == "langchain-legacy":
+                bits += sql.SQL(" WHERE {}").format(scope)
+            with conn.transaction():
+                conn.execute("SET LOCAL statement_timeout = 0")  # an index build may take long
+                if self._maintenance_work_mem:
+                    conn.execute(
+                        sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+                            sql.Literal(self._maintenance_work_mem)
+                        )
+                    )
+                conn.execute(bits)
+        conn.execute(sql.SQL("ANALYZE {}").format(self._fw_table()))
+        self._has_bit_index = dim > HNSW_MAX_DIM
+
+    def _fw_fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        from psycopg import sql
+
+        chunks = {self._row_id(i): i for i in ids}
+        shape = self._shape()
+
+        def fetch(conn: Any) -> dict[str, str]:
+            scope = self._scope(conn)
+            if scope is None:
+                return {}
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT {id}::text, {m} ->> %s FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope} "
+                    "AND jsonb_typeof({m} -> %s) = 'string'"
+                ).format(
+                    id=sql.Identifier(shape.id),
+                    m=self._metadata(),
+                    t=self._fw_table(),
+                    typ=sql.SQL(shape.id_type),
+                    scope=scope,
+                ),
+                (CONTENT_HASH_KEY, list(chunks), CONTENT_HASH_KEY),
+            ).fetchall()
+            return {chunks[i]: h for i, h in rows if h is not None and i in chunks}
+
+        return self._run("fetch_hashes", fetch)
+
+    def _fw_upsert(self, latest: Sequence[Record]) -> None:
+        from psycopg import sql
+        from psycopg.types.json import Jsonb
+
+        layout = self.layout
+        rows = [
+            (
+                self._row_id(r.id),
+                r.text,
+                Jsonb(layout.metadata(r, remove_text=True)),
+                np.asarray(r.embedding, dtype=np.float32).ravel(),
+            )
+            for r in latest
+        ]
+        if not rows:
+            return
+        shape = self._shape()
+        stage = sql.Identifier("pg_temp", _STAGE)
+        table = self._fw_table()
+        # (statement, parameters); None: this collection's uuid, known inside the transaction
+        merge: list[tuple[Any, tuple[Any, ...] | None]]
+        if layout.name == "langchain":
+            merge = [
+                (
+                    sql.SQL(
+                        'INSERT INTO {t} ("langchain_id", "content", "embedding", "langchain_metadata") '
+                        "SELECT id::uuid, text, embedding, metadata::json FROM {s} "
+                        'ON CONFLICT ("langchain_id") DO UPDATE SET "content" = EXCLUDED."content", '
+                        '"embedding" = EXCLUDED."embedding", "langchain_metadata" = EXCLUDED."langchain_metadata"'
+                    ).format(t=table, s=stage),
+                    (),
+                )
+            ]
+        elif layout.name == "llama-index":
+            cast = sql.SQL("json") if self._metadata_type() == "json" else sql.SQL("jsonb")
+            merge = [
+                # no unique node_id: writers of one table take turns to delete and insert
+                (sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"), (f"e5:{shape.table}",)),
+                (
+                    sql.SQL("DELETE FROM {t} WHERE node_id IN (SELECT id FROM {s})").format(t=table, s=stage),
+                    (),
+                ),
+                (
+                    sql.SQL(
+                        "INSERT INTO {t} (text, metadata_, node_id, embedding) "
+                        "SELECT text, metadata::{c}, id, embedding FROM {s}"
+                    ).format(t=table, s=stage, c=cast),
+                    (),
+                ),
+            ]
+        else:
+            merge = [
+                (
+                    sql.SQL(
+                        "INSERT INTO {t} (id, collection_id, embedding, document, cmetadata) "
+                        "SELECT id, %s::uuid, embedding, text, metadata FROM {s} "
+                        "ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, document = EXCLUDED.document, "
+                        "cmetadata = EXCLUDED.cmetadata WHERE {t}.collection_id = EXCLUDED.collection_id"
+                    ).format(t=table, s=stage),
+                    None,
+                )
+            ]
+
+        def load(conn: Any) -> None:
+            scope = self._scope(conn)
+            if scope is None:
+                raise StoreError(
+                    f"pgvector collection {self.collection!r} ({layout.describe()}) does not exist at "
+                    f"{self.uri}; call ensure_collection(dim) first"
+                )
+            collection = self._legacy_uuid(conn) if layout.name == "langchain-legacy" else None
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE {} (id text, text text, metadata jsonb, embedding vector) ON COMMIT DROP"
+                    ).format(sql.Identifier(_STAGE))
+                )
+                copy_sql = sql.SQL(
+                    "COPY {} (id, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
+                ).format(stage)
+                with cur.copy(copy_sql) as copy:
+                    copy.set_types(["text", "text", "jsonb", "vector"])
+                    for row in rows:
+                        copy.write_row(row)
+                for statement, params in merge:
+                    cur.execute(statement, (collection,) if params is None else params)
+
+        self._run("upsert", load)
+        _log.debug("upserted %d rows into %r at %s", len(rows), self.collection, self.uri)
+
+    def _metadata_type(self) -> str:
+        """``json`` or ``jsonb``: the type of the existing table's metadata column."""
+        shape = self._shape()
+        columns = self._run("upsert", lambda conn: self._columns_of(conn, shape.schema, shape.table)) or {}
+        return columns.get(shape.metadata, ("json", -1))[0]
+
+    def _fw_search(self, conn: Any, query: np.ndarray, k: int) -> list[Hit]:
+        from psycopg import sql
+
+        dim = self._dim or self._fw_dim(conn)
+        scope = self._scope(conn)
+        if dim is None or scope is None or k < 1:
+            return []
+        shape = self._shape()
+        cols = sql.SQL("{}::text, {}, {}").format(
+            sql.Identifier(shape.id), sql.Identifier(shape.text), sql.Identifier(shape.metadata)
+        )
+        with conn.transaction(), conn.cursor() as cur:
+            if dim > HNSW_MAX_DIM and self._fw_bit_index_exists(conn):
+                candidates = min(max(self.candidate_factor * k, self.min_candidates, k), _MAX_EF_SEARCH)
+                cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(candidates)))
+                cur.execute(
+                    sql.SQL(
+                        "SELECT r, t, m, 1 - (embedding <=> %(q)s) FROM ("
+                        "SELECT {cols}, embedding FROM {table} WHERE {scope} "
+                        "ORDER BY binary_quantize(embedding)::bit({dim}) <~> binary_quantize(%(q)s) LIMIT %(n)s"
+                        ") AS candidates (r, t, m, embedding) ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+                    ).format(cols=cols, table=self._fw_table(), scope=scope, dim=sql.Literal(dim)),
+                    {"q": query, "n": candidates, "k": k},
+                )
+            else:
+                cur.execute(
+                    sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+                        sql.Literal(min(max(k, 40), _MAX_EF_SEARCH))
+                    )
+                )
+                cur.execute(
+                    sql.SQL(
+                        "SELECT {cols}, 1 - (embedding <=> %(q)s) FROM {table} WHERE {scope} "
+                        "ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+                    ).format(cols=cols, table=self._fw_table(), scope=scope),
+                    {"q": query, "k": k},
+                )
+            rows = cur.fetchall()
+        return [self.layout.hit(i, float(s), t, m) for i, t, m, s in rows]
+
+    def _fw_bit_index_exists(self, conn: Any) -> bool:
+        if not self._has_bit_index:
+            shape = self._shape()
+            row = conn.execute(
+                "SELECT 1 FROM pg_indexes WHERE schemaname = coalesce(%s, current_schema()) "
+                "AND tablename = %s AND indexname = %s",
+                (shape.schema, shape.table, self._fw_index_name()),
+            ).fetchone()
+            self._has_bit_index = row is not None
+        return self._has_bit_index
+
+    def _fw_count(self, conn: Any) -> int:
+        from psycopg import sql
+
+        scope = self._scope(conn)
+        if scope is None:
+            return 0
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._fw_table(), scope)
+        return int(conn.execute(query).fetchone()[0])
+
+    def _fw_scan(self, page_size: int) -> Iterator[list[tuple[str, str | None]]]:
+        from psycopg import sql
+
+        shape = self._shape()
+        last: Any = None
+        while True:
+
+            def page(conn: Any, after: Any = last) -> list[tuple[Any, str, str | None]]:
+                scope = self._scope(conn)
+                if scope is None:
+                    return []
+                # the chunk id e5 keeps in the metadata, else the row's own id (an app's row);
+                # the document id only of rows e5 wrote (e5_document_id)
+                query = sql.SQL(
+                    "SELECT {key} AS e5_key, CASE WHEN jsonb_typeof({m} -> %s) = 'string' THEN {m} ->> %s "
+                    "ELSE {id}::text END, CASE WHEN jsonb_typeof({m} -> %s) = 'string' "
+                    "AND jsonb_typeof({m} -> %s) = 'string' THEN {m} ->> %s END "
+                    "FROM {t} WHERE {scope}{after} ORDER BY e5_key LIMIT %s"
+                ).format(
+                    key=sql.Identifier(shape.key),
+                    m=self._metadata(),
+                    id=sql.Identifier(shape.id),
+                    t=self._fw_table(),
+                    scope=scope,
+                    after=sql.SQL("")
+                    if after is None
+                    else sql.SQL(" AND {} > %s").format(sql.Identifier(shape.key)),
+                )
+                keys = (CHUNK_ID_KEY, CHUNK_ID_KEY, CONTENT_HASH_KEY, DOCUMENT_ID_KEY, DOCUMENT_ID_KEY)
+                params = (*keys, page_size) if after is None else (*keys, after, page_size)
+                return conn.execute(query, params).fetchall()
+
+            rows = self._run("scan", page)
+            if rows:
+                yield [(row[1], row[2]) for row in rows]
+            if len(rows) < page_size:
+                return
+            last = rows[-1][0]
+
+    def _fw_delete(self, conn: Any, chunk_ids: list[str]) -> None:
+        from psycopg import sql
+
+        scope = self._scope(conn)
+        if scope is None:  # a missing collection has nothing to delete
+            return
+        shape = self._shape()
+        conn.execute(
+            sql.SQL("DELETE FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope}").format(
+                t=self._fw_table(), id=sql.Identifier(shape.id), typ=sql.SQL(shape.id_type), scope=scope
+            ),
+            ([self._row_id(c) for c in chunk_ids],),
+        )
+
+    def _fw_drop(self, conn: Any) -> None:
+        from psycopg import sql
+
+        if self.layout.name != "langchain-legacy":
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._fw_table()))
+            return
+        if self._columns_of(conn, None, _LEGACY_COLLECTIONS) is None:
+            return
+        with conn.transaction():
+            conn.execute(
+                sql.SQL("DROP INDEX IF EXISTS {}").format(self._qualified(None, self._fw_index_name()))
+            )
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE name = %s").format(self._qualified(None, _LEGACY_COLLECTIONS)),
+                (self.collection,),
+            )
 
     def close(self) -> None:
         """Close the connection. Safe to call twice."""
@@ -598,6 +1230,13 @@ def _check_table_name(name: str) -> None:
             f"collection {name!r} cannot be a PostgreSQL table name: it must be 1 to "
             f"{_MAX_IDENTIFIER_BYTES} bytes without NUL characters; pass a shorter name"
         )
+
+
+def _short(name: str) -> str:
+    """``name``, or a hash-based name when Postgres would truncate it."""
+    if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+        return f"e5_{hashlib.sha1(name.encode()).hexdigest()[:24]}"
+    return name
 
 
 def _index_name_for(collection: str) -> str:

@@ -161,3 +161,116 @@ def test_high_dim_search_uses_bit_index_with_good_recall(pg_sink) -> None:
     recall = bench.recall_at_k(sink, docs, queries, k=10)
     print(f"pgvector recall@10 (bit HNSW + re-rank, 3000 x 4096): {recall:.3f}")
     assert recall >= 0.95
+
+
+# -- layouts (issue 12): the framework tables as their classes make them ------------------------
+
+
+def _columns(sink, schema: str, table: str) -> dict[str, str]:
+    rows = (
+        sink._connection()
+        .execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s",
+            (schema, table),
+        )
+        .fetchall()
+    )
+    return dict(rows)
+
+
+def test_each_layout_creates_the_frameworks_tables(pg_sink) -> None:
+    lc = pg_sink(layout="langchain")
+    lc.ensure_collection(DIM)
+    assert _columns(lc, "public", lc.collection) == {
+        "langchain_id": "uuid",
+        "content": "text",
+        "embedding": "USER-DEFINED",
+        "langchain_metadata": "json",
+    }
+    llama = pg_sink(collection=f"Mixed_{lc.collection}", layout="llama-index")
+    llama.ensure_collection(DIM)
+    assert _columns(llama, "public", f"data_{llama.collection.lower()}") == {
+        "id": "bigint",
+        "text": "character varying",
+        "metadata_": "json",
+        "node_id": "character varying",
+        "embedding": "USER-DEFINED",
+    }
+    legacy = pg_sink(layout="langchain-legacy")
+    legacy.ensure_collection(DIM)
+    schema = legacy._connection().execute("SELECT current_schema()").fetchone()[0]
+    assert _columns(legacy, schema, "langchain_pg_embedding") == {
+        "id": "character varying",
+        "collection_id": "uuid",
+        "embedding": "USER-DEFINED",
+        "document": "character varying",
+        "cmetadata": "jsonb",
+    }
+    assert set(_columns(legacy, schema, "langchain_pg_collection")) == {"uuid", "name", "cmetadata"}
+    for sink in (lc, llama, legacy):
+        sink.upsert(records(3))
+        with type(sink)(sink._dsn, sink.collection) as detected:
+            assert detected.layout == sink.layout
+
+
+def test_a_name_in_several_layouts_needs_a_layout(pg_sink) -> None:
+    e5 = pg_sink()
+    e5.ensure_collection(DIM)
+    llama = pg_sink(collection=e5.collection, layout="llama-index")
+    with pytest.raises(SchemaMismatchError, match="e5 layout"):
+        llama.ensure_collection(DIM)  # detected as e5: nothing created
+    llama.close()
+    from e5_integrations.sinks.pgvector import PGVectorSink
+
+    with PGVectorSink(e5._dsn, e5.collection, layout="llama-index") as sink:
+        # make the LlamaIndex table by hand, as its class would
+        sink._connection().execute(
+            f'CREATE TABLE public."data_{e5.collection.lower()}" (id BIGSERIAL PRIMARY KEY, text VARCHAR NOT NULL, '
+            f"metadata_ JSON, node_id VARCHAR, embedding vector({DIM}))"
+        )
+        assert sink.layout.name == "llama-index"  # layout= picks one of the two
+        sink.drop()
+    with (
+        PGVectorSink(e5._dsn, e5.collection, layout="langchain") as sink,
+        pytest.raises(SchemaMismatchError),  # dropped: only the e5 table is left
+    ):
+        sink.ensure_collection(DIM)
+    with PGVectorSink(e5._dsn, e5.collection) as sink:
+        sink._connection().execute(
+            f'CREATE TABLE public."data_{e5.collection.lower()}" (id BIGSERIAL PRIMARY KEY, text VARCHAR NOT NULL, '
+            f"metadata_ JSON, node_id VARCHAR, embedding vector({DIM}))"
+        )
+        with pytest.raises(SchemaMismatchError, match=r"several layouts \(e5, llama-index\).*--layout"):
+            sink.count()
+    with PGVectorSink(e5._dsn, e5.collection, layout="llama-index") as sink:
+        sink.drop()
+
+
+@pytest.mark.parametrize("layout", ["langchain", "langchain-legacy", "llama-index"])
+def test_framework_tables_get_the_bit_index_above_2000_dims(pg_sink, layout: str) -> None:
+    import numpy as np
+
+    from e5_integrations.ingest import Record
+
+    dim = 2048
+    sink = pg_sink(layout=layout)
+    sink.ensure_collection(dim)
+    vectors = np.random.default_rng(0).standard_normal((40, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sink.upsert([Record(f"d#{i}", f"t{i}", {"e5_content_hash": "h"}, v) for i, v in enumerate(vectors)])
+    sink.finalize()
+    sink.finalize()  # idempotent
+    name = sink._fw_index_name()
+    row = (
+        sink._connection().execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (name,)).fetchone()
+    )
+    assert row is not None and "binary_quantize" in row[0]
+    assert ("collection_id" in row[0]) == (layout == "langchain-legacy")  # partial on the shared table
+    [hit] = sink.search(vectors[7], 1)
+    assert (hit.id, hit.text) == ("d#7", "t7") and hit.score == pytest.approx(1.0, abs=1e-5)
+    sink.drop()
+    assert (
+        sink._connection().execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (name,)).fetchone()
+        is None
+    )
