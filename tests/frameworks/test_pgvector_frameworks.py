@@ -361,7 +361,7 @@ def test_a_framework_made_collection_is_detected_searched_and_kept(
     assert count == len(APP_TEXTS) + first["chunks"]
     other = "llama-index" if layout != "llama-index" else "langchain"
     code, out, err = _ingest_status(tiny_model_dir, pg_dsn, collection, source, "--layout", other)
-    assert code == 1 and out == ""  # SchemaMismatchError: the CLI's store-error status
+    assert code == 2 and out == ""  # LayoutMismatchError: a usage error
     assert f"in the {layout} layout" in err and f"--layout {other}" in err and "nothing was written" in err, (
         err
     )
