@@ -772,8 +772,16 @@ class PGVectorSink(Sink):
 
         if self._columns_of(conn, None, _LEGACY_COLLECTIONS) is None:
             return None
+        table = self._qualified(None, _LEGACY_COLLECTIONS)
+        # Another role's LangChain tables in the same schema: this role cannot have written a
+        # collection there, and reading would fail the whole detection (permission denied).
+        readable = conn.execute(
+            "SELECT has_table_privilege(%s, 'SELECT')", (table.as_string(conn),)
+        ).fetchone()
+        if not readable or not readable[0]:
+            return None
         row = conn.execute(
-            sql.SQL("SELECT uuid FROM {} WHERE name = %s").format(self._qualified(None, _LEGACY_COLLECTIONS)),
+            sql.SQL("SELECT uuid FROM {} WHERE name = %s").format(table),
             (self.collection,),
         ).fetchone()
         return None if row is None else str(row[0])

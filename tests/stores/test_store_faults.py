@@ -255,11 +255,16 @@ def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str
     from e5_integrations.sinks.pgvector import PGVectorSink
 
     admin = pg_sink()._connection()
+    # the admin's LangChain PGVector tables, which the new role may not read: layout detection
+    # must not fail on them (it did: "permission denied for table langchain_pg_collection")
+    pg_sink(layout="langchain-legacy").ensure_collection(DIM)
     role, hba, old = _hba_role(pg_dsn, admin, "right-Pa55")
     try:
         good = PGVectorSink(make_conninfo(pg_dsn, user=role, password="right-Pa55"), "t", retry_seconds=1)
-        assert good.count() == 0  # the role works with its password
-        good.close()
+        try:
+            assert good.count() == 0  # the role works with its password
+        finally:
+            good.close()
         wrong = PGVectorSink(make_conninfo(pg_dsn, user=role, password=SECRET), "t", retry_seconds=10)
         started = time.monotonic()
         with pytest.raises(StoreError, match="authentication failed") as info:
