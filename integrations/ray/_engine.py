@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -38,7 +38,9 @@ from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
 from e5_integrations.ingest._registry import document_check, infer_store, is_shared_store
 from e5_integrations.ingest._report import IngestReport
+from e5_integrations.ingest._sink import Sink
 from e5_integrations.ingest._sources import (
+    Document,
     DocumentCheck,
     DuplicateIds,
     OnError,
@@ -301,19 +303,23 @@ def ingest_ray(
     options = dict(sink_options or {})
     if layout is not None:
         options["layout"] = layout
-    sink = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items()))).open()
+    report = IngestReport(store=store_name, collection=collection, model=model_name)
+    # The store is opened at the first document the check pass reads (sources without any
+    # fail first, without a connection); the layout is resolved then, once, by the driver (a
+    # --layout that disagrees with the collection fails before any Ray work), and every
+    # worker opens its sink in that layout.
+    opening = _LayoutCheck(SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items()))))
     try:
-        # Resolved once by the driver (a --layout that disagrees with the collection fails
-        # here, before any Ray work); every worker opens its sink in that layout.
-        options["layout"] = sink.layout.name
-        sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items())))
-        report = IngestReport(
-            store=store_name, collection=collection, model=model_name, layout=sink.layout.name
-        )
-        check = document_check(store_name, sink.layout.name)
-        files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, check)
+        files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, opening)
         if total == 0:
             raise SourceError(nothing_to_ingest(paths, report))
+        sink = opening.sink()
+    except BaseException:
+        opening.close()
+        raise
+    try:
+        options["layout"] = report.layout = sink.layout.name
+        sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items())))
         report.documents = total
         sink.ensure_collection(dim)
         max_records = max(1, int(sink.max_batch_records(dim)))
@@ -349,6 +355,32 @@ def ingest_ray(
     report.seconds = time.perf_counter() - started
     report.retry_wait_seconds = sink.retry_wait_seconds  # the driver's (workers retry on their own)
     return report
+
+
+class _LayoutCheck:
+    """The store's ``check_document`` in the collection's layout, for the driver's check pass;
+    it opens the sink (and resolves the layout) at the first document, so a source without
+    documents never touches the store."""
+
+    def __init__(self, spec: SinkSpec) -> None:
+        self._spec = spec
+        self._sink: Sink | None = None
+        self._check: Callable[[Document], str | None] | None = None
+
+    def __call__(self, document: Document) -> str | None:
+        if self._check is None:
+            self._check = document_check(self._spec.store, self.sink().layout.name)
+        return self._check(document)
+
+    def sink(self) -> Sink:
+        """The driver's sink, opened on first use."""
+        if self._sink is None:
+            self._sink = self._spec.open()
+        return self._sink
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
 
 
 def _run(
