@@ -14,6 +14,7 @@ import pytest
 
 from e5_integrations.cli import main
 from e5_integrations.ingest import open_sink
+from tests.stores._pg_server import pg_dsn  # noqa: F401  (fixture, started only for pgvector)
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +42,6 @@ def _command(tiny_model_dir: Path, store_args: list[str]) -> list[str]:
         "ingest",
         "corpus",
         *store_args,
-        "--collection",
-        "crash",
         "--model",
         str(tiny_model_dir),
         "--batch-tokens",
@@ -79,8 +78,17 @@ def _kill_after_first_write(command: list[str], cwd: Path) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("layout", ["e5", "langchain", "llama-index"])
-@pytest.mark.parametrize("target", ["chroma", "milvus", "qdrant"])
+CASES = [
+    *(
+        (target, layout)
+        for target in ("chroma", "milvus", "qdrant")
+        for layout in ("e5", "langchain", "llama-index")
+    ),
+    *(("pgvector", layout) for layout in ("e5", "langchain", "langchain-legacy", "llama-index")),
+]
+
+
+@pytest.mark.parametrize(("target", "layout"), CASES, ids=[f"{t}-{layout}" for t, layout in CASES])
 def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     tmp_path: Path,
     tiny_model_dir: Path,
@@ -88,15 +96,20 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     layout: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     expected = _corpus(tmp_path / "corpus")
     uri = {
-        "chroma": str(tmp_path / ".e5-store" / "chroma"),
-        "milvus": str(tmp_path / "milvus.db"),
-        "qdrant": str(tmp_path / "qdrant"),
-    }[target]
+        "chroma": lambda: str(tmp_path / ".e5-store" / "chroma"),
+        "milvus": lambda: str(tmp_path / "milvus.db"),
+        "qdrant": lambda: str(tmp_path / "qdrant"),
+        "pgvector": lambda: request.getfixturevalue("pg_dsn"),  # one database: a collection per layout
+    }[target]()
+    collection = f"crash_{layout.replace('-', '_')}" if target == "pgvector" else "crash"
     store_args = [] if target == "chroma" else ["--store", target, "--uri", uri]
-    command = _command(tiny_model_dir, store_args)
+    if target == "pgvector":
+        request.addfinalizer(lambda: _drop(uri, collection, layout))
+    command = _command(tiny_model_dir, [*store_args, "--collection", collection])
 
     _kill_after_first_write([*command, "--layout", layout], tmp_path)
     # the rerun finds the layout in what the killed run wrote
@@ -126,7 +139,7 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
                 "topic 3",
                 *store_args,
                 "--collection",
-                "crash",
+                collection,
                 "--model",
                 str(tiny_model_dir),
                 "--json",
@@ -138,7 +151,12 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     ), capsys.readouterr().err
     assert len(capsys.readouterr().out.splitlines()) == 3
 
-    with open_sink(target, uri, "crash") as sink:
+    with open_sink(target, uri, collection) as sink:
         assert sink.layout.name == layout
         assert sink.count() == N_DOCS
         assert set(sink.fetch_hashes(expected)) == set(expected)
+
+
+def _drop(uri: str, collection: str, layout: str) -> None:
+    with open_sink("pgvector", uri, collection, layout=layout) as sink:
+        sink.drop()
