@@ -13,8 +13,6 @@ C++ Milvus Lite 2.5 server. One ``e5 ingest`` per layout and target serves the r
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -27,8 +25,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from e5_integrations.cli import main
 from e5_integrations.ingest._layout import uuid_id
+from tests.frameworks._common import cli
 from tests.frameworks._readme import readme_snippet
 from tests.stores._milvus_server import milvus_server_uri  # noqa: F401  (a fixture)
 
@@ -73,11 +71,7 @@ def _write_corpus(root: Path, n: int) -> Path:
     return root
 
 
-def _e5(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+_e5 = cli  # ``e5 ARGV`` in-process: (status, stdout, stderr)
 
 
 def _ingest(model: Path, uri: str, collection: str, corpus: Path, *extra: str) -> dict[str, Any]:

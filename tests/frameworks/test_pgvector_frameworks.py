@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,20 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from e5_integrations.cli import main
 from e5_integrations.ingest import CHUNK_ID_KEY
 from e5_integrations.ingest._layout import uuid_id
+from tests.frameworks._common import (
+    APP_TEXTS,
+    LANGS,
+    QUERY,
+    RECORD_3,
+    assert_llama_index_finds_the_hits,
+    corpus,
+    e5_ingest,
+    e5_ingest_status,
+    e5_search,
+    user_fields,
+)
 from tests.frameworks._readme import readme_snippet
 from tests.stores._pg_server import pg_dsn  # noqa: F401  (the session's Postgres)
 
@@ -40,36 +49,23 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::langchain_core._api.deprecation.LangChainPendingDeprecationWarning"),
 ]
 
-LANGS = ("en", "de", "fr")
-QUERY = "How does the ingester keep vector stores in sync?"
-HANDBOOK = " ".join(f"Handbook sentence {i} explains step {i} of running the ingester." for i in range(20))
-APP_TEXTS = [
-    "The app added this note about caching answers.",
-    "A second app note: retries use exponential back-off.",
-    "Third app note on rate limits of the chat model.",
-]
 LAYOUTS = ("langchain", "langchain-legacy", "llama-index")
 
 
-def _record_text(i: int) -> str:
-    return f"Record {i} is about subject {i * 7 % 11} and the vector store number {i}."
+def _store(uri: str) -> list[str]:
+    return ["--uri", str(uri)]
 
 
-RECORD_3 = _record_text(3)
+def _ingest(model: Path, uri: str, collection: str, source: Path, *extra: str) -> dict[str, Any]:
+    return e5_ingest(model, _store(uri), collection, source, *extra)
 
 
-def _corpus(folder: Path, n: int = 24, handbook: bool = True) -> Path:
-    """``n`` one-chunk JSONL records with ``lang`` and ``topic``, plus a several-chunk handbook."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {"id": f"rec-{i}", "text": _record_text(i), "lang": LANGS[i % 3], "topic": f"t{i % 4}"}
-        for i in range(n)
-    ]
-    if handbook:
-        rows.append({"id": "handbook", "text": HANDBOOK, "lang": "en", "topic": "manual"})
-    path = folder / "corpus.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+def _ingest_status(model: Path, uri: str, collection: str, source: Path, *extra: str) -> tuple[int, str, str]:
+    return e5_ingest_status(model, _store(uri), collection, source, *extra)
+
+
+def _search(model: Path, uri: str, collection: str, query: str = QUERY, k: int = 100) -> list[dict[str, Any]]:
+    return e5_search(model, _store(uri), collection, query, k)
 
 
 def _url(dsn: str, driver: str) -> str:
@@ -90,54 +86,11 @@ def _url(dsn: str, driver: str) -> str:
     return f"postgresql+{driver}://{auth}@{host}:{port or 5432}/{db}"
 
 
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def _ingest_status(model: Path, dsn: str, collection: str, source: Path, *extra: str) -> tuple[int, str, str]:
-    return _cli(
-        "ingest", str(source), "--model", str(model), "--no-progress", "--json", "--uri", dsn,
-        "--collection", collection, "--chunk-tokens", "32", *extra,
-    )  # fmt: skip
-
-
-def _ingest(model: Path, dsn: str, collection: str, source: Path, *extra: str) -> dict[str, Any]:
-    code, out, err = _ingest_status(model, dsn, collection, source, *extra)
-    assert code == 0, err
-    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return report
-
-
-def _search(model: Path, dsn: str, collection: str, query: str = QUERY, k: int = 100) -> list[dict[str, Any]]:
-    code, out, err = _cli(
-        "search",
-        query,
-        "--model",
-        str(model),
-        "--uri",
-        dsn,
-        "--collection",
-        collection,
-        "--json",
-        "-k",
-        str(k),
-    )
-    assert code == 0, err
-    return [json.loads(line) for line in out.splitlines()]
-
-
 def _count(dsn: str, collection: str) -> int:
     from e5_integrations.sinks.pgvector import PGVectorSink
 
     with PGVectorSink(dsn, collection) as sink:
         return sink.count()
-
-
-def _user(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metadata.items() if k in ("lang", "topic")}
 
 
 @contextlib.contextmanager
@@ -178,7 +131,7 @@ def _llama_store(dsn: str, collection: str, dim: int) -> Any:
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, pg_dsn: str) -> Iterator[Any]:  # noqa: F811
     """``layout -> (collection, e5 search hits of QUERY over the whole collection)``, ingested once."""
-    source = _corpus(tmp_path_factory.mktemp("pgvector-frameworks") / "corpus")
+    source = corpus(tmp_path_factory.mktemp("pgvector-frameworks") / "corpus")
     made: dict[str, tuple[str, list[dict[str, Any]]]] = {}
 
     def get(layout: str) -> tuple[str, list[dict[str, Any]]]:
@@ -205,7 +158,7 @@ def test_langchain_reads_an_e5_ingest(layout: str, ingested: Any, tiny_model_dir
         for (doc, relevance), hit in zip(found, hits, strict=False):
             assert doc.page_content == hit["text"]
             assert relevance == pytest.approx(hit["score"], abs=1e-4)  # cosine: 1 - distance
-            assert _user(doc.metadata) == _user(hit["metadata"]) and doc.metadata["lang"] in LANGS
+            assert user_fields(doc.metadata) == user_fields(hit["metadata"]) and doc.metadata["lang"] in LANGS
             assert doc.metadata["document_id"] == hit["metadata"]["document_id"]
             if layout == "langchain":
                 assert doc.id == uuid_id(hit["id"])
@@ -221,8 +174,7 @@ def test_llama_index_reads_an_e5_ingest_and_deletes_a_ref_doc(
     pg_dsn: str,  # noqa: F811
 ) -> None:
     from llama_index.core import VectorStoreIndex
-    from llama_index.core.schema import MetadataMode, TextNode
-    from llama_index.core.vector_stores import MetadataFilter, MetadataFilters, VectorStoreQuery
+    from llama_index.core.vector_stores import VectorStoreQuery
 
     from e5_integrations.llama_index import E5MistralEmbedding
     from e5_integrations.sinks.pgvector import PGVectorSink
@@ -231,20 +183,7 @@ def test_llama_index_reads_an_e5_ingest_and_deletes_a_ref_doc(
     embed_model = E5MistralEmbedding(model_name=str(tiny_model_dir))
     store = _llama_store(pg_dsn, collection, 64)
     index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
-    found = index.as_retriever(similarity_top_k=5).retrieve(QUERY)
-    assert [n.node.metadata[CHUNK_ID_KEY] for n in found] == [h["id"] for h in hits[:5]]
-    for scored, hit in zip(found, hits, strict=False):
-        node = scored.node
-        assert isinstance(node, TextNode) and node.text == hit["text"]
-        assert scored.score == pytest.approx(hit["score"], abs=1e-4)
-        assert _user(node.metadata) == _user(hit["metadata"]) and node.metadata["lang"] in LANGS
-        assert node.node_id == uuid_id(hit["id"]) and node.ref_doc_id == hit["metadata"]["document_id"]
-        assert "e5_content_hash" not in node.get_content(metadata_mode=MetadataMode.LLM)
-
-    german = MetadataFilters(filters=[MetadataFilter(key="lang", value="de")])
-    filtered = index.as_retriever(similarity_top_k=100, filters=german).retrieve(QUERY)
-    expected = [h["id"] for h in hits if h["metadata"]["lang"] == "de"]
-    assert [n.node.metadata[CHUNK_ID_KEY] for n in filtered] == expected and len(expected) == 8
+    assert_llama_index_finds_the_hits(index, hits)
     result = store.query(
         VectorStoreQuery(query_embedding=embed_model.get_query_embedding(QUERY), similarity_top_k=3)
     )
@@ -352,7 +291,7 @@ def test_a_framework_made_collection_is_detected_searched_and_kept(
         assert hit["metadata"] == metadata[i]
 
     # e5 ingest without --layout writes the collection's; a re-run embeds 0; another layout: nothing
-    source = _corpus(tmp_path / "corpus")
+    source = corpus(tmp_path / "corpus")
     first = _ingest(tiny_model_dir, pg_dsn, collection, source)
     assert first["layout"] == layout and first["embedded"] == first["chunks"] > 25
     again = _ingest(tiny_model_dir, pg_dsn, collection, source)
@@ -376,7 +315,7 @@ def test_a_framework_made_collection_is_detected_searched_and_kept(
     assert everything["n"] == len(APP_TEXTS) + first["chunks"]
 
     # --prune deletes the chunks of documents that left the sources, never the app's rows
-    smaller = _corpus(tmp_path / "smaller", n=20, handbook=False)
+    smaller = corpus(tmp_path / "smaller", n=20, handbook=False)
     report = _ingest(tiny_model_dir, pg_dsn, collection, smaller, "--prune")
     assert report["pruned"] == first["chunks"] - 20
     assert _count(pg_dsn, collection) == len(APP_TEXTS) + 20
@@ -390,7 +329,7 @@ def test_legacy_collections_share_the_tables_but_not_their_rows(
     """Two langchain-legacy collections of one corpus: their own rows each; dropping one keeps the other."""
     from e5_integrations.sinks.pgvector import PGVectorSink
 
-    source = _corpus(tmp_path / "corpus", n=6, handbook=False)
+    source = corpus(tmp_path / "corpus", n=6, handbook=False)
     for name in ("legacy_a", "legacy_b"):
         assert _ingest(tiny_model_dir, pg_dsn, name, source, "--layout", "langchain-legacy")["embedded"] == 6
     assert _count(pg_dsn, "legacy_a") == _count(pg_dsn, "legacy_b") == 6

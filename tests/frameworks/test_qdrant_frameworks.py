@@ -14,8 +14,6 @@ open the folder in turn; in ``:memory:`` the framework class gets the sink's own
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from e5_integrations.cli import main
 from e5_integrations.ingest import CHUNK_ID_KEY
 from e5_integrations.ingest._layout import uuid_id
+from tests.frameworks._common import (
+    APP_TEXTS,
+    LANGS,
+    QUERY,
+    RECORD_3,
+    assert_llama_index_finds_the_hits,
+    corpus,
+    e5_ingest,
+    e5_ingest_status,
+    e5_search,
+    user_fields,
+)
 from tests.frameworks._readme import readme_snippet
 
 pytestmark = [
@@ -34,75 +43,25 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Payload indexes have no effect in the local Qdrant"),
 ]
 
-LANGS = ("en", "de", "fr")
-QUERY = "How does the ingester keep vector stores in sync?"
-HANDBOOK = " ".join(f"Handbook sentence {i} explains step {i} of running the ingester." for i in range(20))
-#: Texts an app adds with the framework class itself.
-APP_TEXTS = [
-    "The app added this note about caching answers.",
-    "A second app note: retries use exponential back-off.",
-    "Third app note on rate limits of the chat model.",
-]
 
-
-def _record_text(i: int) -> str:
-    return f"Record {i} is about subject {i * 7 % 11} and the vector store number {i}."
-
-
-RECORD_3 = _record_text(3)
-
-
-def _corpus(folder: Path, n: int = 24, handbook: bool = True) -> Path:
-    """``n`` one-chunk JSONL records with ``lang`` and ``topic``, plus a several-chunk handbook."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "id": f"rec-{i}",
-            "text": _record_text(i),
-            "lang": LANGS[i % 3],
-            "topic": f"t{i % 4}",
-        }
-        for i in range(n)
-    ]
-    if handbook:
-        rows.append({"id": "handbook", "text": HANDBOOK, "lang": "en", "topic": "manual"})
-    path = folder / "corpus.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+def _store(uri: Path) -> list[str]:
+    return ["--store", "qdrant", "--uri", str(uri)]
 
 
 def _ingest(model: Path, uri: Path, collection: str, source: Path, *extra: str) -> dict[str, Any]:
-    code, out, err = _ingest_status(model, uri, collection, source, *extra)
-    assert code == 0, err
-    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return report
+    return e5_ingest(model, _store(uri), collection, source, *extra)
 
 
 def _ingest_status(
     model: Path, uri: Path, collection: str, source: Path, *extra: str
 ) -> tuple[int, str, str]:
-    return _cli(
-        "ingest", str(source), "--model", str(model), "--no-progress", "--json", "--store", "qdrant",
-        "--uri", str(uri), "--collection", collection, "--chunk-tokens", "32", *extra,
-    )  # fmt: skip
+    return e5_ingest_status(model, _store(uri), collection, source, *extra)
 
 
 def _search(
     model: Path, uri: Path, collection: str, query: str = QUERY, k: int = 100
 ) -> list[dict[str, Any]]:
-    code, out, err = _cli(
-        "search", query, "--model", str(model), "--store", "qdrant", "--uri", str(uri),
-        "--collection", collection, "--json", "-k", str(k),
-    )  # fmt: skip
-    assert code == 0, err
-    return [json.loads(line) for line in out.splitlines()]
+    return e5_search(model, _store(uri), collection, query, k)
 
 
 def _count(uri: Path, collection: str) -> int:
@@ -126,10 +85,6 @@ def _client(uri: Path) -> Iterator[Any]:
         client.close()
 
 
-def _user(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metadata.items() if k in ("lang", "topic")}
-
-
 # -- e5 ingest --layout ..., read by the framework classes ----------------------------------
 
 
@@ -137,7 +92,7 @@ def _user(metadata: dict[str, Any]) -> dict[str, Any]:
 def ingested(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Any]:
     """``layout -> (folder, e5 search hits of QUERY over the whole collection)``, ingested once."""
     root = tmp_path_factory.mktemp("qdrant-frameworks")
-    source = _corpus(root / "corpus")
+    source = corpus(root / "corpus")
     made: dict[str, tuple[Path, list[dict[str, Any]]]] = {}
 
     def get(layout: str) -> tuple[Path, list[dict[str, Any]]]:
@@ -171,7 +126,7 @@ def test_langchain_reads_an_e5_ingest(ingested: Any, tiny_model_dir: Path) -> No
                 (hit["score"] + 1) / 2, abs=1e-4
             )  # langchain's cosine relevance
             # the user's fields at the top level; the reader adds its own _id and _collection_name
-            assert _user(doc.metadata) == _user(hit["metadata"]) and doc.metadata["lang"] in LANGS
+            assert user_fields(doc.metadata) == user_fields(hit["metadata"]) and doc.metadata["lang"] in LANGS
             assert (doc.metadata["_id"], doc.metadata["_collection_name"]) == (uuid_id(hit["id"]), "kb")
         assert [d.page_content for d in store.similarity_search(QUERY, k=5)] == [h["text"] for h in hits[:5]]
 
@@ -187,8 +142,7 @@ def test_langchain_reads_an_e5_ingest(ingested: Any, tiny_model_dir: Path) -> No
 
 def test_llama_index_reads_an_e5_ingest(ingested: Any, tiny_model_dir: Path) -> None:
     from llama_index.core import VectorStoreIndex
-    from llama_index.core.schema import MetadataMode, TextNode
-    from llama_index.core.vector_stores import MetadataFilter, MetadataFilters, VectorStoreQuery
+    from llama_index.core.vector_stores import VectorStoreQuery
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
     from e5_integrations.llama_index import E5MistralEmbedding
@@ -198,21 +152,7 @@ def test_llama_index_reads_an_e5_ingest(ingested: Any, tiny_model_dir: Path) -> 
     with _client(uri) as client:
         store = QdrantVectorStore(collection_name="kb", client=client)
         index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
-        found = index.as_retriever(similarity_top_k=5).retrieve(QUERY)
-        assert [n.node.metadata[CHUNK_ID_KEY] for n in found] == [h["id"] for h in hits[:5]]
-        for scored, hit in zip(found, hits, strict=False):
-            node = scored.node
-            assert isinstance(node, TextNode) and node.text == hit["text"]
-            assert scored.score == pytest.approx(hit["score"], abs=1e-4)
-            assert _user(node.metadata) == _user(hit["metadata"]) and node.metadata["lang"] in LANGS
-            assert node.node_id == uuid_id(hit["id"]) and node.ref_doc_id == hit["metadata"]["document_id"]
-            # e5's bookkeeping stays out of what the LLM and the embedder see
-            assert "e5_content_hash" not in node.get_content(metadata_mode=MetadataMode.LLM)
-
-        german = MetadataFilters(filters=[MetadataFilter(key="lang", value="de")])
-        filtered = index.as_retriever(similarity_top_k=100, filters=german).retrieve(QUERY)
-        expected = [h["id"] for h in hits if h["metadata"]["lang"] == "de"]
-        assert [n.node.metadata[CHUNK_ID_KEY] for n in filtered] == expected and len(expected) == 8
+        assert_llama_index_finds_the_hits(index, hits)
         query = VectorStoreQuery(query_embedding=embed_model.get_query_embedding(QUERY), similarity_top_k=3)
         result = store.query(query)
         assert result.ids == [uuid_id(h["id"]) for h in hits[:3]]
@@ -230,7 +170,7 @@ def test_llama_index_delete_ref_doc_deletes_exactly_that_documents_chunks(
     from e5_integrations.sinks.qdrant import QdrantSink
 
     with QdrantSink(":memory:", "kb", layout="llama-index") as sink:
-        report = ingest(_corpus(tmp_path), sink, encoder, chunk_tokens=32)
+        report = ingest(corpus(tmp_path), sink, encoder, chunk_tokens=32)
         assert report.layout == "llama-index"
         before = {chunk: document for page in sink.scan() for chunk, document in page}
         handbook = {
@@ -256,7 +196,7 @@ def test_langchain_reads_an_in_memory_ingest_through_the_sinks_client(
     from e5_integrations.sinks.qdrant import QdrantSink
 
     with QdrantSink(":memory:", "kb", layout="langchain") as sink:
-        ingest(_corpus(tmp_path, n=6, handbook=False), sink, encoder, chunk_tokens=32)
+        ingest(corpus(tmp_path, n=6, handbook=False), sink, encoder, chunk_tokens=32)
         query = encoder.encode_queries([QUERY])[0]
         hits = sink.search(query, 3)
         embeddings = E5MistralEmbeddings(model=str(tiny_model_dir), device="cpu", dtype="fp32")
@@ -303,7 +243,7 @@ def _check_the_collection_takes_e5_runs(
 
 
 def _check_prune_keeps_app_rows(model: Path, uri: Path, tmp_path: Path, first: dict[str, Any]) -> None:
-    smaller = _corpus(tmp_path / "smaller", n=20, handbook=False)
+    smaller = corpus(tmp_path / "smaller", n=20, handbook=False)
     report = _ingest(model, uri, "app", smaller, "--prune")
     assert report["pruned"] == first["chunks"] - 20  # the chunks of rec-20 .. rec-23 and the handbook
     assert _count(uri, "app") == len(APP_TEXTS) + 20
@@ -325,7 +265,7 @@ def test_a_langchain_made_collection_is_detected_searched_and_kept(
     made.client.close()
     _check_e5_search_reads_app_rows(tiny_model_dir, uri, encoder, metadata)
 
-    source = _corpus(tmp_path / "corpus")
+    source = corpus(tmp_path / "corpus")
     first = _check_the_collection_takes_e5_runs(tiny_model_dir, uri, source, "langchain", "llama-index")
     with _client(uri) as client:
         store = QdrantVectorStore(client=client, collection_name="app", embedding=embeddings)
@@ -368,7 +308,7 @@ def test_a_llama_index_made_collection_is_detected_searched_and_kept(
     expected = [{**m, "document_id": f"app-doc-{i}"} for i, m in enumerate(metadata)]
     _check_e5_search_reads_app_rows(tiny_model_dir, uri, encoder, expected)
 
-    source = _corpus(tmp_path / "corpus")
+    source = corpus(tmp_path / "corpus")
     first = _check_the_collection_takes_e5_runs(tiny_model_dir, uri, source, "llama-index", "langchain")
     with _client(uri) as client:
         index = VectorStoreIndex.from_vector_store(
