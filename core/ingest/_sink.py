@@ -70,6 +70,8 @@ def e5_document_id(metadata: Any) -> str | None:
         return None
     document_id = metadata.get(DOCUMENT_ID_KEY)
     marked = isinstance(metadata.get(CONTENT_HASH_KEY), str)
+    if document_id == "None" and ("_node_type" in metadata or "_node_content" in metadata):
+        return None  # LlamaIndex's placeholder for a node without a ref doc: no document at all
     return document_id if marked and isinstance(document_id, str) else None
 
 

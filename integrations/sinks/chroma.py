@@ -278,16 +278,6 @@ class ChromaSink(Sink):
             strict=True,
         )
         layout = self.layout
-        if not layout.framework:
-            return [
-                Hit(
-                    id=id_,
-                    score=_cosine_from_distance(space, float(dist)),
-                    text=doc or "",
-                    metadata=_decode_metadata(meta),
-                )
-                for id_, dist, doc, meta in rows
-            ]
         return [
             layout.hit(id_, _cosine_from_distance(space, float(dist)), doc, _decode_metadata(meta))
             for id_, dist, doc, meta in rows
@@ -538,10 +528,7 @@ def _scanned(row_id: str, stored: Mapping[str, Any] | None, framework: bool) -> 
     framework layout (the row id for rows e5 did not write)."""
     meta = stored or {}
     chunk = meta.get(CHUNK_ID_KEY) if framework else None
-    document = e5_document_id(meta)
-    if document == "None" and "_node_content" in meta:
-        document = None  # a LlamaIndex node without a ref doc: never one of e5's documents
-    return (chunk if isinstance(chunk, str) else row_id), document
+    return (chunk if isinstance(chunk, str) else row_id), e5_document_id(meta)
 
 
 def _encode_metadata(metadata: Mapping[str, Any], old_keys: set[str]) -> dict[str, Any] | None:

@@ -394,6 +394,8 @@ class MilvusSink(Sink):
         if layout.framework:
             primary = _FIELDS[layout.family].primary
             output = [primary, CHUNK_ID_KEY, DOCUMENT_ID_KEY, CONTENT_HASH_KEY]
+            if layout.family == "llama-index":
+                output.append("_node_type")  # tells LlamaIndex's "None" ref doc placeholder
         else:
             output = [ID_FIELD, METADATA_FIELD]
         iterator = self._call(

@@ -246,9 +246,11 @@ def test_scan(any_sink: Target) -> None:
     expected.append(("written-by-someone-else", None))
     # LlamaIndex writes a document_id on every node (issue 12): without e5's content hash it is
     # not e5's row, so prune must not see a document id, nor stale-chunk deletion a hash
+    # a chunk without a document id (LlamaIndex stores its placeholder "None" for it) has none
     for id_, metadata in [
         ("doc-1#99", {DOCUMENT_ID_KEY: "doc-1", "ref_doc_id": "doc-1"}),
         ("doc-2#99", {DOCUMENT_ID_KEY: "doc-2", CONTENT_HASH_KEY: 7}),
+        ("no-document#0", {CONTENT_HASH_KEY: "h"}),
     ]:
         rs.append(Record(id_, "a framework's row", metadata, rng.standard_normal(8).astype(np.float32)))
         expected.append((id_, None))
@@ -259,6 +261,7 @@ def test_scan(any_sink: Target) -> None:
     got = [pair for page in pages for pair in page]
     assert sorted(got, key=repr) == sorted(expected, key=repr)  # each record exactly once
     assert sink.fetch_hashes(["doc-1#99", "doc-2#99", "doc-0#0"]) == {"doc-0#0": "h"}
+    assert sink.fetch_hashes(["no-document#0"]) == {"no-document#0": "h"}
 
 
 def test_max_batch_records(any_sink: Target) -> None:

@@ -135,3 +135,15 @@ def test_framework_metadata_does_not_depend_on_key_order(name: str) -> None:
     )
     layout = get_layout(name)
     assert json.dumps(layout.metadata(shuffled)) == json.dumps(layout.metadata(ordered))
+
+
+def test_a_llama_index_node_without_a_ref_doc_has_no_document_id() -> None:
+    """LlamaIndex stores the string "None" as the ref doc id of such a node: prune must not
+    take it for a document that left the sources."""
+    from e5_integrations.ingest._sink import e5_document_id
+
+    orphan = Record("x#0", "t", {CONTENT_HASH_KEY: "h"}, np.ones(4, np.float32))
+    stored = get_layout("llama-index").metadata(orphan)
+    assert stored[DOCUMENT_ID_KEY] == "None"
+    assert e5_document_id(stored) is None
+    assert e5_document_id(get_layout("llama-index").metadata(RECORD)) == "docs/a.txt"
