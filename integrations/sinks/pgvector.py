@@ -410,21 +410,37 @@ class PGVectorSink(Sink):
             if not self._register_vector(conn):
                 raise StoreError(f"table {self.collection!r} exists but the vector extension is missing")
             return
+        table = sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "
+            "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({}) NOT NULL)"
+        ).format(self._table(), sql.Literal(dim))
+        self._create(conn, [(table, ())] + ([(self._index_sql(dim), ())] if dim <= HNSW_MAX_DIM else []))
+        _log.info("created pgvector table %r (vector(%d)) at %s", self.collection, dim, self.uri)
+
+    def _create(self, conn: Any, statements: list[tuple[Any, tuple[Any, ...]]]) -> None:
+        """Run ``statements`` (DDL) in one transaction, after the vector extension exists."""
         with conn.transaction():
             # First runs racing on a fresh database would collide on CREATE EXTENSION and
             # CREATE TABLE (unique violations in the catalogs): take turns.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK_KEY,))
             if not self._register_vector(conn):
                 self._create_extension(conn)
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "
-                    "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({}) NOT NULL)"
-                ).format(self._table(), sql.Literal(dim))
-            )
-            if dim <= HNSW_MAX_DIM:
-                conn.execute(self._index_sql(dim))
-        _log.info("created pgvector table %r (vector(%d)) at %s", self.collection, dim, self.uri)
+            for statement, params in statements:
+                conn.execute(statement, params)
+
+    def _build_index(self, conn: Any, statement: Any) -> None:
+        """Run an index build without the statement timeout, with ``maintenance_work_mem``."""
+        from psycopg import sql
+
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = 0")  # an index build may take long
+            if self._maintenance_work_mem:
+                conn.execute(
+                    sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+                        sql.Literal(self._maintenance_work_mem)
+                    )
+                )
+            conn.execute(statement)
 
     def _create_extension(self, conn: Any) -> None:
         import psycopg
@@ -456,15 +472,7 @@ class PGVectorSink(Sink):
             dim = self._existing_dim(conn)
             if dim is None:
                 return
-            with conn.transaction():
-                conn.execute("SET LOCAL statement_timeout = 0")  # an index build may take long
-                if self._maintenance_work_mem:
-                    conn.execute(
-                        sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
-                            sql.Literal(self._maintenance_work_mem)
-                        )
-                    )
-                conn.execute(self._index_sql(dim))
+            self._build_index(conn, self._index_sql(dim))
             conn.execute(sql.SQL("ANALYZE {}").format(self._table()))
             self._has_bit_index = dim > HNSW_MAX_DIM
 
@@ -858,12 +866,7 @@ class PGVectorSink(Sink):
             if not self._register_vector(conn):
                 raise StoreError(f"table {shape.table!r} exists but the vector extension is missing")
             return
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK_KEY,))
-            if not self._register_vector(conn):
-                self._create_extension(conn)
-            for statement, params in self._fw_create_sql(dim):
-                conn.execute(statement, params)
+        self._create(conn, self._fw_create_sql(dim))
         _log.info(
             "ensured pgvector collection %r in the %s layout at %s",
             self.collection,
@@ -960,15 +963,7 @@ class PGVectorSink(Sink):
             ).format(sql.Identifier(self._fw_index_name()), self._fw_table(), sql.Literal(dim))
             if self.layout.name == "langchain-legacy":
                 bits += sql.SQL(" WHERE {}").format(scope)
-            with conn.transaction():
-                conn.execute("SET LOCAL statement_timeout = 0")  # an index build may take long
-                if self._maintenance_work_mem:
-                    conn.execute(
-                        sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
-                            sql.Literal(self._maintenance_work_mem)
-                        )
-                    )
-                conn.execute(bits)
+            self._build_index(conn, bits)
         conn.execute(sql.SQL("ANALYZE {}").format(self._fw_table()))
         self._has_bit_index = dim > HNSW_MAX_DIM
 
@@ -1171,7 +1166,9 @@ class PGVectorSink(Sink):
                 query = sql.SQL(
                     "SELECT {key} AS e5_key, CASE WHEN jsonb_typeof({m} -> %s) = 'string' THEN {m} ->> %s "
                     "ELSE {id}::text END, CASE WHEN jsonb_typeof({m} -> %s) = 'string' "
-                    "AND jsonb_typeof({m} -> %s) = 'string' THEN {m} ->> %s END "
+                    "AND jsonb_typeof({m} -> %s) = 'string' "
+                    # LlamaIndex's placeholder "None" (a node without a ref doc) is no document
+                    "AND ({m} -> '_node_type' IS NULL OR {m} ->> %s <> 'None') THEN {m} ->> %s END "
                     "FROM {t} WHERE {scope}{after} ORDER BY e5_key LIMIT %s"
                 ).format(
                     key=sql.Identifier(shape.key),
@@ -1183,7 +1180,14 @@ class PGVectorSink(Sink):
                     if after is None
                     else sql.SQL(" AND {} > %s").format(sql.Identifier(shape.key)),
                 )
-                keys = (CHUNK_ID_KEY, CHUNK_ID_KEY, CONTENT_HASH_KEY, DOCUMENT_ID_KEY, DOCUMENT_ID_KEY)
+                keys = (
+                    CHUNK_ID_KEY,
+                    CHUNK_ID_KEY,
+                    CONTENT_HASH_KEY,
+                    DOCUMENT_ID_KEY,
+                    DOCUMENT_ID_KEY,
+                    DOCUMENT_ID_KEY,
+                )
                 params = (*keys, page_size) if after is None else (*keys, after, page_size)
                 return conn.execute(query, params).fetchall()
 
