@@ -224,7 +224,7 @@ def main() -> None:
 
         enc = E5Encoder(str(model_dir), device=str(device), dtype=dtype)
         start = time.perf_counter()
-        ids = enc._tokenize(texts)
+        ids = enc.tokenize(texts)
         results["tokenize_s"] = time.perf_counter() - start
         lengths = [len(row) for row in ids]
         plan = plan_batches(lengths, enc.batch_tokens)

@@ -164,9 +164,13 @@ def load_model(
             return cached
         from transformers import AutoModel
 
+        from e5_integrations._peft import merge_adapter, peft_base_model
+
+        base = peft_base_model(model)  # a LoRA adapter (RepLLaMA) loads its base model first
+        weights = base if base is not None else model
         try:
             try:
-                hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+                hf_model = AutoModel.from_pretrained(weights, dtype=dtype, attn_implementation=attention)
             except ValueError as exc:
                 if not (defaulted and "does not support an attention implementation" in str(exc)):
                     raise
@@ -174,7 +178,7 @@ def load_model(
                 logger.info("%s has no %s attention; using eager", model, attention)
                 attention = "eager"
                 key = (model, str(device), str(dtype), attention)
-                hf_model = AutoModel.from_pretrained(model, dtype=dtype, attn_implementation=attention)
+                hf_model = AutoModel.from_pretrained(weights, dtype=dtype, attn_implementation=attention)
         except (OSError, ValueError, ImportError) as exc:
             raise ModelLoadError(
                 f"could not load model {model!r} ({type(exc).__name__}: {exc}). Expected a Hugging Face "
@@ -182,6 +186,9 @@ def load_model(
                 f"set E5_MODEL or pass {option('model', '/path/to/dir')} "
                 "(download it first where there is no network)"
             ) from exc
+        if base is not None:  # outside the try: a missing peft raises an ImportError naming the extra
+            hf_model = merge_adapter(hf_model, model)
+            logger.info("merged the PEFT adapter %s into %s", model, base)
         hf_model.to(device).eval()
         hf_model.requires_grad_(False)
         loaded = LoadedModel(hf_model, device, dtype, attention)

@@ -9,7 +9,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -22,12 +22,15 @@ from e5_integrations._recipe import Encoded, Recipe, tokenize_for_embedding
 from e5_integrations._tasks import DEFAULT_TASK, Task, resolve_task
 
 __all__ = [
+    "DEFAULT_MAX_LENGTH",
     "DEFAULT_MODEL",
     "DeferredEncoder",
     "E5Encoder",
+    "default_max_length",
     "load_tokenizer",
     "model_dimension",
     "model_name_from_aliases",
+    "model_token_limit",
 ]
 
 logger = logging.getLogger("e5_integrations")
@@ -35,8 +38,13 @@ logger = logging.getLogger("e5_integrations")
 #: Model used when neither ``model=`` nor the ``E5_MODEL`` environment variable is given.
 DEFAULT_MODEL = "intfloat/e5-mistral-7b-instruct"
 
+#: Token limit for a recipe whose reference sets none when the model states none either.
+DEFAULT_MAX_LENGTH = 4096
+
 #: Texts embedded first while the rest is tokenized on a thread (for inputs twice as long).
 HEAD_START_TEXTS = 256
+
+_Rows = TypeVar("_Rows", bound=Sequence[Sequence[int]])
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = (torch.OutOfMemoryError,)
 
@@ -60,15 +68,29 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 def load_tokenizer(model: str) -> Any:
-    """The Hugging Face tokenizer of ``model`` (an id or a local directory).
+    """The tokenizer of ``model`` (an id or a local directory), as the model ships it.
+
+    A model with a ``tokenizer.json`` gets exactly that file (``PreTrainedTokenizerFast``):
+    under transformers 5, ``AutoTokenizer`` rebuilds a Llama or Gemma tokenizer from its
+    vocabulary when ``tokenizer_config.json`` names ``LlamaTokenizer``, and the rebuilt one
+    drops SentencePiece's dummy prefix before a leading space (``" leading space"``:
+    ``[5374, 2764]`` instead of the shipped ``[28705, 5374, 2764]``). A model without one
+    (a bare SentencePiece ``tokenizer.model``) is converted by ``AutoTokenizer``. A PEFT
+    adapter folder without tokenizer files uses its base model's.
 
     Raises:
         ModelLoadError: it cannot be loaded, or has no EOS token (last-token pooling needs one).
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    from e5_integrations._peft import find_model_file, model_files_source
+
+    source = model_files_source(model, "tokenizer")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        if find_model_file(source, "tokenizer.json") is not None:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(
             f"could not load the tokenizer of {model!r} ({type(exc).__name__}: {exc}); expected a "
@@ -79,6 +101,20 @@ def load_tokenizer(model: str) -> Any:
     return tokenizer
 
 
+def _model_config(model: str) -> Any:
+    from transformers import AutoConfig
+
+    from e5_integrations._peft import model_files_source
+
+    try:
+        return AutoConfig.from_pretrained(model_files_source(model, "config"))
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(
+            f"could not read the configuration of {model!r} ({type(exc).__name__}: {exc}); expected a "
+            f"Hugging Face model id or a local model directory; set E5_MODEL or pass {option('model')}"
+        ) from exc
+
+
 def model_dimension(model: str) -> int:
     """The size of ``model``'s vectors (its hidden size), read from its ``config.json``
     without loading the weights.
@@ -86,19 +122,39 @@ def model_dimension(model: str) -> int:
     Raises:
         ModelLoadError: the configuration cannot be read.
     """
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model)
-    except (OSError, ValueError, ImportError) as exc:
-        raise ModelLoadError(
-            f"could not read the configuration of {model!r} ({type(exc).__name__}: {exc}); expected a "
-            f"Hugging Face model id or a local model directory; set E5_MODEL or pass {option('model')}"
-        ) from exc
-    size = getattr(config, "hidden_size", None)
+    size = getattr(_model_config(model), "hidden_size", None)
     if not isinstance(size, int) or size < 1:
         raise ModelLoadError(f"the configuration of {model!r} has no hidden_size; is it a decoder model?")
     return size
+
+
+#: A tokenizer's ``model_max_length`` above this is transformers' "no limit" placeholder.
+_NO_LIMIT = 10**9
+
+
+def model_token_limit(model: str, tokenizer: Any = None) -> int:
+    """The model's own token limit: the smaller of its ``max_position_embeddings`` (or
+    ``n_positions``, ``seq_length``) and its tokenizer's ``model_max_length``, the limit
+    ``truncation=True`` without ``max_length`` applies; :data:`DEFAULT_MAX_LENGTH` when
+    neither states one (ALiBi models such as BLOOM)."""
+    config = _model_config(model)
+    limits = [
+        value
+        for name in ("max_position_embeddings", "n_positions", "seq_length")
+        if isinstance(value := getattr(config, name, None), int) and value > 1
+    ][:1]
+    stated = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    if isinstance(stated, int) and 1 < stated < _NO_LIMIT:
+        limits.append(stated)
+    return min(limits) if limits else DEFAULT_MAX_LENGTH
+
+
+def default_max_length(model: str, recipe: Recipe, tokenizer: Any = None) -> int:
+    """The ``max_length`` an encoder of ``model`` uses when none is given: the recipe's
+    reference default (:attr:`Recipe.max_length`), else the model's own limit."""
+    if recipe.max_length is not None:
+        return recipe.max_length
+    return model_token_limit(model, tokenizer)
 
 
 def model_name_from_aliases(data: Any) -> Any:
@@ -122,8 +178,10 @@ def model_name_from_aliases(data: Any) -> Any:
 
 
 def _check_sizes(max_length: Any, batch_tokens: Any) -> None:
-    if not isinstance(max_length, int) or max_length < 2:
-        raise ConfigurationError(f"max_length must be an int >= 2 (BOS + EOS), got {max_length!r}")
+    if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
+        raise ConfigurationError(
+            f"max_length must be an int >= 2 (BOS + EOS) or None (the recipe's default), got {max_length!r}"
+        )
     if not isinstance(batch_tokens, int) or batch_tokens < 1:
         raise ConfigurationError(f"{option('batch_tokens')} must be a positive int, got {batch_tokens!r}")
 
@@ -154,7 +212,9 @@ class E5Encoder:
             devices to split the batches across (one model replica each).
         dtype: ``"auto"`` (bf16 where supported, else fp16 on GPU; fp32 on CPU), ``"bf16"``,
             ``"fp16"``, ``"fp32"`` or a ``torch.dtype``.
-        max_length: token limit per text, EOS included (4096 for e5-mistral).
+        max_length: token limit per text, special tokens included. Default (``None``): the
+            recipe's reference default (4096 for e5-mistral, 512 for GritLM and LLM2Vec, 8192
+            for Qwen3-Embedding...; see :attr:`Recipe.max_length`), else the model's own limit.
         batch_tokens: padded-token budget per forward pass; halved automatically on CUDA OOM.
         normalize: L2-normalise the vectors.
         show_progress: progress bar; ``None`` shows one for long inputs on a terminal.
@@ -187,7 +247,7 @@ class E5Encoder:
         *,
         device: str | torch.device | Sequence[str | torch.device] | None = None,
         dtype: str | torch.dtype = "auto",
-        max_length: int = 4096,
+        max_length: int | None = None,
         batch_tokens: int = 16384,
         normalize: bool = True,
         show_progress: bool | None = None,
@@ -207,13 +267,19 @@ class E5Encoder:
         self.model_name = _model_name(model)
         self.devices = [b.device for b in backends] if backends is not None else resolve_devices(device)
         self.dtype = resolve_dtype(dtype, self.devices[0])
-        self.max_length = max_length
         self.batch_tokens = batch_tokens
         self.normalize = normalize
         self.show_progress = show_progress
         self.recipe = resolve_recipe(self.model_name, recipe)
         self.tokenizer = load_tokenizer(self.model_name)
-        self.recipe.end_token_id(self.tokenizer)  # a recipe for another tokenizer fails here, not mid-job
+        #: Token limit per input, special tokens included (the recipe's default unless given).
+        self.max_length: int = (
+            max_length
+            if max_length is not None
+            else default_max_length(self.model_name, self.recipe, self.tokenizer)
+        )
+        for side in ("query", "document"):  # a recipe for another tokenizer fails here, not mid-job
+            self.recipe.end_token_id(self.tokenizer, side)
         pad_id = _pad_token_id(self.tokenizer, self.recipe)
         side = padding_side or self.recipe.padding_side or "right"
         if backends is not None:
@@ -310,12 +376,12 @@ class E5Encoder:
             raise ConfigurationError(f"instruction must be a non-empty sentence or None, got {instruction!r}")
         tokenize = self._tokenizer_for(instruction)
         if len(items) < 2 * HEAD_START_TEXTS:
-            return self.encode_token_ids(tokenize(items))
+            return self._encode_parts(len(items), [(0, lambda: self._checked(tokenize(items), 0))])
         # Tokenization never starves the device: the bulk is tokenized on a thread (the
         # Rust tokenizer releases the GIL) while the device embeds a head start.
-        head = tokenize(items[:HEAD_START_TEXTS])
+        head = self._checked(tokenize(items[:HEAD_START_TEXTS]), 0)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-tokenize") as pool:
-            bulk = pool.submit(tokenize, items[HEAD_START_TEXTS:])
+            bulk = pool.submit(lambda: self._checked(tokenize(items[HEAD_START_TEXTS:]), HEAD_START_TEXTS))
             return self._encode_parts(len(items), [(0, lambda: head), (HEAD_START_TEXTS, bulk.result)])
 
     def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> list[list[int]]:
@@ -323,22 +389,48 @@ class E5Encoder:
         with ``instruction``, or its document side when ``instruction`` is ``None``; truncated,
         with the recipe's special tokens. Rows are :class:`~e5_integrations._recipe.Encoded`
         where the recipe pools a span; :meth:`encode_token_ids` embeds them (the server
-        batches requests this way)."""
-        return self._tokenizer_for(instruction)(_check_texts(texts))
+        batches requests this way).
+
+        Raises:
+            InputError: a text leaves the recipe nothing to pool (see :meth:`_checked`).
+        """
+        return self._checked(self._tokenizer_for(instruction)(_check_texts(texts)), 0)
+
+    def _checked(self, rows: _Rows, offset: int) -> _Rows:
+        """``rows``, once each is known to give a vector: a row with no token, or whose pooled
+        span is empty (``""`` under GritLM or LLM2Vec, which pool the text's own tokens only),
+        would pool nothing and come out as a zero vector (NaN in the references), so it is
+        refused, naming the text's index (``offset`` + its position)."""
+        for index, row in enumerate(rows):
+            span = getattr(row, "span", None)
+            if len(row) == 0 or (span is not None and span[0] >= span[1]):
+                raise InputError(
+                    f"texts[{offset + index}] leaves recipe {self.recipe.name!r} no token to pool (an empty "
+                    "or whitespace-only text: the recipe pools the text's own tokens, and the reference "
+                    "gives a NaN vector); drop it or send some text"
+                )
+        return rows
 
     def _tokenizer_for(self, instruction: str | None) -> Callable[[Sequence[str]], list[list[int]]]:
         """Texts → token ids for one side. e5-mistral-like recipes (one string template,
         every token pooled) keep the model card's path: template, then tokenize."""
         recipe = self.recipe
-        template = recipe.query.text if instruction is not None else recipe.document.text
-        if recipe.pools_every_token and isinstance(template, str) and recipe.preprocess is None:
-            if template == "{text}":
-                return self._tokenize
-            if "{bos}" not in template and "{eos}" not in template:
-                return lambda texts: self._tokenize(
-                    [recipe._format(template, t, instruction, None) for t in texts]
-                )
+        side_template = recipe.query if instruction is not None else recipe.document
         side = "query" if instruction is not None else "document"
+        template = side_template.text
+        if recipe.templates_then_tokenize and isinstance(template, str):
+            if template == "{text}":
+                return lambda texts: tokenize_for_embedding(
+                    self.tokenizer, texts, self.max_length, recipe, side
+                )
+            if "{bos}" not in template and "{eos}" not in template:
+                return lambda texts: tokenize_for_embedding(
+                    self.tokenizer,
+                    [recipe._format(template, t, instruction, None) for t in texts],
+                    self.max_length,
+                    recipe,
+                    side,
+                )
 
         def tokenize(texts: Sequence[str]) -> list[list[int]]:
             encoded: list[Encoded] = recipe.tokenize(
@@ -354,15 +446,15 @@ class E5Encoder:
         return [len(row) for row in self._tokenizer_for(None)(_check_texts(texts))]
 
     def encode_token_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Embed sequences already tokenized by :func:`tokenize_for_embedding`.
+        """Embed sequences already tokenized by :meth:`tokenize`.
 
         Sorts by length, packs token-budget batches, spreads them over the devices, backs
         off on out-of-memory, and returns rows in the input order.
-        """
-        return self._encode_parts(len(ids), [(0, lambda: ids)])
 
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        return tokenize_for_embedding(self.tokenizer, texts, self.max_length, self.recipe)
+        Raises:
+            InputError: a row with no token, or an empty pooled span.
+        """
+        return self._encode_parts(len(ids), [(0, lambda: self._checked(ids, 0))])
 
     def _encode_parts(
         self, n: int, parts: Sequence[tuple[int, Callable[[], Sequence[Sequence[int]]]]]
@@ -388,7 +480,23 @@ class E5Encoder:
                         self._run_batch(self._backends[0], ids, batch, rows, state, progress)
                 else:
                     self._run_parallel(ids, batches, rows, state, progress)
+                self._check_vectors(rows, offset)
         return out
+
+    def _check_vectors(self, rows: np.ndarray, offset: int) -> None:
+        """No zero or non-finite vector leaves the encoder silently: stores refuse them or
+        answer NaN cosines. (A half-precision overflow gives NaN; a text whose pooled tokens
+        all have zero states, as a random model's padding embedding does, gives zero.)"""
+        norms = np.linalg.norm(rows, axis=1)
+        bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+        if len(bad):
+            index = int(bad[0])
+            kind = "a zero" if np.isfinite(norms[index]) else "a non-finite"
+            raise InputError(
+                f"texts[{offset + index}] gives {kind} vector under {self.model_name!r} (dtype {self.dtype}, "
+                f"recipe {self.recipe.name!r}){f' and so do {len(bad) - 1} more' if len(bad) > 1 else ''}; "
+                "a zero vector has no direction to compare. Check the text, or try dtype='fp32' for NaNs"
+            )
 
     # -- internals -----------------------------------------------------------------------
 
@@ -498,9 +606,8 @@ class DeferredEncoder:
 
     def __init__(self, model: str | os.PathLike[str] | None = None, **options: Any) -> None:
         self.model_name = _model_name(model)
-        self.max_length: int = options.get("max_length", 4096)
         self.batch_tokens: int = options.get("batch_tokens", 16384)
-        _check_sizes(self.max_length, self.batch_tokens)
+        _check_sizes(options.get("max_length"), self.batch_tokens)
         devices = resolve_devices(options.get("device"))
         resolve_dtype(options.get("dtype", "auto"), devices[0])
         self._options = options
@@ -509,7 +616,25 @@ class DeferredEncoder:
         self._encoder: E5Encoder | None = None
         self._tokenizer: Any = None
         self._dimension: int | None = None
+        self._max_length: int | None = options.get("max_length")
         self._lock = threading.Lock()
+
+    @property
+    def max_length(self) -> int:
+        """Token limit per input: ``max_length=`` if given, else the recipe's default (read
+        from the model's configuration and tokenizer when the recipe leaves it to the model;
+        no weights)."""
+        if self._max_length is None:
+            self._max_length = (
+                self._encoder.max_length
+                if self._encoder is not None
+                else default_max_length(
+                    self.model_name,
+                    self.recipe,
+                    self.tokenizer if self.recipe.max_length is None else None,
+                )
+            )
+        return self._max_length
 
     @property
     def tokenizer(self) -> Any:
@@ -538,7 +663,10 @@ class DeferredEncoder:
         """The encoder, its weights loaded on the first call."""
         with self._lock:
             if self._encoder is None:
-                self._encoder = E5Encoder(self.model_name, **self._options)
+                options = dict(self._options)
+                if self._max_length is not None:
+                    options["max_length"] = self._max_length
+                self._encoder = E5Encoder(self.model_name, **options)
             return self._encoder
 
     def __repr__(self) -> str:

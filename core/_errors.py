@@ -5,7 +5,7 @@
     E5Error
     ├── ConfigurationError (ValueError)      bad argument: device, dtype, max_length, store options
     │   └── UnknownTaskError                 a registered-looking task name that is not registered
-    ├── InputError (TypeError)               an input that is not a string (names the index)
+    ├── InputError (TypeError)               an input that is not a string, or gives no vector (names the index)
     ├── ModelLoadError (OSError)             the model or tokenizer could not be loaded
     ├── OutOfMemoryError (RuntimeError)      one text does not fit on the device even alone
     ├── SourceError (ValueError)             a malformed input file (names file and line)
@@ -121,7 +121,9 @@ class UnknownTaskError(ConfigurationError):
 
 
 class InputError(E5Error, TypeError):
-    """An input item is not a string; the message names its index."""
+    """An input item cannot be embedded: it is not a string, it leaves the recipe no token
+    to pool (``""`` under GritLM), or the model gives it a zero or non-finite vector. The
+    message names its index."""
 
 
 class ModelLoadError(E5Error, OSError):

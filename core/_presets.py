@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from e5_integrations._errors import ConfigurationError
 from e5_integrations._recipe import E5_MISTRAL, Recipe, Template, get_recipe
@@ -32,6 +33,8 @@ MODEL_PRESETS: tuple[tuple[str, str], ...] = (
     (r"jspringer/echo-mistral-7b-instruct-lasttoken", "echo-last"),
     (r"muennighoff/sgpt-[\w.]+-weightedmean-[\w-]*specb[\w-]*", "sgpt"),
     (r"muennighoff/sgpt-[\w.]+-weightedmean-[\w-]*", "sgpt-nobrackets"),
+    (r"castorini/repllama-v1-[\w-]*lora-passage", "repllama"),
+    (r"izhx/udever-bloom-(560m|1b1|3b|7b1)", "udever"),
 )
 
 _ST_POOLING = {
@@ -57,19 +60,23 @@ def recipe_from_sentence_transformers(directory: str | Path) -> Recipe | None:
     ``1_Pooling/config.json``), or ``None`` when the folder has no prompts.
 
     The query prompt is the ``query`` key (else the first key ending in ``query``); a prompt
-    of the form ``Instruct: ...\\nQuery:`` keeps its separator and takes the caller's
+    of the form ``Instruct: ...\nQuery:`` keeps its separator and takes the caller's
     instruction, any other prompt is used as it is. Documents get the ``document`` (or
-    ``passage``, ``text``) prompt, else none. Like sentence-transformers, the tokenizer's own
-    special tokens are used and nothing is appended.
+    ``passage``, ``text``) prompt, else none. As sentence-transformers up to 5.2 runs the
+    model (the version such folders were written with): the tokenizer's own special tokens,
+    nothing appended, the prompt and text stripped together before tokenizing (5.4 and later
+    no longer strip), and ``max_seq_length`` from ``sentence_bert_config.json`` (else the
+    smaller of the model's positions and the tokenizer's ``model_max_length``, as
+    sentence-transformers infers it).
+
+    Raises:
+        ConfigurationError: a config file is not valid JSON, or asks for lower-casing.
     """
     folder = Path(directory)
     config = folder / "config_sentence_transformers.json"
     if not config.is_file():
         return None
-    try:
-        prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts") or {}
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"{config} is not valid JSON ({exc}); fix it or pass recipe=") from exc
+    prompts = _read_json(config).get("prompts") or {}
     if not isinstance(prompts, dict) or not prompts:
         return None
     query_key = (
@@ -83,14 +90,32 @@ def recipe_from_sentence_transformers(directory: str | Path) -> Recipe | None:
     document_prompt = next((str(prompts[k]) for k in ("document", "passage", "text") if k in prompts), "")
     pooling, include_prompt = _st_pooling(folder)
     span = "all" if include_prompt else "after_prompt"
+    settings = folder / "sentence_bert_config.json"
+    transformer = _read_json(settings) if settings.is_file() else {}
+    if transformer.get("do_lower_case"):
+        raise ConfigurationError(
+            f"{settings} asks for lower-cased inputs (do_lower_case), which the sentence-transformers "
+            "recipe does not reproduce; pass recipe= with a Recipe that fits the model"
+        )
+    max_seq_length = transformer.get("max_seq_length")
     return Recipe(
         name="sentence-transformers",
         query_template=Template(query + "{text}", pool_span=span),
         document_template=Template(_escape(document_prompt) + "{text}", pool_span=span),
         pooling=pooling,
         append_eos=False,
-        source=f"{config} (prompts[{query_key!r}])",
+        strip_input=True,
+        max_length=max_seq_length if isinstance(max_seq_length, int) and max_seq_length > 1 else None,
+        source=f"{config} (prompts[{query_key!r}]), as sentence-transformers 5.2 encodes",
     )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{path} is not valid JSON ({exc}); fix it or pass recipe=") from exc
+    return data if isinstance(data, dict) else {}
 
 
 def _escape(prompt: str) -> str:

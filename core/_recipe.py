@@ -131,11 +131,17 @@ class Template:
         pool_span: for a string template, one of :data:`POOL_SPANS`; pieces mark their own.
         brackets: SGPT's "specb" tokens: the first token of each string (tokenized without
             special tokens) is inserted before the sequence and appended after it.
+        end_token: this side's own end token, appended after truncation (UDEVER's ``[EOQ]``
+            and ``[EOD]``); ``None``: the recipe's :attr:`Recipe.end_token`.
+        preprocess: a key of :data:`PREPROCESSORS` applied to this side's texts only, after
+            the recipe's own (RepLLaMA strips passages, not queries).
     """
 
     text: str | tuple[Piece, ...] = "{text}"
     pool_span: str = "all"
     brackets: tuple[str, str] | None = None
+    end_token: str | None = None
+    preprocess: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.text, str):
@@ -164,6 +170,12 @@ class Template:
             raise ConfigurationError(f"pool_span={self.pool_span!r} is not one of {', '.join(POOL_SPANS)}")
         if self.brackets is not None and self.pool_span != "all":
             raise ConfigurationError("brackets need pool_span='all' (the brackets are pooled too)")
+        if self.preprocess is not None and self.preprocess not in PREPROCESSORS:
+            raise ConfigurationError(
+                f"template preprocess={self.preprocess!r} is unknown; valid: {', '.join(PREPROCESSORS)}"
+            )
+        if self.end_token is not None and not isinstance(self.text, str):
+            raise ConfigurationError("end_token is for string templates; pieces hold their own end token")
 
     @property
     def uses_instruction(self) -> bool:
@@ -240,6 +252,15 @@ class Recipe:
             count stops at ``max_length``, as the reference's tokenizer call does.
         pad_token: the padding token for tokenizers that have none (default: EOS).
         source: where the recipe comes from (repository, file, function).
+        max_length: the reference's default token limit per input (special tokens
+            included): what :class:`~e5_integrations.E5Encoder` uses when ``max_length=`` is
+            not given, and so what the chunker of ``e5 ingest`` fits chunks into. ``None``:
+            the reference does not truncate below the model's own limit, taken from the model
+            (:func:`model_token_limit`).
+        strip_input: strip the whole templated input (prompt and text) before tokenizing,
+            as sentence-transformers up to 5.2 does.
+        piece_token_limit: each template piece that holds a placeholder is cut to this many
+            tokens, as Echo's parser cuts each brace piece to its ``max_length``.
     """
 
     name: str
@@ -256,6 +277,9 @@ class Recipe:
     pad_token: str | None = None
     source: str = ""
     text_token_limit: int | None = None
+    max_length: int | None = None
+    strip_input: bool = False
+    piece_token_limit: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -275,9 +299,13 @@ class Recipe:
             )
         if self.end_token is None and self.append_eos:
             object.__setattr__(self, "end_token", "eos")
-        if self.text_token_limit is not None and self.text_token_limit < 1:
+        for limit in ("text_token_limit", "piece_token_limit"):
+            value = getattr(self, limit)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"{limit} must be a positive int or None, got {value!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 2):
             raise ConfigurationError(
-                f"text_token_limit must be a positive int or None, got {self.text_token_limit!r}"
+                f"recipe {self.name!r}: max_length must be an int >= 2 or None, got {self.max_length!r}"
             )
         if self.padding_side not in (None, "left", "right"):
             raise ConfigurationError(
@@ -315,11 +343,40 @@ class Recipe:
         template = self.query.text
         if not isinstance(template, str):
             raise ConfigurationError(f"recipe {self.name!r} tokenizes template pieces; use Recipe.tokenize")
-        return self._format(template, text, instruction, None)
+        return self._format(template, text, instruction, None, self.query)
 
-    def _format(self, template: str, text: str, instruction: str | None, tokenizer: Any) -> str:
+    @property
+    def text_token_cap(self) -> int | None:
+        """The most tokens of one text that reach the model whatever ``max_length`` is
+        (:attr:`text_token_limit`, :attr:`piece_token_limit`), or ``None``: the chunker of
+        ``e5 ingest`` keeps chunks within it, so no chunk is cut short."""
+        caps = [cap for cap in (self.text_token_limit, self.piece_token_limit) if cap is not None]
+        return min(caps) if caps else None
+
+    @property
+    def templates_then_tokenize(self) -> bool:
+        """Both sides are one string template applied to the raw text, then tokenized with the
+        recipe's special tokens and end token, every token pooled: the e5-mistral model card's
+        path (the encoder's fast path)."""
+        return (
+            self.pools_every_token
+            and self.preprocess is None
+            and not self.strip_input
+            and all(t.preprocess is None for t in (self.query, self.document))
+        )
+
+    def _format(
+        self,
+        template: str,
+        text: str,
+        instruction: str | None,
+        tokenizer: Any,
+        side: Template | None = None,
+    ) -> str:
         if self.preprocess is not None:
             text = PREPROCESSORS[self.preprocess](text)
+        if side is not None and side.preprocess is not None:
+            text = PREPROCESSORS[side.preprocess](text)
         if instruction is not None and self.strip_instruction:
             instruction = instruction.strip()
         values = {"text": text, "instruction": instruction or ""}
@@ -328,7 +385,8 @@ class Recipe:
             values["eos"] = tokenizer.eos_token or ""
         elif "{bos}" in template or "{eos}" in template:
             raise ConfigurationError("templates with {bos} or {eos} need the tokenizer; use Recipe.tokenize")
-        return template.format(**values)
+        formatted = template.format(**values)
+        return formatted.strip() if self.strip_input else formatted
 
     def fingerprint(self) -> str:
         """A stable description of everything that shapes the vectors (for content hashes)."""
@@ -377,7 +435,7 @@ class Recipe:
             return [
                 self._tokenize_pieces(tokenizer, template.text, t, instruction, max_length) for t in texts
             ]
-        return self._tokenize_string(tokenizer, template, list(texts), instruction, max_length)
+        return self._tokenize_string(tokenizer, template, side, list(texts), instruction, max_length)
 
     def _trim_words(self, tokenizer: Any, text: str, max_length: int) -> str:
         """Drop words from the end, in proportion to the excess, until the text fits
@@ -398,36 +456,49 @@ class Recipe:
             tokens = count(text)
         return text
 
-    def end_token_id(self, tokenizer: Any) -> int | None:
-        """The id of :attr:`end_token` in ``tokenizer`` (``None`` when nothing is appended).
+    def end_token_for(self, side: str) -> str | None:
+        """The token appended by hand on ``side`` (``"query"``/``"document"``): the side's
+        :attr:`Template.end_token`, else :attr:`end_token`."""
+        template = self.query if side == "query" else self.document
+        return template.end_token if template.end_token is not None else self.end_token
+
+    def end_token_id(self, tokenizer: Any, side: str = "document") -> int | None:
+        """The id of ``side``'s end token in ``tokenizer`` (``None`` when nothing is appended).
 
         Raises:
             ConfigurationError: the tokenizer does not know the token (wrong recipe for the model).
         """
-        if self.end_token is None:
+        token = self.end_token_for(side)
+        if token is None:
             return None
-        if self.end_token == "eos":
+        if token == "eos":
             return int(tokenizer.eos_token_id)
-        token_id = tokenizer.convert_tokens_to_ids(self.end_token)
-        if token_id is None or (token_id == tokenizer.unk_token_id and self.end_token != tokenizer.unk_token):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
             raise ConfigurationError(
-                f"recipe {self.name!r} appends {self.end_token!r}, which the tokenizer does not know; "
+                f"recipe {self.name!r} appends {token!r}, which the tokenizer does not know; "
                 "pick the recipe that matches the model (recipe=...)"
             )
         return int(token_id)
 
     def _tokenize_string(
-        self, tokenizer: Any, template: Template, texts: list[str], instruction: str | None, max_length: int
+        self,
+        tokenizer: Any,
+        template: Template,
+        side: str,
+        texts: list[str],
+        instruction: str | None,
+        max_length: int,
     ) -> list[Encoded]:
         assert isinstance(template.text, str)
-        end_id = self.end_token_id(tokenizer)
+        end_id = self.end_token_id(tokenizer, side)
         room = (1 if end_id is not None else 0) + (2 if template.brackets else 0)
         limit = max_length - room
         if limit < 1:
             raise ConfigurationError(
                 f"max_length={max_length} leaves no room for text in recipe {self.name!r}"
             )
-        formatted = [self._format(template.text, text, instruction, tokenizer) for text in texts]
+        formatted = [self._format(template.text, text, instruction, tokenizer, template) for text in texts]
         encoded = tokenizer(
             formatted,
             max_length=limit,
@@ -446,11 +517,20 @@ class Recipe:
         if template.pool_span == "all":
             return [Encoded(row) for row in rows]
         head, tail = template.text.split("{text}", 1)
+        if template.pool_span == "after_prompt":
+            # The prompt's tokens, special tokens included, less a special token the tokenizer
+            # appends (an EOS ends the text, not the prompt): GritLM's and sentence-transformers'
+            # count, the same wherever the tokenizer appends nothing.
+            prompt_ids = tokenizer(
+                self._format(head, "", instruction, tokenizer), add_special_tokens=self.special_tokens
+            )["input_ids"]
+            prompt_length = len(prompt_ids)
+            if self.special_tokens and prompt_ids and prompt_ids[-1] in set(tokenizer.all_special_ids):
+                prompt_length -= 1
         out = []
         for text, row in zip(texts, rows, strict=False):
             if template.pool_span == "after_prompt":
-                prompt = self._format(head, "", instruction, tokenizer)
-                start = len(tokenizer(prompt, add_special_tokens=self.special_tokens)["input_ids"])
+                start = prompt_length
                 out.append(Encoded(row, (min(start, len(row)), len(row))))
             else:  # text_suffix
                 suffix = self._format("{text}" + tail, text, instruction, tokenizer)
@@ -467,6 +547,11 @@ class Recipe:
             ]
             for p in pieces
         ]
+        if self.piece_token_limit is not None:
+            tokenized = [
+                ids[: self.piece_token_limit] if "{instruction}" in p.text else ids
+                for p, ids in zip(pieces, tokenized, strict=False)
+            ]
         fixed = sum(len(ids) for p, ids in zip(pieces, tokenized, strict=False) if "{text}" not in p.text)
         with_text = sum(1 for p in pieces if "{text}" in p.text)
         budget = max(1, (max_length - fixed) // with_text)
@@ -474,7 +559,7 @@ class Recipe:
         span: list[int] = []
         for piece, piece_ids in zip(pieces, tokenized, strict=False):
             if "{text}" in piece.text:
-                piece_ids = piece_ids[:budget]
+                piece_ids = piece_ids[: min(budget, self.piece_token_limit or budget)]
             if piece.pooled:
                 span = [span[0] if span else len(ids), len(ids) + len(piece_ids)]
             ids.extend(piece_ids)
@@ -486,11 +571,12 @@ E5_MISTRAL = Recipe(
     name="e5-mistral",
     source="intfloat/e5-mistral-7b-instruct model card (last_token_pool, get_detailed_instruct)",
     padding_side="right",
+    max_length=4096,
 )
 
 
 def tokenize_for_embedding(
-    tokenizer: Any, texts: Sequence[str], max_length: int, recipe: Recipe
+    tokenizer: Any, texts: Sequence[str], max_length: int, recipe: Recipe, side: str = "document"
 ) -> list[list[int]]:
     """Token ids per text, for already templated texts (the e5-mistral model card's way).
 
@@ -500,7 +586,7 @@ def tokenize_for_embedding(
     """
     if not texts:
         return []
-    end_id = recipe.end_token_id(tokenizer)
+    end_id = recipe.end_token_id(tokenizer, side)
     limit = max_length - 1 if end_id is not None else max_length
     encoded = tokenizer(
         list(texts),
@@ -548,6 +634,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         append_eos=False,
         padding_side="right",
         source="Muennighoff/sgpt README.md (tokenize_with_specb, get_weightedmean_embedding)",
+        max_length=None,  # README: truncation=True, i.e. the tokenizer's model_max_length
     ),
     Recipe(
         name="sgpt-nobrackets",
@@ -556,6 +643,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         append_eos=False,
         padding_side="right",
         source="Muennighoff/sgpt README.md (get_weightedmean_embedding, symmetric search without specb)",
+        max_length=None,
     ),
     Recipe(
         name="echo",
@@ -567,6 +655,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         padding_side="right",
         pad_token="<unk>",
         source="jakespringer/echo-embeddings echo_embeddings.py (EchoParser, EchoPooling 'mean'), example.py",
+        piece_token_limit=300,  # example.py: EchoParser(..., max_length=300), per brace piece
     ),
     Recipe(
         name="echo-last",
@@ -578,6 +667,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         padding_side="right",
         pad_token="<unk>",
         source="jakespringer/echo-embeddings echo_embeddings.py (EchoParser, EchoPooling 'last')",
+        piece_token_limit=300,
     ),
     Recipe(
         name="prompteol",
@@ -588,6 +678,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         preprocess="prompteol",
         padding_side="left",
         source='kongds/scaling_sentemb evaluation.py (batcher, template \'This_sentence_:_"*sent_0*"_means_in_one_word:"\')',
+        max_length=None,  # batcher(): truncation=False
     ),
     Recipe(
         name="llm2vec",
@@ -600,6 +691,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         text_token_limit=400,
         padding_side="left",
         source="McGill-NLP/llm2vec llm2vec/llm2vec.py (_convert_to_str, tokenize, get_pooling 'mean')",
+        max_length=512,  # LLM2Vec.__init__ / from_pretrained default
     ),
     Recipe(
         name="gritlm",
@@ -610,6 +702,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         causal=False,
         padding_side="right",
         source="ContextualAI/gritlm gritlm/gritlm.py (GritLM.encode, GritLM.pooling 'mean'), README gritlm_instruction",
+        max_length=512,  # GritLM.encode(max_length=512)
     ),
     Recipe(
         name="qwen3-embedding",
@@ -618,6 +711,7 @@ _BUILTIN: tuple[Recipe, ...] = (
         special_tokens=False,
         padding_side="left",
         source="QwenLM/Qwen3-Embedding README.md (get_detailed_instruct, last_token_pool; padding_side='left')",
+        max_length=8192,  # README: max_length = 8192
     ),
     Recipe(
         name="gte-qwen2",
@@ -626,6 +720,41 @@ _BUILTIN: tuple[Recipe, ...] = (
         causal=False,
         padding_side="right",
         source="Alibaba-NLP/gte-Qwen2-7B-instruct model card (last_token_pool) with is_causal=false (vLLM #14609)",
+        max_length=8192,  # model card: max_length = 8192
+    ),
+    Recipe(
+        name="repllama",
+        query_template="query: {text}",
+        document_template=Template("passage: {text}", preprocess="strip"),
+        end_token="eos",
+        padding_side="right",
+        max_length=512,  # Tevatron's RepLLaMA example: --query_max_len 512 --passage_max_len 512
+        source=(
+            "castorini/repllama-v1-7b-lora-passage model card (query: {q}</s>, passage: {title} {text}</s>, "
+            "last token, L2); texttron/tevatron retriever (EncodeDataset, collator: max_len-1 then EOS)"
+        ),
+    ),
+    Recipe(
+        name="udever",
+        query_template=Template("[BOQ]{text}", end_token="[EOQ]"),
+        document_template=Template("[BOD]{text}", end_token="[EOD]"),
+        append_eos=False,
+        padding_side="left",
+        max_length=300,  # encode(..., max_length=300): max_length - 1, then [EOQ]/[EOD]
+        source="izhx/udever-bloom-1b1 model card (encode: [BOQ]/[BOD] + text, [EOQ]/[EOD] appended, last token)",
+    ),
+    Recipe(
+        name="cpt-text",
+        query_template=Template("{text}", brackets=("[", "]")),
+        document_template=Template("{text}", brackets=("{", "}")),
+        append_eos=False,
+        padding_side="right",
+        max_length=None,
+        source=(
+            "Neelakantan et al. 2022, Text and Code Embeddings by Contrastive Pre-Training, sec. 2 "
+            "([ ] around queries, { } around documents, the end delimiter's last-layer state); "
+            "the method on any decoder, no released model"
+        ),
     ),
 )
 

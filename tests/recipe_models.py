@@ -22,6 +22,30 @@ CORPUS = [
 
 ARCHITECTURES = ("mistral", "llama", "gemma2", "qwen2", "qwen3")
 
+#: The ``tokenizer_class`` each architecture's real checkpoints ship in ``tokenizer_config.json``
+#: (Llama-2 and e5-mistral: ``LlamaTokenizer``; Gemma-2: ``GemmaTokenizer``; Qwen2/Qwen3:
+#: ``Qwen2Tokenizer``). Under transformers 5 ``AutoTokenizer`` rebuilds some of these from the
+#: vocabulary instead of reading ``tokenizer.json``; the tiny models ship them too, so every
+#: test loads tokenizers the way real checkpoints make it.
+SHIPPED_TOKENIZER_CLASS = {
+    "mistral": "LlamaTokenizer",
+    "llama": "LlamaTokenizer",
+    "gemma2": "GemmaTokenizer",
+    "qwen2": "Qwen2Tokenizer",
+    "qwen3": "Qwen2Tokenizer",
+    "bloom": "BloomTokenizer",
+}
+
+
+def ship_tokenizer_class(folder: Path, arch: str) -> None:
+    """Write the ``tokenizer_class`` real ``arch`` checkpoints ship into ``folder``."""
+    import json
+
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = SHIPPED_TOKENIZER_CLASS[arch]
+    config_path.write_text(json.dumps(config, indent=2))
+
 
 def _qwen_tokenizer(out: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -87,4 +111,90 @@ def build(arch: str, out: Path, mistral_dir: Path) -> Path:
     finally:
         torch.random.set_rng_state(state)
     model.save_pretrained(out)
+    ship_tokenizer_class(out, arch)
+    return out
+
+
+#: UDEVER's added tokens (izhx/udever-bloom-*: begin/end of query and of document).
+UDEVER_TOKENS = ["[BOQ]", "[EOQ]", "[BOD]", "[EOD]"]
+
+
+def build_bloom(out: Path, udever_tokens: bool = True) -> Path:
+    """A tiny random ``BloomModel`` with a small byte-level BPE shaped like BLOOM's (``<unk>``,
+    ``<s>``, ``</s>``, ``<pad>``, nothing added around a text), plus UDEVER's four added tokens."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import BloomConfig, BloomModel, PreTrainedTokenizerFast
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    if udever_tokens:
+        fast.add_special_tokens({"additional_special_tokens": UDEVER_TOKENS})
+    fast.save_pretrained(out)
+    ship_tokenizer_class(out, "bloom")
+    config = BloomConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(7)
+        BloomModel(config).save_pretrained(out)
+    finally:
+        torch.random.set_rng_state(state)
+    return out
+
+
+def build_lora_adapter(base: Path, out: Path) -> Path:
+    """A random LoRA adapter on the tiny model at ``base`` (RepLLaMA's shape: q/k/v/o and the
+    MLP projections of a Llama model), saved as a PEFT adapter folder whose
+    ``base_model_name_or_path`` is ``base``. Its B matrices are random (PEFT starts them at
+    zero), so merging it changes the vectors."""
+    import warnings
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(11)
+        model = AutoModel.from_pretrained(str(base), dtype=torch.float32)
+        config = LoraConfig(
+            r=4,
+            lora_alpha=16,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        )
+        with warnings.catch_warnings():  # peft 0.21 asks transformers 5 a deprecated question
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = get_peft_model(model, config)
+        with torch.no_grad():
+            for name, parameter in peft_model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(std=0.5)
+        peft_model.save_pretrained(str(out))
+    finally:
+        torch.random.set_rng_state(state)
+    import json
+
+    config_path = out / "adapter_config.json"
+    adapter = json.loads(config_path.read_text())
+    adapter["base_model_name_or_path"] = str(base)
+    config_path.write_text(json.dumps(adapter, indent=2))
     return out

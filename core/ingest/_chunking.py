@@ -100,14 +100,22 @@ def recipe_key(recipe: Any) -> str | None:
     return recipe.fingerprint()
 
 
-def check_chunk_sizes(chunk_tokens: int | None, overlap: int | None, max_length: int) -> tuple[int, int]:
+def check_chunk_sizes(
+    chunk_tokens: int | None, overlap: int | None, max_length: int, text_limit: int | None = None
+) -> tuple[int, int]:
     """``(chunk_tokens, overlap)`` with the defaults filled in, checked against ``max_length``
-    (needs no tokenizer, so a run can check them before loading anything).
+    and the recipe's ``text_limit`` (:attr:`~e5_integrations.Recipe.text_token_cap`: LLM2Vec
+    and Echo cut longer texts whatever ``max_length`` is), so no chunk is cut short. Needs no
+    tokenizer, so a run can check them before loading anything.
 
     Raises:
         ConfigurationError: a size out of range.
     """
     limit = max_length - SPECIAL_TOKEN_ROOM
+    reason = f"a chunk plus BOS and EOS fits the model's max_length={max_length}"
+    if text_limit is not None and text_limit < limit:
+        limit = text_limit
+        reason = f"the recipe embeds at most {text_limit} tokens of a text"
     if chunk_tokens is None:
         chunk_tokens = min(DEFAULT_CHUNK_TOKENS, limit)
     if overlap is None:
@@ -117,8 +125,7 @@ def check_chunk_sizes(chunk_tokens: int | None, overlap: int | None, max_length:
             f"raise max_length or lower {option('chunk_tokens')}", f"lower {option('chunk_tokens')}"
         )
         raise ConfigurationError(
-            f"{option('chunk_tokens', chunk_tokens)}; expected 1..{limit} so a chunk plus BOS and EOS fits "
-            f"the model's max_length={max_length} ({fix})"
+            f"{option('chunk_tokens', chunk_tokens)}; expected 1..{limit} so {reason} ({fix})"
         )
     if not 0 <= overlap < chunk_tokens:
         raise ConfigurationError(
@@ -137,6 +144,7 @@ class Chunker:
         overlap: tokens shared by consecutive chunks; ``0 <= overlap < chunk_tokens``;
             ``None`` → ``min(64, chunk_tokens // 4)``.
         max_length: the encoder's ``max_length``; a chunk plus BOS/EOS must fit in it.
+        text_limit: the most tokens of a text the recipe embeds (``Recipe.text_token_cap``).
 
     Raises:
         ConfigurationError: sizes out of range, or a slow tokenizer without offsets.
@@ -149,8 +157,9 @@ class Chunker:
         overlap: int | None = None,
         *,
         max_length: int = 4096,
+        text_limit: int | None = None,
     ) -> None:
-        chunk_tokens, overlap = check_chunk_sizes(chunk_tokens, overlap, max_length)
+        chunk_tokens, overlap = check_chunk_sizes(chunk_tokens, overlap, max_length, text_limit)
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigurationError(
                 f"chunking needs a fast tokenizer (offset mappings); got {type(tokenizer).__name__}"

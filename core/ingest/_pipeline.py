@@ -537,7 +537,10 @@ def ingest(
         raise ConfigurationError("no sources given; pass files or directories to ingest")
     # Cheapest checks first, the model last: with a DeferredEncoder nothing below loads the
     # weights before the first embedding, so a bad input or store fails in seconds.
-    chunk_tokens, chunk_overlap = check_chunk_sizes(chunk_tokens, chunk_overlap, encoder.max_length)
+    text_limit = getattr(getattr(encoder, "recipe", None), "text_token_cap", None)
+    chunk_tokens, chunk_overlap = check_chunk_sizes(
+        chunk_tokens, chunk_overlap, encoder.max_length, text_limit
+    )
     if group_tokens is None:
         group_tokens = GROUP_BATCHES * encoder.batch_tokens
     if group_tokens < 1:
@@ -554,7 +557,9 @@ def ingest(
     total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
     if total == 0:
         raise SourceError(nothing_to_ingest(paths, report))
-    chunker = Chunker(encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length)
+    chunker = Chunker(
+        encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length, text_limit=text_limit
+    )
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report)
     bar = _Progress(progress, total)

@@ -20,6 +20,8 @@ __all__ = ["TinyModelSpec", "build_tiny_model", "mistral_sentencepiece_path"]
 #: sha256 of the Mistral-7B-v0.1 SentencePiece model (the one e5-mistral-7b-instruct uses).
 MISTRAL_SP_SHA256 = "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055"
 _MARKER = "e5_tiny_model.json"
+#: The tokenizer_config.json class of the real e5-mistral-7b-instruct.
+_SHIPPED_TOKENIZER_CLASS = "LlamaTokenizer"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def build_tiny_model(
     out = Path(directory)
     sp_path = Path(tokenizer_model) if tokenizer_model else mistral_sentencepiece_path()
     sp_sha = _sha256(sp_path)
-    marker = {"spec": asdict(spec), "tokenizer_sha256": sp_sha}
+    marker = {"spec": asdict(spec), "tokenizer_sha256": sp_sha, "tokenizer_class": _SHIPPED_TOKENIZER_CLASS}
     if not overwrite and (out / _MARKER).is_file() and json.loads((out / _MARKER).read_text()) == marker:
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -130,5 +132,12 @@ def build_tiny_model(
     tokenizer.padding_side = "right"
     tokenizer.model_max_length = 32768
     tokenizer.save_pretrained(out)
+    # As intfloat/e5-mistral-7b-instruct ships it: transformers 5 reads LlamaTokenizer from a
+    # Mistral folder's tokenizer.json as it is, but rebuilds it for other architectures (the
+    # encoder loads tokenizer.json as it is either way; tests check both).
+    tokenizer_config = out / "tokenizer_config.json"
+    settings = json.loads(tokenizer_config.read_text())
+    settings["tokenizer_class"] = _SHIPPED_TOKENIZER_CLASS
+    tokenizer_config.write_text(json.dumps(settings, indent=2))
     (out / _MARKER).write_text(json.dumps(marker, indent=2))
     return out

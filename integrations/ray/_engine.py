@@ -203,7 +203,7 @@ def ingest_ray(
     sink_options: Mapping[str, Any] | None = None,
     model: str | os.PathLike[str] | None = None,
     dtype: str = "auto",
-    max_length: int = 4096,
+    max_length: int | None = None,
     batch_tokens: int = 16384,
     attn_implementation: str | None = None,
     chunk_tokens: int | None = None,
@@ -284,9 +284,14 @@ def ingest_ray(
             "postgresql://...) "
             + for_front("or use the local engine (e5_integrations.ingest.ingest)", "or use --engine local")
         )
-    from e5_integrations._encoder import _model_name, model_dimension
+    from e5_integrations._encoder import _model_name, default_max_length, load_tokenizer, model_dimension
+    from e5_integrations._presets import resolve_recipe
 
     model_name = _model_name(model)  # the same default as E5Encoder: $E5_MODEL, else e5-mistral
+    if max_length is None:  # the recipe's default, resolved once here so every worker agrees
+        resolved = resolve_recipe(model_name, recipe)
+        tokenizer = load_tokenizer(model_name) if resolved.max_length is None else None
+        max_length = default_max_length(model_name, resolved, tokenizer)
     spec = EncoderSpec(
         model=model_name,
         dtype=dtype,

@@ -98,6 +98,7 @@ class EncoderSpec:
 
     model: str
     dtype: str = "auto"
+    #: resolved by the driver: ``max_length=``, else the recipe's default (see ``ingest_ray``)
     max_length: int = 4096
     batch_tokens: int = 16384
     attn_implementation: str | None = None
@@ -118,11 +119,14 @@ class EncoderSpec:
         with _lock:
             chunker = _CHUNKERS.get(key)
             if chunker is None:
+                from e5_integrations._presets import resolve_recipe
+
                 chunker = Chunker(
                     load_tokenizer(self.model),
                     self.chunk_tokens,
                     self.chunk_overlap,
                     max_length=self.max_length,
+                    text_limit=resolve_recipe(self.model, self.recipe).text_token_cap,
                 )
                 _CHUNKERS[key] = chunker
             return chunker

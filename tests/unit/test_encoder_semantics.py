@@ -171,7 +171,7 @@ def test_head_start_tokenization_keeps_order_and_values(tiny_model_dir, monkeypa
     rng = np.random.default_rng(1)
     texts = [" ".join(["token"] * int(n)) + f" #{i}" for i, n in enumerate(rng.integers(1, 80, size=50))]
     enc = E5Encoder(str(tiny_model_dir), device="cpu", batch_tokens=512)
-    whole = enc.encode_token_ids(enc._tokenize(texts))
+    whole = enc.encode_token_ids(enc.tokenize(texts))
     monkeypatch.setattr(encoder_module, "HEAD_START_TEXTS", 7)
     parts: list[int] = []
     real = enc._encode_parts

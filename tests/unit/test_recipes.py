@@ -18,7 +18,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from e5_integrations import ConfigurationError, E5Encoder, Piece, Recipe, Template, available_recipes
+from e5_integrations import (
+    ConfigurationError,
+    E5Encoder,
+    InputError,
+    Piece,
+    Recipe,
+    Template,
+    available_recipes,
+)
 from e5_integrations._recipe import E5_MISTRAL, get_recipe
 from tests.recipe_models import ARCHITECTURES, build
 
@@ -45,6 +53,16 @@ def models(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
         if arch != "mistral":
             built[arch] = build(arch, root / arch, Path(tiny_model_dir))
     return built
+
+
+def _shipped_tokenizer(path: Path, **kwargs):
+    """The tokenizer the references ran with. They were written for transformers 4, whose
+    ``AutoTokenizer`` loads a fast tokenizer's ``tokenizer.json`` as it is; transformers 5
+    rebuilds Llama, Gemma and Qwen2 tokenizers from their vocabulary instead (and the tiny
+    models ship the ``tokenizer_class`` the real ones do), so the file is loaded as it is."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(path), **kwargs)
 
 
 def cosine_rows(a, b) -> np.ndarray:
@@ -80,9 +98,7 @@ def _assert_close(ours: np.ndarray, reference, floor: float = 0.99999) -> None:
 
 
 def _sgpt_reference(path: Path, texts: list[str], brackets: tuple[str, str] | None) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = _shipped_tokenizer(path)
     tokenizer.padding_side = "right"
     model = _model(path)
     batch_tokens = tokenizer(texts, padding=False, truncation=True)
@@ -141,11 +157,9 @@ ECHO_TEMPLATES = {
 
 
 def _echo_reference(
-    path: Path, side: str, texts: list[str], strategy: str, prompt: str = TASK
+    path: Path, side: str, texts: list[str], strategy: str, prompt: str = TASK, max_length: int | None = None
 ) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path), add_bos_token=False, add_eos_token=False)
+    tokenizer = _shipped_tokenizer(path, add_bos_token=False, add_eos_token=False)
     tokenizer.padding_side = "right"
     tokenizer.pad_token = "<unk>"
     template = ECHO_TEMPLATES[side]
@@ -172,6 +186,7 @@ def _echo_reference(
                 tokens = tokenizer(piece)["input_ids"]
             else:
                 value, tokens = 0, piece
+            tokens = tokens[:max_length] if max_length is not None else tokens  # per piece
             ids += tokens
             embed += [value] * len(tokens)
         rows.append((ids, embed))
@@ -191,12 +206,14 @@ def _echo_reference(
 
 @pytest.mark.parametrize("name, strategy", [("echo", "mean"), ("echo-last", "last")])
 def test_echo_query_and_document_templates(models, name, strategy):
-    enc = _ours(models["mistral"], name)
+    enc = _ours(models["mistral"], name)  # default settings: example.py's EchoParser(max_length=300)
+    texts = [*TEXTS, LONG]  # LONG's copies are cut at 300 tokens each, as the parser cuts each piece
+    path = models["mistral"]
     _assert_close(
-        enc.encode_queries(TEXTS, task=TASK), _echo_reference(models["mistral"], "query", TEXTS, strategy)
+        enc.encode_queries(texts, task=TASK), _echo_reference(path, "query", texts, strategy, max_length=300)
     )
     _assert_close(
-        enc.encode_documents(TEXTS), _echo_reference(models["mistral"], "document", TEXTS, strategy)
+        enc.encode_documents(texts), _echo_reference(path, "document", texts, strategy, max_length=300)
     )
 
 
@@ -216,9 +233,7 @@ def test_echo_pools_only_the_second_copy(models):
 
 
 def _prompteol_reference(path: Path, sentences: list[str]) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = _shipped_tokenizer(path)
     tokenizer.pad_token_id = 0
     tokenizer.padding_side = "left"
     template = 'This_sentence_:_"*sent_0*"_means_in_one_word:"'
@@ -250,9 +265,7 @@ def test_prompteol(models, arch):
 
 
 def _llm2vec_reference(path: Path, instruction: str, texts: list[str]) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = _shipped_tokenizer(path)
     tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
 
@@ -296,9 +309,9 @@ LONG = " ".join(f"Sentence {i} adds one more detail to a long document about emb
 
 @pytest.mark.parametrize("arch", ["mistral", "llama", "gemma2"])
 def test_llm2vec(models, arch):
-    enc = _ours(models[arch], "llm2vec", max_length=512)  # LLM2Vec's max_length
+    enc = _ours(models[arch], "llm2vec")  # default settings: LLM2Vec's max_length=512
     texts = [*TEXTS, LONG]  # LONG has over 512 tokens: cut at whole words to 400 (doc_max_length)
-    assert len(enc.tokenizer(LONG)["input_ids"]) > 512
+    assert len(enc.tokenizer(LONG)["input_ids"]) > 512 and enc.max_length == 512
     _assert_close(enc.encode_queries(texts, task=TASK + "  "), _llm2vec_reference(models[arch], TASK, texts))
     _assert_close(enc.encode_documents(texts), _llm2vec_reference(models[arch], "", texts))
 
@@ -311,9 +324,7 @@ def _gritlm_instruction(instruction: str) -> str:  # README.md
 
 
 def _gritlm_reference(path: Path, texts: list[str], instruction: str) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side="right")
+    tokenizer = _shipped_tokenizer(path, padding_side="right")
     model = _model(path, bidirectional=True)
     batch = [instruction + s for s in texts]  # embed_eos = ""
     inputs = tokenizer(batch, padding=True, truncation=True, return_tensors="pt", max_length=512)
@@ -329,12 +340,14 @@ def _gritlm_reference(path: Path, texts: list[str], instruction: str) -> torch.T
 
 
 def test_gritlm(models):
-    enc = _ours(models["mistral"], "gritlm")
+    enc = _ours(models["mistral"], "gritlm")  # default settings: GritLM.encode's max_length=512
     path = models["mistral"]
+    texts = [*TEXTS, LONG]  # LONG is cut at 512 tokens by both
+    assert enc.max_length == 512 and len(enc.tokenizer(LONG)["input_ids"]) > 512
     _assert_close(
-        enc.encode_queries(TEXTS, task=TASK), _gritlm_reference(path, TEXTS, _gritlm_instruction(TASK))
+        enc.encode_queries(texts, task=TASK), _gritlm_reference(path, texts, _gritlm_instruction(TASK))
     )
-    _assert_close(enc.encode_documents(TEXTS), _gritlm_reference(path, TEXTS, _gritlm_instruction("")))
+    _assert_close(enc.encode_documents(texts), _gritlm_reference(path, texts, _gritlm_instruction("")))
 
 
 # -- Qwen3-Embedding: QwenLM/Qwen3-Embedding README.md (transformers usage) ---------------
@@ -353,9 +366,7 @@ def _last_token_pool(last_hidden_states: torch.Tensor, attention_mask: torch.Ten
 def _qwen_reference(
     path: Path, input_texts: list[str], padding_side: str, bidirectional: bool
 ) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side=padding_side)
+    tokenizer = _shipped_tokenizer(path, padding_side=padding_side)
     model = _model(path, bidirectional=bidirectional)
     batch_dict = tokenizer(input_texts, padding=True, truncation=True, max_length=8192, return_tensors="pt")
     with torch.no_grad():
@@ -363,12 +374,18 @@ def _qwen_reference(
     return F.normalize(_last_token_pool(outputs.last_hidden_state, batch_dict["attention_mask"]), p=2, dim=1)
 
 
+#: Over 4096 tokens of the tiny Qwen tokenizer, under the README's 8192.
+VERY_LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 500)
+
+
 def test_qwen3_embedding(models):
     path = models["qwen3"]
-    enc = _ours(path, "qwen3-embedding")
-    queries = [f"Instruct: {TASK}\nQuery:{q}" for q in TEXTS]  # get_detailed_instruct: no space
-    _assert_close(enc.encode_queries(TEXTS, task=TASK), _qwen_reference(path, queries, "left", False))
-    _assert_close(enc.encode_documents(TEXTS), _qwen_reference(path, TEXTS, "left", False))
+    enc = _ours(path, "qwen3-embedding")  # default settings: the README's max_length=8192
+    assert enc.max_length == 8192 and 4096 < len(enc.tokenizer(VERY_LONG)["input_ids"]) < 8192
+    texts = [*TEXTS, VERY_LONG]
+    queries = [f"Instruct: {TASK}\nQuery:{q}" for q in texts]  # get_detailed_instruct: no space
+    _assert_close(enc.encode_queries(texts, task=TASK), _qwen_reference(path, queries, "left", False))
+    _assert_close(enc.encode_documents(texts), _qwen_reference(path, texts, "left", False))
     ids = enc.count_tokens(["abc"])
     assert ids == [len(enc.tokenizer("abc")["input_ids"])]  # <|endoftext|> once, not twice
     # the reference pads on the left, and so do we by default; the other side gives the same vectors
@@ -380,11 +397,12 @@ def test_qwen3_embedding(models):
 
 def test_gte_qwen2_is_bidirectional(models):
     path = models["qwen2"]
-    enc = _ours(path, "gte-qwen2")
+    enc = _ours(path, "gte-qwen2")  # default settings: the model card's max_length=8192
     queries = [f"Instruct: {TASK}\nQuery: {q}" for q in TEXTS]
     reference = _qwen_reference(path, queries, "right", True)
     _assert_close(enc.encode_queries(TEXTS, task=TASK), reference)
     _assert_close(enc.encode_documents(TEXTS), _qwen_reference(path, TEXTS, "right", True))
+    _assert_close(enc.encode_documents([VERY_LONG]), _qwen_reference(path, [VERY_LONG], "right", True))
     causal = _qwen_reference(path, queries, "right", False)
     assert cosine_rows(reference, causal).min() < 0.999  # the attention mode matters
 
@@ -469,13 +487,13 @@ def test_recipe_for_another_tokenizer_fails_at_construction(models):
         _ours(models["mistral"], "qwen3-embedding")
 
 
-def test_every_builtin_recipe_runs_and_is_listed(models):
+def test_every_builtin_recipe_runs_and_is_listed(models, bloom_model):
     assert available_recipes() == sorted(available_recipes())
     for name in available_recipes():
         recipe = get_recipe(name)
         assert recipe.source, name
-        arch = "qwen3" if "qwen" in name else "mistral"
-        vectors = _ours(models[arch], name).encode_documents(["one text", "another, longer text here"])
+        folder = bloom_model if name == "udever" else models["qwen3" if "qwen" in name else "mistral"]
+        vectors = _ours(folder, name).encode_documents(["one text", "another, longer text here"])
         assert vectors.shape[0] == 2 and np.isfinite(vectors).all(), name
 
 
@@ -545,3 +563,355 @@ def test_recipe_from_sentence_transformers_prompts(models, tmp_path):
 
     recipe = recipe_from_sentence_transformers(folder)
     assert recipe is not None and recipe.pooling == "mean" and recipe.query.pool_span == "after_prompt"
+
+
+# -- issue 23: each recipe's own default max_length --------------------------------------
+
+REFERENCE_MAX_LENGTH = {
+    # recipe: (reference default, where it comes from)
+    "e5-mistral": 4096,  # model card: max_length = 4096
+    "gritlm": 512,  # GritLM.encode(max_length=512)
+    "llm2vec": 512,  # LLM2Vec(max_length=512)
+    "qwen3-embedding": 8192,  # README: max_length = 8192
+    "gte-qwen2": 8192,  # model card: max_length = 8192
+    "repllama": 512,  # Tevatron RepLLaMA example: --query_max_len / --passage_max_len 512
+    "udever": 300,  # model card: encode(..., max_length=300)
+}
+
+
+def test_each_recipe_carries_its_reference_default_max_length(models):
+    from e5_integrations import DeferredEncoder
+    from e5_integrations.ingest._chunking import check_chunk_sizes
+
+    for name, expected in REFERENCE_MAX_LENGTH.items():
+        assert get_recipe(name).max_length == expected, name
+    mistral = models["mistral"]
+    for name in ("e5-mistral", "gritlm", "llm2vec"):
+        assert _ours(mistral, name).max_length == REFERENCE_MAX_LENGTH[name]
+        deferred = DeferredEncoder(str(mistral), device="cpu", recipe=name)
+        assert deferred.max_length == REFERENCE_MAX_LENGTH[name] and not deferred.loaded
+    # max_length= still overrides, on both encoders
+    assert _ours(mistral, "gritlm", max_length=1024).max_length == 1024
+    assert DeferredEncoder(str(mistral), device="cpu", recipe="gritlm", max_length=1024).max_length == 1024
+    # A reference that truncates at the model's own limit (SGPT's truncation=True, PromptEOL's
+    # none, cpt-text) gets the model's: min(max_position_embeddings, tokenizer model_max_length).
+    for name in ("sgpt", "prompteol", "cpt-text", "echo"):
+        assert get_recipe(name).max_length is None, name
+        assert _ours(mistral, name).max_length == 8192  # the tiny model's positions; tokenizer: 32768
+    # The chunker of e5 ingest fits chunks into the recipe's limit: nothing is cut short.
+    assert check_chunk_sizes(None, None, 512) == (510, 64)
+    assert check_chunk_sizes(None, None, 512, get_recipe("llm2vec").text_token_cap) == (400, 64)
+    assert check_chunk_sizes(None, None, 8192, get_recipe("echo").text_token_cap) == (300, 64)
+    with pytest.raises(ConfigurationError, match="embeds at most 300 tokens"):
+        check_chunk_sizes(512, None, 8192, get_recipe("echo").text_token_cap)
+
+
+def test_ingest_chunks_at_the_recipes_limit(models, tmp_path):
+    """``e5 ingest`` with GritLM chunks a long document into chunks that fit GritLM's 512
+    tokens (it used to fit them into 4096, and the encoder cut them at 512)."""
+    from e5_integrations import DeferredEncoder
+    from e5_integrations.ingest import ingest, open_sink
+
+    pytest.importorskip("chromadb")
+    source = tmp_path / "long.txt"
+    source.write_text(" ".join([LONG] * 4))
+    sink = open_sink("chroma", str(tmp_path / "store"), "docs")
+    encoder = DeferredEncoder(str(models["mistral"]), device="cpu", dtype="fp32", recipe="gritlm")
+    report = ingest([source], sink, encoder, progress=False)
+    hits = sink.search(encoder.encode_queries(["details"])[0], k=100)
+    counts = encoder.count_tokens([hit.text for hit in hits])
+    assert report.chunks == len(hits) > 1 and max(counts) <= encoder.max_length == 512
+    sink.close()
+
+
+# -- issue 23: a folder's sentence-transformers config, as sentence-transformers runs it ----
+
+
+def _save_sentence_transformer(path: Path, out: Path, pooling: str, include_prompt: bool, prompts: dict):
+    """A sentence-transformers model folder written by sentence-transformers itself (5.2, the
+    last release that strips inputs, as the folders on the hub were written for)."""
+    st = pytest.importorskip("sentence_transformers")
+    if not st.__version__.startswith(("5.0", "5.1", "5.2")):
+        pytest.skip(f"the reference is sentence-transformers <= 5.2, found {st.__version__}")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+
+    transformer = st_models.Transformer(str(path), max_seq_length=24)
+    pool = st_models.Pooling(
+        transformer.get_word_embedding_dimension(), pooling_mode=pooling, include_prompt=include_prompt
+    )
+    model = SentenceTransformer(modules=[transformer, pool], prompts=prompts, device="cpu")
+    model.save(str(out))
+    return SentenceTransformer(str(out), device="cpu")
+
+
+ST_TEXTS = [
+    "trailing space ",
+    "trailing space",
+    "  leading and trailing\t",
+    "how much protein should a female eat",
+    LONG,  # over max_seq_length=24: truncated by both
+]
+
+
+@pytest.mark.parametrize(
+    "arch, pooling, include_prompt", [("qwen3", "lasttoken", True), ("mistral", "mean", False)]
+)
+def test_sentence_transformers_folder_is_embedded_as_sentence_transformers_does(
+    models, tmp_path, arch, pooling, include_prompt
+):
+    prompts = {"query": f"Instruct: {TASK}\nQuery:", "document": ""}
+    if not include_prompt:  # a prompt left out of the mean (INSTRUCTOR, GritLM's way)
+        prompts = {"query": "Represent this question for retrieval: ", "document": "Represent this passage: "}
+    folder = tmp_path / "my-embedder"
+    reference = _save_sentence_transformer(models[arch], folder, pooling, include_prompt, prompts)
+    enc = _ours(folder, None)
+    assert enc.recipe.name == "sentence-transformers" and enc.max_length == 24
+    assert enc.recipe.strip_input  # sentence-transformers strips prompt + text before tokenizing
+    expected_q = reference.encode(ST_TEXTS, prompt_name="query", convert_to_numpy=True)
+    expected_d = reference.encode(ST_TEXTS, prompt_name="document", convert_to_numpy=True)
+    _assert_close(enc.encode_queries(ST_TEXTS, task=TASK), expected_q)
+    _assert_close(enc.encode_documents(ST_TEXTS), expected_d)
+    # the issue's repro: a trailing space no longer changes the vector
+    a, b = enc.encode_documents(["trailing space ", "trailing space"])
+    assert float(a @ b) > 0.99999
+    if include_prompt:  # a whitespace-only text strips to "": the prompt alone, as in sentence-transformers
+        expected = reference.encode(["\n"], prompt_name="query")
+        _assert_close(enc.encode_queries(["\n"], task=TASK), expected)
+    else:  # nothing left to pool once the prompt is left out (sentence-transformers: a zero vector)
+        with pytest.raises(InputError, match=r"texts\[1\]"):
+            enc.encode_documents(["ok", "\n"])
+
+
+def test_sentence_transformers_lowercasing_is_refused(models, tmp_path):
+    import json
+
+    folder = _copy_model(models["qwen3"], tmp_path / "lower")
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": "q: "}}))
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 64, "do_lower_case": True})
+    )
+    with pytest.raises(ConfigurationError, match="do_lower_case"):
+        _ours(folder, None)
+
+
+# -- issue 23: no zero or NaN vector from an empty or whitespace-only input -----------------
+
+
+@pytest.mark.parametrize("name", sorted(set(available_recipes()) - {"udever", "repllama"}))
+def test_empty_and_whitespace_inputs_give_a_vector_or_an_error_naming_the_index(models, name):
+    arch = "qwen3" if "qwen" in name else "mistral"
+    enc = _ours(models[arch], name)
+    for texts in (["a text", ""], ["a text", "   "], ["a text", "\n\t"]):
+        for encode in (enc.encode_documents, lambda t: enc.encode_queries(t, task=TASK)):
+            try:
+                vectors = encode(texts)
+            except InputError as exc:  # nothing to pool, or (random tiny Qwen: the pad row) a zero state
+                assert "texts[1]" in str(exc) and name in str(exc)
+                continue
+            assert np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0), (
+                name,
+                texts,
+            )
+
+
+@pytest.mark.parametrize("name", ["gritlm", "llm2vec"])
+def test_an_empty_text_is_refused_where_the_recipe_pools_the_texts_tokens(models, name):
+    """GritLM and LLM2Vec pool the text's own tokens; "" has none (the references give NaN,
+    we used to give a silent zero vector)."""
+    enc = _ours(models["mistral"], name)
+    for call in (
+        lambda: enc.encode_documents(["ok", ""]),
+        lambda: enc.encode_queries(["ok", "fine", ""], task=TASK),
+        lambda: enc.tokenize(["ok", ""]),
+    ):
+        with pytest.raises(InputError, match=r"texts\[\d\].*no token to pool"):
+            call()
+    big = ["text"] * 600 + [""]  # past the head start: the index is still the caller's
+    with pytest.raises(InputError, match=r"texts\[600\]"):
+        enc.encode_documents(big)
+
+
+def test_adapters_refuse_an_empty_text_like_the_encoder(models):
+    pytest.importorskip("langchain_core")
+    from e5_integrations.langchain import E5MistralEmbeddings
+
+    embeddings = E5MistralEmbeddings(
+        model=str(models["mistral"]), device="cpu", dtype="fp32", recipe="gritlm"
+    )
+    with pytest.raises(InputError, match=r"texts\[1\]"):
+        embeddings.embed_documents(["ok", ""])
+
+
+# -- issue 23: tokenizers as shipped, for every architecture ---------------------------------
+
+TOKENIZER_TEXTS = [" leading space", "a  b", "trailing ", "\ttab", "x", "  two", "Query:hello"]
+
+
+@pytest.mark.parametrize("arch", [*ARCHITECTURES, "bloom"])
+def test_tokenizers_load_as_shipped(models, bloom_model, arch):
+    """transformers 5's AutoTokenizer rebuilds a Llama/Gemma tokenizer whose config names
+    LlamaTokenizer (" leading space": [5374, 2764] instead of [28705, 5374, 2764]); ours is the
+    model's tokenizer.json run as it is, and for SentencePiece models raw SentencePiece."""
+    from tokenizers import Tokenizer
+
+    from e5_integrations._encoder import load_tokenizer
+    from tests.recipe_models import SHIPPED_TOKENIZER_CLASS
+
+    folder = bloom_model if arch == "bloom" else models[arch]
+    config = __import__("json").loads((folder / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == SHIPPED_TOKENIZER_CLASS[arch]  # as the real checkpoints ship
+    shipped = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    ours = load_tokenizer(str(folder))
+    for text in TOKENIZER_TEXTS:
+        assert ours(text)["input_ids"] == shipped.encode(text).ids, (arch, text)
+    if (folder / "tokenizer.model").is_file():
+        import sentencepiece
+
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+        for text in (" leading space", "x", "Query:hello"):
+            assert ours(text)["input_ids"] == [sp.bos_id(), *sp.encode(text)], (arch, text)
+    # and the encoder embeds those ids
+    enc = _ours(folder, "udever" if arch == "bloom" else "sgpt-nobrackets")
+    assert enc.tokenizer(" leading space")["input_ids"] == shipped.encode(" leading space").ids
+
+
+# -- issue 23: RepLLaMA, UDEVER and cpt-text ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def bloom_model(tmp_path_factory) -> Path:
+    from tests.recipe_models import build_bloom
+
+    return build_bloom(tmp_path_factory.mktemp("udever") / "udever-bloom-560m")
+
+
+@pytest.fixture(scope="session")
+def repllama_adapter(tmp_path_factory, models) -> Path:
+    pytest.importorskip("peft")
+    from tests.recipe_models import build_lora_adapter
+
+    return build_lora_adapter(
+        models["llama"], tmp_path_factory.mktemp("repllama") / "repllama-v1-7b-lora-passage"
+    )
+
+
+def _repllama_reference(adapter: Path, texts: list[str], side: str) -> torch.Tensor:
+    """The RepLLaMA model card's loop (Tevatron's test.py), one text at a time: the base
+    model with the LoRA merged, ``query: {q}</s>`` / ``passage: {text}</s>`` (no title: the
+    Tevatron encoder's ``passage_prefix + text.strip()``), the last token, L2. Tevatron's
+    collator truncates to ``max_len - 1`` before the ``</s>``; texts here fit 512 but LONG."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    tokenizer = _shipped_tokenizer(Path(base))
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", FutureWarning)
+        model = PeftModel.from_pretrained(AutoModel.from_pretrained(base, dtype=torch.float32), str(adapter))
+    model = model.merge_and_unload().eval()
+    rows = []
+    for text in texts:
+        formatted = f"query: {text}" if side == "query" else f"passage: {text.strip()}"
+        ids = tokenizer(formatted, truncation=True, max_length=511)["input_ids"] + [tokenizer.eos_token_id]
+        if len(ids) < 512:  # the model card's own form, where truncation cannot matter
+            assert ids == tokenizer(formatted + "</s>")["input_ids"]
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([ids])).last_hidden_state
+        rows.append(F.normalize(hidden[0][-1], p=2, dim=0))
+    return torch.stack(rows)
+
+
+def test_repllama_lora_adapter(models, repllama_adapter):
+    enc = _ours(repllama_adapter, None)  # the preset, by the folder's name
+    assert enc.recipe is get_recipe("repllama") and enc.max_length == 512
+    texts = [*TEXTS, LONG, " padded passage  "]
+    _assert_close(enc.encode_queries(texts), _repllama_reference(repllama_adapter, texts, "query"))
+    _assert_close(enc.encode_documents(texts), _repllama_reference(repllama_adapter, texts, "passage"))
+    # the adapter is merged: the base model alone gives other vectors
+    base = _ours(models["llama"], "repllama")
+    assert cosine_rows(base.encode_documents(TEXTS), enc.encode_documents(TEXTS)).min() < 0.99
+
+
+def test_a_peft_adapter_without_peft_names_the_extra(repllama_adapter, monkeypatch):
+    import sys
+
+    from e5_integrations._peft import merge_adapter
+
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ImportError, match=r"e5-integrations\[peft\]"):
+        merge_adapter(object(), str(repllama_adapter))
+
+
+def _udever_reference(path: Path, texts: list[str], is_query: bool, max_length: int = 300) -> torch.Tensor:
+    """izhx/udever-bloom-1b1 model card ``encode``, verbatim but for the model class."""
+    from transformers import BloomModel
+
+    tokenizer = _shipped_tokenizer(path)
+    model = BloomModel.from_pretrained(str(path), dtype=torch.float32).eval()
+    boq, eoq, bod, eod = "[BOQ]", "[EOQ]", "[BOD]", "[EOD]"
+    eoq_id, eod_id = tokenizer.convert_tokens_to_ids([eoq, eod])
+    tokenizer.padding_side = "left"
+    bos = boq if is_query else bod
+    eos_id = eoq_id if is_query else eod_id
+    texts = [bos + t for t in texts]
+    encoding = tokenizer(texts, truncation=True, max_length=max_length - 1, padding=True)
+    for ids, mask in zip(encoding["input_ids"], encoding["attention_mask"], strict=False):
+        ids.append(eos_id)
+        mask.append(1)
+    inputs = tokenizer.pad(encoding, return_tensors="pt")
+    with torch.inference_mode():
+        outputs = model(**inputs)
+        return outputs.last_hidden_state[:, -1]
+
+
+def test_udever(bloom_model):
+    enc = _ours(bloom_model, None)  # the preset, by the folder's name (udever-bloom-560m)
+    assert enc.recipe is get_recipe("udever") and enc.max_length == 300
+    texts = [*TEXTS, LONG]  # LONG: over 300 tokens, cut at 299 before [EOQ]/[EOD]
+    assert len(enc.tokenizer(LONG)["input_ids"]) > 300
+    _assert_close(enc.encode_queries(texts), _udever_reference(bloom_model, texts, True))
+    _assert_close(enc.encode_documents(texts), _udever_reference(bloom_model, texts, False))
+    ids = enc.tokenize(["x"], instruction="ignored")[0]
+    assert enc.tokenizer.convert_ids_to_tokens([ids[0], ids[-1]]) == ["[BOQ]", "[EOQ]"]
+
+
+def _cpt_reference(path: Path, texts: list[str], brackets: tuple[str, str]) -> torch.Tensor:
+    """cpt-text (Neelakantan et al. 2022, sec. 2): the input between two delimiters, the
+    last layer's hidden state at the closing one. Written from the paper; no code was released."""
+    tokenizer = _shipped_tokenizer(path)
+    model = _model(path)
+    opening, closing = (tokenizer(b, add_special_tokens=False)["input_ids"][0] for b in brackets)
+    rows = []
+    for text in texts:
+        ids = [opening, *tokenizer(text)["input_ids"], closing]
+        with torch.no_grad():
+            rows.append(model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral"])
+def test_cpt_text(models, arch):
+    enc = _ours(models[arch], "cpt-text")
+    _assert_close(enc.encode_queries(TEXTS, task=TASK), _cpt_reference(models[arch], TEXTS, ("[", "]")))
+    _assert_close(enc.encode_documents(TEXTS), _cpt_reference(models[arch], TEXTS, ("{", "}")))
+    assert cosine_rows(enc.encode_queries(TEXTS), enc.encode_documents(TEXTS)).min() < 0.9999
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("castorini/repllama-v1-7b-lora-passage", "repllama"),
+        ("castorini/repllama-v1-mrl-7b-lora-passage", "repllama"),
+        ("izhx/udever-bloom-1b1", "udever"),
+        ("izhx/udever-bloom-560m", "udever"),
+        ("izhx/udever-bloom-7b1", "udever"),
+        ("bigscience/bloom-560m", None),
+    ],
+)
+def test_presets_of_the_new_recipes(model, expected):
+    from e5_integrations._presets import preset_for
+
+    assert preset_for(model) == expected

@@ -23,7 +23,7 @@ def test_concurrent_callers_get_their_own_rows_in_shared_passes(encoder) -> None
     requests = [
         [f"caller {i} text {j} " + "word " * ((i * 7 + j) % 13) for j in range(i % 3 + 1)] for i in range(40)
     ]
-    ids = [encoder._tokenize(texts) for texts in requests]
+    ids = [encoder.tokenize(texts) for texts in requests]
 
     async def run() -> list[np.ndarray]:
         return await asyncio.gather(*(batcher.submit(row) for row in ids))
@@ -44,7 +44,7 @@ def test_concurrent_callers_get_their_own_rows_in_shared_passes(encoder) -> None
 def test_queue_bound_raises_overloaded_with_a_retry_delay(encoder) -> None:
     from e5_integrations.server._batcher import Overloaded
 
-    ids = encoder._tokenize(["a text of some length " * 20] * 4)
+    ids = encoder.tokenize(["a text of some length " * 20] * 4)
     tokens = sum(len(row) for row in ids)
     batcher = _batcher(encoder, max_queue_tokens=tokens + 1)
 
@@ -62,7 +62,7 @@ def test_queue_bound_raises_overloaded_with_a_retry_delay(encoder) -> None:
 
 def test_close_embeds_what_is_queued(encoder) -> None:
     batcher = _batcher(encoder)
-    ids = encoder._tokenize(["drain me"] * 3)
+    ids = encoder.tokenize(["drain me"] * 3)
 
     async def run() -> np.ndarray:
         pending = batcher.enqueue(ids)
