@@ -239,7 +239,9 @@ def _add_serve_parser(commands: Any) -> None:
         "--batch-tokens", type=_positive, help="padded tokens per forward pass (default: 16384)"
     )
     serve.add_argument(
-        "--max-length", type=_positive, help="token limit per input, EOS included (default: 4096)"
+        "--max-length",
+        type=_positive,
+        help="token limit per input, special tokens included (default: the recipe's, 4096 for e5-mistral)",
     )
     serve.add_argument(
         "--recipe",
