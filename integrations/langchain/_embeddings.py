@@ -73,8 +73,9 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     """Registered task name (``"NQ"``, ``"STS"`` ...) or a one-sentence instruction; applied to queries,
     and to documents too when the task is symmetric."""
 
-    max_length: int = Field(default=4096, gt=0)
-    """Longest input in tokens, EOS included; longer texts are truncated."""
+    max_length: int | None = Field(default=None, gt=0)
+    """Longest input in tokens, special tokens included; longer texts are truncated. ``None``:
+    the recipe's reference default (4096 for e5-mistral, 512 for GritLM...)."""
 
     batch_tokens: int = Field(default=16384, gt=0)
     """Token budget of one forward pass; the core packs batches up to it."""

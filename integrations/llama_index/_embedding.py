@@ -74,7 +74,12 @@ class E5MistralEmbedding(BaseEmbedding):
         description="Registered task name ('NQ', 'STS' ...) or a one-sentence instruction; applied to "
         "queries, and to texts too when the task is symmetric.",
     )
-    max_length: int = Field(default=4096, description="Longest input in tokens, EOS included.", gt=0)
+    max_length: int | None = Field(
+        default=None,
+        description="Longest input in tokens, special tokens included; None: the recipe's reference "
+        "default (4096 for e5-mistral, 512 for GritLM...).",
+        gt=0,
+    )
     batch_tokens: int = Field(default=16384, description="Token budget of one forward pass.", gt=0)
     show_progress: bool | None = Field(
         default=None, description="Show a progress bar while encoding; None shows one only for large inputs."

@@ -732,15 +732,20 @@ def test_an_empty_text_is_refused_where_the_recipe_pools_the_texts_tokens(models
         enc.encode_documents(big)
 
 
-def test_adapters_refuse_an_empty_text_like_the_encoder(models):
+def test_adapters_take_the_recipes_limits_and_refuse_an_empty_text_like_the_encoder(models):
     pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
     from e5_integrations.langchain import E5MistralEmbeddings
+    from e5_integrations.llama_index import E5MistralEmbedding
 
-    embeddings = E5MistralEmbeddings(
-        model=str(models["mistral"]), device="cpu", dtype="fp32", recipe="gritlm"
-    )
+    options = {"device": "cpu", "dtype": "fp32", "recipe": "gritlm"}
+    langchain = E5MistralEmbeddings(model=str(models["mistral"]), **options)
+    llama = E5MistralEmbedding(model_name=str(models["mistral"]), **options)
+    assert langchain.encoder.max_length == llama.encoder.max_length == 512  # GritLM's, not 4096
     with pytest.raises(InputError, match=r"texts\[1\]"):
-        embeddings.embed_documents(["ok", ""])
+        langchain.embed_documents(["ok", ""])
+    with pytest.raises(InputError, match=r"texts\[1\]"):
+        llama.get_text_embedding_batch(["ok", ""])
 
 
 # -- issue 23: tokenizers as shipped, for every architecture ---------------------------------
