@@ -445,19 +445,29 @@ class E5Encoder:
         tokens included, after truncation)."""
         return [len(row) for row in self._tokenizer_for(None)(_check_texts(texts))]
 
-    def encode_token_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+    def encode_token_ids(self, ids: Sequence[Sequence[int]], *, check_vectors: bool = True) -> np.ndarray:
         """Embed sequences already tokenized by :meth:`tokenize`.
 
         Sorts by length, packs token-budget batches, spreads them over the devices, backs
         off on out-of-memory, and returns rows in the input order.
 
+        Args:
+            ids: the token ids of each input.
+            check_vectors: raise on a zero or non-finite vector; ``False`` leaves the check to
+                a caller that batches several requests and answers each for its own rows
+                (``e5 serve``).
+
         Raises:
-            InputError: a row with no token, or an empty pooled span.
+            InputError: a row with no token, an empty pooled span, or (``check_vectors``) a
+                zero or non-finite vector.
         """
-        return self._encode_parts(len(ids), [(0, lambda: self._checked(ids, 0))])
+        return self._encode_parts(len(ids), [(0, lambda: self._checked(ids, 0))], check_vectors)
 
     def _encode_parts(
-        self, n: int, parts: Sequence[tuple[int, Callable[[], Sequence[Sequence[int]]]]]
+        self,
+        n: int,
+        parts: Sequence[tuple[int, Callable[[], Sequence[Sequence[int]]]]],
+        check_vectors: bool = True,
     ) -> np.ndarray:
         """Embed ``n`` sequences given as parts ``(offset, get_ids)``; each part is sorted
         and batched on its own, and ``get_ids`` is called only when the part's turn comes."""
@@ -480,11 +490,13 @@ class E5Encoder:
                         self._run_batch(self._backends[0], ids, batch, rows, state, progress)
                 else:
                     self._run_parallel(ids, batches, rows, state, progress)
-                self._check_vectors(rows, offset)
+                if check_vectors:
+                    self.check_vectors(rows, offset)
         return out
 
-    def _check_vectors(self, rows: np.ndarray, offset: int) -> None:
-        """No zero or non-finite vector leaves the encoder silently: stores refuse them or
+    def check_vectors(self, rows: np.ndarray, offset: int = 0, label: str = "texts") -> None:
+        """Raise :class:`InputError` naming ``{label}[offset + i]`` for the first zero or
+        non-finite row. No such vector leaves the encoder silently: stores refuse them or
         answer NaN cosines. (A half-precision overflow gives NaN; a text whose pooled tokens
         all have zero states, as a random model's padding embedding does, gives zero.)"""
         norms = np.linalg.norm(rows, axis=1)
@@ -493,7 +505,7 @@ class E5Encoder:
             index = int(bad[0])
             kind = "a zero" if np.isfinite(norms[index]) else "a non-finite"
             raise InputError(
-                f"texts[{offset + index}] gives {kind} vector under {self.model_name!r} (dtype {self.dtype}, "
+                f"{label}[{offset + index}] gives {kind} vector under {self.model_name!r} (dtype {self.dtype}, "
                 f"recipe {self.recipe.name!r}){f' and so do {len(bad) - 1} more' if len(bad) > 1 else ''}; "
                 "a zero vector has no direction to compare. Check the text, or try dtype='fp32' for NaNs"
             )
