@@ -407,7 +407,8 @@ class E5Encoder:
                 raise InputError(
                     f"texts[{offset + index}] leaves recipe {self.recipe.name!r} no token to pool (an empty "
                     "or whitespace-only text: the recipe pools the text's own tokens, and the reference "
-                    "gives a NaN vector); drop it or send some text"
+                    "gives a NaN vector); drop it or send some text",
+                    offset + index,
                 )
         return rows
 
@@ -507,7 +508,8 @@ class E5Encoder:
             raise InputError(
                 f"{label}[{offset + index}] gives {kind} vector under {self.model_name!r} (dtype {self.dtype}, "
                 f"recipe {self.recipe.name!r}){f' and so do {len(bad) - 1} more' if len(bad) > 1 else ''}; "
-                "a zero vector has no direction to compare. Check the text, or try dtype='fp32' for NaNs"
+                "a zero vector has no direction to compare. Check the text, or try dtype='fp32' for NaNs",
+                offset + index,
             )
 
     # -- internals -----------------------------------------------------------------------

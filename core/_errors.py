@@ -123,7 +123,12 @@ class UnknownTaskError(ConfigurationError):
 class InputError(E5Error, TypeError):
     """An input item cannot be embedded: it is not a string, it leaves the recipe no token
     to pool (``""`` under GritLM), or the model gives it a zero or non-finite vector. The
-    message names its index."""
+    message names its index, and so does :attr:`index` where it is known."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        #: The position of the input in the call, where the error is about one input.
+        self.index = index
 
 
 class ModelLoadError(E5Error, OSError):

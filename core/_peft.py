@@ -10,6 +10,7 @@ model card does), so the forward pass is the plain model's.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -22,7 +23,7 @@ __all__ = ["ADAPTER_CONFIG", "find_model_file", "merge_adapter", "model_files_so
 
 #: The file that makes a folder (or hub repository) a PEFT adapter.
 ADAPTER_CONFIG = "adapter_config.json"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")  # a tokenizer_config.json alone is not one
 
 
 def find_model_file(model: str, filename: str) -> str | None:
@@ -44,9 +45,11 @@ def find_model_file(model: str, filename: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
 def peft_base_model(model: str) -> str | None:
     """The base model of a PEFT adapter (its ``base_model_name_or_path``), or ``None`` when
-    ``model`` is not an adapter.
+    ``model`` is not an adapter. Looked up once per process and model (a hub id costs a
+    request to the hub's cache).
 
     Raises:
         ModelLoadError: the adapter's configuration is unreadable or names no base model.
@@ -81,6 +84,7 @@ def merge_adapter(base_model: Any, adapter: str) -> Any:
 
     Raises:
         ImportError: ``peft`` is not installed (the message names the extra).
+        ModelLoadError: the adapter does not fit the base model.
     """
     try:
         from peft import PeftModel
@@ -88,7 +92,14 @@ def merge_adapter(base_model: Any, adapter: str) -> Any:
         raise ImportError(
             f"{adapter!r} is a PEFT adapter; loading it needs peft: pip install 'e5-integrations[peft]'"
         ) from exc
-    with warnings.catch_warnings():
-        # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing``: its noise, not the user's
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        return PeftModel.from_pretrained(base_model, adapter).merge_and_unload()
+    try:
+        with warnings.catch_warnings():
+            # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing``: its noise, not the user's
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            return PeftModel.from_pretrained(base_model, adapter).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"could not merge the PEFT adapter {adapter!r} into {type(base_model).__name__} "
+            f"({type(exc).__name__}: {exc}); check that adapter_config.json names the base model the "
+            "adapter was trained on"
+        ) from exc

@@ -353,6 +353,20 @@ class Recipe:
         caps = [cap for cap in (self.text_token_limit, self.piece_token_limit) if cap is not None]
         return min(caps) if caps else None
 
+    def text_capacity(self, tokenizer: Any, max_length: int) -> int:
+        """The most tokens of one document text that reach the model within ``max_length``:
+        what the document template adds around the text (special tokens, a prompt such as
+        GritLM's ``<|embed|>\n`` or RepLLaMA's ``passage:``, the end token) is measured on an
+        empty text and left out, the rest shared by the text's copies (Echo embeds it twice),
+        and capped by :attr:`text_token_cap`. The chunker of ``e5 ingest`` keeps chunks within
+        it, so no chunk is cut short."""
+        template = self.document.text
+        copies = 1 if isinstance(template, str) else sum("{text}" in piece.text for piece in template)
+        frame = len(self.tokenize(tokenizer, [""], 1 << 30, side="document")[0])
+        capacity = (max_length - frame) // max(1, copies)
+        cap = self.text_token_cap
+        return max(0, capacity if cap is None else min(cap, capacity))
+
     @property
     def templates_then_tokenize(self) -> bool:
         """Both sides are one string template applied to the raw text, then tokenized with the

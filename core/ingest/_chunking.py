@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from e5_integrations._errors import ConfigurationError, for_front, option
 
 __all__ = [
+    "BOUNDARY_SLACK",
     "DEFAULT_CHUNK_OVERLAP",
     "DEFAULT_CHUNK_TOKENS",
     "SPECIAL_TOKEN_ROOM",
@@ -40,6 +41,8 @@ DEFAULT_CHUNK_TOKENS = 512
 DEFAULT_CHUNK_OVERLAP = 64
 #: Tokens the encoder adds around a document (BOS and EOS).
 SPECIAL_TOKEN_ROOM = 2
+#: Tokens a default-size chunk leaves free when the recipe's room binds (see check_chunk_sizes).
+BOUNDARY_SLACK = 2
 
 
 class _FastTokenizer(Protocol):
@@ -104,9 +107,10 @@ def check_chunk_sizes(
     chunk_tokens: int | None, overlap: int | None, max_length: int, text_limit: int | None = None
 ) -> tuple[int, int]:
     """``(chunk_tokens, overlap)`` with the defaults filled in, checked against ``max_length``
-    and the recipe's ``text_limit`` (:attr:`~e5_integrations.Recipe.text_token_cap`: LLM2Vec
-    and Echo cut longer texts whatever ``max_length`` is), so no chunk is cut short. Needs no
-    tokenizer, so a run can check them before loading anything.
+    and the recipe's ``text_limit`` (:meth:`~e5_integrations.Recipe.text_capacity`: what the
+    document template leaves of ``max_length``, and LLM2Vec and Echo cut longer texts whatever
+    ``max_length`` is), so no chunk is cut short. Needs no tokenizer, so a run can check the
+    sizes against ``max_length`` before loading anything, and again once the capacity is known.
 
     Raises:
         ConfigurationError: a size out of range.
@@ -115,9 +119,16 @@ def check_chunk_sizes(
     reason = f"a chunk plus BOS and EOS fits the model's max_length={max_length}"
     if text_limit is not None and text_limit < limit:
         limit = text_limit
-        reason = f"the recipe embeds at most {text_limit} tokens of a text"
+        reason = (
+            f"the recipe embeds at most {text_limit} tokens of a text within max_length={max_length} "
+            "(its document template and special tokens take the rest)"
+        )
     if chunk_tokens is None:
-        chunk_tokens = min(DEFAULT_CHUNK_TOKENS, limit)
+        # A window cut out of a document can take a token more at each end once tokenized on
+        # its own (SentencePiece's dummy prefix, a merge across the cut): the default leaves
+        # room for that where the recipe's room is what binds.
+        slack = BOUNDARY_SLACK if text_limit is not None and text_limit <= DEFAULT_CHUNK_TOKENS else 0
+        chunk_tokens = max(1, min(DEFAULT_CHUNK_TOKENS, limit - slack))
     if overlap is None:
         overlap = min(DEFAULT_CHUNK_OVERLAP, chunk_tokens // 4)
     if not 1 <= chunk_tokens <= limit:
@@ -144,7 +155,7 @@ class Chunker:
         overlap: tokens shared by consecutive chunks; ``0 <= overlap < chunk_tokens``;
             ``None`` → ``min(64, chunk_tokens // 4)``.
         max_length: the encoder's ``max_length``; a chunk plus BOS/EOS must fit in it.
-        text_limit: the most tokens of a text the recipe embeds (``Recipe.text_token_cap``).
+        text_limit: the most tokens of a text the recipe embeds (``Recipe.text_capacity``).
 
     Raises:
         ConfigurationError: sizes out of range, or a slow tokenizer without offsets.

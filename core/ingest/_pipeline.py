@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, SourceError, option
+from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
 from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash, recipe_key
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
@@ -51,12 +51,14 @@ from e5_integrations.ingest._sink import (
     Sink,
 )
 from e5_integrations.ingest._sources import (
+    INVALID,
     SUPPORTED_EXTENSIONS,
     UNSUPPORTED,
     Document,
     DocumentCheck,
     DuplicateIds,
     OnError,
+    SourceProblem,
     iter_documents,
 )
 
@@ -358,13 +360,20 @@ class _Run:
     """Pass 2 of one ingestion run (see the module docs)."""
 
     def __init__(
-        self, sink: Sink, encoder: Embedder, chunker: Chunker, group_tokens: int, report: IngestReport
+        self,
+        sink: Sink,
+        encoder: Embedder,
+        chunker: Chunker,
+        group_tokens: int,
+        report: IngestReport,
+        on_error: OnError = "fail",
     ):
         self.sink = sink
         self.encoder = encoder
         self.chunker = chunker
         self.group_tokens = group_tokens
         self.report = report
+        self.on_error = on_error
         self.dim = encoder.dimension
         self.max_records = max(1, int(sink.max_batch_records(self.dim)))
 
@@ -427,7 +436,7 @@ class _Run:
         self.report.skipped_unchanged += len(group.chunks) - len(todo)
         if not todo:
             return []
-        vectors = np.asarray(self.encoder.encode_documents([chunk.text for chunk in todo]), dtype=np.float32)
+        todo, vectors = self._encode(todo)
         if vectors.shape != (len(todo), self.dim):
             raise RuntimeError(f"encoder returned shape {vectors.shape}, expected {(len(todo), self.dim)}")
         self.report.embedded += len(todo)
@@ -436,6 +445,31 @@ class _Run:
             Record(chunk.id, chunk.text, chunk.metadata, vector)
             for chunk, vector in zip(todo, vectors, strict=True)
         ]
+
+    def _encode(self, todo: list[PendingChunk]) -> tuple[list[PendingChunk], np.ndarray]:
+        """Vectors of ``todo``. A chunk the encoder cannot embed (it gives a zero or NaN
+        vector) stops the run naming its document under ``on_error="fail"``; under ``"skip"``
+        its document's chunks are left out of this call and reported, the rest embedded."""
+        while True:
+            try:
+                texts = [chunk.text for chunk in todo]
+                return todo, np.asarray(self.encoder.encode_documents(texts), dtype=np.float32)
+            except InputError as exc:
+                if exc.index is None or not 0 <= exc.index < len(todo):
+                    raise
+                bad = todo[exc.index]
+                document = str(bad.metadata.get(DOCUMENT_ID_KEY, bad.id))
+                if self.on_error != "skip":
+                    raise SourceError(
+                        f"chunk {bad.id!r} of document {document!r} cannot be embedded: {exc}; "
+                        f"pass {option('on_error', 'skip')} to skip that document and go on"
+                    ) from exc
+                self.report.record_problem(
+                    SourceProblem(INVALID, document, f"chunk {bad.id!r} cannot be embedded: {exc}")
+                )
+                todo = [chunk for chunk in todo if chunk.metadata.get(DOCUMENT_ID_KEY, chunk.id) != document]
+                if not todo:
+                    return [], np.empty((0, self.dim), dtype=np.float32)
 
     def run(self, documents: Iterable[Document], progress: _Progress) -> None:
         """Embed group n while group n-1 is written, group n+1's hashes are fetched and
@@ -537,9 +571,10 @@ def ingest(
         raise ConfigurationError("no sources given; pass files or directories to ingest")
     # Cheapest checks first, the model last: with a DeferredEncoder nothing below loads the
     # weights before the first embedding, so a bad input or store fails in seconds.
-    text_limit = getattr(getattr(encoder, "recipe", None), "text_token_cap", None)
-    chunk_tokens, chunk_overlap = check_chunk_sizes(
-        chunk_tokens, chunk_overlap, encoder.max_length, text_limit
+    recipe = getattr(encoder, "recipe", None)
+    # sizes out of range fail now; the chunker checks them again against the recipe's room
+    check_chunk_sizes(
+        chunk_tokens, chunk_overlap, encoder.max_length, getattr(recipe, "text_token_cap", None)
     )
     if group_tokens is None:
         group_tokens = GROUP_BATCHES * encoder.batch_tokens
@@ -557,11 +592,14 @@ def ingest(
     total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
     if total == 0:
         raise SourceError(nothing_to_ingest(paths, report))
+    # The recipe's room for a chunk (its document template and special tokens left out),
+    # known once the tokenizer is: a chunk size that does not fit fails here, before writing.
+    text_limit = recipe.text_capacity(encoder.tokenizer, encoder.max_length) if recipe is not None else None
     chunker = Chunker(
         encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length, text_limit=text_limit
     )
     sink.ensure_collection(encoder.dimension)
-    run = _Run(sink, encoder, chunker, group_tokens, report)
+    run = _Run(sink, encoder, chunker, group_tokens, report, on_error)
     bar = _Progress(progress, total)
     try:
         documents = iter_documents(

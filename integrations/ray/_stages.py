@@ -62,7 +62,7 @@ logger = logging.getLogger("e5_integrations.ray")
 
 _lock = threading.Lock()
 _SINKS: dict[SinkSpec, Sink] = {}
-_CHUNKERS: dict[tuple[str, int, int | None, int | None], Chunker] = {}
+_CHUNKERS: dict[tuple[str, int, int | None, int | None, str | None], Chunker] = {}
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,21 @@ class EncoderSpec:
         """This worker's chunker (the model's tokenizer, loaded once per process)."""
         from e5_integrations._encoder import load_tokenizer
 
-        key = (self.model, self.max_length, self.chunk_tokens, self.chunk_overlap)
+        key = (self.model, self.max_length, self.chunk_tokens, self.chunk_overlap, self.recipe_key())
         with _lock:
             chunker = _CHUNKERS.get(key)
             if chunker is None:
                 from e5_integrations._presets import resolve_recipe
 
+                tokenizer = load_tokenizer(self.model)
                 chunker = Chunker(
-                    load_tokenizer(self.model),
+                    tokenizer,
                     self.chunk_tokens,
                     self.chunk_overlap,
                     max_length=self.max_length,
-                    text_limit=resolve_recipe(self.model, self.recipe).text_token_cap,
+                    text_limit=resolve_recipe(self.model, self.recipe).text_capacity(
+                        tokenizer, self.max_length
+                    ),
                 )
                 _CHUNKERS[key] = chunker
             return chunker

@@ -600,15 +600,41 @@ def test_each_recipe_carries_its_reference_default_max_length(models):
         assert _ours(mistral, name).max_length == 8192  # the tiny model's positions; tokenizer: 32768
     # The chunker of e5 ingest fits chunks into the recipe's limit: nothing is cut short.
     assert check_chunk_sizes(None, None, 512) == (510, 64)
-    assert check_chunk_sizes(None, None, 512, get_recipe("llm2vec").text_token_cap) == (400, 64)
-    assert check_chunk_sizes(None, None, 8192, get_recipe("echo").text_token_cap) == (300, 64)
+    # (a default-size chunk leaves 2 tokens for the ends of a window tokenized on its own)
+    assert check_chunk_sizes(None, None, 512, get_recipe("llm2vec").text_token_cap) == (398, 64)
+    assert check_chunk_sizes(None, None, 8192, get_recipe("echo").text_token_cap) == (298, 64)
     with pytest.raises(ConfigurationError, match="embeds at most 300 tokens"):
         check_chunk_sizes(512, None, 8192, get_recipe("echo").text_token_cap)
 
 
+def _untruncated(recipe: Recipe, tokenizer, texts: list[str]) -> list[int]:
+    """Model input lengths of ``texts`` as documents, before any truncation."""
+    return [len(row) for row in recipe.tokenize(tokenizer, texts, 1 << 30, side="document")]
+
+
+@pytest.mark.parametrize("name", ["e5-mistral", "gritlm", "repllama", "llm2vec", "echo", "udever"])
+def test_chunks_fit_the_recipe_whole(models, bloom_model, name):
+    """A default-size chunk plus the recipe's document template and special tokens fits the
+    recipe's max_length (GritLM's ``<|embed|>\n`` and RepLLaMA's ``passage:`` used to push
+    full 510-token chunks past 512, and the encoder cut their ends)."""
+    from e5_integrations.ingest._chunking import Chunker
+
+    enc = _ours(bloom_model if name == "udever" else models["mistral"], name)
+    capacity = enc.recipe.text_capacity(enc.tokenizer, enc.max_length)
+    chunker = Chunker(enc.tokenizer, max_length=enc.max_length, text_limit=capacity)
+    chunks = [chunk.text for chunk in chunker.split(" ".join([LONG] * 12))]
+    assert len(chunks) > 1 and chunker.chunk_tokens == (512 if capacity > 512 else capacity - 2)
+    lengths = _untruncated(enc.recipe, enc.tokenizer, chunks)
+    assert max(lengths) <= enc.max_length, (name, max(lengths), enc.max_length)
+    if name == "e5-mistral":
+        assert capacity == 4094  # BOS + EOS: what e5-mistral always had
+    if name == "echo":
+        assert capacity == 300  # the parser's per-piece cut, whatever the model's limit
+
+
 def test_ingest_chunks_at_the_recipes_limit(models, tmp_path):
-    """``e5 ingest`` with GritLM chunks a long document into chunks that fit GritLM's 512
-    tokens (it used to fit them into 4096, and the encoder cut them at 512)."""
+    """``e5 ingest`` with GritLM stores chunks whose whole input fits GritLM's 512 tokens (it
+    used to fit them into 4096, and the encoder cut them at 512)."""
     from e5_integrations import DeferredEncoder
     from e5_integrations.ingest import ingest, open_sink
 
@@ -619,8 +645,8 @@ def test_ingest_chunks_at_the_recipes_limit(models, tmp_path):
     encoder = DeferredEncoder(str(models["mistral"]), device="cpu", dtype="fp32", recipe="gritlm")
     report = ingest([source], sink, encoder, progress=False)
     hits = sink.search(encoder.encode_queries(["details"])[0], k=100)
-    counts = encoder.count_tokens([hit.text for hit in hits])
-    assert report.chunks == len(hits) > 1 and max(counts) <= encoder.max_length == 512
+    lengths = _untruncated(encoder.recipe, encoder.tokenizer, [hit.text for hit in hits])
+    assert report.chunks == len(hits) > 1 and max(lengths) <= encoder.max_length == 512
     sink.close()
 
 
@@ -698,6 +724,11 @@ def test_sentence_transformers_lowercasing_is_refused(models, tmp_path):
 # -- issue 23: no zero or NaN vector from an empty or whitespace-only input -----------------
 
 
+#: Recipes whose reference embeds "" and whitespace-only texts (something besides the text is
+#: pooled: special tokens, a template, delimiters).
+DEFINED_FOR_EMPTY = {"e5-mistral", "sgpt", "sgpt-nobrackets", "prompteol", "echo", "echo-last", "cpt-text"}
+
+
 @pytest.mark.parametrize("name", sorted(set(available_recipes()) - {"udever", "repllama"}))
 def test_empty_and_whitespace_inputs_give_a_vector_or_an_error_naming_the_index(models, name):
     arch = "qwen3" if "qwen" in name else "mistral"
@@ -707,7 +738,9 @@ def test_empty_and_whitespace_inputs_give_a_vector_or_an_error_naming_the_index(
             try:
                 vectors = encode(texts)
             except InputError as exc:  # nothing to pool, or (random tiny Qwen: the pad row) a zero state
-                assert "texts[1]" in str(exc) and name in str(exc)
+                assert "texts[1]" in str(exc) and name in str(exc) and exc.index == 1
+                # the references that define a vector for these get one (e5-mistral: BOS + EOS)
+                assert name not in DEFINED_FOR_EMPTY, (name, texts, str(exc))
                 continue
             assert np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0), (
                 name,
