@@ -305,7 +305,15 @@ class EmbedChunks:
         todo = np.flatnonzero(~batch["unchanged"])  # the summary row of a batch is not embedded
         vectors = np.zeros((len(batch["id"]), self.encoder.dimension), dtype=np.float32)
         if len(todo):
-            vectors[todo] = self.encoder.encode_documents([str(batch["text"][row]) for row in todo])
+            from e5_integrations._errors import InputError, SourceError
+
+            try:
+                vectors[todo] = self.encoder.encode_documents([str(batch["text"][row]) for row in todo])
+            except InputError as exc:  # a zero or NaN vector: name the chunk, not its place in the batch
+                if exc.index is None:
+                    raise
+                chunk = str(batch["id"][todo[exc.index]])
+                raise SourceError(f"chunk {chunk!r} cannot be embedded: {exc}") from exc
         return {**batch, "embedding": vectors}
 
 
