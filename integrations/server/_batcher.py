@@ -1,9 +1,19 @@
-"""Dynamic batching: requests from every client share token-budget forward passes.
+"""Dynamic batching: requests from every client share token-budget forward passes, and short
+requests go first.
 
-Each request arrives as ready token ids. The worker thread takes what is queued (FIFO, a few
-batch budgets at a time), packs all of it with the encoder's own planner
-(:func:`e5_integrations._batching.plan_batches`), runs one forward pass per planned batch and
-hands every request its own rows, in its order, as soon as its last row is done.
+Each request arrives as ready token ids, marked *priority* (a query, or a request under
+``e5 serve --priority-tokens``) or *bulk*. The worker thread packs queued requests with the
+encoder's own planner (:func:`e5_integrations._batching.plan_batches`) and hands every request
+its own rows, in its order, as soon as its last row is done.
+
+Scheduling, decided between forward passes (never inside one):
+
+- priority requests are taken first, a few batch budgets at a time, so a query waits for at
+  most the forward pass already running, not for a bulk request's whole plan;
+- bulk requests are planned a round at a time (FIFO, a few batch budgets) and run one forward
+  pass at a time, so priority work can slip in between two of their passes;
+- no starvation: while bulk work waits, at most ``priority_streak`` priority rounds run in a
+  row before one bulk pass runs, however many queries keep arriving.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +42,11 @@ ROUND_BUDGETS = 4
 #: When requests are being tokenized as a round starts, wait up to this long for them, so
 #: clients that arrive together share a forward pass; a lone request never waits.
 GATHER_WAIT_S = 0.004
+#: Priority rounds that may run in a row while bulk work waits; then one bulk pass runs.
+PRIORITY_STREAK = 4
+
+#: One row of one request: ``(job, index of the row in the job)``.
+_Row = tuple["_Job", int]
 
 
 class Overloaded(Exception):
@@ -52,14 +67,14 @@ class _Job:
     future: asyncio.Future[np.ndarray]
     loop: asyncio.AbstractEventLoop
     enqueued: float
+    priority: bool = False
     out: np.ndarray | None = None
     remaining: int = 0
     failed: bool = False
-    started: bool = field(default=False)
 
 
 class DynamicBatcher:
-    """One GPU worker loop fed by a token-bounded queue.
+    """One GPU worker loop fed by a token-bounded, two-class queue.
 
     Args:
         encoder: a loaded :class:`~e5_integrations.E5Encoder`; its ``batch_tokens`` is the
@@ -67,13 +82,27 @@ class DynamicBatcher:
         max_queue_tokens: tokens accepted and not yet embedded, beyond which :meth:`submit`
             raises :class:`Overloaded`.
         metrics: where queue size, batch sizes and durations are recorded.
+        priority_streak: priority rounds that may run in a row while bulk work waits.
     """
 
-    def __init__(self, encoder: Any, max_queue_tokens: int, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        encoder: Any,
+        max_queue_tokens: int,
+        metrics: ServerMetrics,
+        *,
+        priority_streak: int = PRIORITY_STREAK,
+    ) -> None:
+        if priority_streak < 1:
+            raise ValueError(f"priority_streak must be >= 1, got {priority_streak}")
         self.encoder = encoder
         self.max_queue_tokens = max_queue_tokens
         self.metrics = metrics
-        self._pending: deque[_Job] = deque()
+        self.priority_streak = priority_streak
+        self._priority: deque[_Job] = deque()
+        self._bulk: deque[_Job] = deque()
+        self._planned: deque[list[list[_Row]]] = deque()  # bulk passes planned, not run yet
+        self._streak = 0  # priority rounds run in a row while bulk work waited
         self._cond = threading.Condition()
         self._queued_tokens = 0
         self._incoming = 0  # requests received and being tokenized
@@ -103,17 +132,21 @@ class DynamicBatcher:
             self._incoming -= 1
             self._cond.notify_all()
 
-    async def submit(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+    async def submit(self, ids: Sequence[Sequence[int]], *, priority: bool = False) -> np.ndarray:
         """Embed ``ids`` (sequences built by the recipe) in shared batches; rows in input order.
 
         Raises:
             Overloaded: the queue is full; the caller should answer 429 with ``retry_after``.
             RuntimeError: the batcher is shutting down.
         """
-        return await self.enqueue(ids)
+        return await self.enqueue(ids, priority=priority)
 
-    def enqueue(self, ids: Sequence[Sequence[int]]) -> asyncio.Future[np.ndarray]:
+    def enqueue(self, ids: Sequence[Sequence[int]], *, priority: bool = False) -> asyncio.Future[np.ndarray]:
         """Queue ``ids`` now (from the event loop); the future resolves to their rows.
+
+        Args:
+            ids: the model inputs of one request.
+            priority: run ahead of bulk work (queries and short requests).
 
         Raises:
             Overloaded: the queue is full; the caller should answer 429 with ``retry_after``.
@@ -122,7 +155,9 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         tokens = sum(len(row) for row in ids)
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        job = _Job(ids=ids, tokens=tokens, future=future, loop=loop, enqueued=time.perf_counter())
+        job = _Job(
+            ids=ids, tokens=tokens, future=future, loop=loop, enqueued=time.perf_counter(), priority=priority
+        )
         job.remaining = len(ids)
         with self._cond:
             if self._closing:
@@ -132,7 +167,7 @@ class DynamicBatcher:
             self._queued_tokens += tokens
             self.metrics.queue_tokens.set(self._queued_tokens)
             self.metrics.queue_requests.inc()
-            self._pending.append(job)
+            (self._priority if priority else self._bulk).append(job)
             self._cond.notify()
         return future
 
@@ -145,85 +180,103 @@ class DynamicBatcher:
 
     # -- the worker thread ----------------------------------------------------------------
 
-    def _take_round(self) -> list[_Job] | None:
+    def _has_work(self) -> bool:
+        return bool(self._priority or self._bulk or self._planned)
+
+    def _take(self, queue: deque[_Job]) -> list[_Job]:
+        """The oldest jobs of ``queue``, up to a round's token budget (at least one)."""
         budget = ROUND_BUDGETS * self.encoder.batch_tokens
+        jobs = [queue.popleft()]
+        taken = jobs[0].tokens
+        while queue and taken + queue[0].tokens <= budget:
+            job = queue.popleft()
+            taken += job.tokens
+            jobs.append(job)
+        return jobs
+
+    def _next_passes(self) -> list[list[list[_Row]]] | None:
+        """What to run now, as groups of batches (one group per ``encode_token_ids`` call);
+        ``None`` once closing with nothing left."""
         with self._cond:
-            while not self._pending and not self._closing:
+            while not self._has_work() and not self._closing:
                 self._cond.wait()
-            if not self._pending:
+            if not self._has_work():
                 return None
             deadline = time.perf_counter() + GATHER_WAIT_S
+            budget = ROUND_BUDGETS * self.encoder.batch_tokens
             while self._incoming > 0 and not self._closing and self._queued_tokens < budget:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            jobs = [self._pending.popleft()]
-            taken = jobs[0].tokens
-            while self._pending and taken + self._pending[0].tokens <= budget:
-                job = self._pending.popleft()
-                taken += job.tokens
-                jobs.append(job)
-            return jobs
+            bulk_waiting = bool(self._bulk or self._planned)
+            if self._priority and (not bulk_waiting or self._streak < self.priority_streak):
+                self._streak = self._streak + 1 if bulk_waiting else 0
+                return self._plan(self._take(self._priority))
+            self._streak = 0
+            if not self._planned:
+                self._planned.extend(self._plan(self._take(self._bulk)))
+            return [self._planned.popleft()] if self._planned else []
 
-    def _run(self) -> None:
-        while True:
-            jobs = self._take_round()
-            if jobs is None:
-                return
-            try:
-                self._embed_round(jobs)
-            except BaseException as exc:  # never let the worker die silently
-                logger.exception("embedding round failed")
-                for job in jobs:
-                    self._fail(job, exc)
-
-    def _embed_round(self, jobs: list[_Job]) -> None:
+    def _plan(self, jobs: list[_Job]) -> list[list[list[_Row]]]:
+        """The forward passes of ``jobs``: token-budget batches, grouped one per device."""
         now = time.perf_counter()
-        rows: list[tuple[_Job, int]] = []
+        rows: list[_Row] = []
         for job in jobs:
             self.metrics.queue_duration.observe(now - job.enqueued)
             job.out = np.empty((len(job.ids), self.encoder.dimension), dtype=np.float32)
             if not job.ids:
                 self._finish(job)
             rows.extend((job, i) for i in range(len(job.ids)))
-        lengths = [len(job.ids[i]) for job, i in rows]
-        batches = plan_batches(lengths, self.encoder.batch_tokens)
+        batches = plan_batches([len(job.ids[i]) for job, i in rows], self.encoder.batch_tokens)
         # With several devices, hand the encoder as many planned batches as it has devices:
         # re-planning their union gives the same batches, spread one per device.
         step = max(1, len(getattr(self.encoder, "devices", [None])))
-        for start in range(0, len(batches), step):
-            group = batches[start : start + step]
-            members = [rows[k] for batch in group for k in batch]
-            members = [(job, i) for job, i in members if not job.failed]
-            if not members:
-                continue
-            started = time.perf_counter()
-            try:
-                vectors = self.encoder.encode_token_ids([job.ids[i] for job, i in members])
-            except Exception as exc:
-                for job in {id(job): job for job, _ in members}.values():
-                    self._fail(job, exc)
-                continue
-            elapsed = time.perf_counter() - started
-            padded = sum(max(lengths[k] for k in batch) * len(batch) for batch in group)
-            for batch in group:
-                self.metrics.forward_passes.inc()
-                self.metrics.batch_size.observe(len(batch))
-                self.metrics.batch_tokens.observe(max(lengths[k] for k in batch) * len(batch))
-                self.metrics.inference_duration.observe(elapsed / len(group))
-            self.metrics.embedded_inputs.inc(len(members))
-            if elapsed > 0:
-                rate = padded / elapsed
-                self._tokens_per_s = (
-                    rate if self._tokens_per_s == 0 else 0.8 * self._tokens_per_s + 0.2 * rate
-                )
-            for (job, i), vector in zip(members, vectors, strict=False):
-                assert job.out is not None
-                job.out[i] = vector
-                job.remaining -= 1
-                if job.remaining == 0:
-                    self._finish(job)
+        planned = [[rows[k] for k in batch] for batch in batches]
+        return [planned[start : start + step] for start in range(0, len(planned), step)]
+
+    def _run(self) -> None:
+        while True:
+            passes = self._next_passes()
+            if passes is None:
+                return
+            for group in passes:
+                try:
+                    self._run_group(group)
+                except BaseException as exc:  # never let the worker die silently
+                    logger.exception("embedding pass failed")
+                    for batch in group:
+                        for job, _ in batch:
+                            self._fail(job, exc)
+
+    def _run_group(self, group: list[list[_Row]]) -> None:
+        members = [(job, i) for batch in group for job, i in batch if not job.failed]
+        if not members:
+            return
+        started = time.perf_counter()
+        try:
+            vectors = self.encoder.encode_token_ids([job.ids[i] for job, i in members])
+        except Exception as exc:
+            for job in {id(job): job for job, _ in members}.values():
+                self._fail(job, exc)
+            return
+        elapsed = time.perf_counter() - started
+        widths = [max(len(job.ids[i]) for job, i in batch) * len(batch) for batch in group]
+        for batch, width in zip(group, widths, strict=True):
+            self.metrics.forward_passes.inc()
+            self.metrics.batch_size.observe(len(batch))
+            self.metrics.batch_tokens.observe(width)
+            self.metrics.inference_duration.observe(elapsed / len(group))
+        self.metrics.embedded_inputs.inc(len(members))
+        if elapsed > 0:
+            rate = sum(widths) / elapsed
+            self._tokens_per_s = rate if self._tokens_per_s == 0 else 0.8 * self._tokens_per_s + 0.2 * rate
+        for (job, i), vector in zip(members, vectors, strict=False):
+            assert job.out is not None
+            job.out[i] = vector
+            job.remaining -= 1
+            if job.remaining == 0:
+                self._finish(job)
 
     def _release(self, job: _Job) -> None:
         with self._cond:
