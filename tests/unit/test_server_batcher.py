@@ -4,6 +4,7 @@ share forward passes and each gets exactly its own rows; the queue bound rejects
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -212,3 +213,33 @@ def test_bulk_work_is_not_starved_by_a_stream_of_queries() -> None:
     gaps = [b - a for a, b in zip([-1, *bulk_passes], bulk_passes, strict=False)]
     assert max(gaps) <= 3, encoder.passes  # never more than 2 priority rounds in a row
     assert any(2 in tags for tags in encoder.passes[: bulk_passes[-1]])  # queries did go first
+
+
+def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("prometheus_client")
+    from starlette.testclient import TestClient
+
+    from e5_integrations.server import create_app
+
+    class Broken:
+        """The tiny encoder, with a forward pass that fails (a bug, a device error)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(encoder, name)
+
+        def encode_token_ids(self, rows: object) -> object:
+            raise RuntimeError("secret internals of the failure")
+
+    app = create_app(Broken)
+    with TestClient(app) as client:
+        for _ in range(100):
+            if client.get("/health").status_code == 200:
+                break
+            time.sleep(0.1)
+        answer = client.post("/v1/embeddings", json={"input": ["x"]})
+        assert answer.status_code == 500
+        assert "bug" in answer.json()["error"]["message"] and "secret internals" not in answer.text
+        assert client.get("/health").status_code == 200
+        metrics = client.get("/metrics").text
+    assert 'e5_requests_total{route="/v1/embeddings",status="500"} 1.0' in metrics
