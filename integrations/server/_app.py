@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hmac
 import json
 import logging
@@ -139,8 +140,14 @@ class _State:
         self.tokenizer_files: dict[str, str] = {}
         self.load_error: str | None = None
         self.draining = asyncio.Event()  # set when SIGTERM starts the graceful shutdown
-        # One thread: a Hugging Face fast tokenizer must not be used by two threads at once.
+        # One thread per tokenizer: a Hugging Face fast tokenizer must not be used by two
+        # threads at once. Priority requests (queries, short texts) have a lane of their own,
+        # with a copy of the tokenizer, so they never wait behind a bulk request's tokenizing.
         self.tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-tokenize")
+        self.priority_tokenize_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="e5-tokenize-priority"
+        )
+        self.priority_encoder: Any = None  # the encoder with its own tokenizer copy
 
     def ready(self) -> tuple[Any, DynamicBatcher]:
         if self.encoder is None or self.batcher is None:
@@ -287,10 +294,35 @@ def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
     return out
 
 
+def _tokenizing_twin(encoder: Any) -> Any:
+    """A shallow copy of ``encoder`` with a tokenizer of its own (same model, same recipe),
+    for the priority tokenizing lane; ``None`` when the tokenizer cannot be copied."""
+    try:
+        twin = copy.copy(encoder)
+        twin.tokenizer = copy.deepcopy(encoder.tokenizer)
+    except Exception as exc:  # a tokenizer that cannot be copied: one shared lane
+        logger.warning("no priority tokenizing lane (%s: %s)", type(exc).__name__, exc)
+        return None
+    return twin
+
+
+def _looks_short(items: list[Any], token_ids: bool, priority_tokens: int) -> bool:
+    """Whether a request is likely under ``priority_tokens`` before it is tokenized (about 4
+    characters a token); only the tokenizing lane depends on this guess."""
+    if token_ids:
+        return sum(len(row) for row in items) <= priority_tokens
+    return sum(len(text) for text in items) <= 4 * priority_tokens
+
+
 async def _model_inputs(
-    state: _State, encoder: Any, items: list[Any], token_ids: bool, instruction: str | None
+    state: _State,
+    encoder: Any,
+    items: list[Any],
+    token_ids: bool,
+    instruction: str | None,
+    priority: bool = False,
 ) -> list[list[int]]:
-    """Token ids for the model, built off the event loop."""
+    """Token ids for the model, built off the event loop (in the priority lane if asked)."""
     if token_ids and instruction is not None:
         raise _HTTPError(
             400,
@@ -304,7 +336,10 @@ async def _model_inputs(
             return _ids_from_tokens(encoder, items)
         return list(encoder.tokenize(items, instruction))
 
-    ids = await asyncio.get_running_loop().run_in_executor(state.tokenize_pool, build)
+    pool = state.tokenize_pool
+    if priority and state.priority_encoder is not None:
+        encoder, pool = state.priority_encoder, state.priority_tokenize_pool
+    ids = await asyncio.get_running_loop().run_in_executor(pool, build)
     state.metrics.tokenize_duration.observe(time.perf_counter() - started)
     return ids
 
@@ -402,6 +437,7 @@ def create_app(
         try:
             encoder = encoder_factory()
             state.tokenizer_files = _tokenizer_files(encoder.tokenizer)
+            state.priority_encoder = _tokenizing_twin(encoder)
             state.batcher = DynamicBatcher(encoder, state.limits.max_queue_tokens, state.metrics)
             if state.served_model_name is None:
                 state.served_model_name = default_served_name(str(encoder.model_name))
@@ -425,6 +461,7 @@ def create_app(
             if state.batcher is not None:
                 await asyncio.to_thread(state.batcher.close)
             state.tokenize_pool.shutdown(wait=False)
+            state.priority_tokenize_pool.shutdown(wait=False)
 
     def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -481,7 +518,8 @@ def create_app(
         encoder, batcher = state.ready()
         batcher.expect()
         try:
-            ids = await _model_inputs(state, encoder, items, token_ids, instruction)
+            lane = query or _looks_short(items, token_ids, state.limits.priority_tokens)
+            ids = await _model_inputs(state, encoder, items, token_ids, instruction, lane)
             tokens = sum(len(row) for row in ids)
             if tokens > state.limits.max_queue_tokens:
                 raise _HTTPError(

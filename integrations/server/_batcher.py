@@ -10,8 +10,10 @@ Scheduling, decided between forward passes (never inside one):
 
 - priority requests are taken first, a few batch budgets at a time, so a query waits for at
   most the forward pass already running, not for a bulk request's whole plan;
-- bulk requests are planned a round at a time (FIFO, a few batch budgets) and run one forward
-  pass at a time, so priority work can slip in between two of their passes;
+- bulk requests are taken a round at a time (FIFO, a few batch budgets) and run one forward
+  pass at a time, so priority work can slip in between two of their passes; while priority
+  traffic is active (a priority request in the last ``priority_window_s``), bulk passes are cut
+  to ``1/bulk_slice`` of the batch budget, so a query waits for a small pass, not a full one;
 - no starvation: while bulk work waits, at most ``priority_streak`` priority rounds run in a
   row before one bulk pass runs, however many queries keep arriving.
 """
@@ -44,6 +46,10 @@ ROUND_BUDGETS = 4
 GATHER_WAIT_S = 0.004
 #: Priority rounds that may run in a row while bulk work waits; then one bulk pass runs.
 PRIORITY_STREAK = 4
+#: While priority traffic is active, bulk passes use this fraction of the batch budget.
+BULK_SLICE = 4
+#: Priority traffic counts as active this long after the last priority request arrived.
+PRIORITY_WINDOW_S = 2.0
 
 #: One row of one request: ``(job, index of the row in the job)``.
 _Row = tuple["_Job", int]
@@ -83,6 +89,9 @@ class DynamicBatcher:
             raises :class:`Overloaded`.
         metrics: where queue size, batch sizes and durations are recorded.
         priority_streak: priority rounds that may run in a row while bulk work waits.
+        bulk_slice: while priority traffic is active, bulk passes take ``1/bulk_slice`` of the
+            batch budget (1: full passes always).
+        priority_window_s: how long after a priority request priority traffic counts as active.
     """
 
     def __init__(
@@ -92,16 +101,23 @@ class DynamicBatcher:
         metrics: ServerMetrics,
         *,
         priority_streak: int = PRIORITY_STREAK,
+        bulk_slice: int = BULK_SLICE,
+        priority_window_s: float = PRIORITY_WINDOW_S,
     ) -> None:
-        if priority_streak < 1:
-            raise ValueError(f"priority_streak must be >= 1, got {priority_streak}")
+        if priority_streak < 1 or bulk_slice < 1:
+            raise ValueError(
+                f"priority_streak and bulk_slice must be >= 1, got {priority_streak} and {bulk_slice}"
+            )
         self.encoder = encoder
         self.max_queue_tokens = max_queue_tokens
         self.metrics = metrics
         self.priority_streak = priority_streak
+        self.bulk_slice = bulk_slice
+        self.priority_window_s = priority_window_s
+        self._last_priority = -float("inf")  # when the last priority request arrived
         self._priority: deque[_Job] = deque()
         self._bulk: deque[_Job] = deque()
-        self._planned: deque[list[list[_Row]]] = deque()  # bulk passes planned, not run yet
+        self._round: list[_Row] = []  # rows of the bulk round not embedded yet
         self._streak = 0  # priority rounds run in a row while bulk work waited
         self._cond = threading.Condition()
         self._queued_tokens = 0
@@ -168,6 +184,8 @@ class DynamicBatcher:
             self.metrics.queue_tokens.set(self._queued_tokens)
             self.metrics.queue_requests.inc()
             (self._priority if priority else self._bulk).append(job)
+            if priority:
+                self._last_priority = job.enqueued
             self._cond.notify()
         return future
 
@@ -181,7 +199,7 @@ class DynamicBatcher:
     # -- the worker thread ----------------------------------------------------------------
 
     def _has_work(self) -> bool:
-        return bool(self._priority or self._bulk or self._planned)
+        return bool(self._priority or self._bulk or self._round)
 
     def _take(self, queue: deque[_Job]) -> list[_Job]:
         """The oldest jobs of ``queue``, up to a round's token budget (at least one)."""
@@ -209,17 +227,21 @@ class DynamicBatcher:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            bulk_waiting = bool(self._bulk or self._planned)
+            bulk_waiting = bool(self._bulk or self._round)
             if self._priority and (not bulk_waiting or self._streak < self.priority_streak):
                 self._streak = self._streak + 1 if bulk_waiting else 0
                 return self._plan(self._take(self._priority))
             self._streak = 0
-            if not self._planned:
-                self._planned.extend(self._plan(self._take(self._bulk)))
-            return [self._planned.popleft()] if self._planned else []
+            group = self._bulk_pass()
+            return [group] if group else []
 
-    def _plan(self, jobs: list[_Job]) -> list[list[list[_Row]]]:
-        """The forward passes of ``jobs``: token-budget batches, grouped one per device."""
+    def _steps(self) -> int:
+        # With several devices, hand the encoder as many planned batches as it has devices:
+        # re-planning their union gives the same batches, spread one per device.
+        return max(1, len(getattr(self.encoder, "devices", [None])))
+
+    def _rows(self, jobs: list[_Job]) -> list[_Row]:
+        """The rows of ``jobs``, whose first forward pass is being planned now."""
         now = time.perf_counter()
         rows: list[_Row] = []
         for job in jobs:
@@ -228,12 +250,32 @@ class DynamicBatcher:
             if not job.ids:
                 self._finish(job)
             rows.extend((job, i) for i in range(len(job.ids)))
+        return rows
+
+    def _plan(self, jobs: list[_Job]) -> list[list[list[_Row]]]:
+        """All the forward passes of ``jobs``: token-budget batches, grouped one per device."""
+        rows = self._rows(jobs)
         batches = plan_batches([len(job.ids[i]) for job, i in rows], self.encoder.batch_tokens)
-        # With several devices, hand the encoder as many planned batches as it has devices:
-        # re-planning their union gives the same batches, spread one per device.
-        step = max(1, len(getattr(self.encoder, "devices", [None])))
         planned = [[rows[k] for k in batch] for batch in batches]
+        step = self._steps()
         return [planned[start : start + step] for start in range(0, len(planned), step)]
+
+    def _bulk_pass(self) -> list[list[_Row]]:
+        """The next bulk forward pass (a group of batches, one per device), taken from the
+        current bulk round (a new round once it is done); smaller while priority traffic is
+        active. Re-planned at every pass, so the budget follows the traffic."""
+        self._round = [row for row in self._round if not row[0].failed]
+        if not self._round and self._bulk:
+            self._round = self._rows(self._take(self._bulk))
+        if not self._round:
+            return []
+        active = time.perf_counter() - self._last_priority < self.priority_window_s
+        budget = max(1, self.encoder.batch_tokens // (self.bulk_slice if active else 1))
+        batches = plan_batches([len(job.ids[i]) for job, i in self._round], budget)[: self._steps()]
+        chosen = {k for batch in batches for k in batch}
+        group = [[self._round[k] for k in batch] for batch in batches]
+        self._round = [row for k, row in enumerate(self._round) if k not in chosen]
+        return group
 
     def _run(self) -> None:
         while True:

@@ -151,8 +151,11 @@ def _rows(tag: int, count: int, length: int) -> list[list[int]]:
 def test_priority_work_overtakes_queued_bulk_passes() -> None:
     """A query sent while a bulk request's passes are running is embedded in the next pass,
     not after the bulk request's whole plan."""
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
     encoder = _RecordingEncoder(batch_tokens=40)
-    batcher = _batcher(encoder)
+    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), bulk_slice=1)  # full bulk passes
     bulk = _rows(1, 12, 20)  # 12 rows of 20 tokens: 6 passes of 2 rows
     query = _rows(2, 1, 5)
 
@@ -181,7 +184,7 @@ def test_bulk_work_is_not_starved_by_a_stream_of_queries() -> None:
     from e5_integrations.server._metrics import ServerMetrics
 
     encoder = _RecordingEncoder(batch_tokens=40)
-    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), priority_streak=2)
+    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), priority_streak=2, bulk_slice=1)
     bulk = _rows(1, 8, 20)  # 4 passes
     futures: list[asyncio.Future[np.ndarray]] = []
 
@@ -213,6 +216,42 @@ def test_bulk_work_is_not_starved_by_a_stream_of_queries() -> None:
     gaps = [b - a for a, b in zip([-1, *bulk_passes], bulk_passes, strict=False)]
     assert max(gaps) <= 3, encoder.passes  # never more than 2 priority rounds in a row
     assert any(2 in tags for tags in encoder.passes[: bulk_passes[-1]])  # queries did go first
+
+
+def test_bulk_passes_shrink_while_priority_traffic_is_active() -> None:
+    """After a query, bulk passes take 1/bulk_slice of the budget (a later query waits for a
+    small pass); with no priority traffic they are full passes."""
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
+    def bulk_pass_sizes(with_query: bool) -> list[int]:
+        encoder = _RecordingEncoder(batch_tokens=80)
+        batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), bulk_slice=2, priority_window_s=3600)
+        sizes: list[int] = []
+        original = encoder.encode_token_ids
+
+        def record(rows):
+            if rows[0][0] == 1:
+                sizes.append(len(rows))
+            return original(rows)
+
+        encoder.encode_token_ids = record
+
+        async def run() -> None:
+            pending = []
+            if with_query:
+                pending.append(batcher.enqueue(_rows(2, 1, 5), priority=True))
+            pending.append(batcher.enqueue(_rows(1, 8, 20)))
+            await asyncio.gather(*pending)
+
+        try:
+            asyncio.run(run())
+        finally:
+            batcher.close()
+        return sizes
+
+    assert bulk_pass_sizes(with_query=False) == [4, 4]  # 80-token passes of 20-token rows
+    assert bulk_pass_sizes(with_query=True) == [2, 2, 2, 2]  # 40-token passes
 
 
 def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) -> None:
