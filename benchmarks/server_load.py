@@ -335,7 +335,7 @@ def main() -> None:
         type=int,
         default=None,
         help="torch CPU threads for both sides (default: the server's default, the CPUs this process may "
-        "use; 0: torch's default, one per host core)",
+        "use less one; 0: torch's default, one per host core)",
     )
     parser.add_argument("--mixed", action="store_true", help="also measure queries alone vs under bulk load")
     parser.add_argument("--query-clients", type=int, default=4, help="--mixed: clients sending queries")
@@ -363,9 +363,9 @@ def main() -> None:
     import torch
 
     from e5_integrations import E5Encoder
-    from e5_integrations.server._cpus import usable_cpus
+    from e5_integrations.server._cpus import default_threads, usable_cpus
 
-    in_process_threads = usable_cpus() if args.threads is None else args.threads
+    in_process_threads = default_threads() if args.threads is None else args.threads
     if in_process_threads:
         torch.set_num_threads(in_process_threads)
     threads_label = "server default" if args.threads is None else (args.threads or "torch default")

@@ -283,7 +283,8 @@ def _add_serve_parser(commands: Any) -> None:
         "--threads",
         type=_non_negative,
         help="torch CPU threads for the forward passes (default: the CPUs this process may use, from its "
-        "affinity and cgroup quota; 0: torch's default, one per host core)",
+        "affinity and cgroup quota, less one for the event loop and tokenizer; 0: torch's default, one per "
+        "host core)",
     )
     serve.add_argument(
         "--priority-tokens",

@@ -4,7 +4,8 @@
 host, or under ``taskset``, torch's default of one intra-op thread per core oversubscribes the
 CPUs the process gets, and every OpenMP barrier then waits for a descheduled thread (a 7-53x
 slowdown was measured on a busy 2-core host). ``e5 serve`` sizes torch's thread pool with
-:func:`usable_cpus` instead.
+:func:`default_threads` instead: the usable CPUs, less one for the server's own event loop and
+tokenizer threads (which otherwise preempt an OpenMP worker and stall every barrier).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["usable_cpus"]
+__all__ = ["cgroup_cpu_limit", "default_threads", "usable_cpus"]
 
 
 def _affinity_cpus() -> int:
@@ -119,3 +120,11 @@ def usable_cpus(
     if quota is not None:
         cpus = min(cpus, math.ceil(quota))
     return max(1, cpus)
+
+
+def default_threads(
+    cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> int:
+    """torch intra-op threads for ``e5 serve``: :func:`usable_cpus` less one, left to the
+    event loop, HTTP parsing and tokenizing (at least 1)."""
+    return max(1, usable_cpus(cgroup_root, proc_cgroup) - 1)

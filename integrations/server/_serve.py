@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from e5_integrations.server._app import ServerLimits, _require_starlette, create_app
-from e5_integrations.server._cpus import usable_cpus
+from e5_integrations.server._cpus import default_threads
 
 __all__ = ["serve"]
 
@@ -60,7 +60,8 @@ def serve(
         served_model_name: the ``model`` every answer and ``/v1/models`` name (default: the
             model's folder name or hub id, never a local path).
         threads: torch intra-op CPU threads (default: the CPUs this process may use, from its
-            affinity mask and cgroup quota, see :func:`usable_cpus`; 0 leaves torch's default,
+            affinity mask and cgroup quota, less one for the event loop and the tokenizer, see
+            :func:`~e5_integrations.server._cpus.default_threads`; 0 leaves torch's default,
             one per host core).
     """
     _require_starlette()
@@ -70,7 +71,7 @@ def serve(
 
     key = api_key if api_key is not None else os.environ.get("E5_API_KEY") or None
     limits = limits or ServerLimits()
-    _set_threads(usable_cpus() if threads is None else threads)
+    _set_threads(default_threads() if threads is None else threads)
     options: dict[str, Any] = {"device": device, "dtype": dtype, "show_progress": False}
     if batch_tokens is not None:
         options["batch_tokens"] = batch_tokens

@@ -276,11 +276,12 @@ def test_v1_models_and_answers_give_the_served_name_not_the_path(
 # -- 11. threads -----------------------------------------------------------------------------
 
 
-def test_threads_default_to_the_usable_cpus(hostile: Server) -> None:
-    from e5_integrations.server._cpus import usable_cpus
+def test_threads_default_to_the_usable_cpus_less_one(hostile: Server) -> None:
+    from e5_integrations.server._cpus import default_threads, usable_cpus
 
     info = httpx.get(hostile.url + "/info", headers=_auth(), timeout=60).json()
-    assert info["threads"] == usable_cpus()  # this test and the server share affinity and cgroup
+    # this test and the server share affinity and cgroup
+    assert info["threads"] == default_threads() == max(1, usable_cpus() - 1)
     assert info["limits"]["max_connections"] == MAX_CONNECTIONS
 
 

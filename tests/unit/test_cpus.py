@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from e5_integrations.server._cpus import cgroup_cpu_limit, usable_cpus
+from e5_integrations.server._cpus import cgroup_cpu_limit, default_threads, usable_cpus
 
 
 def _affinity() -> int:
@@ -60,3 +60,10 @@ def test_cgroup_v1_cfs_quota(tmp_path: Path) -> None:
 
 def test_no_cgroup_at_all_gives_the_affinity(tmp_path: Path) -> None:
     assert usable_cpus(tmp_path / "none", tmp_path / "missing") == _affinity()
+
+
+def test_default_threads_leave_one_cpu_to_the_server(tmp_path: Path) -> None:
+    root, proc = _cgroup(tmp_path, "0::/\n", {"cpu.max": "400000 100000\n"})
+    assert default_threads(root, proc) == max(1, min(_affinity(), 4) - 1)
+    root, proc = _cgroup(tmp_path / "one", "0::/\n", {"cpu.max": "100000 100000\n"})
+    assert default_threads(root, proc) == 1  # never 0
