@@ -15,7 +15,10 @@ Scheduling, decided between forward passes (never inside one):
   traffic is active (a priority request in the last ``priority_window_s``), bulk passes are cut
   to ``1/bulk_slice`` of the batch budget, so a query waits for a small pass, not a full one;
 - no starvation: while bulk work waits, at most ``priority_streak`` priority rounds run in a
-  row before one bulk pass runs, however many queries keep arriving.
+  row before one bulk pass runs, however many queries keep arriving;
+- express lane: while the worker is inside a bulk pass (which cannot be interrupted, and one
+  4096-token document alone takes a while), a second thread runs queued priority work
+  concurrently, so a query does not wait for that pass at all (``express=False``: one thread).
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class DynamicBatcher:
         bulk_slice: while priority traffic is active, bulk passes take ``1/bulk_slice`` of the
             batch budget (1: full passes always).
         priority_window_s: how long after a priority request priority traffic counts as active.
+        express: run priority work on a second thread while a bulk pass is running.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class DynamicBatcher:
         priority_streak: int = PRIORITY_STREAK,
         bulk_slice: int = BULK_SLICE,
         priority_window_s: float = PRIORITY_WINDOW_S,
+        express: bool = True,
     ) -> None:
         if priority_streak < 1 or bulk_slice < 1:
             raise ValueError(
@@ -124,8 +129,12 @@ class DynamicBatcher:
         self._incoming = 0  # requests received and being tokenized
         self._closing = False
         self._tokens_per_s = 0.0  # measured, for Retry-After
-        self._thread = threading.Thread(target=self._run, name="e5-gpu-worker", daemon=True)
-        self._thread.start()
+        self._in_bulk = False  # the worker is running a bulk pass (the express lane may run)
+        self._threads = [threading.Thread(target=self._run, name="e5-gpu-worker", daemon=True)]
+        if express:
+            self._threads.append(threading.Thread(target=self._run_express, name="e5-express", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     @property
     def queued_tokens(self) -> int:
@@ -186,7 +195,7 @@ class DynamicBatcher:
             (self._priority if priority else self._bulk).append(job)
             if priority:
                 self._last_priority = job.enqueued
-            self._cond.notify()
+            self._cond.notify_all()  # the worker, and the express lane for priority work
         return future
 
     def close(self, timeout: float | None = None) -> None:
@@ -194,7 +203,8 @@ class DynamicBatcher:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     # -- the worker thread ----------------------------------------------------------------
 
@@ -216,6 +226,7 @@ class DynamicBatcher:
         """What to run now, as groups of batches (one group per ``encode_token_ids`` call);
         ``None`` once closing with nothing left."""
         with self._cond:
+            self._in_bulk = False
             while not self._has_work() and not self._closing:
                 self._cond.wait()
             if not self._has_work():
@@ -233,6 +244,9 @@ class DynamicBatcher:
                 return self._plan(self._take(self._priority))
             self._streak = 0
             group = self._bulk_pass()
+            if group:
+                self._in_bulk = True
+                self._cond.notify_all()  # priority work queued meanwhile may take the express lane
             return [group] if group else []
 
     def _steps(self) -> int:
@@ -282,14 +296,28 @@ class DynamicBatcher:
             passes = self._next_passes()
             if passes is None:
                 return
-            for group in passes:
-                try:
-                    self._run_group(group)
-                except BaseException as exc:  # never let the worker die silently
-                    logger.exception("embedding pass failed")
-                    for batch in group:
-                        for job, _ in batch:
-                            self._fail(job, exc)
+            self._run_passes(passes)
+
+    def _run_express(self) -> None:
+        """The express lane: priority work, only while the worker is inside a bulk pass."""
+        while True:
+            with self._cond:
+                while not (self._priority and self._in_bulk) and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return  # the worker embeds whatever is left
+                passes = self._plan(self._take(self._priority))
+            self._run_passes(passes)
+
+    def _run_passes(self, passes: list[list[list[_Row]]]) -> None:
+        for group in passes:
+            try:
+                self._run_group(group)
+            except BaseException as exc:  # never let a worker die silently
+                logger.exception("embedding pass failed")
+                for batch in group:
+                    for job, _ in batch:
+                        self._fail(job, exc)
 
     def _run_group(self, group: list[list[_Row]]) -> None:
         members = [(job, i) for batch in group for job, i in batch if not job.failed]

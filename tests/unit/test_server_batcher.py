@@ -155,7 +155,9 @@ def test_priority_work_overtakes_queued_bulk_passes() -> None:
     from e5_integrations.server._metrics import ServerMetrics
 
     encoder = _RecordingEncoder(batch_tokens=40)
-    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), bulk_slice=1)  # full bulk passes
+    batcher = DynamicBatcher(
+        encoder, 1_000_000, ServerMetrics(), bulk_slice=1, express=False
+    )  # one lane, full passes
     bulk = _rows(1, 12, 20)  # 12 rows of 20 tokens: 6 passes of 2 rows
     query = _rows(2, 1, 5)
 
@@ -184,7 +186,9 @@ def test_bulk_work_is_not_starved_by_a_stream_of_queries() -> None:
     from e5_integrations.server._metrics import ServerMetrics
 
     encoder = _RecordingEncoder(batch_tokens=40)
-    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), priority_streak=2, bulk_slice=1)
+    batcher = DynamicBatcher(
+        encoder, 1_000_000, ServerMetrics(), priority_streak=2, bulk_slice=1, express=False
+    )
     bulk = _rows(1, 8, 20)  # 4 passes
     futures: list[asyncio.Future[np.ndarray]] = []
 
@@ -252,6 +256,44 @@ def test_bulk_passes_shrink_while_priority_traffic_is_active() -> None:
 
     assert bulk_pass_sizes(with_query=False) == [4, 4]  # 80-token passes of 20-token rows
     assert bulk_pass_sizes(with_query=True) == [2, 2, 2, 2]  # 40-token passes
+
+
+def test_the_express_lane_embeds_a_query_while_a_bulk_pass_runs() -> None:
+    """A bulk pass is stuck (its rows wait on a gate); a query sent meanwhile is answered
+    before that pass ends, by the express lane."""
+    import threading
+
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
+    encoder = _RecordingEncoder(batch_tokens=40)
+    bulk_gate, bulk_entered = threading.Event(), threading.Event()
+    original = encoder.encode_token_ids
+
+    def gated(rows):
+        if rows[0][0] == 1:  # bulk rows wait; priority rows pass straight through
+            bulk_entered.set()
+            bulk_gate.wait(60)
+        return original(rows)
+
+    encoder.encode_token_ids = gated
+    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics())
+
+    async def run() -> tuple[bool, np.ndarray]:
+        bulk = batcher.enqueue(_rows(1, 4, 20))
+        await asyncio.to_thread(bulk_entered.wait, 60)
+        query = await asyncio.wait_for(batcher.submit(_rows(2, 1, 5), priority=True), 60)
+        still_running = not bulk.done()
+        bulk_gate.set()
+        await bulk
+        return still_running, query
+
+    try:
+        still_running, query = asyncio.run(run())
+    finally:
+        bulk_gate.set()
+        batcher.close()
+    assert still_running and query[:, 0].tolist() == [2]
 
 
 def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) -> None:
