@@ -111,7 +111,7 @@ class RemoteEncoder:
 
     @property
     def model_name(self) -> str:
-        """The model the server runs."""
+        """The name the server serves its model under (`e5 serve --served-model-name`)."""
         return str(self.info["model"])
 
     @property
