@@ -126,6 +126,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``e5`` (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -268,6 +275,50 @@ def _add_serve_parser(commands: Any) -> None:
         type=_positive,
         default=2_000_000,
         help="request body size limit (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--served-model-name",
+        help="the model name answers and GET /v1/models give (default: the model's folder name or hub id; "
+        "a local path is never shown)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=_non_negative,
+        help="torch CPU threads for the forward passes (default: the CPUs this process may use, from its "
+        "affinity and cgroup quota, less one for the event loop and tokenizer; 0: torch's default, one per "
+        "host core)",
+    )
+    serve.add_argument(
+        "--priority-tokens",
+        type=_non_negative,
+        default=1024,
+        help="requests of at most this many tokens, and every query, run ahead of bulk work "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers before it is closed "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds to receive a request's whole body; past it, 408 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds a kept-alive connection may stay idle between requests (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=1024,
+        help="open connections (or requests in flight) beyond which requests get 503 (default: %(default)s)",
     )
 
 
@@ -439,6 +490,11 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
         max_queue_tokens=args.max_queue_tokens,
         max_inputs=args.max_inputs,
         max_payload_bytes=args.max_payload_bytes,
+        priority_tokens=args.priority_tokens,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
     )
     devices = args.device
     return serve(
@@ -453,6 +509,8 @@ def _run_serve(args: argparse.Namespace, out: TextIO) -> int:
         api_key=args.api_key,
         limits=limits,
         log_level="debug" if args.verbose > 1 else "info",
+        served_model_name=args.served_model_name,
+        threads=args.threads,
     )
 
 

@@ -10,21 +10,35 @@ Routes:
   documents too, exactly as :meth:`E5Encoder.encode_documents` does.
 - ``POST /embed``: ``{"queries": [...]}`` or ``{"documents": [...]}``, plus ``task``.
 - ``POST /tokenize``: the model input ids a text becomes (template, BOS, truncation, EOS).
+- ``GET /v1/models``: the served model name (``e5 serve --served-model-name``), as OpenAI lists it.
+- ``GET /tokenizer``: the served model's tokenizer files, for remote clients that chunk text.
 - ``GET /info``, ``GET /health`` (503 until the model is loaded), ``GET /metrics`` (Prometheus).
+
+Status codes: 400 for a body that is not JSON (or nests too deep) and for a well-formed request
+this model cannot serve (``dimensions``, token ids for a query); 422 for a field of the wrong
+type or an unknown value (the message names the field and, for inputs, the index); 415 for a
+body that is not ``application/json``; 401, 408, 413, 429, 503 as their names say; 500 only for
+a bug (logged with its traceback, counted in ``e5_requests_total``, never sent to the client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hmac
 import json
 import logging
+import os
+import re
+import reprlib
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +48,7 @@ from e5_integrations._tasks import DEFAULT_TASK, resolve_task
 from e5_integrations.server._batcher import DynamicBatcher, Overloaded
 from e5_integrations.server._metrics import ServerMetrics
 
-__all__ = ["ServerLimits", "create_app"]
+__all__ = ["ServerLimits", "create_app", "default_served_name"]
 
 logger = logging.getLogger("e5_integrations.server")
 
@@ -42,8 +56,25 @@ logger = logging.getLogger("e5_integrations.server")
 PUBLIC_PATHS = frozenset({"/health", "/metrics"})
 #: Every route (metrics label other paths "other", so a scanner cannot grow the label set).
 KNOWN_PATHS = frozenset(
-    {"/v1/embeddings", "/embeddings", "/embed", "/tokenize", "/info", "/health", "/metrics"}
+    {
+        "/v1/embeddings",
+        "/embeddings",
+        "/embed",
+        "/tokenize",
+        "/v1/models",
+        "/tokenizer",
+        "/info",
+        "/health",
+        "/metrics",
+    }
 )
+#: A UTF-16 surrogate on its own (``"\ud800"`` in JSON): not Unicode, no tokenizer takes it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Short previews of bad values in error messages (a 100k-deep list must not blow the stack).
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel = 3
+_PREVIEW.maxstring = 60
+_PREVIEW.maxother = 60
 
 
 def _require_starlette() -> Any:
@@ -65,11 +96,24 @@ class ServerLimits:
         max_queue_tokens: tokens accepted and not yet embedded; past it, 429 with ``Retry-After``.
         max_inputs: inputs in one request; more gives 413.
         max_payload_bytes: request body size; more gives 413.
+        priority_tokens: requests of at most this many tokens (and every query) run ahead of
+            bulk work in the batcher.
+        body_timeout: seconds to receive a whole request body once its headers arrived; past
+            it, 408 and the connection is closed.
+        header_timeout: seconds a connection may take to send a request's headers (a new
+            connection, or the next request on a kept-alive one); past it, it is closed.
+        idle_timeout: seconds a kept-alive connection may sit idle between requests.
+        max_connections: open connections (or requests in flight) beyond which a request gets 503.
     """
 
     max_queue_tokens: int = 262144
     max_inputs: int = 2048
     max_payload_bytes: int = 2_000_000
+    priority_tokens: int = 1024
+    body_timeout: float = 60.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 5.0
+    max_connections: int = 1024
 
 
 class _HTTPError(Exception):
@@ -86,15 +130,24 @@ class _HTTPError(Exception):
 class _State:
     """What the routes share: the encoder once loaded, the batcher, the tokenizer thread."""
 
-    def __init__(self, limits: ServerLimits, api_key: str | None) -> None:
+    def __init__(self, limits: ServerLimits, api_key: str | None, served_model_name: str | None) -> None:
         self.limits = limits
         self.api_key = api_key
+        self.served_model_name = served_model_name
         self.metrics = ServerMetrics()
         self.encoder: Any = None
         self.batcher: DynamicBatcher | None = None
+        self.tokenizer_files: dict[str, str] = {}
         self.load_error: str | None = None
-        # One thread: a Hugging Face fast tokenizer must not be used by two threads at once.
+        self.draining = asyncio.Event()  # set when SIGTERM starts the graceful shutdown
+        # One thread per tokenizer: a Hugging Face fast tokenizer must not be used by two
+        # threads at once. Priority requests (queries, short texts) have a lane of their own,
+        # with a copy of the tokenizer, so they never wait behind a bulk request's tokenizing.
         self.tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-tokenize")
+        self.priority_tokenize_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="e5-tokenize-priority"
+        )
+        self.priority_encoder: Any = None  # the encoder with its own tokenizer copy
 
     def ready(self) -> tuple[Any, DynamicBatcher]:
         if self.encoder is None or self.batcher is None:
@@ -140,11 +193,26 @@ def _parse_inputs(value: Any, field: str, max_inputs: int) -> tuple[list[str] | 
         else:
             if not isinstance(item, str):
                 raise _HTTPError(
-                    422, f"{field}[{index}] is {type(item).__name__} ({item!r:.60}), expected a string"
+                    422,
+                    f"{field}[{index}] is {type(item).__name__} ({_PREVIEW.repr(item)}), expected a string",
                 )
             if not item.strip():
                 raise _HTTPError(422, f"{field}[{index}] is an empty string; drop it or send some text")
+            _check_unicode(item, f"{field}[{index}]")
     return items, token_ids
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """422 for a lone surrogate, as ``e5 ingest`` refuses it (a chunker that cut an emoji's
+    UTF-16 pair in half sends one)."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise _HTTPError(
+            422,
+            f"{where} holds a lone surrogate (\\u{ord(found.group()):04x} at character {found.start()}), "
+            "which is not Unicode (a UTF-16 pair cut in half, e.g. half an emoji); "
+            "send whole characters or drop that one",
+        )
 
 
 def _parse_task(body: dict[str, Any]) -> Any:
@@ -153,12 +221,26 @@ def _parse_task(body: dict[str, Any]) -> Any:
         return resolve_task(DEFAULT_TASK)
     if not isinstance(task, str) or not task.strip():
         raise _HTTPError(
-            422, f"task must be a non-empty string (a task name or an instruction), got {task!r}"
+            422,
+            f"task must be a non-empty string (a task name or an instruction), got {_PREVIEW.repr(task)}",
         )
+    _check_unicode(task, "task")
     try:
         return resolve_task(task)
     except E5Error as exc:
-        raise _HTTPError(400, str(exc)) from exc
+        raise _HTTPError(422, str(exc)) from exc
+
+
+def _input_type(body: dict[str, Any]) -> str:
+    """``input_type``: ``"query"`` or ``"document"``; absent or null means a document."""
+    value = body.get("input_type")
+    if value is None:
+        return "document"
+    if value not in ("query", "document") or not isinstance(value, str):
+        raise _HTTPError(
+            422, f"input_type must be 'query' or 'document' (or absent), got {_PREVIEW.repr(value)}"
+        )
+    return value
 
 
 def _instruction_for(input_type: str, task: Any) -> str | None:
@@ -212,10 +294,35 @@ def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
     return out
 
 
+def _tokenizing_twin(encoder: Any) -> Any:
+    """A shallow copy of ``encoder`` with a tokenizer of its own (same model, same recipe),
+    for the priority tokenizing lane; ``None`` when the tokenizer cannot be copied."""
+    try:
+        twin = copy.copy(encoder)
+        twin.tokenizer = copy.deepcopy(encoder.tokenizer)
+    except Exception as exc:  # a tokenizer that cannot be copied: one shared lane
+        logger.warning("no priority tokenizing lane (%s: %s)", type(exc).__name__, exc)
+        return None
+    return twin
+
+
+def _looks_short(items: list[Any], token_ids: bool, priority_tokens: int) -> bool:
+    """Whether a request is likely under ``priority_tokens`` before it is tokenized (about 4
+    characters a token); only the tokenizing lane depends on this guess."""
+    if token_ids:
+        return sum(len(row) for row in items) <= priority_tokens
+    return sum(len(text) for text in items) <= 4 * priority_tokens
+
+
 async def _model_inputs(
-    state: _State, encoder: Any, items: list[Any], token_ids: bool, instruction: str | None
+    state: _State,
+    encoder: Any,
+    items: list[Any],
+    token_ids: bool,
+    instruction: str | None,
+    priority: bool = False,
 ) -> list[list[int]]:
-    """Token ids for the model, built off the event loop."""
+    """Token ids for the model, built off the event loop (in the priority lane if asked)."""
     if token_ids and instruction is not None:
         raise _HTTPError(
             400,
@@ -229,7 +336,10 @@ async def _model_inputs(
             return _ids_from_tokens(encoder, items)
         return list(encoder.tokenize(items, instruction))
 
-    ids = await asyncio.get_running_loop().run_in_executor(state.tokenize_pool, build)
+    pool = state.tokenize_pool
+    if priority and state.priority_encoder is not None:
+        encoder, pool = state.priority_encoder, state.priority_tokenize_pool
+    ids = await asyncio.get_running_loop().run_in_executor(pool, build)
     state.metrics.tokenize_duration.observe(time.perf_counter() - started)
     return ids
 
@@ -243,14 +353,20 @@ def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[Any]:
 
 
 def _encoding_format(body: dict[str, Any]) -> str:
-    value = body.get("encoding_format") or "float"
-    if value not in ("float", "base64"):
-        raise _HTTPError(422, f"encoding_format must be 'float' or 'base64', got {value!r}")
-    return str(value)
+    value = body.get("encoding_format")
+    if value is None:
+        return "float"
+    if value not in ("float", "base64") or not isinstance(value, str):
+        raise _HTTPError(
+            422, f"encoding_format must be 'float' or 'base64' (or absent), got {_PREVIEW.repr(value)}"
+        )
+    return value
 
 
 def _check_dimensions(body: dict[str, Any], dimension: int) -> None:
     value = body.get("dimensions")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise _HTTPError(422, f"dimensions must be an integer, got {_PREVIEW.repr(value)}")
     if value is not None and value != dimension:
         raise _HTTPError(
             400,
@@ -263,12 +379,33 @@ def _check_dimensions(body: dict[str, Any], dimension: int) -> None:
 # -- the app ---------------------------------------------------------------------------------
 
 
+def default_served_name(model: str) -> str:
+    """The name ``e5 serve`` answers with when ``--served-model-name`` is not given: a local
+    model's folder name (never its absolute path), else the hub id as given."""
+    path = Path(model)
+    if path.is_dir():
+        return path.resolve().name
+    return model
+
+
+def _tokenizer_files(tokenizer: Any) -> dict[str, str]:
+    """The tokenizer's own files (what ``save_pretrained`` writes), base64-encoded by name."""
+    with tempfile.TemporaryDirectory(prefix="e5-tokenizer-") as folder:
+        tokenizer.save_pretrained(folder)
+        return {
+            name: base64.b64encode((Path(folder) / name).read_bytes()).decode("ascii")
+            for name in sorted(os.listdir(folder))
+            if (Path(folder) / name).is_file()
+        }
+
+
 def create_app(
     encoder_factory: Callable[[], Any],
     *,
     limits: ServerLimits | None = None,
     api_key: str | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
+    served_model_name: str | None = None,
 ) -> Any:
     """The Starlette app serving one encoder.
 
@@ -279,6 +416,12 @@ def create_app(
         api_key: when set, every route but ``/health`` and ``/metrics`` needs
             ``Authorization: Bearer <api_key>``.
         on_load_error: called when the model fails to load (``e5 serve`` exits then).
+        served_model_name: the ``model`` of every answer and ``/v1/models`` (default: the
+            model's folder name, or its hub id; never a local path).
+
+    Returns:
+        An ASGI app; its ``drain()`` tells it a graceful shutdown began (requests still
+        sending their body then get 503 instead of holding the shutdown).
     """
     _require_starlette()
     from contextlib import asynccontextmanager
@@ -288,14 +431,18 @@ def create_app(
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    state = _State(limits or ServerLimits(), api_key)
+    state = _State(limits or ServerLimits(), api_key, served_model_name)
 
     def load() -> None:
         try:
             encoder = encoder_factory()
+            state.tokenizer_files = _tokenizer_files(encoder.tokenizer)
+            state.priority_encoder = _tokenizing_twin(encoder)
             state.batcher = DynamicBatcher(encoder, state.limits.max_queue_tokens, state.metrics)
+            if state.served_model_name is None:
+                state.served_model_name = default_served_name(str(encoder.model_name))
             state.encoder = encoder
-            logger.info("model loaded: %r", encoder)
+            logger.info("model loaded: %r, served as %r", encoder, state.served_model_name)
         except BaseException as exc:
             state.load_error = f"{type(exc).__name__}: {exc}"
             logger.error("could not load the model: %s", state.load_error)
@@ -314,13 +461,7 @@ def create_app(
             if state.batcher is not None:
                 await asyncio.to_thread(state.batcher.close)
             state.tokenize_pool.shutdown(wait=False)
-
-    def error_response(exc: _HTTPError) -> Response:
-        return JSONResponse(
-            {"error": {"message": exc.message, "type": exc.kind, "code": exc.status}},
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+            state.priority_tokenize_pool.shutdown(wait=False)
 
     def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -329,13 +470,18 @@ def create_app(
             try:
                 response = await handler(request)
             except _HTTPError as exc:
-                response = error_response(exc)
+                response = _error_response(exc)
             except Overloaded as exc:
-                response = error_response(
+                response = _error_response(
                     _HTTPError(429, str(exc), "rate_limit_error", retry_after=str(exc.retry_after))
                 )
             except E5Error as exc:
-                response = error_response(_HTTPError(400, str(exc)))
+                response = _error_response(_HTTPError(400, str(exc)))
+            except Exception:
+                # A bug: the traceback goes to the log, the client gets a short answer, and the
+                # 500 is counted like any other status (an alert on 5xx must see it).
+                logger.exception("%s %s failed", request.method, path)
+                response = _error_response(_HTTPError(500, _INTERNAL_ERROR, "server_error"))
             finally:
                 state.metrics.in_progress.dec()
             state.metrics.observe_request(path, response.status_code, time.perf_counter() - started)
@@ -344,22 +490,36 @@ def create_app(
         return Route(path, endpoint, methods=methods)
 
     async def json_body(request: Request) -> dict[str, Any]:
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            # Browsers post text/plain and form bodies cross-site without a CORS preflight;
+            # insisting on JSON keeps any web page from using an open server.
+            raise _HTTPError(
+                415,
+                f"the request body must be JSON sent as 'Content-Type: application/json', got "
+                f"{media_type or 'no Content-Type'!r}; set that header (every OpenAI client does)",
+            )
         raw = await request.body()
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _HTTPError(400, f"the request body is not valid JSON ({exc})") from exc
+        except RecursionError as exc:
+            raise _HTTPError(
+                400, "the request body nests JSON arrays or objects too deeply to parse; send flat lists"
+            ) from exc
         if not isinstance(body, dict):
             raise _HTTPError(422, f"the request body must be a JSON object, got {type(body).__name__}")
         return body
 
     async def embed_items(
-        items: list[Any], token_ids: bool, instruction: str | None
+        items: list[Any], token_ids: bool, instruction: str | None, query: bool
     ) -> tuple[np.ndarray, int]:
         encoder, batcher = state.ready()
         batcher.expect()
         try:
-            ids = await _model_inputs(state, encoder, items, token_ids, instruction)
+            lane = query or _looks_short(items, token_ids, state.limits.priority_tokens)
+            ids = await _model_inputs(state, encoder, items, token_ids, instruction, lane)
             tokens = sum(len(row) for row in ids)
             if tokens > state.limits.max_queue_tokens:
                 raise _HTTPError(
@@ -367,7 +527,8 @@ def create_app(
                     f"this request is {tokens} tokens, more than the server queue holds "
                     f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
                 )
-            future = batcher.enqueue(ids)
+            priority = query or tokens <= state.limits.priority_tokens
+            future = batcher.enqueue(ids, priority=priority)
         finally:
             batcher.unexpect()
         return await future, tokens
@@ -378,13 +539,13 @@ def create_app(
         if "input" not in body:
             raise _HTTPError(422, "the request has no 'input' field (a string or a list of strings)")
         items, token_ids = _parse_inputs(body["input"], "input", state.limits.max_inputs)
-        input_type = body.get("input_type") or "document"
-        if input_type not in ("query", "document"):
-            raise _HTTPError(422, f"input_type must be 'query' or 'document', got {input_type!r}")
+        input_type = _input_type(body)
         task = _parse_task(body)
         encoding_format = _encoding_format(body)
         _check_dimensions(body, encoder.dimension)
-        vectors, tokens = await embed_items(items, token_ids, _instruction_for(input_type, task))
+        vectors, tokens = await embed_items(
+            items, token_ids, _instruction_for(input_type, task), input_type == "query"
+        )
         data = [
             {"object": "embedding", "index": i, "embedding": row}
             for i, row in enumerate(_encode_vectors(vectors, encoding_format))
@@ -393,7 +554,7 @@ def create_app(
             {
                 "object": "list",
                 "data": data,
-                "model": encoder.model_name,
+                "model": state.served_model_name,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
@@ -411,10 +572,10 @@ def create_app(
         task = _parse_task(body)
         encoding_format = _encoding_format(body)
         input_type = "query" if has_q else "document"
-        vectors, tokens = await embed_items(items, False, _instruction_for(input_type, task))
+        vectors, tokens = await embed_items(items, False, _instruction_for(input_type, task), has_q)
         return JSONResponse(
             {
-                "model": state.encoder.model_name,
+                "model": state.served_model_name,
                 "embeddings": _encode_vectors(vectors, encoding_format),
                 "encoding_format": encoding_format,
                 "tokens": tokens,
@@ -427,27 +588,48 @@ def create_app(
         items, token_ids = _parse_inputs(body.get("inputs"), "inputs", state.limits.max_inputs)
         if token_ids:
             raise _HTTPError(422, "inputs must be strings")
-        input_type = body.get("input_type") or "document"
-        if input_type not in ("query", "document"):
-            raise _HTTPError(422, f"input_type must be 'query' or 'document', got {input_type!r}")
+        input_type = _input_type(body)
         ids = await _model_inputs(
             state, encoder, items, False, _instruction_for(input_type, _parse_task(body))
         )
         return JSONResponse({"tokens": ids, "lengths": [len(row) for row in ids]})
 
+    async def models(request: Request) -> Response:
+        state.ready()
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": state.served_model_name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "e5-integrations",
+                    }
+                ],
+            }
+        )
+
+    async def tokenizer_files(request: Request) -> Response:
+        state.ready()
+        return JSONResponse({"model": state.served_model_name, "files": state.tokenizer_files})
+
     async def info(request: Request) -> Response:
         encoder, _ = state.ready()
+        import torch
+
         from e5_integrations import __version__
 
         return JSONResponse(
             {
-                "model": encoder.model_name,
+                "model": state.served_model_name,
                 "dimension": encoder.dimension,
                 "max_length": encoder.max_length,
                 "batch_tokens": encoder.batch_tokens,
                 "normalize": encoder.normalize,
                 "dtype": str(encoder.dtype).replace("torch.", ""),
                 "devices": [str(d) for d in encoder.devices],
+                "threads": torch.get_num_threads(),
                 "recipe": {
                     "name": encoder.recipe.name,
                     "query_template": _template_text(encoder.recipe.query),
@@ -472,6 +654,8 @@ def create_app(
             route("/embeddings", openai_embeddings, ["POST"]),
             route("/embed", native_embed, ["POST"]),
             route("/tokenize", tokenize, ["POST"]),
+            route("/v1/models", models, ["GET"]),
+            route("/tokenizer", tokenizer_files, ["GET"]),
             route("/info", info, ["GET"]),
             route("/health", health, ["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -482,12 +666,45 @@ def create_app(
     return _Guard(app, state)
 
 
+#: What a client is told about a bug (the traceback is in the server's log).
+_INTERNAL_ERROR = "the server failed on this request (a bug, logged with its traceback); please report it"
+
+
+def _error_body(status: int, message: str, kind: str) -> bytes:
+    # ASCII-only JSON: a message quoting a lone surrogate must still encode.
+    return json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode("ascii")
+
+
+def _error_response(exc: _HTTPError) -> Any:
+    from starlette.responses import Response
+
+    return Response(
+        _error_body(exc.status, exc.message, exc.kind),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type="application/json",
+    )
+
+
+class _BodyRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class _Guard:
-    """ASGI middleware: API key check and request-body limit, before any route runs."""
+    """ASGI middleware run before any route: the API key, the request-body size limit and
+    timeout (the body is read here, then replayed to the app), and a last-resort 500 that
+    is counted like any other status."""
 
     def __init__(self, app: Any, state: _State) -> None:
         self.app = app
         self.state = state
+
+    def drain(self) -> None:
+        """A graceful shutdown began: requests still sending their body get 503 now."""
+        self.state.draining.set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -510,36 +727,77 @@ class _Guard:
         if length is not None and length.isdigit() and int(length) > limit:
             await self._reject(scope, send, 413, self._too_large(int(length), limit), "invalid_request_error")
             return
-        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            # No Content-Length (a chunked upload): read the body here, within the limit, and
-            # replay it to the app.
-            chunks: list[bytes] = []
-            size = 0
+        try:
+            body = await self._read_body(receive, limit)
+        except _BodyRejected as exc:
+            kind = "service_unavailable" if exc.status == 503 else "invalid_request_error"
+            await self._reject(scope, send, exc.status, exc.message, kind)
+            return
+        except _ClientGone:
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, replay, tracking_send)
+        except Exception:
+            logger.exception("%s %s failed", scope.get("method"), path)
+            if started:
+                raise
+            await self._reject(scope, send, 500, _INTERNAL_ERROR, "server_error")
+
+    async def _read_body(self, receive: Any, limit: int) -> bytes:
+        """The whole request body, within the size limit and ``body_timeout``; 503 as soon as
+        a graceful shutdown begins while the client is still sending it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.state.limits.body_timeout
+        chunks: list[bytes] = []
+        size = 0
+        draining = asyncio.ensure_future(self.state.draining.wait())
+        try:
             while True:
-                message = await receive()
+                message_task = asyncio.ensure_future(receive())
+                done, _ = await asyncio.wait(
+                    {message_task, draining},
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if message_task not in done:
+                    message_task.cancel()
+                    if draining in done:
+                        raise _BodyRejected(
+                            503, "the server is shutting down and this request's body was not complete; retry"
+                        )
+                    raise _BodyRejected(
+                        408,
+                        f"the request body did not arrive within {self.state.limits.body_timeout:g} s "
+                        "(e5 serve --body-timeout); send it in one go, or raise the limit",
+                    )
+                message = message_task.result()
                 if message["type"] != "http.request":
-                    break
+                    raise _ClientGone()
                 chunks.append(message.get("body", b""))
                 size += len(chunks[-1])
                 if size > limit:
-                    await self._reject(
-                        scope, send, 413, self._too_large(size, limit), "invalid_request_error"
-                    )
-                    return
+                    raise _BodyRejected(413, self._too_large(size, limit))
                 if not message.get("more_body", False):
-                    break
-            replayed = False
-
-            async def replay() -> Any:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
-            return
-        await self.app(scope, receive, send)
+                    return b"".join(chunks)
+        finally:
+            draining.cancel()
 
     @staticmethod
     def _too_large(size: int, limit: int) -> str:
@@ -550,9 +808,12 @@ class _Guard:
 
     def _authorized(self, scope: dict[str, Any]) -> bool:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, token = header.decode("latin-1").partition(" ")
+        scheme, _, token = header.partition(b" ")
         assert self.state.api_key is not None
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.state.api_key)
+        # Bytes on both sides: a header with non-ASCII bytes is a wrong key, not a crash.
+        return scheme.lower() == b"bearer" and hmac.compare_digest(
+            token.strip(), self.state.api_key.encode("utf-8")
+        )
 
     async def _reject(
         self,
@@ -563,10 +824,17 @@ class _Guard:
         kind: str,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+        body = _error_body(status, message, kind)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status in (408, 413, 503):
+            # The body may be unread or half-sent: close the connection after answering.
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
         await send({"type": "http.response.body", "body": body})
         path = scope.get("path", "")
         route = path if path in KNOWN_PATHS else "other"
         self.state.metrics.requests.labels(route=route, status=str(status)).inc()
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""

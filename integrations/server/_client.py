@@ -2,8 +2,8 @@
 
 Everything that decides a vector (template, EOS, pooling, normalisation) happens on the server,
 with the same code as a local encoder, so the vectors are the same. Only the tokenizer is loaded
-here, lazily, for callers that chunk text (the ingest pipeline); it is the tokenizer of the model
-the server reports in ``GET /info``.
+here, lazily, for callers that chunk text (the ingest pipeline); its files come from the server
+(``GET /tokenizer``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import base64
 import contextlib
 import os
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,7 +111,7 @@ class RemoteEncoder:
 
     @property
     def model_name(self) -> str:
-        """The model the server runs."""
+        """The name the server serves its model under (`e5 serve --served-model-name`)."""
         return str(self.info["model"])
 
     @property
@@ -138,11 +140,23 @@ class RemoteEncoder:
 
     @property
     def tokenizer(self) -> Any:
-        """The server model's tokenizer, loaded here on first use (chunking needs it locally)."""
+        """The server model's tokenizer, loaded here on first use (chunking needs it locally):
+        its files come from ``GET /tokenizer`` (a server older than that route: loaded by the
+        model name ``/info`` reports)."""
         if self._tokenizer is None:
             from e5_integrations._encoder import load_tokenizer
 
-            self._tokenizer = load_tokenizer(self.model_name)
+            try:
+                files = self._request("GET", "/tokenizer")["files"]
+            except ServerError as exc:
+                if " 404:" not in str(exc):
+                    raise
+                self._tokenizer = load_tokenizer(self.model_name)
+            else:
+                with tempfile.TemporaryDirectory(prefix="e5-remote-tokenizer-") as folder:
+                    for name, data in files.items():
+                        (Path(folder) / Path(name).name).write_bytes(base64.b64decode(data))
+                    self._tokenizer = load_tokenizer(folder)
         return self._tokenizer
 
     # -- encoding -----------------------------------------------------------------------------

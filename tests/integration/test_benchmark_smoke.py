@@ -85,6 +85,54 @@ def test_server_load_script_smoke(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.integration
+def test_server_load_script_mixed_and_threads_smoke(tmp_path, tiny_model_dir):
+    """--mixed (queries alone vs under bulk load), --compare-threads, and a .json --out is the file."""
+    pytest.importorskip("starlette")
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "server_load.py"),
+            "--clients",
+            "",
+            "--mixed",
+            "--mixed-queries",
+            "8",
+            "--query-clients",
+            "2",
+            "--bulk-clients",
+            "1",
+            "--compare-threads",
+            "--thread-requests",
+            "2",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.is_file()  # not a folder named figures.json
+    figures = json.loads(out.read_text())
+    assert figures["levels"] == []
+    mixed = figures["mixed"]
+    for phase in ("alone", "mixed"):
+        assert mixed[phase]["requests"] == 8 and 0 < mixed[phase]["p50_ms"] <= mixed[phase]["p99_ms"]
+    assert mixed["bulk_requests"] >= 1 and mixed["p99_ratio"] > 0
+    settings = {row["setting"]: row for row in figures["threads_compared"]}
+    assert list(settings) == ["default", "1", "torch default"]
+    assert (
+        settings["default"]["threads"] == max(1, figures["usable_cpus"] - 1) and settings["1"]["threads"] == 1
+    )
+    assert all(row["requests"] == 2 and row["requests_per_s"] > 0 for row in settings.values())
+    assert "mixed/alone" in result.stdout and "16-document batches" in result.stdout
+
+
+@pytest.mark.integration
 def test_pgvector_framework_query_script_smoke(tmp_path, pg_dsn):  # noqa: F811
     pytest.importorskip("psycopg")
     out = tmp_path / "figures.json"

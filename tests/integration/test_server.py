@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ pytest.importorskip("prometheus_client")
 pytestmark = pytest.mark.integration
 
 KEY = "test-key-d41d8cd98f00"
+SERVED_NAME = "e5-tiny-test"
 QUERIES = ["how much protein should a female eat", "summit define", "capital of France?"]
 DOCUMENTS = [
     "As a general guideline, the CDC's average requirement of protein for women ages 19 to 70 is 46 grams per day.",
@@ -49,8 +51,12 @@ def _free_port() -> int:
 class Server:
     """``e5 serve`` in a subprocess; waits for ``/health`` (patiently: a loaded CI machine is slow)."""
 
-    def __init__(self, model_dir: Path, *extra: str, api_key: str | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, *extra: str, api_key: str | None = None, log: Path | None = None
+    ) -> None:
+        """``log``: write the server's output there (readable while it runs) instead of a pipe."""
         self.port = _free_port()
+        self.log = log
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable,
@@ -63,16 +69,15 @@ class Server:
             "cpu",
         ]
         command += ["--dtype", "fp32", "--port", str(self.port), *extra]
-        env = dict(os.environ, E5_API_KEY=api_key or "")
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        env = dict(os.environ, E5_API_KEY=api_key or "", PYTHONUNBUFFERED="1")
+        output: Any = subprocess.PIPE if log is None else log.open("w")
+        self.process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        if log is not None:
+            output.close()  # the child holds its own copy
         deadline = time.monotonic() + 300
         while True:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"e5 serve exited with {self.process.returncode}:\n{self.process.stdout.read()}"
-                )
+                raise AssertionError(f"e5 serve exited with {self.process.returncode}:\n{self.output()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return
@@ -93,21 +98,36 @@ class Server:
                 total += float(match.group(1))
         return total
 
-    def stop(self) -> tuple[int, str]:
+    def output(self) -> str:
+        """What the server printed so far (all of it once it exited)."""
+        if self.log is not None:
+            return self.log.read_text(errors="replace")
+        return self.process.stdout.read() if self.process.poll() is not None else ""
+
+    def stop(self, timeout: float = 60) -> tuple[int, str]:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.process.communicate(timeout=60)
+            out, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             out, _ = self.process.communicate()
-        return self.process.returncode, out
+        return self.process.returncode, out if self.log is None else self.output()
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path) -> Iterator[Server]:
     """The main server: API key on, payload limit lowered so 413 is cheap to provoke."""
-    running = Server(tiny_model_dir, "--max-payload-bytes", "200000", "--max-inputs", "64", api_key=KEY)
+    running = Server(
+        tiny_model_dir,
+        "--max-payload-bytes",
+        "200000",
+        "--max-inputs",
+        "64",
+        "--served-model-name",
+        SERVED_NAME,
+        api_key=KEY,
+    )
     yield running
     code, out = running.stop()
     assert code == 0, out[-3000:]
@@ -225,7 +245,7 @@ def test_422_names_the_bad_input(server: Server) -> None:
         not_text = client.post("/v1/embeddings", json={"input": ["fine", 3.5]})
         assert not_text.status_code == 422 and "input[1] is float" in not_text.json()["error"]["message"]
         typo = client.post("/v1/embeddings", json={"input": "x", "task": "SciFactt"})
-        assert typo.status_code == 400 and "SciFact" in typo.json()["error"]["message"]
+        assert typo.status_code == 422 and "SciFact" in typo.json()["error"]["message"]
         ids_query = client.post("/v1/embeddings", json={"input": [[1, 2, 3]], "input_type": "query"})
         assert (
             ids_query.status_code == 400 and "send text for queries" in ids_query.json()["error"]["message"]
@@ -285,7 +305,7 @@ def test_remote_encoder_sync_and_async_equal_local(server: Server, encoder) -> N
     assert (remote.dimension, remote.max_length, remote.model_name) == (
         encoder.dimension,
         encoder.max_length,
-        encoder.model_name,
+        SERVED_NAME,
     )
     _assert_same(remote.encode_queries(QUERIES, task="NQ"), encoder.encode_queries(QUERIES, task="NQ"))
     _assert_same(remote.encode_documents(DOCUMENTS), encoder.encode_documents(DOCUMENTS))
@@ -297,7 +317,9 @@ def test_remote_encoder_sync_and_async_equal_local(server: Server, encoder) -> N
     # More inputs than one request may carry (64): the client splits them.
     many = [f"document {i} " + "text " * (i % 11) for i in range(150)]
     _assert_same(remote.encode_documents(many), encoder.encode_documents(many))
+    # the tokenizer comes from the server (GET /tokenizer): the served name is no model path
     assert remote.tokenizer("hello")["input_ids"] == encoder.tokenizer("hello")["input_ids"]
+    assert remote.tokenizer.eos_token_id == encoder.tokenizer.eos_token_id
     remote.close()
 
 

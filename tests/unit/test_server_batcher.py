@@ -4,6 +4,7 @@ share forward passes and each gets exactly its own rows; the queue bound rejects
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +116,211 @@ def test_client_splits_requests_within_the_server_limits() -> None:
         texts[10:20],
         texts[20:],
     ]
+
+
+class _RecordingEncoder:
+    """A fake encoder: one row per token, a pass records which request each row came from
+    (the first token id is the request's tag) and may run a hook (to enqueue more work)."""
+
+    dimension = 2
+    devices = ("cpu",)
+
+    def __init__(self, batch_tokens: int) -> None:
+        import threading
+
+        self.batch_tokens = batch_tokens
+        self.passes: list[set[int]] = []
+        self.hook = None
+        self.entered = threading.Event()  # a pass has started
+        self.gate = threading.Event()  # passes may finish
+        self.gate.set()
+
+    def encode_token_ids(self, rows):
+        self.entered.set()
+        self.gate.wait(60)
+        self.passes.append({row[0] for row in rows})
+        if self.hook is not None:
+            self.hook(len(self.passes))
+        return np.array([[row[0], len(row)] for row in rows], dtype=np.float32)
+
+
+def _rows(tag: int, count: int, length: int) -> list[list[int]]:
+    return [[tag] * length for _ in range(count)]
+
+
+def test_priority_work_overtakes_queued_bulk_passes() -> None:
+    """A query sent while a bulk request's passes are running is embedded in the next pass,
+    not after the bulk request's whole plan."""
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
+    encoder = _RecordingEncoder(batch_tokens=40)
+    batcher = DynamicBatcher(
+        encoder, 1_000_000, ServerMetrics(), bulk_slice=1, express=False
+    )  # one lane, full passes
+    bulk = _rows(1, 12, 20)  # 12 rows of 20 tokens: 6 passes of 2 rows
+    query = _rows(2, 1, 5)
+
+    async def run() -> list[np.ndarray]:
+        encoder.gate.clear()  # the first bulk pass blocks until the query is queued
+        first = batcher.enqueue(bulk)
+        await asyncio.to_thread(encoder.entered.wait, 60)  # the first bulk pass is running
+        second = batcher.enqueue(query, priority=True)
+        encoder.gate.set()
+        return list(await asyncio.gather(first, second))
+
+    try:
+        got_bulk, got_query = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert got_bulk[:, 0].tolist() == [1] * 12 and got_query[:, 0].tolist() == [2]
+    query_pass = next(n for n, tags in enumerate(encoder.passes) if 2 in tags)
+    assert query_pass == 1, encoder.passes  # right after the pass that was running
+    assert len(encoder.passes) == 7
+
+
+def test_bulk_work_is_not_starved_by_a_stream_of_queries() -> None:
+    """Queries keep arriving (one more after every pass); bulk passes still run, at least one
+    in every PRIORITY_STREAK + 1 passes, and the bulk request completes."""
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
+    encoder = _RecordingEncoder(batch_tokens=40)
+    batcher = DynamicBatcher(
+        encoder, 1_000_000, ServerMetrics(), priority_streak=2, bulk_slice=1, express=False
+    )
+    bulk = _rows(1, 8, 20)  # 4 passes
+    futures: list[asyncio.Future[np.ndarray]] = []
+
+    async def run() -> np.ndarray:
+        loop = asyncio.get_running_loop()
+
+        async def add_query() -> None:
+            futures.append(batcher.enqueue(_rows(2, 1, 5), priority=True))
+
+        def more(count: int) -> None:  # on the worker thread, after each pass
+            if count < 40:
+                asyncio.run_coroutine_threadsafe(add_query(), loop).result(30)
+
+        encoder.hook = more
+        pending = batcher.enqueue(bulk)  # first: from now on, bulk work is always waiting
+        await add_query()
+        done = await pending
+        encoder.hook = None
+        await asyncio.gather(*futures)
+        return done
+
+    try:
+        got = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert got[:, 0].tolist() == [1] * 8
+    bulk_passes = [n for n, tags in enumerate(encoder.passes) if 1 in tags]
+    assert len(bulk_passes) == 4
+    gaps = [b - a for a, b in zip([-1, *bulk_passes], bulk_passes, strict=False)]
+    assert max(gaps) <= 3, encoder.passes  # never more than 2 priority rounds in a row
+    assert any(2 in tags for tags in encoder.passes[: bulk_passes[-1]])  # queries did go first
+
+
+def test_bulk_passes_shrink_while_priority_traffic_is_active() -> None:
+    """After a query, bulk passes take 1/bulk_slice of the budget (a later query waits for a
+    small pass); with no priority traffic they are full passes."""
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
+    def bulk_pass_sizes(with_query: bool) -> list[int]:
+        encoder = _RecordingEncoder(batch_tokens=80)
+        batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics(), bulk_slice=2, priority_window_s=3600)
+        sizes: list[int] = []
+        original = encoder.encode_token_ids
+
+        def record(rows):
+            if rows[0][0] == 1:
+                sizes.append(len(rows))
+            return original(rows)
+
+        encoder.encode_token_ids = record
+
+        async def run() -> None:
+            pending = []
+            if with_query:
+                pending.append(batcher.enqueue(_rows(2, 1, 5), priority=True))
+            pending.append(batcher.enqueue(_rows(1, 8, 20)))
+            await asyncio.gather(*pending)
+
+        try:
+            asyncio.run(run())
+        finally:
+            batcher.close()
+        return sizes
+
+    assert bulk_pass_sizes(with_query=False) == [4, 4]  # 80-token passes of 20-token rows
+    assert bulk_pass_sizes(with_query=True) == [2, 2, 2, 2]  # 40-token passes
+
+
+def test_the_express_lane_embeds_a_query_while_a_bulk_pass_runs() -> None:
+    """A bulk pass is stuck (its rows wait on a gate); a query sent meanwhile is answered
+    before that pass ends, by the express lane."""
+    import threading
+
+    from e5_integrations.server._batcher import DynamicBatcher
+    from e5_integrations.server._metrics import ServerMetrics
+
+    encoder = _RecordingEncoder(batch_tokens=40)
+    bulk_gate, bulk_entered = threading.Event(), threading.Event()
+    original = encoder.encode_token_ids
+
+    def gated(rows):
+        if rows[0][0] == 1:  # bulk rows wait; priority rows pass straight through
+            bulk_entered.set()
+            bulk_gate.wait(60)
+        return original(rows)
+
+    encoder.encode_token_ids = gated
+    batcher = DynamicBatcher(encoder, 1_000_000, ServerMetrics())
+
+    async def run() -> tuple[bool, np.ndarray]:
+        bulk = batcher.enqueue(_rows(1, 4, 20))
+        await asyncio.to_thread(bulk_entered.wait, 60)
+        query = await asyncio.wait_for(batcher.submit(_rows(2, 1, 5), priority=True), 60)
+        still_running = not bulk.done()
+        bulk_gate.set()
+        await bulk
+        return still_running, query
+
+    try:
+        still_running, query = asyncio.run(run())
+    finally:
+        bulk_gate.set()
+        batcher.close()
+    assert still_running and query[:, 0].tolist() == [2]
+
+
+def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("prometheus_client")
+    from starlette.testclient import TestClient
+
+    from e5_integrations.server import create_app
+
+    class Broken:
+        """The tiny encoder, with a forward pass that fails (a bug, a device error)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(encoder, name)
+
+        def encode_token_ids(self, rows: object) -> object:
+            raise RuntimeError("secret internals of the failure")
+
+    app = create_app(Broken)
+    with TestClient(app) as client:
+        for _ in range(100):
+            if client.get("/health").status_code == 200:
+                break
+            time.sleep(0.1)
+        answer = client.post("/v1/embeddings", json={"input": ["x"]})
+        assert answer.status_code == 500
+        assert "bug" in answer.json()["error"]["message"] and "secret internals" not in answer.text
+        assert client.get("/health").status_code == 200
+        metrics = client.get("/metrics").text
+    assert 'e5_requests_total{route="/v1/embeddings",status="500"} 1.0' in metrics
