@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from e5_integrations._errors import E5Error
+from e5_integrations._errors import E5Error, InputError
 from e5_integrations._tasks import DEFAULT_TASK, resolve_task
 from e5_integrations.server._batcher import DynamicBatcher, Overloaded
 from e5_integrations.server._metrics import ServerMetrics
@@ -197,7 +197,9 @@ def _parse_inputs(value: Any, field: str, max_inputs: int) -> tuple[list[str] | 
                     f"{field}[{index}] is {type(item).__name__} ({_PREVIEW.repr(item)}), expected a string",
                 )
             if not item.strip():
-                raise _HTTPError(422, f"{field}[{index}] is an empty string; drop it or send some text")
+                raise _HTTPError(
+                    422, f"{field}[{index}] is empty or whitespace-only; drop it or send some text"
+                )
             _check_unicode(item, f"{field}[{index}]")
     return items, token_ids
 
@@ -274,7 +276,7 @@ def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
     vocab = len(tokenizer)
     prefix, suffix = _special_tokens(tokenizer)
     recipe = encoder.recipe
-    if not (recipe.pools_every_token and recipe.document.text == "{text}" and recipe.preprocess is None):
+    if not (recipe.templates_then_tokenize and recipe.document.text == "{text}"):
         raise _HTTPError(
             400,
             f"token-id input needs a recipe that embeds documents as they are; the served recipe "
@@ -334,7 +336,13 @@ async def _model_inputs(
     def build() -> list[list[int]]:
         if token_ids:
             return _ids_from_tokens(encoder, items)
-        return list(encoder.tokenize(items, instruction))
+        try:
+            return list(encoder.tokenize(items, instruction))
+        except InputError as exc:  # nothing to pool ("" under GritLM): the input is the client's
+            message = str(exc)
+            if exc.index is not None:
+                message = message.replace(f"texts[{exc.index}]", f"input[{exc.index}]", 1)
+            raise _HTTPError(422, message) from exc
 
     pool = state.tokenize_pool
     if priority and state.priority_encoder is not None:
@@ -475,6 +483,8 @@ def create_app(
                 response = _error_response(
                     _HTTPError(429, str(exc), "rate_limit_error", retry_after=str(exc.retry_after))
                 )
+            except InputError as exc:  # an input the model gives no usable vector (batcher)
+                response = _error_response(_HTTPError(422, str(exc)))
             except E5Error as exc:
                 response = _error_response(_HTTPError(400, str(exc)))
             except Exception:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from e5_integrations._batching import plan_batches
+from e5_integrations._errors import InputError
 from e5_integrations.server._metrics import ServerMetrics
 
 __all__ = ["DynamicBatcher", "Overloaded"]
@@ -325,7 +326,9 @@ class DynamicBatcher:
             return
         started = time.perf_counter()
         try:
-            vectors = self.encoder.encode_token_ids([job.ids[i] for job, i in members])
+            # Vectors are checked per request below: one client's NaN (a half-precision
+            # overflow) must not fail the other requests of its batch.
+            vectors = self.encoder.encode_token_ids([job.ids[i] for job, i in members], check_vectors=False)
         except Exception as exc:
             for job in {id(job): job for job, _ in members}.values():
                 self._fail(job, exc)
@@ -341,12 +344,29 @@ class DynamicBatcher:
         if elapsed > 0:
             rate = sum(widths) / elapsed
             self._tokens_per_s = rate if self._tokens_per_s == 0 else 0.8 * self._tokens_per_s + 0.2 * rate
-        for (job, i), vector in zip(members, vectors, strict=False):
+        norms = np.linalg.norm(vectors, axis=1)
+        unusable = ~np.isfinite(norms) | (norms == 0)
+        for (job, i), vector, bad in zip(members, vectors, unusable, strict=False):
+            if job.failed:
+                continue
+            if bad:
+                self._fail(job, self._bad_vector(vector, i))
+                continue
             assert job.out is not None
             job.out[i] = vector
             job.remaining -= 1
             if job.remaining == 0:
                 self._finish(job)
+
+    def _bad_vector(self, vector: np.ndarray, index: int) -> Exception:
+        """The encoder's error for a zero or non-finite vector, as ``input[index]`` (a 422)."""
+        check = getattr(self.encoder, "check_vectors", None)
+        try:
+            if check is not None:
+                check(vector[None, :], index, "input")
+        except InputError as exc:
+            return exc
+        return InputError(f"input[{index}] gives a zero or non-finite vector", index)
 
     def _release(self, job: _Job) -> None:
         with self._cond:

@@ -78,7 +78,7 @@ def test_close_embeds_what_is_queued(encoder) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (["ok", ""], "input[1] is an empty string"),
+        (["ok", ""], "input[1] is empty or whitespace-only"),
         (["ok", None], "input[1] is NoneType"),
         ([], "empty list"),
         ({"text": "x"}, "must be a string or a list"),
@@ -135,7 +135,7 @@ class _RecordingEncoder:
         self.gate = threading.Event()  # passes may finish
         self.gate.set()
 
-    def encode_token_ids(self, rows):
+    def encode_token_ids(self, rows, check_vectors=True):
         self.entered.set()
         self.gate.wait(60)
         self.passes.append({row[0] for row in rows})
@@ -234,7 +234,7 @@ def test_bulk_passes_shrink_while_priority_traffic_is_active() -> None:
         sizes: list[int] = []
         original = encoder.encode_token_ids
 
-        def record(rows):
+        def record(rows, check_vectors=True):
             if rows[0][0] == 1:
                 sizes.append(len(rows))
             return original(rows)
@@ -270,7 +270,7 @@ def test_the_express_lane_embeds_a_query_while_a_bulk_pass_runs() -> None:
     bulk_gate, bulk_entered = threading.Event(), threading.Event()
     original = encoder.encode_token_ids
 
-    def gated(rows):
+    def gated(rows, check_vectors=True):
         if rows[0][0] == 1:  # bulk rows wait; priority rows pass straight through
             bulk_entered.set()
             bulk_gate.wait(60)
@@ -309,7 +309,7 @@ def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) 
         def __getattr__(self, name: str) -> object:
             return getattr(encoder, name)
 
-        def encode_token_ids(self, rows: object) -> object:
+        def encode_token_ids(self, rows: object, check_vectors: bool = True) -> object:
             raise RuntimeError("secret internals of the failure")
 
     app = create_app(Broken)
@@ -324,3 +324,71 @@ def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) 
         assert client.get("/health").status_code == 200
         metrics = client.get("/metrics").text
     assert 'e5_requests_total{route="/v1/embeddings",status="500"} 1.0' in metrics
+
+
+def test_one_requests_nan_vector_fails_that_request_only(tiny_model_dir) -> None:
+    """A request whose input the model turns into NaN (a half-precision overflow) gets an
+    InputError naming its own input; the request sharing its forward pass gets its vectors
+    (issue 23: no zero or NaN vector leaves silently, and no other client pays for it)."""
+    import torch
+
+    from e5_integrations import E5Encoder, InputError
+    from e5_integrations._backend import TorchBackend, load_model
+    from tests.unit.test_ingest_bad_vectors import _PoisonedBackend
+
+    plain = E5Encoder(str(tiny_model_dir), device="cpu", dtype="fp32")
+    token = plain.tokenizer("poison", add_special_tokens=False)["input_ids"][-1]
+    real = TorchBackend(load_model(str(tiny_model_dir), torch.device("cpu"), torch.float32), plain.recipe, 2)
+    poisoned = E5Encoder(str(tiny_model_dir), backends=[_PoisonedBackend(real, token)], dtype="fp32")
+    batcher = _batcher(poisoned)
+    good = plain.tokenize(["Paris is the capital of France.", "fine"])
+    bad = plain.tokenize(["fine too", "this carries poison"])
+
+    async def run() -> list[object]:
+        return await asyncio.gather(batcher.submit(good), batcher.submit(bad), return_exceptions=True)
+
+    try:
+        got_good, got_bad = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert batcher.metrics.forward_passes._value.get() == 1  # the two requests shared one pass
+    assert isinstance(got_good, np.ndarray) and np.allclose(got_good, plain.encode_token_ids(good), atol=1e-5)
+    assert isinstance(got_bad, InputError) and got_bad.index == 1
+    assert "input[1] gives a non-finite vector" in str(got_bad)
+
+
+def test_whitespace_only_inputs_are_422_under_any_recipe(tiny_model_dir, tmp_path) -> None:
+    """A sentence-transformers folder that leaves its prompt out of a mean: a whitespace-only
+    input would strip to the prompt alone and leave nothing to pool (the reference gives a zero
+    vector). The server refuses empty and whitespace-only inputs up front, as ``e5 ingest``
+    skips such documents: 422 naming the input, never a zero vector."""
+    import json
+
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from e5_integrations import E5Encoder, InputError
+    from e5_integrations.server import create_app
+
+    folder = tmp_path / "st-model"
+    folder.mkdir()
+    for item in tiny_model_dir.iterdir():
+        (folder / item.name).symlink_to(item)
+    prompts = {"query": "Represent this question: ", "document": "Represent this passage: "}
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))
+    (folder / "1_Pooling").mkdir()
+    pooling = {"pooling_mode_mean_tokens": True, "include_prompt": False}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    encoder = E5Encoder(str(folder), device="cpu", dtype="fp32")
+    with pytest.raises(InputError, match=r"texts\[1\].*no token to pool"):
+        encoder.encode_documents(["a passage", "   "])  # what the server is protected from
+    with TestClient(create_app(lambda: encoder)) as client:
+        for _ in range(100):
+            if client.get("/health").status_code == 200:
+                break
+            time.sleep(0.1)
+        for blank in ("", "   ", "\n\t"):
+            answer = client.post("/v1/embeddings", json={"input": ["a passage", blank]})
+            assert answer.status_code == 422, answer.text
+            assert "input[1] is empty or whitespace-only" in answer.json()["error"]["message"]
+        assert client.post("/v1/embeddings", json={"input": ["a passage"]}).status_code == 200
