@@ -528,7 +528,7 @@ def create_app(
         encoder, batcher = state.ready()
         batcher.expect()
         try:
-            lane = query or _looks_short(items, token_ids, state.limits.priority_tokens)
+            lane = (query and len(items) == 1) or _looks_short(items, token_ids, state.limits.priority_tokens)
             ids = await _model_inputs(state, encoder, items, token_ids, instruction, lane)
             tokens = sum(len(row) for row in ids)
             if tokens > state.limits.max_queue_tokens:
@@ -537,7 +537,10 @@ def create_app(
                     f"this request is {tokens} tokens, more than the server queue holds "
                     f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
                 )
-            priority = query or tokens <= state.limits.priority_tokens
+            # Short requests go first: a single query whatever its length, or anything under
+            # --priority-tokens. A request of many queries (an evaluation run) is bulk work,
+            # or it would hold every other query behind its passes.
+            priority = tokens <= state.limits.priority_tokens or (query and len(ids) == 1)
             future = batcher.enqueue(ids, priority=priority)
         finally:
             batcher.unexpect()
@@ -705,8 +708,10 @@ class _BodyRejected(Exception):
 
 class _Guard:
     """ASGI middleware run before any route: the API key, the request-body size limit and
-    timeout (the body is read here, then replayed to the app), and a last-resort 500 that
-    is counted like any other status."""
+    timeout (the body is read here, then replayed to the app), and a short 500 for an
+    exception that reaches it before a response started. Route handlers count their own 500s
+    (``e5_requests_total``); an error outside them is answered by Starlette's error middleware
+    and only logged."""
 
     def __init__(self, app: Any, state: _State) -> None:
         self.app = app

@@ -359,14 +359,14 @@ class DynamicBatcher:
                 self._finish(job)
 
     def _bad_vector(self, vector: np.ndarray, index: int) -> Exception:
-        """The encoder's error for a zero or non-finite vector, as ``input[index]`` (a 422)."""
-        check = getattr(self.encoder, "check_vectors", None)
-        try:
-            if check is not None:
-                check(vector[None, :], index, "input")
-        except InputError as exc:
-            return exc
-        return InputError(f"input[{index}] gives a zero or non-finite vector", index)
+        """A 422 for a zero or non-finite vector, naming ``input[index]`` (and not the model's
+        path, which the encoder's own message gives a local user)."""
+        kind = "a non-finite" if not np.isfinite(vector).all() else "a zero"
+        return InputError(
+            f"input[{index}] gives {kind} vector under this model (a zero vector has no direction to "
+            "compare; a non-finite one comes from a half-precision overflow); check the input",
+            index,
+        )
 
     def _release(self, job: _Job) -> None:
         with self._cond:
@@ -380,7 +380,9 @@ class DynamicBatcher:
         job.loop.call_soon_threadsafe(_resolve, job.future, out, None)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
-        if job.failed or job.future.done() or (job.remaining == 0 and job.ids):
+        # A cancelled request (its future done) is released all the same: its tokens must
+        # leave the queue count (_resolve ignores the done future).
+        if job.failed or (job.remaining == 0 and job.ids):
             return
         job.failed = True
         self._release(job)

@@ -304,11 +304,18 @@ def test_sigterm_is_not_held_by_a_client_stuck_in_its_body(tiny_model_dir: Path,
     try:
         assert httpx.get(running.url + "/info", timeout=60).json()["threads"] == 1
         with _connect(running) as stalled:
+            # Expect: 100-continue makes the server say when the app starts reading the body,
+            # so the signal comes while it waits for the rest (however slow the machine).
             stalled.sendall(
                 b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 1000\r\n\r\n{"input": '
+                b"Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n"
             )
-            time.sleep(0.5)  # the server is waiting for the rest of the body
+            interim = b""
+            while b"\r\n\r\n" not in interim:
+                interim += stalled.recv(65536)
+            assert interim.startswith(b"HTTP/1.1 100"), interim
+            stalled.sendall(b'{"input": ')
+            time.sleep(0.5)
             running.process.send_signal(signal.SIGTERM)
             answer = _read_until_closed(stalled)
         # well under the 120 s drain: stop() gives up (and fails the test) after 60 s
