@@ -160,15 +160,20 @@ class _Connection:
             self.writer.close()
 
 
+async def send_queries(connection: _Connection, queries: list[str], latencies: list[float]) -> None:
+    """One client: ``queries`` one request each, back to back; each latency is appended."""
+    for query in queries:
+        started = time.perf_counter()
+        await connection.post("/v1/embeddings", {"input": [query], "input_type": "query"})
+        latencies.append(time.perf_counter() - started)
+
+
 def run_server_level(port: int, queries: list[str], clients: int) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
 
-    async def client(connection: _Connection, mine: list[str]) -> None:
-        for query in mine:
-            started = time.perf_counter()
-            await connection.post("/v1/embeddings", {"input": [query], "input_type": "query"})
-            latencies.append(time.perf_counter() - started)
+    def client(connection: _Connection, mine: list[str]) -> Any:
+        return send_queries(connection, mine, latencies)
 
     async def run() -> None:
         connections = [_Connection(port) for _ in range(clients)]
@@ -195,15 +200,11 @@ def run_mixed(
 
     async def query_phase(connections: list[_Connection]) -> list[float]:
         latencies: list[float] = []
-
-        async def client(connection: _Connection, mine: list[str]) -> None:
-            for query in mine:
-                started = time.perf_counter()
-                await connection.post("/v1/embeddings", {"input": [query], "input_type": "query"})
-                latencies.append(time.perf_counter() - started)
-
         await asyncio.gather(
-            *(client(connections[i], queries[i::query_clients]) for i in range(query_clients))
+            *(
+                send_queries(connections[i], queries[i::query_clients], latencies)
+                for i in range(query_clients)
+            )
         )
         return latencies
 

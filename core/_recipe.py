@@ -311,6 +311,11 @@ class Recipe:
             raise ConfigurationError(
                 f"padding_side must be 'left', 'right' or None, got {self.padding_side!r}"
             )
+        if self.strip_input and not all(isinstance(t.text, str) for t in (self.query, self.document)):
+            raise ConfigurationError(
+                f"recipe {self.name!r}: strip_input strips a whole templated input; piece templates are "
+                "tokenized piece by piece (use preprocess='strip' to strip the text)"
+            )
         if self.preprocess is not None and self.preprocess not in PREPROCESSORS:
             raise ConfigurationError(
                 f"recipe {self.name!r}: preprocess={self.preprocess!r} is unknown; valid: {', '.join(PREPROCESSORS)}"
@@ -446,9 +451,7 @@ class Recipe:
         if self.text_token_limit is not None:
             texts = [self._trim_words(tokenizer, text, max_length) for text in texts]
         if isinstance(template.text, tuple):
-            return [
-                self._tokenize_pieces(tokenizer, template.text, t, instruction, max_length) for t in texts
-            ]
+            return [self._tokenize_pieces(tokenizer, template, t, instruction, max_length) for t in texts]
         return self._tokenize_string(tokenizer, template, side, list(texts), instruction, max_length)
 
     def _trim_words(self, tokenizer: Any, text: str, max_length: int) -> str:
@@ -553,10 +556,12 @@ class Recipe:
         return out
 
     def _tokenize_pieces(
-        self, tokenizer: Any, pieces: tuple[Piece, ...], text: str, instruction: str | None, max_length: int
+        self, tokenizer: Any, template: Template, text: str, instruction: str | None, max_length: int
     ) -> Encoded:
+        assert isinstance(template.text, tuple)
+        pieces = template.text
         tokenized = [
-            tokenizer(self._format(p.text, text, instruction, tokenizer), add_special_tokens=False)[
+            tokenizer(self._format(p.text, text, instruction, tokenizer, template), add_special_tokens=False)[
                 "input_ids"
             ]
             for p in pieces

@@ -235,14 +235,7 @@ def _parse_task(body: dict[str, Any]) -> Any:
 
 def _input_type(body: dict[str, Any]) -> str:
     """``input_type``: ``"query"`` or ``"document"``; absent or null means a document."""
-    value = body.get("input_type")
-    if value is None:
-        return "document"
-    if value not in ("query", "document") or not isinstance(value, str):
-        raise _HTTPError(
-            422, f"input_type must be 'query' or 'document' (or absent), got {_PREVIEW.repr(value)}"
-        )
-    return value
+    return _choice(body, "input_type", ("query", "document"), "document")
 
 
 def _instruction_for(input_type: str, task: Any) -> str | None:
@@ -361,13 +354,17 @@ def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[Any]:
 
 
 def _encoding_format(body: dict[str, Any]) -> str:
-    value = body.get("encoding_format")
+    return _choice(body, "encoding_format", ("float", "base64"), "float")
+
+
+def _choice(body: dict[str, Any], field: str, allowed: tuple[str, ...], default: str) -> str:
+    """``body[field]``, one of ``allowed``; absent or null means ``default``; else 422."""
+    value = body.get(field)
     if value is None:
-        return "float"
-    if value not in ("float", "base64") or not isinstance(value, str):
-        raise _HTTPError(
-            422, f"encoding_format must be 'float' or 'base64' (or absent), got {_PREVIEW.repr(value)}"
-        )
+        return default
+    if not isinstance(value, str) or value not in allowed:
+        names = " or ".join(repr(name) for name in allowed)
+        raise _HTTPError(422, f"{field} must be {names} (or absent), got {_PREVIEW.repr(value)}")
     return value
 
 

@@ -52,27 +52,23 @@ def test_gpu_throughput_script_smoke(tmp_path):
 
 
 @pytest.mark.integration
-def test_server_load_script_smoke(tmp_path, tiny_model_dir):
-    pytest.importorskip("starlette")
+def _server_load(model_dir, out, *args: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/server_load.py`` on the tiny model, writing ``out``; it must exit 0."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "server_load.py"),
-            "--requests",
-            "16",
-            "--clients",
-            "1,4",
-            "--model-dir",
-            str(tiny_model_dir),
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, str(REPO / "benchmarks" / "server_load.py"), *args]
+        + ["--model-dir", str(model_dir), "--out", str(out)],
         check=False,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_server_load_script_smoke(tmp_path, tiny_model_dir):
+    pytest.importorskip("starlette")
+    result = _server_load(tiny_model_dir, tmp_path, "--requests", "16", "--clients", "1,4")
     (written,) = tmp_path.glob("server-load-*.json")
     levels = json.loads(written.read_text())["levels"]
     assert [level["clients"] for level in levels] == [1, 4]
@@ -89,33 +85,12 @@ def test_server_load_script_mixed_and_threads_smoke(tmp_path, tiny_model_dir):
     """--mixed (queries alone vs under bulk load), --compare-threads, and a .json --out is the file."""
     pytest.importorskip("starlette")
     out = tmp_path / "figures.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "server_load.py"),
-            "--clients",
-            "",
-            "--mixed",
-            "--mixed-queries",
-            "8",
-            "--query-clients",
-            "2",
-            "--bulk-clients",
-            "1",
-            "--compare-threads",
-            "--thread-requests",
-            "2",
-            "--model-dir",
-            str(tiny_model_dir),
-            "--out",
-            str(out),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _server_load(
+        tiny_model_dir,
+        out,
+        *("--clients", "", "--mixed", "--mixed-queries", "8", "--query-clients", "2"),
+        *("--bulk-clients", "1", "--compare-threads", "--thread-requests", "2"),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert out.is_file()  # not a folder named figures.json
     figures = json.loads(out.read_text())
     assert figures["levels"] == []

@@ -466,6 +466,9 @@ def test_unknown_recipe_name_lists_the_valid_ones(models):
             "adjacent",
         ),
         ({"query_template": (Piece("{text}"),)}, "pooled"),
+        ({"document_template": (Piece("{text}", pooled=True),), "strip_input": True}, "strip_input"),
+        ({"max_length": 1}, "max_length"),
+        ({"piece_token_limit": 0}, "piece_token_limit"),
     ],
 )
 def test_recipe_is_checked_when_built(kwargs, message):
