@@ -35,20 +35,26 @@ on.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from e5_integrations._errors import ConfigurationError, SourceError, option
+from e5_integrations.ingest._readers import (
+    READERS,
+    Document,
+    Fields,
+    RecordError,
+    SourceFile,
+    Span,
+    reader_for,
+)
 from e5_integrations.ingest._sink import (
     RESERVED_METADATA_KEYS,
     RESERVED_METADATA_PREFIX,
@@ -63,6 +69,7 @@ __all__ = [
     "OnError",
     "SourceFile",
     "SourceProblem",
+    "Span",
     "iter_documents",
     "iter_source_files",
     "read_source_file",
@@ -70,40 +77,13 @@ __all__ = [
 
 OnError = Literal["fail", "skip"]
 
-#: Extensions read, lower case.
-SUPPORTED_EXTENSIONS = (".txt", ".md", ".jsonl", ".csv", ".parquet")
-#: Rows per pyarrow record batch when streaming a parquet file.
-PARQUET_BATCH_ROWS = 1024
+#: Extensions read, lower case (the reader seam's registry, ``_readers``).
+SUPPORTED_EXTENSIONS = tuple(READERS)
 
 #: Problem kinds (the ``reason`` prefix of :class:`SourceProblem`).
 UNSUPPORTED = "unsupported file type"
 INVALID = "invalid record"
 EMPTY = "empty text"
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document read from a source.
-
-    Attributes:
-        id: deterministic document id (see the module docs).
-        text: the full text.
-        source: the file id of the file it came from (see the module docs).
-        metadata: the record's other fields (JSON values), empty for text files.
-    """
-
-    id: str
-    text: str
-    source: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A file to read and the id it is known by."""
-
-    path: Path
-    file_id: str
 
 
 @dataclass(frozen=True)
@@ -236,31 +216,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(frozen=True)
-class _Fields:
-    text: str
-    id: str | None
-
-    @property
-    def id_name(self) -> str:
-        return self.id or "id"
-
-
-class _RecordError(Exception):
-    """A record is invalid; the reader turns it into a SourceError or a problem."""
-
-
-#: What a reader yields per position: a raw record, a ready document, or the record's error.
-_Item = Mapping[str, Any] | Document | _RecordError
-
-
 def _record_to_document(
-    record: Mapping[str, Any], fields: _Fields, source: SourceFile, position: int
+    record: Mapping[str, Any], fields: Fields, source: SourceFile, position: int
 ) -> Document:
     """Build a document from one JSONL/CSV/parquet record (``position`` is 1-based)."""
     if fields.text not in record:
         present = ", ".join(sorted(map(str, record))[:10]) or "none"
-        raise _RecordError(
+        raise RecordError(
             f"no {fields.text!r} field (fields present: {present}); "
             f"pass {option('text_field', 'NAME')} to use another field"
         )
@@ -268,14 +230,14 @@ def _record_to_document(
     if text is None:
         text = ""
     if not isinstance(text, str):
-        raise _RecordError(f"field {fields.text!r} is {type(text).__name__}, expected a string")
+        raise RecordError(f"field {fields.text!r} is {type(text).__name__}, expected a string")
     raw_id = record.get(fields.id_name)
     if raw_id is None or raw_id == "":
         if fields.id is not None:
-            raise _RecordError(f"no value for the id field {fields.id!r} (given with {option('id_field')})")
+            raise RecordError(f"no value for the id field {fields.id!r} (given with {option('id_field')})")
         doc_id = f"{source.file_id}:{position}"
     elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        raise _RecordError(
+        raise RecordError(
             f"id field {fields.id_name!r} is {type(raw_id).__name__}, expected a string or integer"
         )
     else:
@@ -287,7 +249,7 @@ def _record_to_document(
     }
     for key in metadata:
         if reserved_metadata_key(key):
-            raise _RecordError(
+            raise RecordError(
                 f"field {key!r} is reserved: every stored chunk carries {sorted(RESERVED_METADATA_KEYS)} and "
                 f"'{RESERVED_METADATA_PREFIX}*' keys of its own, which would replace yours; rename the field "
                 "(or read it with --text-field / --id-field)"
@@ -295,139 +257,13 @@ def _record_to_document(
     return Document(id=doc_id, text=text, source=source.file_id, metadata=metadata)
 
 
-def _read_text(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
-    try:
-        text = source.path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _RecordError(f"not valid UTF-8 at byte {exc.start}; convert the file to UTF-8") from exc
-    yield 0, Document(id=source.file_id, text=text, source=source.file_id)
-
-
-def _read_jsonl(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
-    with source.path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except UnicodeDecodeError as exc:
-                yield line_no, _RecordError(f"not valid UTF-8 ({exc.reason})")
-                continue
-            except json.JSONDecodeError as exc:
-                yield line_no, _RecordError(f"invalid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(record, dict):
-                yield (
-                    line_no,
-                    _RecordError(
-                        f'a JSON {type(record).__name__}, expected an object like {{"text": "..."}}'
-                    ),
-                )
-                continue
-            yield line_no, record
-
-
-def _raise_csv_field_limit() -> None:
-    """Let a CSV cell hold a whole document (the default limit is 128 KiB)."""
-    limit = sys.maxsize
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:
-            limit //= 2
-
-
-def _csv_error(exc: csv.Error) -> str:
-    """What is wrong with a CSV row the ``csv`` module refused, and how to fix it."""
-    if "unexpected end of data" in str(exc):
-        return (
-            "a quoted cell that starts in this row is never closed (the file ends inside it); "
-            'close the quote, and write a quote inside a quoted cell as two ("")'
-        )
-    return (
-        f'malformed CSV row ({exc}); quote cells that hold commas, and write a quote inside one as two ("")'
-    )
-
-
-def _read_csv(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
-    _raise_csv_field_limit()
-    with source.path.open(newline="", encoding="utf-8-sig") as handle:
-        # strict: a quote left open raises at the end of the file instead of silently making
-        # one cell of every later row, and text after a closing quote is an error too
-        reader = csv.DictReader(handle, strict=True)
-        try:
-            header = reader.fieldnames or []
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise _RecordError(f"unreadable CSV header ({exc})") from exc
-        missing = [name for name in (fields.text, fields.id) if name is not None and name not in header]
-        if missing:
-            raise _RecordError(
-                f"no column {missing[0]!r} (columns: {', '.join(header) or 'none'}); "
-                f"pass {option('text_field')} / {option('id_field')} with a column name"
-            )
-        while True:
-            start = reader.line_num + 1  # the line a row begins on (a quoted cell may span lines)
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as exc:
-                raise _RecordError(f"unreadable CSV at line {reader.line_num} ({exc})") from exc
-            except csv.Error as exc:
-                yield start, _RecordError(_csv_error(exc))
-                continue  # the reader starts again on the next line; at the end of the file it stops
-            if None in row:
-                yield (
-                    reader.line_num,
-                    _RecordError(f"{len(header) + len(row[None])} cells, the header has {len(header)}"),
-                )
-                continue
-            yield reader.line_num, row
-
-
-def _read_parquet(source: SourceFile, fields: _Fields) -> Iterator[tuple[int, _Item]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError(
-            "reading .parquet sources needs pyarrow; install it with: pip install 'e5-integrations[parquet]'"
-        ) from exc
-    try:
-        parquet = pq.ParquetFile(source.path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for broken files
-        raise _RecordError(f"not a readable parquet file ({exc})") from exc
-    with parquet:
-        names = parquet.schema_arrow.names
-        missing = [name for name in (fields.text, fields.id) if name is not None and name not in names]
-        if missing:
-            raise _RecordError(
-                f"no column {missing[0]!r} (columns: {', '.join(names)}); "
-                f"pass {option('text_field')} / {option('id_field')}"
-            )
-        row_no = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for row in batch.to_pylist():
-                row_no += 1
-                yield row_no, row
-
-
-_READERS: dict[str, Callable[[SourceFile, _Fields], Iterator[tuple[int, _Item]]]] = {
-    ".txt": _read_text,
-    ".md": _read_text,
-    ".jsonl": _read_jsonl,
-    ".csv": _read_csv,
-    ".parquet": _read_parquet,
-}
-
-
 def _location(source: SourceFile, position: int) -> str:
     """``path:line`` for line-based files, ``path (row N)`` for parquet, ``path`` for text."""
     if not position:
-        return str(source.path)
-    if source.path.suffix.lower() == ".parquet":
-        return f"{source.path} (row {position})"
-    return f"{source.path}:{position}"
+        return source.location
+    if source.suffix == ".parquet":
+        return f"{source.location} (row {position})"
+    return f"{source.location}:{position}"
 
 
 class _Reporter:
@@ -449,23 +285,23 @@ class _Reporter:
 
 def _read_file(
     source: SourceFile,
-    fields: _Fields,
+    fields: Fields,
     reporter: _Reporter,
     check: DocumentCheck | None = None,
     keep_empty: bool = False,
 ) -> Iterator[Document]:
-    suffix = source.path.suffix.lower()
-    reader = _READERS.get(suffix)
+    suffix = source.suffix
+    reader = reader_for(source)
     if reader is None:
         reporter.problem(
             UNSUPPORTED,
-            str(source.path),
+            source.location,
             f"extension {suffix or '(none)'!r} is not one of {', '.join(SUPPORTED_EXTENSIONS)}",
         )
         return
     try:
         for position, item in reader(source, fields):
-            if isinstance(item, _RecordError):
+            if isinstance(item, RecordError):
                 reporter.problem(INVALID, _location(source, position), str(item))
                 continue
             if isinstance(item, Document):
@@ -473,7 +309,7 @@ def _read_file(
             else:
                 try:
                     document = _record_to_document(item, fields, source, position)
-                except _RecordError as exc:
+                except RecordError as exc:
                     reporter.problem(INVALID, _location(source, position), str(exc))
                     continue
             refused = check(document) if check is not None else None
@@ -485,20 +321,20 @@ def _read_file(
                 if not keep_empty:
                     continue
             yield document
-    except _RecordError as exc:
-        reporter.problem(INVALID, str(source.path), str(exc))
+    except RecordError as exc:
+        reporter.problem(INVALID, source.location, str(exc))
     except OSError as exc:
-        reporter.problem(INVALID, str(source.path), f"cannot read: {exc.strerror or exc}")
+        reporter.problem(INVALID, source.location, f"cannot read: {exc.strerror or exc}")
 
 
-def _fields(text_field: str, id_field: str | None, on_error: OnError) -> _Fields:
+def _fields(text_field: str, id_field: str | None, on_error: OnError) -> Fields:
     if on_error not in ("fail", "skip"):
         raise ConfigurationError(f"on_error={on_error!r}; expected 'fail' or 'skip'")
     if not text_field:
         raise ConfigurationError(
             f"{option('text_field')} is empty; pass the name of the field holding the text"
         )
-    return _Fields(text=text_field, id=id_field or None)
+    return Fields(text=text_field, id=id_field or None)
 
 
 def read_source_file(
@@ -545,7 +381,7 @@ class DuplicateIds:
         if digest in self._seen:
             self._reporter.problem(
                 INVALID,
-                str(source.path),
+                source.location,
                 f"duplicate document id {document.id!r} (an earlier record already has it; "
                 f"ids must be unique across all sources, see {option('id_field')})",
             )

@@ -240,9 +240,9 @@ def test_parquet_streams_row_batches(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    from e5_integrations.ingest import _sources
+    from e5_integrations.ingest._readers.parquet import PARQUET_BATCH_ROWS
 
-    n = _sources.PARQUET_BATCH_ROWS * 2 + 5
+    n = PARQUET_BATCH_ROWS * 2 + 5
     table = pa.table(
         {
             "uid": [f"p{i}" for i in range(n)],

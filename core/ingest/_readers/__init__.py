@@ -1,0 +1,39 @@
+"""The reader seam: file extension -> reader module.
+
+Each format is one module here that registers its reader with
+:func:`~e5_integrations.ingest._readers._base.register_reader`; importing this package
+registers the built-in ones. See ``_base`` for the contract every reader keeps.
+"""
+
+from __future__ import annotations
+
+from e5_integrations.ingest._readers import csv, jsonl, parquet, text
+from e5_integrations.ingest._readers._base import (
+    READERS,
+    Document,
+    Fields,
+    Item,
+    Reader,
+    RecordError,
+    SourceFile,
+    Span,
+    reader_for,
+    register_reader,
+)
+
+__all__ = [
+    "READERS",
+    "Document",
+    "Fields",
+    "Item",
+    "Reader",
+    "RecordError",
+    "SourceFile",
+    "Span",
+    "csv",
+    "jsonl",
+    "parquet",
+    "reader_for",
+    "register_reader",
+    "text",
+]
