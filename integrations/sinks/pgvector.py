@@ -75,6 +75,7 @@ from e5_integrations.ingest._sink import (
     Record,
     Sink,
     metadata_strings,
+    reserved_metadata_key,
 )
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
@@ -123,6 +124,37 @@ class _Shape:
     metadata: str
     key: str  # a unique column to page through the rows by
     id_type: str  # SQL type of the row ids
+
+
+#: The columns of a LangChain ``PGVectorStore`` table (``init_vectorstore_table``'s defaults);
+#: any other column is one of its ``metadata_columns``.
+_LANGCHAIN_COLUMNS = ("langchain_id", "content", "embedding", "langchain_metadata")
+
+
+@dataclass(frozen=True)
+class _MetadataColumn:
+    """A column of a LangChain ``PGVectorStore`` table made with ``metadata_columns=``: the
+    store writes the metadata field of that name into it (and leaves it out of
+    ``langchain_metadata``), and its filters read only such columns."""
+
+    name: str
+    type: str  # format_type with its modifier: "text", "integer", "character varying(20)", "text[]"
+    required: bool  # NOT NULL without a default: every row must fill it
+
+    def value(self) -> Any:
+        """The SQL expression of this column's value, from the staged row's ``metadata``."""
+        from psycopg import sql
+
+        key = sql.Literal(self.name)
+        typ = sql.SQL(self.type)  # from the catalog's format_type: already a valid type name
+        if self.type in ("json", "jsonb"):
+            return sql.SQL("(metadata -> {})::{}").format(key, typ)
+        if self.type.endswith("[]"):
+            return sql.SQL(
+                "(CASE WHEN jsonb_typeof(metadata -> {k}) = 'array' "
+                "THEN ARRAY(SELECT jsonb_array_elements_text(metadata -> {k})) END)::{t}"
+            ).format(k=key, t=typ)
+        return sql.SQL("(metadata ->> {})::{}").format(key, typ)
 
 
 _AUTH_FAILED_TEXT = re.compile(
@@ -384,6 +416,50 @@ class PGVectorSink(Sink):
                 "(--id-field)"
             )
         return None
+
+    def document_check(self) -> Callable[[Document], str | None]:
+        """Also, in a LangChain ``PGVectorStore`` table, refuse a record that leaves one of its
+        NOT NULL ``metadata_columns`` empty: before anything is written, not midway."""
+        check = super().document_check()
+        if self.layout.name != "langchain":
+            return check
+        required = [c.name for c in self._run("check", self._metadata_columns) if c.required]
+        required = [name for name in required if not reserved_metadata_key(name)]  # e5 always fills those
+        if not required:
+            return check
+
+        def refuse_unfilled(document: Document) -> str | None:
+            refused = check(document)
+            if refused is not None:
+                return refused
+            for name in required:
+                if document.metadata.get(name) is None:
+                    return (
+                        f"record {document.id!r} has no {name!r} field, and column {name!r} of table "
+                        f"{self.collection!r} is NOT NULL (one of the metadata_columns of LangChain's "
+                        f"PGVectorStore); give every record a {name!r} field, or make the column nullable"
+                    )
+            return None
+
+        return refuse_unfilled
+
+    def _metadata_columns(self, conn: Any) -> tuple[_MetadataColumn, ...]:
+        """The ``metadata_columns`` of this collection's LangChain table (none if it has none
+        or does not exist yet)."""
+        shape = self._shape("langchain")
+        rows = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull AND NOT a.atthasdef "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid "
+            "WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema()) "
+            "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (shape.table, shape.schema),
+        ).fetchall()
+        return tuple(
+            _MetadataColumn(str(name), str(typ), bool(required))
+            for name, typ, required in rows
+            if name not in _LANGCHAIN_COLUMNS
+        )
 
     def ensure_collection(self, dim: int) -> None:
         """Create the table (and, up to 2000 dims, its HNSW index) or check the existing
@@ -1016,17 +1092,7 @@ class PGVectorSink(Sink):
         # (statement, parameters); None: this collection's uuid, known inside the transaction
         merge: list[tuple[Any, tuple[Any, ...] | None]]
         if layout.name == "langchain":
-            merge = [
-                (
-                    sql.SQL(
-                        'INSERT INTO {t} ("langchain_id", "content", "embedding", "langchain_metadata") '
-                        "SELECT id::uuid, text, embedding, metadata::json FROM {s} "
-                        'ON CONFLICT ("langchain_id") DO UPDATE SET "content" = EXCLUDED."content", '
-                        '"embedding" = EXCLUDED."embedding", "langchain_metadata" = EXCLUDED."langchain_metadata"'
-                    ).format(t=table, s=stage),
-                    (),
-                )
-            ]
+            merge = []  # built in the transaction, from the table's metadata columns
         elif layout.name == "llama-index":
             cast = sql.SQL("json") if self._metadata_type() == "json" else sql.SQL("jsonb")
             merge = [
@@ -1065,6 +1131,8 @@ class PGVectorSink(Sink):
                     f"{self.uri}; call ensure_collection(dim) first"
                 )
             collection = self._legacy_uuid(conn) if layout.name == "langchain-legacy" else None
+            if layout.name == "langchain":
+                merge[:] = [self._langchain_merge(conn, latest, table, stage)]
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     sql.SQL(
@@ -1084,6 +1152,43 @@ class PGVectorSink(Sink):
         self._run("upsert", load)
         _log.debug("upserted %d rows into %r at %s", len(rows), self.collection, self.uri)
 
+    def _langchain_merge(
+        self, conn: Any, latest: Sequence[Record], table: Any, stage: Any
+    ) -> tuple[Any, tuple[Any, ...]]:
+        """The merge into a LangChain ``PGVectorStore`` table: as ``PGVectorStore.add_texts``
+        writes, each of its ``metadata_columns`` gets the metadata field of its name, which
+        then stays out of ``langchain_metadata`` (e5's own keys stay in it too: they are how
+        e5 finds its rows)."""
+        from psycopg import sql
+
+        columns = self._metadata_columns(conn)
+        for column in columns:
+            if not column.required or reserved_metadata_key(column.name):
+                continue
+            for record in latest:
+                if record.metadata.get(column.name) is None:
+                    raise SchemaMismatchError(
+                        f"chunk {record.id!r} has no {column.name!r} field, and column {column.name!r} of "
+                        f"table {self.collection!r} at {self.uri} is NOT NULL (one of the metadata_columns "
+                        f"of LangChain's PGVectorStore); nothing of this batch was written. Give every "
+                        f"record a {column.name!r} field, or make the column nullable"
+                    )
+        names = [sql.Identifier(c.name) for c in columns]
+        moved = [c.name for c in columns if not reserved_metadata_key(c.name)]
+        statement = sql.SQL(
+            'INSERT INTO {t} ("langchain_id", "content", "embedding", "langchain_metadata"{names}) '
+            "SELECT id::uuid, text, embedding, (metadata - %s::text[])::json{values} FROM {s} "
+            'ON CONFLICT ("langchain_id") DO UPDATE SET "content" = EXCLUDED."content", '
+            '"embedding" = EXCLUDED."embedding", "langchain_metadata" = EXCLUDED."langchain_metadata"{sets}'
+        ).format(
+            t=table,
+            s=stage,
+            names=sql.SQL("").join(sql.SQL(", {}").format(n) for n in names),
+            values=sql.SQL("").join(sql.SQL(", {}").format(c.value()) for c in columns),
+            sets=sql.SQL("").join(sql.SQL(", {n} = EXCLUDED.{n}").format(n=n) for n in names),
+        )
+        return statement, (moved,)
+
     def _metadata_type(self) -> str:
         """``json`` or ``jsonb``: the type of the existing table's metadata column."""
         shape = self._shape()
@@ -1098,8 +1203,17 @@ class PGVectorSink(Sink):
         if dim is None or scope is None or k < 1:
             return []
         shape = self._shape()
+        metadata: Any = sql.Identifier(shape.metadata)
+        columns = self._metadata_columns(conn) if self.layout.name == "langchain" else ()
+        if columns:  # as PGVectorStore reads them: the JSON, then each metadata column's value
+            pairs = sql.SQL(", ").join(
+                sql.SQL("{}, {}").format(sql.Literal(c.name), sql.Identifier(c.name)) for c in columns
+            )
+            metadata = sql.SQL(
+                "(coalesce({}::jsonb, '{{}}') || jsonb_strip_nulls(jsonb_build_object({})))"
+            ).format(metadata, pairs)
         cols = sql.SQL("{}::text, {}, {}").format(
-            sql.Identifier(shape.id), sql.Identifier(shape.text), sql.Identifier(shape.metadata)
+            sql.Identifier(shape.id), sql.Identifier(shape.text), metadata
         )
         with conn.transaction(), conn.cursor() as cur:
             if dim > HNSW_MAX_DIM and self._fw_bit_index_exists(conn):

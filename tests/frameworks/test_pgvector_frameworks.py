@@ -384,3 +384,84 @@ def test_the_readme_snippet_runs(
             namespace["store"]._engine.dispose()
         else:
             asyncio.run(namespace["store"].close())
+
+
+# -- PGVectorStore's metadata_columns (issue 24, item 7) -------------------------------------
+
+
+@contextlib.contextmanager
+def _store_with_columns(dsn: str, collection: str, model: Path, nullable: bool = True) -> Iterator[Any]:
+    """``PGVectorStore`` made as its docs recommend for filtering: ``lang`` and ``n`` as columns."""
+    from langchain_postgres import Column, PGEngine, PGVectorStore
+
+    from e5_integrations.langchain import E5MistralEmbeddings
+
+    engine = PGEngine.from_connection_string(_url(dsn, "psycopg"))
+    try:
+        engine.init_vectorstore_table(
+            collection,
+            64,
+            metadata_columns=[Column("lang", "TEXT", nullable=nullable), Column("n", "INTEGER")],
+        )
+        yield PGVectorStore.create_sync(
+            engine,
+            table_name=collection,
+            embedding_service=E5MistralEmbeddings(model=str(model)),
+            metadata_columns=["lang", "n"],
+        )
+    finally:
+        engine._run_as_sync(engine.close())
+
+
+def test_metadata_columns_of_a_pgvectorstore_are_filled(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    pg_dsn: str,  # noqa: F811
+) -> None:
+    """A filter on a metadata column finds e5's rows as it finds the app's: e5 fills the
+    columns from the record's fields and keeps them out of ``langchain_metadata``, as
+    ``PGVectorStore.add_texts`` does."""
+    collection = "app_metadata_columns"
+    source = corpus(tmp_path / "corpus")
+    with _store_with_columns(pg_dsn, collection, tiny_model_dir) as store:
+        store.add_texts(APP_TEXTS, metadatas=[{"lang": "de", "n": i, "app": True} for i in range(3)])
+        report = _ingest(tiny_model_dir, pg_dsn, collection, source)
+        assert report["layout"] == "langchain" and report["embedded"] == report["chunks"] > 25
+        german = store.similarity_search(QUERY, k=100, filter={"lang": "de"})
+        e5_german = [d for d in german if not d.metadata.get("app")]
+        assert len(german) - len(e5_german) == len(APP_TEXTS)
+        assert len(e5_german) == 8 and all(d.metadata["lang"] == "de" for d in e5_german)
+        everything = store.similarity_search(QUERY, k=100)
+        assert len(everything) == len(APP_TEXTS) + report["chunks"]
+        # the metadata reads back as the record had it (a column and the JSON agree)
+        handbook = [d for d in everything if d.metadata.get(CHUNK_ID_KEY, "").endswith("handbook#0")]
+        assert handbook and handbook[0].metadata["lang"] == "en" and handbook[0].metadata["topic"] == "manual"
+    # e5 search sees the column values too, and a re-run embeds nothing
+    hits = _search(tiny_model_dir, pg_dsn, collection)
+    assert sum(h["metadata"].get("lang") == "de" for h in hits) == 8 + len(APP_TEXTS)
+    again = _ingest(tiny_model_dir, pg_dsn, collection, source)
+    assert again["embedded"] == 0 and again["skipped_unchanged"] == report["chunks"]
+
+
+def test_a_not_null_metadata_column_the_records_cannot_fill_is_refused_before_writing(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    pg_dsn: str,  # noqa: F811
+) -> None:
+    collection = "app_not_null_column"
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(
+        '{"id": "with", "text": "has a language", "lang": "en"}\n{"id": "without", "text": "has none"}\n',
+        encoding="utf-8",
+    )
+    with _store_with_columns(pg_dsn, collection, tiny_model_dir, nullable=False):
+        pass
+    code, out, err = _ingest_status(tiny_model_dir, pg_dsn, collection, folder)
+    assert code != 0 and out == ""
+    assert "'lang'" in err and "NOT NULL" in err and "without" in err, err
+    assert _count(pg_dsn, collection) == 0
+    # under --on-error skip the record that cannot fill it is skipped and reported, the rest written
+    report = _ingest(tiny_model_dir, pg_dsn, collection, folder, "--on-error", "skip")
+    assert report["embedded"] == 1 and report["skipped_invalid"] == 1
+    assert _count(pg_dsn, collection) == 1
