@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,26 +48,14 @@ from e5_integrations._tasks import DEFAULT_TASK, resolve_task
 from e5_integrations.server._batcher import DynamicBatcher, Overloaded
 from e5_integrations.server._metrics import ServerMetrics
 
-__all__ = ["ServerLimits", "create_app", "default_served_name"]
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = ["ENDPOINTS", "ServerLimits", "create_app", "default_served_name"]
 
 logger = logging.getLogger("e5_integrations.server")
 
-#: Routes anyone may call, with or without the API key (probes and scrapers).
-PUBLIC_PATHS = frozenset({"/health", "/metrics"})
-#: Every route (metrics label other paths "other", so a scanner cannot grow the label set).
-KNOWN_PATHS = frozenset(
-    {
-        "/v1/embeddings",
-        "/embeddings",
-        "/embed",
-        "/tokenize",
-        "/v1/models",
-        "/tokenizer",
-        "/info",
-        "/health",
-        "/metrics",
-    }
-)
 #: A UTF-16 surrogate on its own (``"\ud800"`` in JSON): not Unicode, no tokenizer takes it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: Short previews of bad values in error messages (a 100k-deep list must not blow the stack).
@@ -404,6 +392,259 @@ def _tokenizer_files(tokenizer: Any) -> dict[str, str]:
         }
 
 
+# -- request handlers (module level; create_app binds them to its state) ----------------------
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        # Browsers post text/plain and form bodies cross-site without a CORS preflight;
+        # insisting on JSON keeps any web page from using an open server.
+        raise _HTTPError(
+            415,
+            f"the request body must be JSON sent as 'Content-Type: application/json', got "
+            f"{media_type or 'no Content-Type'!r}; set that header (every OpenAI client does)",
+        )
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _HTTPError(400, f"the request body is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise _HTTPError(
+            400, "the request body nests JSON arrays or objects too deeply to parse; send flat lists"
+        ) from exc
+    if not isinstance(body, dict):
+        raise _HTTPError(422, f"the request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+async def _embed_items(
+    state: _State, items: list[Any], token_ids: bool, instruction: str | None, query: bool
+) -> tuple[np.ndarray, int]:
+    encoder, batcher = state.ready()
+    batcher.expect()
+    try:
+        lane = (query and len(items) == 1) or _looks_short(items, token_ids, state.limits.priority_tokens)
+        ids = await _model_inputs(state, encoder, items, token_ids, instruction, lane)
+        tokens = sum(len(row) for row in ids)
+        if tokens > state.limits.max_queue_tokens:
+            raise _HTTPError(
+                413,
+                f"this request is {tokens} tokens, more than the server queue holds "
+                f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
+            )
+        # Short requests go first: a single query whatever its length, or anything under
+        # --priority-tokens. A request of many queries (an evaluation run) is bulk work,
+        # or it would hold every other query behind its passes.
+        priority = tokens <= state.limits.priority_tokens or (query and len(ids) == 1)
+        future = batcher.enqueue(ids, priority=priority)
+    finally:
+        batcher.unexpect()
+    return await future, tokens
+
+
+async def _openai_embeddings(state: _State, request: Request) -> Response:
+    body = await _json_body(request)
+    encoder, _ = state.ready()
+    if "input" not in body:
+        raise _HTTPError(422, "the request has no 'input' field (a string or a list of strings)")
+    items, token_ids = _parse_inputs(body["input"], "input", state.limits.max_inputs)
+    input_type = _input_type(body)
+    task = _parse_task(body)
+    encoding_format = _encoding_format(body)
+    _check_dimensions(body, encoder.dimension)
+    vectors, tokens = await _embed_items(
+        state, items, token_ids, _instruction_for(input_type, task), input_type == "query"
+    )
+    data = [
+        {"object": "embedding", "index": i, "embedding": row}
+        for i, row in enumerate(_encode_vectors(vectors, encoding_format))
+    ]
+    return _json(
+        {
+            "object": "list",
+            "data": data,
+            "model": state.served_model_name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+async def _native_embed(state: _State, request: Request) -> Response:
+    body = await _json_body(request)
+    state.ready()
+    has_q, has_d = "queries" in body, "documents" in body
+    if has_q == has_d:
+        raise _HTTPError(422, "send exactly one of 'queries' or 'documents' (a list of strings)")
+    field = "queries" if has_q else "documents"
+    items, token_ids = _parse_inputs(body[field], field, state.limits.max_inputs)
+    if token_ids:
+        raise _HTTPError(422, f"{field} must be strings; token ids go to POST /v1/embeddings")
+    task = _parse_task(body)
+    encoding_format = _encoding_format(body)
+    input_type = "query" if has_q else "document"
+    vectors, tokens = await _embed_items(state, items, False, _instruction_for(input_type, task), has_q)
+    return _json(
+        {
+            "model": state.served_model_name,
+            "embeddings": _encode_vectors(vectors, encoding_format),
+            "encoding_format": encoding_format,
+            "tokens": tokens,
+        }
+    )
+
+
+async def _tokenize(state: _State, request: Request) -> Response:
+    body = await _json_body(request)
+    encoder, _ = state.ready()
+    items, token_ids = _parse_inputs(body.get("inputs"), "inputs", state.limits.max_inputs)
+    if token_ids:
+        raise _HTTPError(422, "inputs must be strings")
+    input_type = _input_type(body)
+    ids = await _model_inputs(state, encoder, items, False, _instruction_for(input_type, _parse_task(body)))
+    return _json({"tokens": ids, "lengths": [len(row) for row in ids]})
+
+
+async def _models(state: _State, request: Request) -> Response:
+    state.ready()
+    return _json(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.served_model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "e5-integrations",
+                }
+            ],
+        }
+    )
+
+
+async def _tokenizer(state: _State, request: Request) -> Response:
+    state.ready()
+    return _json({"model": state.served_model_name, "files": state.tokenizer_files})
+
+
+async def _info(state: _State, request: Request) -> Response:
+    encoder, _ = state.ready()
+    import torch
+
+    from e5_integrations import __version__
+
+    return _json(
+        {
+            "model": state.served_model_name,
+            "dimension": encoder.dimension,
+            "max_length": encoder.max_length,
+            "batch_tokens": encoder.batch_tokens,
+            "normalize": encoder.normalize,
+            "dtype": str(encoder.dtype).replace("torch.", ""),
+            "devices": [str(d) for d in encoder.devices],
+            "threads": torch.get_num_threads(),
+            "recipe": {
+                "name": encoder.recipe.name,
+                "query_template": _template_text(encoder.recipe.query),
+            },
+            "default_task": DEFAULT_TASK,
+            "limits": asdict(state.limits),
+            "version": __version__,
+        }
+    )
+
+
+async def _health(state: _State, request: Request) -> Response:
+    state.ready()
+    return _json({"status": "ok"})
+
+
+async def _metrics(state: _State, request: Request) -> Response:
+    from starlette.responses import Response
+
+    text, content_type = state.metrics.render()
+    return Response(text, media_type=content_type)
+
+
+def _json(content: Any) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(content)
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """One route, declared once: its path and methods, its handler, whether it needs the API
+    key, and whether the request metrics observe it (under its own path as the label)."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Callable[[_State, Request], Awaitable[Response]]
+    public: bool = False  # callable without the API key (probes and scrapers)
+    observed: bool = True  # timed and counted in e5_requests_total (a scrape does not count itself)
+
+
+#: Every route of the app. The guard reads it too: which paths need the key, and which paths
+#: are metrics labels (any other path is "other", so a scanner cannot grow the label set).
+ENDPOINTS: tuple[_Endpoint, ...] = (
+    _Endpoint("/v1/embeddings", ("POST",), _openai_embeddings),
+    _Endpoint("/embeddings", ("POST",), _openai_embeddings),
+    _Endpoint("/embed", ("POST",), _native_embed),
+    _Endpoint("/tokenize", ("POST",), _tokenize),
+    _Endpoint("/v1/models", ("GET",), _models),
+    _Endpoint("/tokenizer", ("GET",), _tokenizer),
+    _Endpoint("/info", ("GET",), _info),
+    _Endpoint("/health", ("GET",), _health, public=True),
+    _Endpoint("/metrics", ("GET",), _metrics, public=True, observed=False),
+)
+#: Routes anyone may call, with or without the API key.
+PUBLIC_PATHS = frozenset(endpoint.path for endpoint in ENDPOINTS if endpoint.public)
+#: Every route's path: the metrics labels.
+KNOWN_PATHS = frozenset(endpoint.path for endpoint in ENDPOINTS)
+
+
+def _route(state: _State, spec: _Endpoint) -> Any:
+    """The Starlette route of ``spec``: its handler bound to ``state``, with the errors every
+    handler shares turned into their status codes, and (when observed) timed and counted."""
+    from starlette.routing import Route
+
+    path, handler = spec.path, spec.handler
+
+    async def plain(request: Request) -> Response:
+        return await handler(state, request)
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        state.metrics.in_progress.inc()
+        try:
+            response = await handler(state, request)
+        except _HTTPError as exc:
+            response = _error_response(exc)
+        except Overloaded as exc:
+            response = _error_response(
+                _HTTPError(429, str(exc), "rate_limit_error", retry_after=str(exc.retry_after))
+            )
+        except InputError as exc:  # an input the model gives no usable vector (batcher)
+            response = _error_response(_HTTPError(422, str(exc)))
+        except E5Error as exc:
+            response = _error_response(_HTTPError(400, str(exc)))
+        except Exception:
+            # A bug: the traceback goes to the log, the client gets a short answer, and the
+            # 500 is counted like any other status (an alert on 5xx must see it).
+            logger.exception("%s %s failed", request.method, path)
+            response = _error_response(_HTTPError(500, _INTERNAL_ERROR, "server_error"))
+        finally:
+            state.metrics.in_progress.dec()
+        state.metrics.observe_request(path, response.status_code, time.perf_counter() - started)
+        return response
+
+    return Route(path, endpoint if spec.observed else plain, methods=list(spec.methods))
+
+
 def create_app(
     encoder_factory: Callable[[], Any],
     *,
@@ -432,9 +673,6 @@ def create_app(
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
 
     state = _State(limits or ServerLimits(), api_key, served_model_name)
 
@@ -468,210 +706,7 @@ def create_app(
             state.tokenize_pool.shutdown(wait=False)
             state.priority_tokenize_pool.shutdown(wait=False)
 
-    def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
-        async def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            state.metrics.in_progress.inc()
-            try:
-                response = await handler(request)
-            except _HTTPError as exc:
-                response = _error_response(exc)
-            except Overloaded as exc:
-                response = _error_response(
-                    _HTTPError(429, str(exc), "rate_limit_error", retry_after=str(exc.retry_after))
-                )
-            except InputError as exc:  # an input the model gives no usable vector (batcher)
-                response = _error_response(_HTTPError(422, str(exc)))
-            except E5Error as exc:
-                response = _error_response(_HTTPError(400, str(exc)))
-            except Exception:
-                # A bug: the traceback goes to the log, the client gets a short answer, and the
-                # 500 is counted like any other status (an alert on 5xx must see it).
-                logger.exception("%s %s failed", request.method, path)
-                response = _error_response(_HTTPError(500, _INTERNAL_ERROR, "server_error"))
-            finally:
-                state.metrics.in_progress.dec()
-            state.metrics.observe_request(path, response.status_code, time.perf_counter() - started)
-            return response
-
-        return Route(path, endpoint, methods=methods)
-
-    async def json_body(request: Request) -> dict[str, Any]:
-        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media_type != "application/json":
-            # Browsers post text/plain and form bodies cross-site without a CORS preflight;
-            # insisting on JSON keeps any web page from using an open server.
-            raise _HTTPError(
-                415,
-                f"the request body must be JSON sent as 'Content-Type: application/json', got "
-                f"{media_type or 'no Content-Type'!r}; set that header (every OpenAI client does)",
-            )
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _HTTPError(400, f"the request body is not valid JSON ({exc})") from exc
-        except RecursionError as exc:
-            raise _HTTPError(
-                400, "the request body nests JSON arrays or objects too deeply to parse; send flat lists"
-            ) from exc
-        if not isinstance(body, dict):
-            raise _HTTPError(422, f"the request body must be a JSON object, got {type(body).__name__}")
-        return body
-
-    async def embed_items(
-        items: list[Any], token_ids: bool, instruction: str | None, query: bool
-    ) -> tuple[np.ndarray, int]:
-        encoder, batcher = state.ready()
-        batcher.expect()
-        try:
-            lane = (query and len(items) == 1) or _looks_short(items, token_ids, state.limits.priority_tokens)
-            ids = await _model_inputs(state, encoder, items, token_ids, instruction, lane)
-            tokens = sum(len(row) for row in ids)
-            if tokens > state.limits.max_queue_tokens:
-                raise _HTTPError(
-                    413,
-                    f"this request is {tokens} tokens, more than the server queue holds "
-                    f"({state.limits.max_queue_tokens}, e5 serve --max-queue-tokens); split it into smaller requests",
-                )
-            # Short requests go first: a single query whatever its length, or anything under
-            # --priority-tokens. A request of many queries (an evaluation run) is bulk work,
-            # or it would hold every other query behind its passes.
-            priority = tokens <= state.limits.priority_tokens or (query and len(ids) == 1)
-            future = batcher.enqueue(ids, priority=priority)
-        finally:
-            batcher.unexpect()
-        return await future, tokens
-
-    async def openai_embeddings(request: Request) -> Response:
-        body = await json_body(request)
-        encoder, _ = state.ready()
-        if "input" not in body:
-            raise _HTTPError(422, "the request has no 'input' field (a string or a list of strings)")
-        items, token_ids = _parse_inputs(body["input"], "input", state.limits.max_inputs)
-        input_type = _input_type(body)
-        task = _parse_task(body)
-        encoding_format = _encoding_format(body)
-        _check_dimensions(body, encoder.dimension)
-        vectors, tokens = await embed_items(
-            items, token_ids, _instruction_for(input_type, task), input_type == "query"
-        )
-        data = [
-            {"object": "embedding", "index": i, "embedding": row}
-            for i, row in enumerate(_encode_vectors(vectors, encoding_format))
-        ]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": data,
-                "model": state.served_model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        )
-
-    async def native_embed(request: Request) -> Response:
-        body = await json_body(request)
-        state.ready()
-        has_q, has_d = "queries" in body, "documents" in body
-        if has_q == has_d:
-            raise _HTTPError(422, "send exactly one of 'queries' or 'documents' (a list of strings)")
-        field = "queries" if has_q else "documents"
-        items, token_ids = _parse_inputs(body[field], field, state.limits.max_inputs)
-        if token_ids:
-            raise _HTTPError(422, f"{field} must be strings; token ids go to POST /v1/embeddings")
-        task = _parse_task(body)
-        encoding_format = _encoding_format(body)
-        input_type = "query" if has_q else "document"
-        vectors, tokens = await embed_items(items, False, _instruction_for(input_type, task), has_q)
-        return JSONResponse(
-            {
-                "model": state.served_model_name,
-                "embeddings": _encode_vectors(vectors, encoding_format),
-                "encoding_format": encoding_format,
-                "tokens": tokens,
-            }
-        )
-
-    async def tokenize(request: Request) -> Response:
-        body = await json_body(request)
-        encoder, _ = state.ready()
-        items, token_ids = _parse_inputs(body.get("inputs"), "inputs", state.limits.max_inputs)
-        if token_ids:
-            raise _HTTPError(422, "inputs must be strings")
-        input_type = _input_type(body)
-        ids = await _model_inputs(
-            state, encoder, items, False, _instruction_for(input_type, _parse_task(body))
-        )
-        return JSONResponse({"tokens": ids, "lengths": [len(row) for row in ids]})
-
-    async def models(request: Request) -> Response:
-        state.ready()
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": state.served_model_name,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": "e5-integrations",
-                    }
-                ],
-            }
-        )
-
-    async def tokenizer_files(request: Request) -> Response:
-        state.ready()
-        return JSONResponse({"model": state.served_model_name, "files": state.tokenizer_files})
-
-    async def info(request: Request) -> Response:
-        encoder, _ = state.ready()
-        import torch
-
-        from e5_integrations import __version__
-
-        return JSONResponse(
-            {
-                "model": state.served_model_name,
-                "dimension": encoder.dimension,
-                "max_length": encoder.max_length,
-                "batch_tokens": encoder.batch_tokens,
-                "normalize": encoder.normalize,
-                "dtype": str(encoder.dtype).replace("torch.", ""),
-                "devices": [str(d) for d in encoder.devices],
-                "threads": torch.get_num_threads(),
-                "recipe": {
-                    "name": encoder.recipe.name,
-                    "query_template": _template_text(encoder.recipe.query),
-                },
-                "default_task": DEFAULT_TASK,
-                "limits": asdict(state.limits),
-                "version": __version__,
-            }
-        )
-
-    async def health(request: Request) -> Response:
-        state.ready()
-        return JSONResponse({"status": "ok"})
-
-    async def metrics(request: Request) -> Response:
-        text, content_type = state.metrics.render()
-        return Response(text, media_type=content_type)
-
-    app = Starlette(
-        routes=[
-            route("/v1/embeddings", openai_embeddings, ["POST"]),
-            route("/embeddings", openai_embeddings, ["POST"]),
-            route("/embed", native_embed, ["POST"]),
-            route("/tokenize", tokenize, ["POST"]),
-            route("/v1/models", models, ["GET"]),
-            route("/tokenizer", tokenizer_files, ["GET"]),
-            route("/info", info, ["GET"]),
-            route("/health", health, ["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=[_route(state, spec) for spec in ENDPOINTS], lifespan=lifespan)
     app.state.e5 = state
     return _Guard(app, state)
 

@@ -264,6 +264,34 @@ def test_401_without_the_key_and_open_probes(server: Server) -> None:
     assert httpx.get(server.url + "/metrics", timeout=30).status_code == 200
 
 
+def test_every_declared_route_is_served_guarded_and_labelled_as_declared(server: Server) -> None:
+    """Issue 24: a route is declared once (path, methods, key, metrics label). Each route the
+    table declares answers; each that needs the key gives 401 without it, counted under its own
+    path; a path nobody declared is counted as "other"."""
+    from e5_integrations.server._app import ENDPOINTS
+
+    def count_401(route: str) -> float:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        pattern = rf'^e5_requests_total\{{(?=[^}}]*route="{re.escape(route)}")(?=[^}}]*status="401")[^}}]*\}} (\S+)$'
+        return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE))
+
+    assert len({spec.path for spec in ENDPOINTS}) == len(ENDPOINTS) >= 9
+    for spec in ENDPOINTS:
+        method = spec.methods[0]
+        before = count_401(spec.path)
+        answer = httpx.request(method, server.url + spec.path, json={}, timeout=30)
+        if spec.public:
+            assert answer.status_code == 200, (spec.path, answer.text)
+            continue
+        assert answer.status_code == 401, (spec.path, answer.status_code)
+        assert count_401(spec.path) == before + 1, spec.path
+        keyed = httpx.request(method, server.url + spec.path, json={}, headers=_headers(), timeout=30)
+        assert keyed.status_code in (200, 422), (spec.path, keyed.status_code, keyed.text)
+    before = count_401("other")
+    assert httpx.get(server.url + "/not-a-route", timeout=30).status_code == 401
+    assert count_401("other") == before + 1
+
+
 def test_413_for_a_large_payload_or_too_many_inputs(server: Server) -> None:
     with httpx.Client(base_url=server.url, headers=_headers(), timeout=30) as client:
         big = client.post("/v1/embeddings", json={"input": ["word " * 50_000]})
