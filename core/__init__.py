@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from e5_integrations._embedder import AsyncEmbedder, Embedder
 from e5_integrations._errors import (
     ConfigurationError,
     E5Error,
@@ -56,6 +57,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AsyncEmbedder",
     "ConfigurationError",
     "DEFAULT_MODEL",
     "DEFAULT_TASK",
@@ -63,6 +65,7 @@ __all__ = [
     "E5Encoder",
     "E5Error",
     "E5_MISTRAL",
+    "Embedder",
     "InputError",
     "LayoutMismatchError",
     "ModelLoadError",

@@ -34,10 +34,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from e5_integrations._embedder import Embedder
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
 from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash, recipe_key
 from e5_integrations.ingest._report import IngestReport
@@ -83,23 +84,6 @@ GROUP_BATCHES = 4
 MAX_GROUP_CHUNKS = 4096
 #: Ids per ``fetch_hashes`` call.
 FETCH_BATCH = 512
-
-
-class Embedder(Protocol):
-    """What the pipeline uses of :class:`~e5_integrations.E5Encoder`."""
-
-    @property
-    def tokenizer(self) -> Any: ...
-    @property
-    def max_length(self) -> int: ...
-    @property
-    def model_name(self) -> str: ...
-    @property
-    def dimension(self) -> int: ...
-    @property
-    def batch_tokens(self) -> int: ...
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
-    def encode_queries(self, texts: Sequence[str], task: Any = ...) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

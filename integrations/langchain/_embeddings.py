@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, Recipe, resolve_task
+from e5_integrations._embedder import AsyncEmbedder, Embedder, adapter_encoder
 from e5_integrations._encoder import model_name_from_aliases
 from e5_integrations._recipe import get_recipe
 
@@ -95,7 +96,7 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     api_key: SecretStr | None = None
     """API key of that server (default ``$E5_API_KEY``); never shown in ``repr``."""
 
-    _encoder: Any = PrivateAttr()
+    _encoder: Embedder = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -117,8 +118,6 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        from e5_integrations.server._client import adapter_encoder
-
         key = self.api_key.get_secret_value() if self.api_key is not None else None
         self._encoder = adapter_encoder(
             self.base_url,
@@ -133,7 +132,7 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
         )
 
     @property
-    def encoder(self) -> Any:
+    def encoder(self) -> Embedder:
         """The encoder this adapter delegates to: an :class:`E5Encoder`, or a
         :class:`~e5_integrations.server.RemoteEncoder` with ``base_url``."""
         return self._encoder
@@ -149,13 +148,17 @@ class E5MistralEmbeddings(BaseModel, Embeddings):
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`embed_documents`, run in a worker thread so the event loop keeps running
         (async HTTP in remote mode)."""
-        if self.base_url is not None:
-            return _to_lists(await self._encoder.aencode_documents(list(texts), task=self.task))
+        if self.base_url is not None:  # a RemoteEncoder: async HTTP
+            return _to_lists(
+                await cast(AsyncEmbedder, self._encoder).aencode_documents(list(texts), task=self.task)
+            )
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, run in a worker thread so the event loop keeps running
         (async HTTP in remote mode)."""
-        if self.base_url is not None:
-            return _to_lists(await self._encoder.aencode_queries([text], task=self.task))[0]
+        if self.base_url is not None:  # a RemoteEncoder: async HTTP
+            return _to_lists(
+                await cast(AsyncEmbedder, self._encoder).aencode_queries([text], task=self.task)
+            )[0]
         return await asyncio.to_thread(self.embed_query, text)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, cast
 
 from e5_integrations import DEFAULT_MODEL, DEFAULT_TASK, Recipe, resolve_task
+from e5_integrations._embedder import AsyncEmbedder, Embedder, adapter_encoder
 from e5_integrations._encoder import model_name_from_aliases
 from e5_integrations._recipe import get_recipe
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -99,7 +100,7 @@ class E5MistralEmbedding(BaseEmbedding):
         default=None, description="API key of that server (default $E5_API_KEY); never shown in repr."
     )
 
-    _encoder: Any = PrivateAttr()
+    _encoder: Embedder = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -121,8 +122,6 @@ class E5MistralEmbedding(BaseEmbedding):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        from e5_integrations.server._client import adapter_encoder
-
         key = self.api_key.get_secret_value() if self.api_key is not None else None
         self._encoder = adapter_encoder(
             self.base_url,
@@ -142,7 +141,7 @@ class E5MistralEmbedding(BaseEmbedding):
         return "E5MistralEmbedding"
 
     @property
-    def encoder(self) -> Any:
+    def encoder(self) -> Embedder:
         """The encoder this adapter delegates to: an :class:`E5Encoder`, or a
         :class:`~e5_integrations.server.RemoteEncoder` with ``base_url``."""
         return self._encoder
@@ -162,7 +161,9 @@ class E5MistralEmbedding(BaseEmbedding):
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         if self.base_url is not None:  # remote mode: async HTTP
-            vector: Embedding = (await self._encoder.aencode_queries([query], task=self.task))[0].tolist()
+            vector: Embedding = (
+                await cast(AsyncEmbedder, self._encoder).aencode_queries([query], task=self.task)
+            )[0].tolist()
             return vector
         return await asyncio.to_thread(self._get_query_embedding, query)
 
@@ -171,7 +172,7 @@ class E5MistralEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         if self.base_url is not None:
-            found = await self._encoder.aencode_documents(list(texts), task=self.task)
+            found = await cast(AsyncEmbedder, self._encoder).aencode_documents(list(texts), task=self.task)
             vectors: list[Embedding] = found.tolist()
             return vectors
         return await asyncio.to_thread(self._get_text_embeddings, texts)

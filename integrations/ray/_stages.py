@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from e5_integrations._embedder import Embedder
 from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import Chunker, chunk_id
 from e5_integrations.ingest._pipeline import (
@@ -289,7 +290,7 @@ class EmbedChunks:
 
         gpus = len(ray.get_gpu_ids())
         device: str | list[str] = [f"cuda:{index}" for index in range(gpus)] if gpus else "cpu"
-        self.encoder = E5Encoder(
+        self.encoder: Embedder = E5Encoder(
             spec.model,
             device=device,
             dtype=spec.dtype,

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from e5_integrations._encoder import E5Encoder
+
 __all__ = ["ENDPOINTS", "ServerLimits", "create_app", "default_served_name"]
 
 logger = logging.getLogger("e5_integrations.server")
@@ -123,7 +125,7 @@ class _State:
         self.api_key = api_key
         self.served_model_name = served_model_name
         self.metrics = ServerMetrics()
-        self.encoder: Any = None
+        self.encoder: E5Encoder | None = None
         self.batcher: DynamicBatcher | None = None
         self.tokenizer_files: dict[str, str] = {}
         self.load_error: str | None = None
@@ -135,9 +137,9 @@ class _State:
         self.priority_tokenize_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="e5-tokenize-priority"
         )
-        self.priority_encoder: Any = None  # the encoder with its own tokenizer copy
+        self.priority_encoder: E5Encoder | None = None  # the encoder with its own tokenizer copy
 
-    def ready(self) -> tuple[Any, DynamicBatcher]:
+    def ready(self) -> tuple[E5Encoder, DynamicBatcher]:
         if self.encoder is None or self.batcher is None:
             detail = f"failed to load: {self.load_error}" if self.load_error else "still loading"
             raise _HTTPError(
@@ -250,7 +252,7 @@ def _template_text(template: Any) -> str | list[str]:
     return text if isinstance(text, str) else [getattr(piece, "text", str(piece)) for piece in text]
 
 
-def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
+def _ids_from_tokens(encoder: E5Encoder, rows: list[list[int]]) -> list[list[int]]:
     """Model inputs from a text's own token ids: the tokenizer's special tokens (BOS), the
     recipe's truncation and EOS, exactly as a text with those tokens would get."""
     tokenizer = encoder.tokenizer
@@ -277,7 +279,7 @@ def _ids_from_tokens(encoder: Any, rows: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def _tokenizing_twin(encoder: Any) -> Any:
+def _tokenizing_twin(encoder: E5Encoder) -> E5Encoder | None:
     """A shallow copy of ``encoder`` with a tokenizer of its own (same model, same recipe),
     for the priority tokenizing lane; ``None`` when the tokenizer cannot be copied."""
     try:
@@ -299,7 +301,7 @@ def _looks_short(items: list[Any], token_ids: bool, priority_tokens: int) -> boo
 
 async def _model_inputs(
     state: _State,
-    encoder: Any,
+    encoder: E5Encoder,
     items: list[Any],
     token_ids: bool,
     instruction: str | None,

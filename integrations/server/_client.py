@@ -18,12 +18,15 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, E5Error
 from e5_integrations._tasks import DEFAULT_TASK, Task
+
+if TYPE_CHECKING:
+    from e5_integrations._embedder import AsyncEmbedder
 
 __all__ = ["RemoteEncoder", "ServerAuthError", "ServerError", "ServerUnavailableError"]
 
@@ -382,21 +385,7 @@ class _TooLarge(ServerError):
     """413: the caller splits the request in two and tries again."""
 
 
-def adapter_encoder(base_url: str | None, api_key: str | None, recipe: Any, **local: Any) -> Any:
-    """The encoder behind the LangChain and LlamaIndex adapters: a :class:`RemoteEncoder` of
-    the ``e5 serve`` server at ``base_url``, else the process-wide local
-    :meth:`E5Encoder.shared <e5_integrations.E5Encoder.shared>` for ``local`` settings.
+if TYPE_CHECKING:  # mypy proves RemoteEncoder is an (async) Embedder
 
-    Raises:
-        ValueError: a ``recipe`` with ``base_url`` (the server's recipe is the one used).
-    """
-    if base_url is not None:
-        if recipe is not None:
-            raise ValueError(
-                f"recipe={recipe!r} configures a local model, but base_url={base_url!r} embeds "
-                "with the server's model and recipe (e5 serve --recipe); drop one of them"
-            )
-        return RemoteEncoder(base_url, api_key=api_key)
-    from e5_integrations import E5Encoder
-
-    return E5Encoder.shared(**local, **({"recipe": recipe} if recipe is not None else {}))
+    def _remote_encoder_is_an_embedder(encoder: RemoteEncoder) -> AsyncEmbedder:
+        return encoder

@@ -91,3 +91,32 @@ def test_encoder_names_load_on_first_use():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
+def test_every_encoder_is_an_embedder_and_the_adapters_need_no_server_package(tiny_model_dir):
+    """Issue 24: one public encoder type. E5Encoder, DeferredEncoder and RemoteEncoder satisfy
+    it (RemoteEncoder also the async one); the adapters build theirs without importing the
+    server package."""
+    from e5_integrations import AsyncEmbedder, DeferredEncoder, E5Encoder, Embedder
+    from e5_integrations.server import RemoteEncoder
+
+    local = E5Encoder(str(tiny_model_dir), device="cpu")
+    deferred = DeferredEncoder(str(tiny_model_dir), device="cpu")
+    assert isinstance(local, Embedder) and isinstance(deferred, Embedder)
+    assert not isinstance(local, AsyncEmbedder) and not isinstance(object(), Embedder)
+    # an instance check would read RemoteEncoder's properties, which ask the server: check
+    # its class has every member (mypy checks the signatures, in the server package)
+    members = {name for name in dir(AsyncEmbedder) if not name.startswith("_")}
+    assert {"encode_queries", "aencode_documents", "dimension", "recipe"} <= members
+    assert all(hasattr(RemoteEncoder, name) for name in members), members - set(dir(RemoteEncoder))
+    code = (
+        "import sys; from e5_integrations.langchain import E5MistralEmbeddings;"
+        "from e5_integrations.llama_index import E5MistralEmbedding;"
+        f"e = E5MistralEmbeddings(model={str(tiny_model_dir)!r}, device='cpu');"
+        f"f = E5MistralEmbedding(model_name={str(tiny_model_dir)!r}, device='cpu');"
+        "assert e.encoder is f.encoder;"
+        "bad = [m for m in sys.modules if m.startswith('e5_integrations.server')]; print(bad);"
+        "sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
