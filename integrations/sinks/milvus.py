@@ -23,6 +23,15 @@ writes, with ``uuid5`` row ids and the chunk id in ``e5_chunk_id``:
       vector  FLOAT_VECTOR(dim), index AUTOINDEX with metric L2 (the class's default)
       $meta   dynamic fields: the metadata, one top-level field per key (``expr="lang == 'en'"``)
 
+  A collection the class made without ``ids=`` (``from_documents``/``from_texts``/``add_texts``
+  without ids: ``auto_id=True``) has an INT64 ``pk`` that Milvus assigns. e5 writes into it
+  too (the functions of the "auto_id" part below): it inserts rows without ``pk`` and finds its
+  rows by ``e5_chunk_id`` (``fetch_hashes``, stale and pruned chunks, the rows an upsert
+  replaces). A replaced chunk is inserted first and its old rows deleted after, so a crash
+  between the two leaves the chunk twice, never not at all; ``fetch_hashes`` reports a chunk
+  stored twice as changed, so the next run embeds it again and its upsert deletes every older
+  row (an insert retried after a lost reply can also leave a second row: the same repair).
+
   L2, not COSINE: the class picks its relevance function from its ``index_params=``
   argument, not from the collection (without it, it assumes L2), so an L2 collection is
   the one whose scores come out right with ordinary arguments. For unit vectors Milvus'
@@ -68,6 +77,7 @@ from e5_integrations._errors import (
     SchemaMismatchError,
     StoreError,
     StoreUnavailableError,
+    option,
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
@@ -194,6 +204,9 @@ class MilvusSink(Sink):
         self._ready = False
         self._metric_type: str | None = None
         self._has_text_field = True
+        #: whether Milvus assigns the primary key and e5 finds its rows by ``e5_chunk_id``
+        #: (a LangChain collection made with ``auto_id=True``); ``None``: not looked up yet
+        self._auto_id: bool | None = None
         self._insert_replaces = "://" not in uri and _merging_lite()
         self._client = self._call(lambda: _connect(pymilvus, uri, token, timeout, self.uri))
 
@@ -277,6 +290,8 @@ class MilvusSink(Sink):
         layout = self.layout
         if not layout.framework:
             return self._fetch_e5_hashes(ids)
+        if self._keyed_by_chunk_id():
+            return self._fetch_by_chunk_id(ids)
         primary = _FIELDS[layout.family].primary
         chunk_of = {layout.row_id(i): i for i in ids}
         found: dict[str, str] = {}
@@ -314,6 +329,9 @@ class MilvusSink(Sink):
                 "call ensure_collection(dim) before upsert"
             )
         unique = last_per_id(records)  # Milvus 2.5 would keep both copies
+        if layout.framework and self._keyed_by_chunk_id():
+            self._replace_by_chunk_id([_framework_row(r, layout, self._has_text_field) for r in unique])
+            return
         if layout.framework:
             rows = [_framework_row(r, layout, self._has_text_field) for r in unique]
         else:
@@ -421,6 +439,9 @@ class MilvusSink(Sink):
         if not ids or not self._exists():
             return
         layout = self.layout
+        if layout.framework and self._keyed_by_chunk_id():
+            self._delete_keys(self._keys_of_chunks(ids))
+            return
         keys = [layout.row_id(i) for i in ids] if layout.framework else [primary_key(i) for i in ids]
         for part in by_count(keys, READ_SLICE):
             self._call(
@@ -434,6 +455,7 @@ class MilvusSink(Sink):
         self._ready = False
         self._metric_type = None
         self._has_text_field = True
+        self._auto_id = None
         self.forget_layout()
 
     def close(self) -> None:
@@ -494,6 +516,80 @@ class MilvusSink(Sink):
         )
         return [_hit(found) for found in result[0]]
 
+    # -- auto_id: a LangChain collection whose INT64 primary key Milvus assigns -------------
+
+    def _keyed_by_chunk_id(self) -> bool:
+        """Whether Milvus assigns the collection's primary key (LangChain's ``auto_id=True``),
+        so e5 finds its rows by ``e5_chunk_id``. Call only when the collection exists."""
+        if self._auto_id is None:
+            self._auto_id = self.layout.family == "langchain" and _assigned_primary(self._describe())
+        return self._auto_id
+
+    def _e5_rows_of(self, chunk_ids: Sequence[str], output: list[str]) -> Iterator[dict[str, Any]]:
+        """e5's rows (``e5_chunk_id`` and a string ``e5_content_hash``) of ``chunk_ids``, every
+        copy of each, read Strong."""
+        wanted = set(chunk_ids)
+        for part in by_count(list(dict.fromkeys(chunk_ids)), READ_SLICE):
+            rows = self._call(
+                functools.partial(
+                    self._client.query,
+                    self.collection,
+                    filter=f"{CHUNK_ID_KEY} in {_string_list(part)}",
+                    output_fields=[CHUNK_ID_KEY, CONTENT_HASH_KEY, *output],
+                    consistency_level="Strong",
+                    timeout=self._timeout,
+                )
+            )
+            for row in rows:
+                if row.get(CHUNK_ID_KEY) in wanted and isinstance(row.get(CONTENT_HASH_KEY), str):
+                    yield row
+
+    def _fetch_by_chunk_id(self, ids: Sequence[str]) -> dict[str, str]:
+        """``fetch_hashes``: a chunk stored more than once (a crash inside an upsert) gets
+        :data:`STORED_TWICE`, which matches no content hash, so the pipeline embeds it again
+        and its upsert deletes every older copy; a stale chunk stored twice is still found."""
+        found: dict[str, str] = {}
+        for row in self._e5_rows_of(ids, []):
+            chunk = row[CHUNK_ID_KEY]
+            found[chunk] = STORED_TWICE if chunk in found else row[CONTENT_HASH_KEY]
+        return found
+
+    def _keys_of_chunks(self, chunk_ids: Sequence[str]) -> list[int]:
+        """The primary keys of every stored copy of ``chunk_ids`` that e5 wrote."""
+        primary = _FIELDS["langchain"].primary
+        return [row[primary] for row in self._e5_rows_of(chunk_ids, [primary])]
+
+    def _replace_by_chunk_id(self, rows: list[dict[str, Any]]) -> None:
+        """``upsert``: per request, read the keys of the chunks' stored copies, insert the
+        new rows (Milvus assigns their keys), then delete the old copies. In that order a
+        crash leaves a chunk twice, never missing (the module's docstring)."""
+        primary = _FIELDS["langchain"].primary
+        for row in rows:
+            del row[primary]
+        for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
+            old = self._keys_of_chunks([row[CHUNK_ID_KEY] for row in part])
+            self._call(functools.partial(self._client.insert, self.collection, part, timeout=self._timeout))
+            self._delete_keys(old)
+
+    def _delete_keys(self, keys: Sequence[int]) -> None:
+        for part in by_count(keys, READ_SLICE):
+            self._call(
+                functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
+            )
+
+    def document_check(self) -> Callable[[Document], str | None]:
+        """Also, in a collection whose keys Milvus assigns, refuse ids with a line break: e5
+        finds its rows there by ``e5_chunk_id`` in a filter expression, and Milvus' parser
+        takes no line break inside a string (nor an escaped one, on some engines)."""
+        check = super().document_check()
+        if not (self.layout.framework and self._exists() and self._keyed_by_chunk_id()):
+            return check
+
+        def refuse_line_breaks(document: Document) -> str | None:
+            return check(document) or _line_break(document.id, self.collection)
+
+        return refuse_line_breaks
+
     def _create(self, dim: int, layout: Layout) -> None:
         from pymilvus import DataType, MilvusClient
 
@@ -535,6 +631,7 @@ class MilvusSink(Sink):
         )
         self._metric_type = fields.metric
         self._has_text_field = True
+        self._auto_id = False
         self._load()
 
     def _readable(self) -> bool:
@@ -588,11 +685,15 @@ class MilvusSink(Sink):
                 f"({wanted.primary} primary key, {wanted.vector}); {fix}"
             )
         primary = fields[wanted.primary]
-        if primary.get("type") != DataType.VARCHAR:
+        assigned = layout.family == "langchain" and _assigned_primary(info)
+        if primary.get("type") != DataType.VARCHAR and not assigned:
             raise SchemaMismatchError(
-                f"{where} has an integer primary key {wanted.primary!r} (auto_id=True); e5 writes rows with "
-                f"string ids, as {layout.describe()} does with auto_id=False; {fix}"
+                f"{where} has a primary key {wanted.primary!r} of type {_type_name(primary)} that Milvus does "
+                f"not assign (auto_id=False); e5 writes rows of {layout.describe()} with VARCHAR keys, or "
+                "lets Milvus assign INT64 ones in a LangChain collection made with auto_id=True (what "
+                f"langchain-milvus does without ids=); {fix}"
             )
+        self._auto_id = assigned
         _check_dimension(fields[wanted.vector], dim, where)
         if not info.get("enable_dynamic_field"):
             raise SchemaMismatchError(
@@ -636,6 +737,51 @@ class MilvusSink(Sink):
         metric = index.get("metric_type")
         self._metric_type = str(metric).upper() if metric else None
         return self._metric_type
+
+
+#: What ``fetch_hashes`` reports for a chunk stored more than once in a collection whose keys
+#: Milvus assigns: no content hash looks like it, so the chunk counts as changed.
+STORED_TWICE = "e5:stored-twice"
+
+
+def _assigned_primary(info: Mapping[str, Any]) -> bool:
+    """Whether the collection's primary key is an INT64 that Milvus assigns (``auto_id``)."""
+    from pymilvus import DataType
+
+    for field in info.get("fields", []):
+        if field.get("is_primary"):
+            auto = field.get("auto_id", info.get("auto_id"))
+            return field.get("type") == DataType.INT64 and bool(auto)
+    return False
+
+
+def _type_name(field: Mapping[str, Any]) -> str:
+    kind = field.get("type")
+    return str(getattr(kind, "name", kind))
+
+
+def _string_list(values: Sequence[str]) -> str:
+    """``["a", "b"]`` for a Milvus filter expression: ``\\`` and ``"`` escaped, every other
+    character as it is (milvus-lite 3 does not read ``\\u`` escapes; line breaks are refused,
+    :func:`_line_break`)."""
+    for value in values:
+        refused = _line_break(value, None)
+        if refused is not None:
+            raise StoreError(refused)
+    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "[" + ", ".join(quoted) + "]"
+
+
+def _line_break(record_id: str, collection: str | None) -> str | None:
+    """Why a collection whose keys Milvus assigns cannot hold ``record_id``, or ``None``."""
+    if "\n" not in record_id and "\r" not in record_id:
+        return None
+    where = f"collection {collection!r}" if collection else "a Milvus collection whose keys Milvus assigns"
+    return (
+        f"the id {record_id[:80]!r} has a line break; in {where} (LangChain's auto_id=True) e5 finds its "
+        "rows by id in a Milvus filter expression, which cannot hold one; use ids without line breaks "
+        f"({option('id_field')}), or a collection made with string ids (LangChain's ids=, or e5's own)"
+    )
 
 
 def _merging_lite() -> bool:
