@@ -77,7 +77,6 @@ from e5_integrations._errors import (
     SchemaMismatchError,
     StoreError,
     StoreUnavailableError,
-    option,
     rebuild_hint,
 )
 from e5_integrations._redact import redact, secrets_of
@@ -117,6 +116,9 @@ FRAMEWORK_VARCHAR = 65_535
 LLAMA_DOC_ID_FIELD = "doc_id"
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_LINE_BREAK = re.compile(r"[\n\r]")
+#: What a ``like`` pattern of an id with a line break replaces with ``%`` (:func:`_chunk_filters`).
+_LIKE_UNSAFE = re.compile(r'[\n\r\\"]+')
 
 
 @dataclass(frozen=True)
@@ -529,12 +531,12 @@ class MilvusSink(Sink):
         """e5's rows (``e5_chunk_id`` and a string ``e5_content_hash``) of ``chunk_ids``, every
         copy of each, read Strong."""
         wanted = set(chunk_ids)
-        for part in by_count(list(dict.fromkeys(chunk_ids)), READ_SLICE):
+        for expression in _chunk_filters(chunk_ids):
             rows = self._call(
                 functools.partial(
                     self._client.query,
                     self.collection,
-                    filter=f"{CHUNK_ID_KEY} in {_string_list(part)}",
+                    filter=expression,
                     output_fields=[CHUNK_ID_KEY, CONTENT_HASH_KEY, *output],
                     consistency_level="Strong",
                     timeout=self._timeout,
@@ -576,19 +578,6 @@ class MilvusSink(Sink):
             self._call(
                 functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
             )
-
-    def document_check(self) -> Callable[[Document], str | None]:
-        """Also, in a collection whose keys Milvus assigns, refuse ids with a line break: e5
-        finds its rows there by ``e5_chunk_id`` in a filter expression, and Milvus' parser
-        takes no line break inside a string (nor an escaped one, on some engines)."""
-        check = super().document_check()
-        if not (self.layout.framework and self._exists() and self._keyed_by_chunk_id()):
-            return check
-
-        def refuse_line_breaks(document: Document) -> str | None:
-            return check(document) or _line_break(document.id, self.collection)
-
-        return refuse_line_breaks
 
     def _create(self, dim: int, layout: Layout) -> None:
         from pymilvus import DataType, MilvusClient
@@ -760,28 +749,21 @@ def _type_name(field: Mapping[str, Any]) -> str:
     return str(getattr(kind, "name", kind))
 
 
-def _string_list(values: Sequence[str]) -> str:
-    """``["a", "b"]`` for a Milvus filter expression: ``\\`` and ``"`` escaped, every other
-    character as it is (milvus-lite 3 does not read ``\\u`` escapes; line breaks are refused,
-    :func:`_line_break`)."""
-    for value in values:
-        refused = _line_break(value, None)
-        if refused is not None:
-            raise StoreError(refused)
-    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
-    return "[" + ", ".join(quoted) + "]"
+def _chunk_filters(chunk_ids: Sequence[str]) -> Iterator[str]:
+    """Filter expressions that together select every row whose ``e5_chunk_id`` is one of
+    ``chunk_ids`` (and maybe others: callers keep the exact matches).
 
-
-def _line_break(record_id: str, collection: str | None) -> str | None:
-    """Why a collection whose keys Milvus assigns cannot hold ``record_id``, or ``None``."""
-    if "\n" not in record_id and "\r" not in record_id:
-        return None
-    where = f"collection {collection!r}" if collection else "a Milvus collection whose keys Milvus assigns"
-    return (
-        f"the id {record_id[:80]!r} has a line break; in {where} (LangChain's auto_id=True) e5 finds its "
-        "rows by id in a Milvus filter expression, which cannot hold one; use ids without line breaks "
-        f"({option('id_field')}), or a collection made with string ids (LangChain's ids=, or e5's own)"
-    )
+    ``e5_chunk_id in ["a", ...]`` with ``\\`` and ``"`` escaped and every other character as
+    it is: milvus-lite 3 reads no ``\\u`` escape, and the C++ engine matches no escaped ``\\n``
+    or ``\\t``. No engine takes a line break inside a string, so an id with one is looked up
+    with ``like``, its line breaks, backslashes and quotes turned into ``%`` wildcards.
+    """
+    plain = [i for i in dict.fromkeys(chunk_ids) if not _LINE_BREAK.search(i)]
+    for part in by_count(plain, READ_SLICE):
+        quoted = ('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in part)
+        yield f"{CHUNK_ID_KEY} in [{', '.join(quoted)}]"
+    for broken in dict.fromkeys(i for i in chunk_ids if _LINE_BREAK.search(i)):
+        yield f'{CHUNK_ID_KEY} like "{_LIKE_UNSAFE.sub("%", broken)}"'
 
 
 def _merging_lite() -> bool:
