@@ -530,8 +530,7 @@ class MilvusSink(Sink):
     def _e5_rows_of(self, chunk_ids: Sequence[str], output: list[str]) -> Iterator[dict[str, Any]]:
         """e5's rows (``e5_chunk_id`` and a string ``e5_content_hash``) of ``chunk_ids``, every
         copy of each, read Strong."""
-        wanted = set(chunk_ids)
-        for expression in _chunk_filters(chunk_ids):
+        for expression, wanted in _chunk_filters(chunk_ids):
             rows = self._call(
                 functools.partial(
                     self._client.query,
@@ -548,12 +547,12 @@ class MilvusSink(Sink):
 
     def _fetch_by_chunk_id(self, ids: Sequence[str]) -> dict[str, str]:
         """``fetch_hashes``: a chunk stored more than once (a crash inside an upsert) gets
-        :data:`STORED_TWICE`, which matches no content hash, so the pipeline embeds it again
+        :data:`_STORED_TWICE`, which matches no content hash, so the pipeline embeds it again
         and its upsert deletes every older copy; a stale chunk stored twice is still found."""
         found: dict[str, str] = {}
         for row in self._e5_rows_of(ids, []):
             chunk = row[CHUNK_ID_KEY]
-            found[chunk] = STORED_TWICE if chunk in found else row[CONTENT_HASH_KEY]
+            found[chunk] = _STORED_TWICE if chunk in found else row[CONTENT_HASH_KEY]
         return found
 
     def _keys_of_chunks(self, chunk_ids: Sequence[str]) -> list[int]:
@@ -676,11 +675,16 @@ class MilvusSink(Sink):
         primary = fields[wanted.primary]
         assigned = layout.family == "langchain" and _assigned_primary(info)
         if primary.get("type") != DataType.VARCHAR and not assigned:
+            how = (
+                "Milvus assigns (auto_id=True)"
+                if _assigned_primary(info)
+                else "the writer sets (auto_id=False)"
+            )
             raise SchemaMismatchError(
-                f"{where} has a primary key {wanted.primary!r} of type {_type_name(primary)} that Milvus does "
-                f"not assign (auto_id=False); e5 writes rows of {layout.describe()} with VARCHAR keys, or "
-                "lets Milvus assign INT64 ones in a LangChain collection made with auto_id=True (what "
-                f"langchain-milvus does without ids=); {fix}"
+                f"{where} has a {_type_name(primary)} primary key {wanted.primary!r} that {how}; e5 writes "
+                f"rows of {layout.describe()} with VARCHAR keys, and lets Milvus assign INT64 ones only in a "
+                "LangChain collection made with auto_id=True (what langchain-milvus makes without ids=); "
+                f"{fix}"
             )
         self._auto_id = assigned
         _check_dimension(fields[wanted.vector], dim, where)
@@ -730,7 +734,7 @@ class MilvusSink(Sink):
 
 #: What ``fetch_hashes`` reports for a chunk stored more than once in a collection whose keys
 #: Milvus assigns: no content hash looks like it, so the chunk counts as changed.
-STORED_TWICE = "e5:stored-twice"
+_STORED_TWICE = "e5:stored-twice"
 
 
 def _assigned_primary(info: Mapping[str, Any]) -> bool:
@@ -749,9 +753,10 @@ def _type_name(field: Mapping[str, Any]) -> str:
     return str(getattr(kind, "name", kind))
 
 
-def _chunk_filters(chunk_ids: Sequence[str]) -> Iterator[str]:
+def _chunk_filters(chunk_ids: Sequence[str]) -> Iterator[tuple[str, frozenset[str]]]:
     """Filter expressions that together select every row whose ``e5_chunk_id`` is one of
-    ``chunk_ids`` (and maybe others: callers keep the exact matches).
+    ``chunk_ids``, each with the ids it is for: a ``like`` selects others too, and the caller
+    keeps only rows of those ids (so no row is kept twice).
 
     ``e5_chunk_id in ["a", ...]`` with ``\\`` and ``"`` escaped and every other character as
     it is: milvus-lite 3 reads no ``\\u`` escape, and the C++ engine matches no escaped ``\\n``
@@ -761,9 +766,9 @@ def _chunk_filters(chunk_ids: Sequence[str]) -> Iterator[str]:
     plain = [i for i in dict.fromkeys(chunk_ids) if not _LINE_BREAK.search(i)]
     for part in by_count(plain, READ_SLICE):
         quoted = ('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in part)
-        yield f"{CHUNK_ID_KEY} in [{', '.join(quoted)}]"
+        yield f"{CHUNK_ID_KEY} in [{', '.join(quoted)}]", frozenset(part)
     for broken in dict.fromkeys(i for i in chunk_ids if _LINE_BREAK.search(i)):
-        yield f'{CHUNK_ID_KEY} like "{_LIKE_UNSAFE.sub("%", broken)}"'
+        yield f'{CHUNK_ID_KEY} like "{_LIKE_UNSAFE.sub("%", broken)}"', frozenset([broken])
 
 
 def _merging_lite() -> bool:

@@ -546,6 +546,7 @@ ODD_CHUNK_IDS = [
     "日本語 ü 🙂#0",
     "tab\tx#0",
     "line\nbreak#0",
+    "line break#0",  # the like pattern of "line\nbreak#0" selects it too
     "\r\n#1",
 ]
 
