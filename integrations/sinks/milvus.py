@@ -23,6 +23,15 @@ writes, with ``uuid5`` row ids and the chunk id in ``e5_chunk_id``:
       vector  FLOAT_VECTOR(dim), index AUTOINDEX with metric L2 (the class's default)
       $meta   dynamic fields: the metadata, one top-level field per key (``expr="lang == 'en'"``)
 
+  A collection the class made without ``ids=`` (``from_documents``/``from_texts``/``add_texts``
+  without ids: ``auto_id=True``) has an INT64 ``pk`` that Milvus assigns. e5 writes into it
+  too (the functions of the "auto_id" part below): it inserts rows without ``pk`` and finds its
+  rows by ``e5_chunk_id`` (``fetch_hashes``, stale and pruned chunks, the rows an upsert
+  replaces). A replaced chunk is inserted first and its old rows deleted after, so a crash
+  between the two leaves the chunk twice, never not at all; ``fetch_hashes`` reports a chunk
+  stored twice as changed, so the next run embeds it again and its upsert deletes every older
+  row (an insert retried after a lost reply can also leave a second row: the same repair).
+
   L2, not COSINE: the class picks its relevance function from its ``index_params=``
   argument, not from the collection (without it, it assumes L2), so an L2 collection is
   the one whose scores come out right with ordinary arguments. For unit vectors Milvus'
@@ -107,6 +116,9 @@ FRAMEWORK_VARCHAR = 65_535
 LLAMA_DOC_ID_FIELD = "doc_id"
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_LINE_BREAK = re.compile(r"[\n\r]")
+#: What a ``like`` pattern of an id with a line break replaces with ``%`` (:func:`_chunk_filters`).
+_LIKE_UNSAFE = re.compile(r'[\n\r\\"]+')
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,9 @@ class MilvusSink(Sink):
         self._ready = False
         self._metric_type: str | None = None
         self._has_text_field = True
+        #: whether Milvus assigns the primary key and e5 finds its rows by ``e5_chunk_id``
+        #: (a LangChain collection made with ``auto_id=True``); ``None``: not looked up yet
+        self._auto_id: bool | None = None
         self._insert_replaces = "://" not in uri and _merging_lite()
         self._client = self._call(lambda: _connect(pymilvus, uri, token, timeout, self.uri))
 
@@ -277,6 +292,8 @@ class MilvusSink(Sink):
         layout = self.layout
         if not layout.framework:
             return self._fetch_e5_hashes(ids)
+        if self._keyed_by_chunk_id():
+            return self._fetch_by_chunk_id(ids)
         primary = _FIELDS[layout.family].primary
         chunk_of = {layout.row_id(i): i for i in ids}
         found: dict[str, str] = {}
@@ -314,6 +331,9 @@ class MilvusSink(Sink):
                 "call ensure_collection(dim) before upsert"
             )
         unique = last_per_id(records)  # Milvus 2.5 would keep both copies
+        if layout.framework and self._keyed_by_chunk_id():
+            self._replace_by_chunk_id([_framework_row(r, layout, self._has_text_field) for r in unique])
+            return
         if layout.framework:
             rows = [_framework_row(r, layout, self._has_text_field) for r in unique]
         else:
@@ -421,6 +441,9 @@ class MilvusSink(Sink):
         if not ids or not self._exists():
             return
         layout = self.layout
+        if layout.framework and self._keyed_by_chunk_id():
+            self._delete_keys(self._keys_of_chunks(ids))
+            return
         keys = [layout.row_id(i) for i in ids] if layout.framework else [primary_key(i) for i in ids]
         for part in by_count(keys, READ_SLICE):
             self._call(
@@ -434,6 +457,7 @@ class MilvusSink(Sink):
         self._ready = False
         self._metric_type = None
         self._has_text_field = True
+        self._auto_id = None
         self.forget_layout()
 
     def close(self) -> None:
@@ -494,6 +518,66 @@ class MilvusSink(Sink):
         )
         return [_hit(found) for found in result[0]]
 
+    # -- auto_id: a LangChain collection whose INT64 primary key Milvus assigns -------------
+
+    def _keyed_by_chunk_id(self) -> bool:
+        """Whether Milvus assigns the collection's primary key (LangChain's ``auto_id=True``),
+        so e5 finds its rows by ``e5_chunk_id``. Call only when the collection exists."""
+        if self._auto_id is None:
+            self._auto_id = self.layout.family == "langchain" and _assigned_primary(self._describe())
+        return self._auto_id
+
+    def _e5_rows_of(self, chunk_ids: Sequence[str], output: list[str]) -> Iterator[dict[str, Any]]:
+        """e5's rows (``e5_chunk_id`` and a string ``e5_content_hash``) of ``chunk_ids``, every
+        copy of each, read Strong."""
+        for expression, wanted in _chunk_filters(chunk_ids):
+            rows = self._call(
+                functools.partial(
+                    self._client.query,
+                    self.collection,
+                    filter=expression,
+                    output_fields=[CHUNK_ID_KEY, CONTENT_HASH_KEY, *output],
+                    consistency_level="Strong",
+                    timeout=self._timeout,
+                )
+            )
+            for row in rows:
+                if row.get(CHUNK_ID_KEY) in wanted and isinstance(row.get(CONTENT_HASH_KEY), str):
+                    yield row
+
+    def _fetch_by_chunk_id(self, ids: Sequence[str]) -> dict[str, str]:
+        """``fetch_hashes``: a chunk stored more than once (a crash inside an upsert) gets
+        :data:`_STORED_TWICE`, which matches no content hash, so the pipeline embeds it again
+        and its upsert deletes every older copy; a stale chunk stored twice is still found."""
+        found: dict[str, str] = {}
+        for row in self._e5_rows_of(ids, []):
+            chunk = row[CHUNK_ID_KEY]
+            found[chunk] = _STORED_TWICE if chunk in found else row[CONTENT_HASH_KEY]
+        return found
+
+    def _keys_of_chunks(self, chunk_ids: Sequence[str]) -> list[int]:
+        """The primary keys of every stored copy of ``chunk_ids`` that e5 wrote."""
+        primary = _FIELDS["langchain"].primary
+        return [row[primary] for row in self._e5_rows_of(chunk_ids, [primary])]
+
+    def _replace_by_chunk_id(self, rows: list[dict[str, Any]]) -> None:
+        """``upsert``: per request, read the keys of the chunks' stored copies, insert the
+        new rows (Milvus assigns their keys), then delete the old copies. In that order a
+        crash leaves a chunk twice, never missing (the module's docstring)."""
+        primary = _FIELDS["langchain"].primary
+        for row in rows:
+            del row[primary]
+        for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
+            old = self._keys_of_chunks([row[CHUNK_ID_KEY] for row in part])
+            self._call(functools.partial(self._client.insert, self.collection, part, timeout=self._timeout))
+            self._delete_keys(old)
+
+    def _delete_keys(self, keys: Sequence[int]) -> None:
+        for part in by_count(keys, READ_SLICE):
+            self._call(
+                functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
+            )
+
     def _create(self, dim: int, layout: Layout) -> None:
         from pymilvus import DataType, MilvusClient
 
@@ -535,6 +619,7 @@ class MilvusSink(Sink):
         )
         self._metric_type = fields.metric
         self._has_text_field = True
+        self._auto_id = False
         self._load()
 
     def _readable(self) -> bool:
@@ -588,11 +673,20 @@ class MilvusSink(Sink):
                 f"({wanted.primary} primary key, {wanted.vector}); {fix}"
             )
         primary = fields[wanted.primary]
-        if primary.get("type") != DataType.VARCHAR:
-            raise SchemaMismatchError(
-                f"{where} has an integer primary key {wanted.primary!r} (auto_id=True); e5 writes rows with "
-                f"string ids, as {layout.describe()} does with auto_id=False; {fix}"
+        assigned = layout.family == "langchain" and _assigned_primary(info)
+        if primary.get("type") != DataType.VARCHAR and not assigned:
+            how = (
+                "Milvus assigns (auto_id=True)"
+                if _assigned_primary(info)
+                else "the writer sets (auto_id=False)"
             )
+            raise SchemaMismatchError(
+                f"{where} has a {_type_name(primary)} primary key {wanted.primary!r} that {how}; e5 writes "
+                f"rows of {layout.describe()} with VARCHAR keys, and lets Milvus assign INT64 ones only in a "
+                "LangChain collection made with auto_id=True (what langchain-milvus makes without ids=); "
+                f"{fix}"
+            )
+        self._auto_id = assigned
         _check_dimension(fields[wanted.vector], dim, where)
         if not info.get("enable_dynamic_field"):
             raise SchemaMismatchError(
@@ -636,6 +730,45 @@ class MilvusSink(Sink):
         metric = index.get("metric_type")
         self._metric_type = str(metric).upper() if metric else None
         return self._metric_type
+
+
+#: What ``fetch_hashes`` reports for a chunk stored more than once in a collection whose keys
+#: Milvus assigns: no content hash looks like it, so the chunk counts as changed.
+_STORED_TWICE = "e5:stored-twice"
+
+
+def _assigned_primary(info: Mapping[str, Any]) -> bool:
+    """Whether the collection's primary key is an INT64 that Milvus assigns (``auto_id``)."""
+    from pymilvus import DataType
+
+    for field in info.get("fields", []):
+        if field.get("is_primary"):
+            auto = field.get("auto_id", info.get("auto_id"))
+            return field.get("type") == DataType.INT64 and bool(auto)
+    return False
+
+
+def _type_name(field: Mapping[str, Any]) -> str:
+    kind = field.get("type")
+    return str(getattr(kind, "name", kind))
+
+
+def _chunk_filters(chunk_ids: Sequence[str]) -> Iterator[tuple[str, frozenset[str]]]:
+    """Filter expressions that together select every row whose ``e5_chunk_id`` is one of
+    ``chunk_ids``, each with the ids it is for: a ``like`` selects others too, and the caller
+    keeps only rows of those ids (so no row is kept twice).
+
+    ``e5_chunk_id in ["a", ...]`` with ``\\`` and ``"`` escaped and every other character as
+    it is: milvus-lite 3 reads no ``\\u`` escape, and the C++ engine matches no escaped ``\\n``
+    or ``\\t``. No engine takes a line break inside a string, so an id with one is looked up
+    with ``like``, its line breaks, backslashes and quotes turned into ``%`` wildcards.
+    """
+    plain = [i for i in dict.fromkeys(chunk_ids) if not _LINE_BREAK.search(i)]
+    for part in by_count(plain, READ_SLICE):
+        quoted = ('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in part)
+        yield f"{CHUNK_ID_KEY} in [{', '.join(quoted)}]", frozenset(part)
+    for broken in dict.fromkeys(i for i in chunk_ids if _LINE_BREAK.search(i)):
+        yield f'{CHUNK_ID_KEY} like "{_LIKE_UNSAFE.sub("%", broken)}"', frozenset([broken])
 
 
 def _merging_lite() -> bool:

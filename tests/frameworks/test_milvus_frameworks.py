@@ -18,7 +18,8 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ import numpy as np
 import pytest
 
 from e5_integrations.ingest._layout import uuid_id
-from tests.frameworks._common import cli
+from tests.frameworks._common import HANDBOOK, cli, e5_ingest, e5_ingest_status, e5_search, record_text
+from tests.frameworks._common import QUERY as COMMON_QUERY
+from tests.frameworks._common import corpus as common_corpus
 from tests.frameworks._readme import readme_snippet
 from tests.stores._milvus_server import milvus_server_uri  # noqa: F401  (a fixture)
 
@@ -161,6 +164,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_corpus(tmp_path_factory.mktemp("corpus") / "docs", N_RECORDS)
 
 
+_TARGETS = ("langchain", "llama", "lc_made", "li_made", "lc_auto")
+
+
 @pytest.fixture(scope="module", params=["lite", "server"])
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -169,10 +175,10 @@ def target(
     file is open in one process at a time, and the LlamaIndex reader is another process)."""
     if request.param == "lite":
         root = tmp_path_factory.mktemp("milvus-lite")
-        yield {name: str(root / f"{name}.db") for name in ("langchain", "llama", "lc_made", "li_made")}
+        yield {name: str(root / f"{name}.db") for name in _TARGETS}
     else:
         uri = request.getfixturevalue("milvus_server_uri")
-        yield dict.fromkeys(("langchain", "llama", "lc_made", "li_made"), uri)
+        yield dict.fromkeys(_TARGETS, uri)
 
 
 @pytest.fixture(scope="module")
@@ -358,6 +364,240 @@ def test_e5_writes_into_a_collection_llama_index_made(
             assert hit["text"] == app["text"]
 
     _prune_and_refuse(model, uri, collection, corpus, tmp_path, "langchain")
+
+
+# -- a collection LangChain made without ids: auto_id=True, an INT64 primary key ------------------------
+
+
+def _auto_id_app(uri: str, collection: str, embeddings: Any, dynamic: bool = True) -> None:
+    """An app's collection as langchain-milvus's docs make it: ``from_documents`` without ``ids``,
+    so the class makes ``pk`` an INT64 with ``auto_id=True`` and Milvus assigns the keys. With
+    ``dynamic=False`` the class's defaults exactly (each metadata key of the first document
+    becomes a declared field, and there is no room for e5's bookkeeping)."""
+    from langchain_core.documents import Document
+    from langchain_milvus import Milvus
+
+    docs = [Document(page_content=t, metadata={"lang": "it", "origin": "app"}) for t in APP_TEXTS]
+    extra = {"enable_dynamic_field": True} if dynamic else {}
+    Milvus.from_documents(docs, embeddings, collection_name=collection, connection_args={"uri": uri}, **extra)
+    schema = _describe(uri, collection)
+    [primary] = [f for f in schema["fields"] if f.get("is_primary")]
+    assert (primary["name"], primary["type"].name, primary.get("auto_id")) == ("pk", "INT64", True)
+    assert bool(schema.get("enable_dynamic_field")) is dynamic
+
+
+def _describe(uri: str, collection: str) -> dict[str, Any]:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    try:
+        return dict(client.describe_collection(collection))
+    finally:
+        client.close()
+
+
+def _rows(uri: str, collection: str) -> list[dict[str, Any]]:
+    """Every row's ``pk``, ``text`` and ``e5_chunk_id`` (absent on the app's rows), read with
+    pymilvus itself, duplicates and all."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    try:
+        client.load_collection(collection)
+        rows = client.query(
+            collection,
+            filter="",
+            limit=10_000,
+            output_fields=["pk", "text", "e5_chunk_id"],
+            consistency_level="Strong",
+        )
+        return [dict(row) for row in rows]
+    finally:
+        client.close()
+
+
+def _chunks_per_id(rows: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(row["e5_chunk_id"] for row in rows if "e5_chunk_id" in row)
+
+
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Path:
+    """The JSONL corpus at ``path`` with each record passed through ``change`` (``None`` drops
+    it), in place: the file's path is every chunk's ``source``, so a moved file changes them all."""
+    rows = [change(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r is not None), encoding="utf-8")
+    return path
+
+
+def _changed(row: dict[str, Any]) -> dict[str, Any] | None:
+    """rec-5 rewritten, the handbook cut to its first four sentences (fewer chunks)."""
+    if row["id"] == "rec-5":
+        return row | {"text": "Record 5 now says something else about stores entirely."}
+    if row["id"] == "handbook":
+        return row | {"text": " ".join(HANDBOOK.split(". ")[:4])}
+    return row
+
+
+def test_e5_writes_into_a_collection_langchain_made_without_ids(
+    target: dict[str, str], model: Path, lc_embeddings: Any, tmp_path: Path
+) -> None:
+    uri, collection = target["lc_auto"], f"lc_auto_{uuid.uuid4().hex[:8]}"
+    store = ("--store", "milvus", "--uri", uri)
+    _auto_id_app(uri, collection, lc_embeddings)
+    source = common_corpus(tmp_path / "v1", n=12)
+
+    first = e5_ingest(model, store, collection, source)  # no --layout: found from the collection
+    assert (first["layout"], first["embedded"]) == ("langchain", first["chunks"])
+    chunks = first["chunks"]
+    assert chunks > 13  # 12 records and a handbook of several chunks
+    rows = _rows(uri, collection)
+    assert len(rows) == chunks + len(APP_TEXTS) and set(_chunks_per_id(rows).values()) == {1}
+    assert all(isinstance(row["pk"], int) for row in rows)  # Milvus assigned every key
+
+    # LangChain reads e5's rows and its own; e5 search reads both, in the same order
+    reader = _langchain(uri, collection, lc_embeddings)
+    found = reader.similarity_search_with_score(COMMON_QUERY, k=100)
+    assert len(found) == chunks + len(APP_TEXTS)
+    app = [d for d, _ in found if d.metadata.get("origin") == "app"]
+    assert sorted(d.page_content for d in app) == sorted(APP_TEXTS)
+    assert {d.metadata["e5_chunk_id"] for d, _ in found if "e5_chunk_id" in d.metadata} == set(
+        _chunks_per_id(rows)
+    )
+    hits = e5_search(model, store, collection, k=8)
+    top = found[:8]
+    assert [h["id"] for h in hits] == [str(d.metadata.get("e5_chunk_id", d.metadata["pk"])) for d, _ in top]
+    assert [h["text"] for h in hits] == [d.page_content for d, _ in top]
+    np.testing.assert_allclose([h["score"] for h in hits], [1 - s / 2 for _, s in top], atol=1e-4)
+    german = reader.similarity_search(COMMON_QUERY, k=100, expr="lang == 'de'")
+    assert len(german) == 4 and all(d.metadata["document_id"].startswith("rec-") for d in german)
+
+    again = e5_ingest(model, store, collection, source)
+    assert (again["embedded"], again["skipped_unchanged"]) == (0, chunks)
+
+    # a changed record is replaced in place, a shrunk document's stale chunks are deleted
+    changed = _rewrite(source, _changed)
+    second = e5_ingest(model, store, collection, changed)
+    assert second["deleted_stale"] == chunks - second["chunks"] > 0
+    assert second["embedded"] + second["skipped_unchanged"] == second["chunks"] and second["embedded"] >= 2
+    rows = _rows(uri, collection)
+    per_chunk = _chunks_per_id(rows)
+    assert len(rows) == second["chunks"] + len(APP_TEXTS) and set(per_chunk.values()) == {1}
+    assert len(per_chunk) == second["chunks"]
+    assert [r["text"] for r in rows if r.get("e5_chunk_id") == "rec-5#0"] == [
+        "Record 5 now says something else about stores entirely."
+    ]
+    assert e5_ingest(model, store, collection, changed)["embedded"] == 0
+
+    # --prune removes e5's rows of documents that left the sources, never the app's rows
+    fewer = _rewrite(changed, lambda r: None if r["id"] in ("rec-0", "rec-1") else r)
+    pruned = e5_ingest(model, store, collection, fewer, "--prune")
+    assert (pruned["embedded"], pruned["pruned"]) == (0, 2)
+    rows = _rows(uri, collection)
+    assert len(rows) == second["chunks"] - 2 + len(APP_TEXTS)
+    assert sorted(r["text"] for r in rows if "e5_chunk_id" not in r) == sorted(APP_TEXTS)
+    assert not {"rec-0#0", "rec-1#0"} & set(_chunks_per_id(rows))
+
+
+class _Killed(BaseException):
+    """The process dies here (kill -9): nothing after this runs, no handler cleans up."""
+
+
+def test_a_crash_inside_an_auto_id_upsert_ends_exact_after_a_rerun(
+    target: dict[str, str], model: Path, lc_embeddings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replaced chunk is inserted first (Milvus assigns a new key), then its old rows are
+    deleted: a crash between the two leaves both rows, never none, and the re-run re-embeds
+    that chunk and deletes every older row of it."""
+    from pymilvus import MilvusClient
+
+    uri, collection = target["lc_auto"], f"lc_crash_{uuid.uuid4().hex[:8]}"
+    store = ("--store", "milvus", "--uri", uri)
+    _auto_id_app(uri, collection, lc_embeddings)
+    source = common_corpus(tmp_path / "v1", n=12, handbook=False)
+    assert e5_ingest(model, store, collection, source)["embedded"] == 12
+    changed = _rewrite(source, _changed)
+
+    def killed(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise _Killed  # the upsert's delete of the old rows never happens
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MilvusClient, "delete", killed)
+        with pytest.raises(_Killed):
+            e5_ingest(model, store, collection, changed)
+    rows = _rows(uri, collection)
+    texts = sorted(r["text"] for r in rows if r.get("e5_chunk_id") == "rec-5#0")
+    assert texts == sorted([record_text(5), "Record 5 now says something else about stores entirely."])
+    assert len(rows) == 12 + 1 + len(APP_TEXTS)
+
+    rerun = e5_ingest(model, store, collection, changed)
+    assert (rerun["embedded"], rerun["skipped_unchanged"]) == (1, 11)  # only the doubled chunk
+    rows = _rows(uri, collection)
+    assert len(rows) == 12 + len(APP_TEXTS) and set(_chunks_per_id(rows).values()) == {1}
+    assert [r["text"] for r in rows if r.get("e5_chunk_id") == "rec-5#0"] == [
+        "Record 5 now says something else about stores entirely."
+    ]
+    assert e5_ingest(model, store, collection, changed)["embedded"] == 0
+
+
+#: Chunk ids that a filter expression must quote with care (a line break no engine reads in one).
+ODD_CHUNK_IDS = [
+    "it's.txt#0",
+    'say "hi".md#0',
+    "back\\slash#0",
+    "日本語 ü 🙂#0",
+    "tab\tx#0",
+    "line\nbreak#0",
+    "line break#0",  # the like pattern of "line\nbreak#0" selects it too
+    "\r\n#1",
+]
+
+
+def test_odd_chunk_ids_in_an_auto_id_collection(target: dict[str, str], lc_embeddings: Any) -> None:
+    """The sink's own calls on ids with quotes, backslashes, non-ASCII, tabs and line breaks:
+    each is found, replaced, scanned and deleted exactly, next to the app's rows."""
+    from e5_integrations.ingest import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Record
+    from e5_integrations.sinks.milvus import MilvusSink
+
+    uri, collection = target["lc_auto"], f"lc_odd_{uuid.uuid4().hex[:8]}"
+    _auto_id_app(uri, collection, lc_embeddings)
+    vectors = np.array(lc_embeddings.embed_documents(ODD_CHUNK_IDS), dtype=np.float32)
+
+    def records(version: str) -> list[Record]:
+        return [
+            Record(
+                i, f"{version} {i}", {DOCUMENT_ID_KEY: i[:-2], CONTENT_HASH_KEY: f"{version}{n}"}, vectors[n]
+            )
+            for n, i in enumerate(ODD_CHUNK_IDS)
+        ]
+
+    with MilvusSink(uri, collection) as sink:
+        sink.ensure_collection(vectors.shape[1])
+        sink.upsert(records("v1"))
+        sink.upsert(records("v2"))  # replaces every chunk: Milvus assigns new keys
+        assert sink.fetch_hashes([*ODD_CHUNK_IDS, "absent#0"]) == {
+            i: f"v2{n}" for n, i in enumerate(ODD_CHUNK_IDS)
+        }
+        assert sink.count() == len(ODD_CHUNK_IDS) + len(APP_TEXTS)
+        scanned = [row for page in sink.scan() for row in page]
+        assert sorted(i for i, doc in scanned if doc is not None) == sorted(ODD_CHUNK_IDS)
+        sink.delete(ODD_CHUNK_IDS[:4])
+        assert sorted(sink.fetch_hashes(ODD_CHUNK_IDS)) == sorted(ODD_CHUNK_IDS[4:])
+        sink.delete(ODD_CHUNK_IDS[4:])
+        assert sink.count() == len(APP_TEXTS)  # the app's rows are never touched
+    assert sorted(r["text"] for r in _rows(uri, collection)) == sorted(APP_TEXTS)
+
+
+def test_a_langchain_collection_without_dynamic_fields_is_refused(
+    target: dict[str, str], model: Path, lc_embeddings: Any, tmp_path: Path
+) -> None:
+    """The class's defaults exactly (no ``enable_dynamic_field``): no field can hold e5's
+    bookkeeping, so e5 refuses before writing and says which argument makes it writable."""
+    uri, collection = target["lc_auto"], f"lc_fixed_{uuid.uuid4().hex[:8]}"
+    _auto_id_app(uri, collection, lc_embeddings, dynamic=False)
+    code, _, err = e5_ingest_status(
+        model, ("--store", "milvus", "--uri", uri), collection, common_corpus(tmp_path / "c", n=3)
+    )
+    assert code == 1 and "enable_dynamic_field=True" in err and "integer primary key" not in err, err
+    assert _count(uri, collection) == len(APP_TEXTS)  # nothing was written
 
 
 def _ingest_examples(model: Path, uri: str, layout: str) -> None:
