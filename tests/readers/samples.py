@@ -63,7 +63,9 @@ def docx_bytes() -> bytes:
     document.add_paragraph("Collect the receipts", style="List Number")
     document.add_paragraph("Submit the expense report", style="List Number")
     table = document.add_table(rows=3, cols=2)
-    for row, (item, limit) in enumerate([("Expense", "Daily limit"), ("Hotel", "180 EUR"), ("Meals", "45 EUR")]):
+    for row, (item, limit) in enumerate(
+        [("Expense", "Daily limit"), ("Hotel", "180 EUR"), ("Meals", "45 EUR")]
+    ):
         table.cell(row, 0).text = item
         table.cell(row, 1).text = limit
     document.add_paragraph("Limits above apply per traveller.")
@@ -220,7 +222,10 @@ def html_sample(tmp_path: Path) -> Sample:
             "```\ncurl -X POST /refunds\n```",
         ),
         title="Billing guide",
-        spans=(({"section": "Billing > Plans"}, "Priority support"), ({"section": "Billing > Refunds"}, "ticket")),
+        spans=(
+            ({"section": "Billing > Plans"}, "Priority support"),
+            ({"section": "Billing > Refunds"}, "ticket"),
+        ),
         corrupt=b'<html><head><meta charset="utf-8"></head><body><p>caf\xe9</p></body></html>',
     )
 
@@ -272,7 +277,13 @@ def epub_sample(tmp_path: Path) -> Sample:
     path.write_bytes(epub_bytes())
     return Sample(
         path,
-        words=("# Getting started", "Install the tool first.", "# Daily use", "## Searching", "Search with one"),
+        words=(
+            "# Getting started",
+            "Install the tool first.",
+            "# Daily use",
+            "## Searching",
+            "Search with one",
+        ),
         title="A Small Handbook",
         spans=(({"section": "Daily use > Searching"}, "Search with one command."),),
         corrupt=_truncated(path),
@@ -297,7 +308,11 @@ def ipynb_sample(tmp_path: Path) -> Sample:
     path.write_text(
         notebook(
             [
-                {"cell_type": "markdown", "metadata": {}, "source": ["# Load the data\n", "\n", "We read a CSV."]},
+                {
+                    "cell_type": "markdown",
+                    "metadata": {},
+                    "source": ["# Load the data\n", "\n", "We read a CSV."],
+                },
                 {
                     "cell_type": "code",
                     "execution_count": None,
@@ -312,7 +327,12 @@ def ipynb_sample(tmp_path: Path) -> Sample:
                     "metadata": {},
                     "outputs": [
                         {"output_type": "stream", "name": "stdout", "text": ["42 rows\n"]},
-                        {"output_type": "execute_result", "data": {"text/plain": ["'done'"]}, "metadata": {}, "execution_count": 2},
+                        {
+                            "output_type": "execute_result",
+                            "data": {"text/plain": ["'done'"]},
+                            "metadata": {},
+                            "execution_count": 2,
+                        },
                     ],
                     "source": "print(len(rows), 'rows')",
                 },
@@ -351,7 +371,9 @@ def csv_gz_sample(tmp_path: Path) -> Sample:
     writer = csv.writer(text)
     writer.writerows([["id", "text"], ["r1", "First row, with a comma"], ["r2", "Second row"]])
     path.write_bytes(gzip.compress(text.getvalue().encode()))
-    return Sample(path, words=("First row, with a comma", "Second row"), corrupt=_truncated(path), documents=2)
+    return Sample(
+        path, words=("First row, with a comma", "Second row"), corrupt=_truncated(path), documents=2
+    )
 
 
 def txt_zst_sample(tmp_path: Path) -> Sample:
@@ -365,7 +387,9 @@ def txt_zst_sample(tmp_path: Path) -> Sample:
 def txt_gz_sample(tmp_path: Path) -> Sample:
     path = tmp_path / "notes.txt.gz"
     path.write_bytes(gzip.compress(b"Gzip compressed notes.\n" * 50))
-    return Sample(path, words=("Gzip compressed notes.",), corrupt=b"\x1f\x8b\x08\x00garbage that is not deflate")
+    return Sample(
+        path, words=("Gzip compressed notes.",), corrupt=b"\x1f\x8b\x08\x00garbage that is not deflate"
+    )
 
 
 def txt_sample(tmp_path: Path) -> Sample:

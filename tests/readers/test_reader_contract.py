@@ -54,7 +54,9 @@ def test_metadata_and_spans(sample: Sample) -> None:
         for span in document.spans:
             assert 0 <= span.start < span.end <= len(document.text)
             piece = document.text[span.start : span.end]
-            assert piece == piece.strip("\n") and piece.strip()  # spans cover blocks, not the blank lines around
+            assert (
+                piece == piece.strip("\n") and piece.strip()
+            )  # spans cover blocks, not the blank lines around
     if sample.title is not None:
         assert documents[0].metadata["title"] == sample.title
     for metadata, words in sample.spans:
