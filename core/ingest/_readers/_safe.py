@@ -249,6 +249,10 @@ def _refuse_entity(*_: Any) -> None:
     raise _Refused("it declares an entity; entities are never expanded")
 
 
+def _refuse_external(*_: Any) -> int:
+    raise _Refused("it refers to an external entity; entities are never resolved")
+
+
 def _qname(name: str) -> str:
     """expat's ``uri}local`` -> ElementTree's ``{uri}local``."""
     return "{" + name if "}" in name else name
@@ -259,7 +263,7 @@ def _new_parser() -> Any:
     parser.StartDoctypeDeclHandler = _refuse_doctype
     parser.EntityDeclHandler = _refuse_entity
     parser.UnparsedEntityDeclHandler = _refuse_entity
-    parser.ExternalEntityRefHandler = _refuse_entity
+    parser.ExternalEntityRefHandler = _refuse_external
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.buffer_text = True
     return parser

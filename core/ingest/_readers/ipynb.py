@@ -35,6 +35,10 @@ def _source(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _markdown(builder: TextBuilder, text: str) -> None:
     """A markdown cell: its headings become headings, the rest paragraphs, fences kept whole."""
     block: list[str] = []
@@ -95,9 +99,9 @@ def read_ipynb(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]
             f"not an nbformat 4 notebook (nbformat {major!r}, no 'cells' list); "
             "upgrade it with: jupyter nbconvert --to notebook --inplace FILE"
         )
-    metadata = notebook.get("metadata") if isinstance(notebook.get("metadata"), dict) else {}
-    kernel = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
-    info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
+    metadata: dict[str, Any] = _mapping(notebook.get("metadata"))
+    kernel = _mapping(metadata.get("kernelspec"))
+    info = _mapping(metadata.get("language_info"))
     language = str(info.get("name") or kernel.get("language") or "")
     builder = TextBuilder()
     for cell in notebook["cells"]:

@@ -100,7 +100,7 @@ def _slide(builder: TextBuilder, slide: Element) -> str | None:
 
 
 def _notes(notes: Element) -> str:
-    lines = []
+    lines: list[str] = []
     for shape in notes.iter(P + "sp"):
         body = shape.find(P + "txBody")
         if _placeholder(shape) == "body" and body is not None:
