@@ -18,7 +18,7 @@ from xml.etree.ElementTree import Element
 from e5_integrations.ingest._readers._base import Document, Fields, Item, SourceFile, register_reader
 from e5_integrations.ingest._readers._markdown import TextBuilder, inline
 from e5_integrations.ingest._readers._ooxml import MC, W, core_title, main_part
-from e5_integrations.ingest._readers._safe import SafeZip
+from e5_integrations.ingest._readers._safe import SafeZip, iter_elements
 
 _HEADING_NAME = re.compile(r"heading\s*([1-9])$", re.IGNORECASE)
 #: Subtrees whose text is not the paragraph's (properties, deleted text, fallbacks, fields).
@@ -158,23 +158,29 @@ def _rows(table: Element) -> list[list[str]]:
     return rows
 
 
-def read_docx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
-    with SafeZip(source, "DOCX") as archive:
-        part = main_part(archive, "word/document.xml")
-        root = archive.xml(part)
-        styles = _styles(archive)
-        numbering = _numbering(archive)
-        title = core_title(archive)
-    body = root.find(W + "body")
-    builder = TextBuilder()
-    counters: dict[tuple[str, str], int] = {}
-    list_id = ""
-    for block in _children(body if body is not None else root):
-        if block.tag == W + "tbl":
-            builder.table(_rows(block))
-            continue
+class _Body:
+    """Turns the body's paragraphs and tables, one at a time, into the builder's blocks."""
+
+    def __init__(self, styles: dict[str, _Style], numbering: dict[str, dict[str, tuple[bool, int]]]) -> None:
+        self.builder = TextBuilder()
+        self._styles = styles
+        self._numbering = numbering
+        self._counters: dict[tuple[str, str], int] = {}
+        self._list = ""
+
+    def add(self, block: Element) -> None:
+        """A body child: a paragraph, a table, or a container of them (a content control)."""
+        for item in (block,) if block.tag in (W + "p", W + "tbl") else _children(block):
+            if item.tag == W + "tbl":
+                self.builder.table(_rows(item))
+            else:
+                self._paragraph(item)
+
+    def _paragraph(self, block: Element) -> None:
         properties = block.find(W + "pPr")
-        level, num = _resolve(styles, _val(properties.find(W + "pStyle")) if properties is not None else None)
+        level, num = _resolve(
+            self._styles, _val(properties.find(W + "pStyle")) if properties is not None else None
+        )
         if properties is not None:
             outline = _val(properties.find(W + "outlineLvl"))
             if outline is not None and outline.isdigit() and int(outline) < 9:
@@ -184,22 +190,33 @@ def read_docx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
                 num = (_val(direct.find(W + "numId")) or "0", _val(direct.find(W + "ilvl")) or "0")
         text = _paragraph_text(block)
         if level is not None:
-            builder.heading(level, text)
+            self.builder.heading(level, text)
         elif num is not None and num[0] != "0":
-            if num[0] != list_id:  # another list: a block of its own
-                builder.end_list()
-                list_id = num[0]
-            ordered, start = numbering.get(num[0], {}).get(num[1], (False, 1))
+            if num[0] != self._list:  # another list: a block of its own
+                self.builder.end_list()
+                self._list = num[0]
+                self._counters.clear()
+            ordered, start = self._numbering.get(num[0], {}).get(num[1], (False, 1))
             depth = int(num[1]) if num[1].isdigit() else 0
-            key = (num[0], num[1])
-            counters[key] = counters.get(key, start - 1) + 1
-            for deeper in [k for k in counters if k[0] == num[0] and k[1] > num[1]]:
-                del counters[deeper]
-            builder.list_item(inline(text), ordered=ordered, number=counters[key], depth=depth)
+            self._counters[num] = self._counters.get(num, start - 1) + 1
+            for deeper in [key for key in self._counters if key[1] > num[1]]:
+                del self._counters[deeper]  # a shallower item restarts the deeper levels
+            self.builder.list_item(inline(text), ordered=ordered, number=self._counters[num], depth=depth)
         else:
-            builder.paragraph(text)
-    text, spans = builder.finish()
-    title = title or builder.first_heading
+            self.builder.paragraph(text)
+
+
+def read_docx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    with SafeZip(source, "DOCX") as archive:
+        part = main_part(archive, "word/document.xml")
+        body = _Body(_styles(archive), _numbering(archive))
+        title = core_title(archive)
+        with archive.open(part) as stream:
+            # document > body > paragraphs and tables, streamed one at a time
+            for block in iter_elements(stream, f"member {part!r} of the DOCX archive", depth=3):
+                body.add(block)
+    text, spans = body.builder.finish()
+    title = title or body.builder.first_heading
     metadata = {"title": title} if title else {}
     yield 0, Document(id=source.file_id, text=text, source=source.file_id, metadata=metadata, spans=spans)
 

@@ -128,6 +128,8 @@ class HtmlConverter(HTMLParser):
     # -- text flow ------------------------------------------------------------------------
     def _flush(self) -> None:
         """Write the text collected so far as the block it belongs to."""
+        if not self._text:
+            return
         raw = "".join(self._text)
         self._text = []
         if self._tables:

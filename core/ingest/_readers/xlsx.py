@@ -33,6 +33,10 @@ MAX_CELLS = 2_000_000
 _BUILTIN_DATES = set(range(14, 23)) | set(range(27, 37)) | set(range(45, 48)) | set(range(50, 59))
 _QUOTED = re.compile(r'"[^"]*"|\[[^\]]*\]|\\.')
 _COLUMN = re.compile(r"[A-Z]+")
+#: Element names as the streaming parser gives them (``namespace}local``).
+_NS = S[1:]
+_ROW, _CELL, _VALUE, _TEXT, _SI = _NS + "row", _NS + "c", _NS + "v", _NS + "t", _NS + "si"
+_PHONETIC = (_NS + "rPh", _NS + "phoneticPr")
 
 
 def _is_date_format(code: str) -> bool:
@@ -66,19 +70,19 @@ def _shared_strings(archive: SafeZip, part: str | None) -> list[str]:
     state = {"t": False, "skip": 0}
 
     def start(name: str, attrs: dict[str, str]) -> None:
-        if name == S + "si":
+        if name == _SI:
             parts.clear()
-        elif name in (S + "rPh", S + "phoneticPr"):
+        elif name in _PHONETIC:
             state["skip"] += 1
-        elif name == S + "t" and not state["skip"]:
+        elif name == _TEXT and not state["skip"]:
             state["t"] = True
 
     def end(name: str) -> None:
-        if name == S + "si":
+        if name == _SI:
             strings.append("".join(parts))
-        elif name in (S + "rPh", S + "phoneticPr"):
+        elif name in _PHONETIC:
             state["skip"] -= 1
-        elif name == S + "t":
+        elif name == _TEXT:
             state["t"] = False
 
     def text(data: str) -> None:
@@ -114,25 +118,25 @@ class _Sheet:
         self._collect = False
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        if name == S + "row":
-            self._row = {}
-            self._column = -1
-        elif name == S + "c":
+        if name in (_VALUE, _TEXT):
+            self._collect = True
+        elif name == _CELL:
             self._cell = attrs
             self._value = []
             ref = attrs.get("r")
             self._column = _column_index(ref) if ref else self._column + 1
-        elif name in (S + "v", S + "t"):
-            self._collect = True
+        elif name == _ROW:
+            self._row = {}
+            self._column = -1
 
     def text(self, data: str) -> None:
         if self._collect:
             self._value.append(data)
 
     def end(self, name: str) -> None:
-        if name in (S + "v", S + "t"):
+        if name in (_VALUE, _TEXT):
             self._collect = False
-        elif name == S + "c":
+        elif name == _CELL:
             value = self._cell_value("".join(self._value))
             if value.strip():
                 self._row[self._column] = value
@@ -142,7 +146,7 @@ class _Sheet:
                         f"the workbook has more than {MAX_CELLS} non-empty cells; export its sheets "
                         "to CSV and ingest those (each row is then one document)"
                     )
-        elif name == S + "row" and self._row:
+        elif name == _ROW and self._row:
             self.rows.append(self._row)
 
     def _cell_value(self, raw: str) -> str:
