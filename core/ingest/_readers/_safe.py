@@ -57,6 +57,8 @@ MAX_XML_DEPTH = 1000
 #: Largest non-seekable stream copied into memory to open it as a zip.
 MAX_ZIP_FILE_BYTES = 2 * MAX_ARCHIVE_BYTES
 _READ_CHUNK = 1 << 20
+#: Bytes parsed between hand-outs of :func:`iter_elements` (what it holds as elements at most).
+_ELEMENTS_CHUNK = 1 << 16
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -345,7 +347,7 @@ def iter_elements(stream: IO[bytes], where: str, depth: int) -> Iterator[Element
     parser.EndElementHandler = end
     parser.CharacterDataHandler = builder.data
     while True:
-        data = stream.read(_READ_CHUNK)
+        data = stream.read(_ELEMENTS_CHUNK)
         _run(parser, partial(parser.Parse, data, not data), where)
         yield from done
         done.clear()
