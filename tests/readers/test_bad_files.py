@@ -347,3 +347,21 @@ def test_a_multi_member_gzip_and_multi_frame_zstd_are_read_whole(tmp_path: Path)
         documents, problems = _read(path)
         assert problems == [] and [document.text for document in documents] == ["one", "two"]
         assert [document.id for document in documents] == [f"{path.name}:1", f"{path.name}:2"]
+
+
+@pytest.mark.parametrize(
+    ("page", "text"),
+    [
+        ("<a" * 100_000, ""),  # the standard library's html.parser: about 4 minutes here
+        ("<!--" * 50_000, ""),  # html.parser: about 2 minutes
+        ("</" * 100_000, ""),
+        ("<![CDATA[" * 30_000, "<![CDATA[" * 29_999),
+        ("<p>kept</p><a " + 'x="' * 50_000, "kept"),
+    ],
+)
+def test_html_that_makes_parsers_quadratic_is_read_in_one_pass(tmp_path: Path, page: str, text: str) -> None:
+    path = tmp_path / "hostile.html"
+    path.write_text(page)
+    documents, problems = _read(path, on_error="skip")
+    assert [document.text for document in documents] == ([text] if text else [])
+    assert [problem.kind for problem in problems] == ([] if text else ["empty text"])

@@ -6,9 +6,12 @@ fenced block; ``<title>`` is the ``title`` metadata (else the first heading). No
 ``script``, ``style``, ``noscript``, ``template``, ``svg``, ``nav`` (and ``role="navigation"``),
 elements marked ``hidden``, forms' controls, images (their ``alt`` text is not kept).
 
-Parsed with the standard library's event parser (no tree, no recursion), so deeply nested
-markup cannot exhaust the stack: past :data:`MAX_DEPTH` open elements, deeper elements
-are flattened into their ancestor (their text is kept, their structure is not).
+Parsed with a small tokenizer of our own that reads the page once, left to right (every
+search for a tag's end, a comment's end or a ``</script`` starts where the last one ended, so
+the time is linear in the page even on hostile input; the standard library's
+``html.parser`` takes minutes on 200 KB of ``<a<a<a...``), and no tree and no recursion, so
+deeply nested markup cannot exhaust the stack: past :data:`MAX_DEPTH` open elements, deeper
+elements are flattened into their ancestor (their text is kept, their structure is not).
 
 Encoding: a byte-order mark, else a ``<meta charset>`` (or ``http-equiv``) or XML
 declaration in the first 4 KiB, else UTF-8; a page that declares nothing and is not valid
@@ -24,7 +27,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
-from html.parser import HTMLParser
+from html import unescape
 
 from e5_integrations.ingest._readers._base import (
     Document,
@@ -98,17 +101,90 @@ def _decode(data: bytes, name: str, why: str) -> str:
         ) from exc
 
 
+_TAG_NAME = re.compile(r"[a-zA-Z][^\s/>]*")
+#: The rest of a start tag: attributes (quoted values may hold ">") up to its ">".
+_TAG_REST = re.compile(r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>""")
+_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]*)))?""")
+#: Elements whose content is text up to their end tag, never markup.
+_RAW_TEXT = {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"}
+
+
+def _attributes(inside: str) -> list[tuple[str, str | None]]:
+    """A start tag's attributes, names lower-cased, values unescaped (None: no value)."""
+    found: list[tuple[str, str | None]] = []
+    for match in _ATTRIBUTE.finditer(inside):
+        values = [value for value in match.group(2, 3, 4) if value is not None]
+        found.append((match.group(1).lower(), unescape(values[0]) if values else None))
+    return found
+
+
+def _tokenize(page: str, converter: HtmlConverter) -> None:
+    """Call the converter's ``handle_*`` methods for ``page``'s tags and text, in one pass."""
+    i, size = 0, len(page)
+    lower: str | None = None
+    while i < size:
+        lt = page.find("<", i)
+        if lt < 0:
+            converter.handle_data(unescape(page[i:]))
+            return
+        if lt > i:
+            converter.handle_data(unescape(page[i:lt]))
+        if page.startswith("<!--", lt):
+            end = page.find("-->", lt + 4)
+            i = size if end < 0 else end + 3
+            continue
+        if page.startswith("<![CDATA[", lt):
+            end = page.find("]]>", lt + 9)
+            converter.handle_data(page[lt + 9 : size if end < 0 else end])
+            i = size if end < 0 else end + 3
+            continue
+        following = page[lt + 1 : lt + 2]
+        if following in ("!", "?"):  # doctype, processing instruction, bogus comment
+            end = page.find(">", lt + 2)
+            i = size if end < 0 else end + 1
+            continue
+        if following == "/":
+            name = _TAG_NAME.match(page, lt + 2)
+            end = page.find(">", lt + 2)
+            if name is not None and end >= 0:
+                converter.handle_endtag(name.group().lower())
+            i = size if end < 0 else end + 1
+            continue
+        name = _TAG_NAME.match(page, lt + 1)
+        if name is None:  # a lone "<" is text
+            converter.handle_data("<")
+            i = lt + 1
+            continue
+        rest = _TAG_REST.match(page, name.end())
+        if rest is not None:
+            end = rest.end()
+        else:  # an unclosed quote: the tag ends at the next ">"
+            gt = page.find(">", name.end())
+            end = size if gt < 0 else gt + 1
+        tag = name.group().lower()
+        attributes = _attributes(page[name.end() : end - 1])
+        converter.handle_starttag(tag, attributes)
+        i = end
+        if tag in _RAW_TEXT and not page[name.end() : end - 1].rstrip().endswith("/"):
+            if lower is None:
+                lower = page.lower()
+            close = lower.find("</" + tag, i)
+            close = size if close < 0 else close
+            text = page[i:close]
+            converter.handle_data(text if tag in ("script", "style") else unescape(text))
+            i = close
+
+
 class _List:
     def __init__(self, ordered: bool, start: int) -> None:
         self.ordered = ordered
         self.number = start - 1
 
 
-class HtmlConverter(HTMLParser):
+class HtmlConverter:
     """Feeds HTML (one page, or an EPUB's chapters one after another) into a :class:`TextBuilder`."""
 
     def __init__(self, builder: TextBuilder | None = None) -> None:
-        super().__init__(convert_charrefs=True)
         self.builder = builder or TextBuilder()
         self.title: str | None = None
         self._stack: list[str] = []  # open elements, at most MAX_DEPTH
@@ -124,6 +200,10 @@ class HtmlConverter(HTMLParser):
         self._cell: list[str] | None = None
         self._in_title = False
         self._title_text: list[str] = []
+
+    def feed(self, page: str) -> None:
+        """Read one page (call :meth:`end_page` after it)."""
+        _tokenize(page, self)
 
     # -- text flow ------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -171,13 +251,6 @@ class HtmlConverter(HTMLParser):
                 return  # flattened: its text goes to the open ancestor
             self._stack.append(tag)
         self._open(tag, attributes)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _VOID:
-            self.handle_starttag(tag, attrs)
-        else:
-            self.handle_starttag(tag, attrs)
-            self.handle_endtag(tag)
 
     def _open(self, tag: str, attributes: dict[str, str | None]) -> None:
         if tag == "br":
@@ -293,7 +366,6 @@ class HtmlConverter(HTMLParser):
 
     def end_page(self) -> None:
         """Close what the page left open (a page may end without closing its tags)."""
-        self.close()
         while self._tables:
             self._close("table")
         if self._pre:
@@ -311,7 +383,6 @@ class HtmlConverter(HTMLParser):
             title = inline("".join(self._title_text))
             self.title = title or None
         self._title_text = []
-        self.reset()
 
 
 def read_html(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
