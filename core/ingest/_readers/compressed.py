@@ -29,7 +29,7 @@ from e5_integrations.ingest._readers._base import (
     register_reader,
 )
 
-__all__ = ["MAX_RATIO", "MIN_LIMIT_BYTES", "DecompressedFile", "read_compressed"]
+__all__ = ["DecompressedFile", "MAX_RATIO", "MIN_LIMIT_BYTES", "read_compressed"]
 
 #: Largest decompressed / compressed size ratio accepted (above :data:`MIN_LIMIT_BYTES`).
 MAX_RATIO = 200
@@ -183,6 +183,7 @@ class DecompressedFile(SourceFile):
 
 
 def read_compressed(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The documents of the file inside a ``.gz``/``.zst`` file, read by its extension's reader."""
     suffixes = source.path.suffixes
     codec = _CODECS[source.suffix]
     inner = suffixes[-2].lower() if len(suffixes) >= 2 else ""

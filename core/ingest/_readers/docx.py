@@ -207,6 +207,7 @@ class _Body:
 
 
 def read_docx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of a ``.docx`` file (see the module docs)."""
     with SafeZip(source, "DOCX") as archive:
         part = main_part(archive, "word/document.xml")
         body = _Body(_styles(archive), _numbering(archive))

@@ -44,6 +44,7 @@ def _package_path(archive: SafeZip) -> str:
 
 
 def read_epub(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of an ``.epub`` book, chapters in spine order (see the module docs)."""
     converter = HtmlConverter()
     with SafeZip(source, "EPUB") as archive:
         package_path = _package_path(archive)

@@ -39,7 +39,7 @@ from e5_integrations.ingest._readers._base import (
 )
 from e5_integrations.ingest._readers._markdown import TextBuilder, inline
 
-__all__ = ["MAX_DEPTH", "HtmlConverter", "decode_html", "read_html"]
+__all__ = ["HtmlConverter", "MAX_DEPTH", "decode_html", "read_html"]
 
 #: Most open elements tracked; deeper ones are flattened into their ancestor.
 MAX_DEPTH = 256
@@ -386,6 +386,7 @@ class HtmlConverter:
 
 
 def read_html(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of an HTML page (see the module docs)."""
     with source.open() as handle:
         data = handle.read()
     if not data:

@@ -81,6 +81,7 @@ def _outputs(outputs: Any) -> str:
 
 
 def read_ipynb(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of an ``.ipynb`` notebook (see the module docs)."""
     with source.open() as handle:
         data = handle.read()
     if not data:

@@ -109,6 +109,7 @@ def _notes(notes: Element) -> str:
 
 
 def read_pptx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of a ``.pptx`` file, a span per slide (see the module docs)."""
     builder = TextBuilder()
     first_title = None
     with SafeZip(source, "PPTX") as archive:

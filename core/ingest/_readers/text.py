@@ -58,6 +58,7 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
 
 
 def read_text(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of a ``.txt``/``.md`` file (encodings: see the module docs)."""
     with source.open() as handle:
         data = handle.read()
     text, encoding = decode_text(data)

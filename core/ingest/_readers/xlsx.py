@@ -174,6 +174,7 @@ class _Sheet:
 
 
 def read_xlsx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
+    """The one document of a ``.xlsx`` workbook, a span per sheet (see the module docs)."""
     builder = TextBuilder()
     with SafeZip(source, "XLSX") as archive:
         part = main_part(archive, "xl/workbook.xml")
