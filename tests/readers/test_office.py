@@ -184,23 +184,18 @@ def test_xlsx_a_corrupt_sheet_names_the_sheet(tmp_path: Path) -> None:
 
 
 def test_docx_body_is_streamed_not_held_as_one_tree(tmp_path: Path) -> None:
-    """20,000 paragraphs: reading the file peaks under half of what parsing its body as one
+    """10,000 paragraphs: reading the file peaks under half of what parsing its body as one
     tree takes (a million tiny paragraphs must not take a tree of millions of elements)."""
     import tracemalloc
 
     from e5_integrations.ingest._readers import _safe
-    from tests.readers.samples import docx_bytes
 
     w = b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
-    paragraphs = b"".join(b"<w:p><w:r><w:t>p%d</w:t></w:r></w:p>" % n for n in range(20_000))
+    paragraphs = b"".join(b"<w:p><w:r><w:t>p%d</w:t></w:r></w:p>" % n for n in range(10_000))
     xml = b"<w:document " + w + b"><w:body>" + paragraphs + b"</w:body></w:document>"
     out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(docx_bytes())) as source,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
-    ):
-        for info in source.infolist():
-            target.writestr(info.filename, xml if info.filename == "word/document.xml" else source.read(info))
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", xml)  # no styles part: only the body weighs
     path = tmp_path / "many.docx"
     path.write_bytes(out.getvalue())
     tracemalloc.start()
@@ -213,5 +208,5 @@ def test_docx_body_is_streamed_not_held_as_one_tree(tmp_path: Path) -> None:
         read_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert read.text.startswith("p0\n\np1\n\n") and read.text.endswith("p19999")
+    assert read.text.startswith("p0\n\np1\n\n") and read.text.endswith("p9999")
     assert read_peak < tree_peak / 2, (read_peak, tree_peak)
