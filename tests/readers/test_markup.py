@@ -155,3 +155,16 @@ def test_a_notebook_without_cells_is_reported_empty(tmp_path: Path) -> None:
     path.write_text(notebook([]))
     documents, problems = _read(path)
     assert documents == [] and [problem.kind for problem in problems] == ["empty text"]
+
+
+def test_an_epub_chapter_declaring_entities_leaves_them_unexpanded(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    chapter = (
+        f'<!DOCTYPE html [<!ENTITY secret SYSTEM "file://{secret}"><!ENTITY lol "lol">]>'
+        "<html><body><h1>Chapter</h1><p>&secret; &lol; text &amp; more</p></body></html>"
+    )
+    path = tmp_path / "entities.epub"
+    path.write_bytes(epub_bytes([("c.xhtml", chapter)]))
+    text = _text(path)
+    assert text == "# Chapter\n\n&secret; &lol; text & more"

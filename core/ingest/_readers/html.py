@@ -141,6 +141,11 @@ def _tokenize(page: str, converter: HtmlConverter) -> None:
         following = page[lt + 1 : lt + 2]
         if following in ("!", "?"):  # doctype, processing instruction, bogus comment
             end = page.find(">", lt + 2)
+            if page[lt + 2 : lt + 9].lower() == "doctype":
+                subset = page.find("[", lt + 9, end if end >= 0 else size)
+                if subset >= 0:  # an internal subset (never processed): it ends at "]>"
+                    close = page.find("]", subset)
+                    end = page.find(">", close) if close >= 0 else -1
             i = size if end < 0 else end + 1
             continue
         if following == "/":
