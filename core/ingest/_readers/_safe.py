@@ -68,6 +68,8 @@ def _describe_start(head: bytes) -> str:
     """What a file that is not a zip looks like, from its first bytes."""
     if head.startswith(b"%PDF"):
         return "it is a PDF"
+    if head.startswith(b"PK"):
+        return "it is a truncated or damaged zip archive"
     stripped = head.lstrip()
     if stripped[:1] == b"<":
         return "it looks like XML or HTML text"
@@ -109,7 +111,7 @@ class SafeZip:
             )
         if not head.startswith(_ZIP_MAGIC):
             raise RecordError(
-                f"not a {self.kind} document: {_describe_start(head)}, not a zip archive "
+                f"not a {self.kind} document: {_describe_start(head)}, not a whole zip archive "
                 "(is the extension wrong?); rename it to its real extension, or save it again"
             )
         stream: IO[bytes]
