@@ -2,8 +2,11 @@
 
 Supported files: ``.txt`` and ``.md`` (one document per file), ``.jsonl`` (one document per
 line), ``.csv`` (one per row) and ``.parquet`` (one per row, read in row batches with
-pyarrow). Everything is a generator: a corpus is never loaded whole, only the document
-being handed out.
+pyarrow); documents (``.docx``, ``.pptx``, ``.xlsx``, ``.html``/``.htm``, ``.epub``,
+``.ipynb``: one document per file, with spans); and ``.gz``/``.zst`` compressed ``.jsonl``,
+``.csv``, ``.txt`` and ``.md``. Each format is a reader module in ``_readers``.
+Everything is a generator: a corpus is never loaded whole, only the document being handed
+out.
 
 Document ids are deterministic, so re-running the same command addresses the same rows,
 and they depend only on the file, never on how it was reached:
@@ -14,7 +17,7 @@ and they depend only on the file, never on how it was reached:
   never share an id. With ``id_root`` the file id is the real path relative to the real
   path of ``id_root`` (portable across machines and mount points); a file outside it is a
   :class:`~e5_integrations.SourceError`.
-- ``.txt``/``.md``: the document id is the file id;
+- ``.txt``/``.md`` and the one-document formats (``.docx`` ...): the document id is the file id;
 - ``.jsonl``/``.csv``/``.parquet``: the record's id field (``id`` by default, or
   ``id_field``) when present, else ``"{file id}:{line or row number}"``.
 

@@ -7,7 +7,19 @@ registers the built-in ones. See ``_base`` for the contract every reader keeps.
 
 from __future__ import annotations
 
-from e5_integrations.ingest._readers import csv, jsonl, parquet, text
+from e5_integrations.ingest._readers import (
+    compressed,
+    csv,
+    docx,
+    epub,
+    html,
+    ipynb,
+    jsonl,
+    parquet,
+    pptx,
+    text,
+    xlsx,
+)
 from e5_integrations.ingest._readers._base import (
     READERS,
     Document,
@@ -30,10 +42,17 @@ __all__ = [
     "RecordError",
     "SourceFile",
     "Span",
+    "compressed",
     "csv",
+    "docx",
+    "epub",
+    "html",
+    "ipynb",
     "jsonl",
     "parquet",
+    "pptx",
     "reader_for",
     "register_reader",
     "text",
+    "xlsx",
 ]

@@ -127,11 +127,21 @@ def register_reader(reader: Reader, *extensions: str) -> Reader:
     """Make ``reader`` the one for files ending in ``extensions`` (``".pdf"``)."""
     for extension in extensions:
         if not extension.startswith(".") or extension != extension.lower():
-            raise ValueError(f"extension {extension!r}: expected a lower-case suffix such as '.pdf'")
+            raise ValueError(
+                f"extension {extension!r}: expected a lower-case suffix such as '.pdf' (or '.jsonl.gz')"
+            )
         READERS[extension] = reader
     return reader
 
 
 def reader_for(source: SourceFile) -> Reader | None:
-    """The reader registered for the file's extension, or None."""
+    """The reader registered for the file's extension, or None.
+
+    A two-part extension registered as one (``.jsonl.gz``) wins over the last part alone.
+    """
+    suffixes = source.path.suffixes
+    if len(suffixes) >= 2:
+        compound = READERS.get("".join(suffixes[-2:]).lower())
+        if compound is not None:
+            return compound
     return READERS.get(source.suffix)
