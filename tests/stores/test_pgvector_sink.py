@@ -206,7 +206,9 @@ def test_each_layout_creates_the_frameworks_tables(pg_sink: SinkFactory[PGVector
     }
     legacy = pg_sink(layout="langchain-legacy")
     legacy.ensure_collection(DIM)
-    schema = legacy._connection().execute("SELECT current_schema()").fetchone()[0]
+    row = legacy._connection().execute("SELECT current_schema()").fetchone()
+    assert row is not None
+    schema = row[0]
     assert _columns(legacy, schema, "langchain_pg_embedding") == {
         "id": "character varying",
         "collection_id": "uuid",

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pytest
@@ -331,7 +331,9 @@ def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder: 
         def encode_token_ids(self, rows: object, check_vectors: bool = True) -> object:
             raise RuntimeError("secret internals of the failure")
 
-    app = create_app(Broken)
+    app = create_app(
+        lambda: cast("E5Encoder", Broken())
+    )  # a stand-in: every other attribute is the encoder's
     with TestClient(app) as client:
         _wait_healthy(client)
         answer = client.post("/v1/embeddings", json={"input": ["x"]})
