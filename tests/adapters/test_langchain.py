@@ -209,7 +209,7 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
 def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
     embeddings = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu", recipe="prompteol")
     core = E5Encoder(tiny_model_name, device="cpu", recipe="prompteol")
-    assert embeddings.encoder.recipe.name == "prompteol"
+    assert embeddings.encoder.recipe is not None and embeddings.encoder.recipe.name == "prompteol"
     assert row_cosines(embeddings.embed_documents(DOCS), core.encode_documents(DOCS)).min() >= MIN_COSINE
     assert row_cosines(embeddings.embed_query(QUERY), core.encode_queries([QUERY])).min() >= MIN_COSINE
     e5 = E5Encoder(tiny_model_name, device="cpu").encode_documents(DOCS)

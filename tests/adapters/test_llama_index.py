@@ -204,7 +204,7 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
 def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
     embed_model = E5MistralEmbedding(model_name=tiny_model_name, device="cpu", recipe="echo")
     core = E5Encoder(tiny_model_name, device="cpu", recipe="echo")
-    assert embed_model.encoder.recipe.name == "echo"
+    assert embed_model.encoder.recipe is not None and embed_model.encoder.recipe.name == "echo"
     cos = row_cosines(embed_model.get_text_embedding_batch(DOCS), core.encode_documents(DOCS))
     assert cos.min() >= MIN_COSINE
     query = core.encode_queries([QUERY], task=DEFAULT_TASK)

@@ -121,6 +121,16 @@ def test_token_ids_and_strings_parse() -> None:
     assert caught.value.status == 413
 
 
+def test_client_refuses_a_negative_retry_count() -> None:
+    """``max_retries=-1`` made no attempt and then failed on the missing answer (found by mypy)."""
+    from e5_integrations import ConfigurationError
+    from e5_integrations.server import RemoteEncoder
+
+    with pytest.raises(ConfigurationError, match=r"max_retries=-1 is negative"):
+        RemoteEncoder("http://127.0.0.1:9", max_retries=-1)
+    assert RemoteEncoder("http://127.0.0.1:9", max_retries=0).max_retries == 0
+
+
 def test_client_splits_requests_within_the_server_limits() -> None:
     from e5_integrations.server import RemoteEncoder
 
