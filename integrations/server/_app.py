@@ -156,7 +156,7 @@ class _State:
 # -- request parsing -------------------------------------------------------------------------
 
 
-def _parse_inputs(value: Any, field: str, max_inputs: int) -> tuple[list[str] | list[list[int]], bool]:
+def _parse_inputs(value: object, field: str, max_inputs: int) -> tuple[list[str] | list[list[int]], bool]:
     """``(items, are_token_ids)`` from an OpenAI ``input``: str, [str], [int] or [[int]]."""
     if isinstance(value, str):
         items: list[Any] = [value]
@@ -340,11 +340,11 @@ async def _model_inputs(
     return ids
 
 
-def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[Any]:
+def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[str] | list[list[float]]:
     if encoding_format == "base64":
         little = vectors.astype("<f4", copy=False)
         return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
-    rows: list[Any] = vectors.tolist()
+    rows: list[list[float]] = vectors.tolist()
     return rows
 
 
