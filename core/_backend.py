@@ -346,7 +346,7 @@ class _CudaGraphs:
     def __init__(self, backend: TorchBackend) -> None:
         self.backend = backend
         self.enabled = True
-        self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._pool: Any = None
         self._lock = threading.Lock()  # static buffers: one replay at a time
 
@@ -380,7 +380,7 @@ class _CudaGraphs:
                 return None
             return pooled
 
-    def _capture(self, shape: tuple[int, int]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    def _capture(self, shape: tuple[int, int]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
         device = self.backend.device
         model = self.backend.loaded.model
         static_ids = torch.full(shape, self.backend.pad_token_id, dtype=torch.long, device=device)

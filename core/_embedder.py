@@ -54,8 +54,9 @@ class Embedder(Protocol):
         ...
 
     @property
-    def recipe(self) -> Recipe:
-        """How inputs are templated, pooled and normalised."""
+    def recipe(self) -> Recipe | None:
+        """How inputs are templated, pooled and normalised (``None``: not known here, as for a
+        :class:`~e5_integrations.server.RemoteEncoder` whose server runs a custom recipe)."""
         ...
 
     def encode_queries(self, texts: Sequence[str], task: str | Task = ...) -> np.ndarray:

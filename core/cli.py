@@ -23,13 +23,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from e5_integrations._errors import ConfigurationError, E5Error, InputError, SourceError, cli_front
 from e5_integrations._redact import RedactingFormatter, redact, secrets_of
 from e5_integrations.ingest._chunking import DEFAULT_CHUNK_OVERLAP
 from e5_integrations.ingest._registry import STORES, infer_store, open_sink
 from e5_integrations.ingest._sink import DEFAULT_RETRY_SECONDS, Hit, Sink
+
+if TYPE_CHECKING:
+    from e5_integrations._encoder import DeferredEncoder
+    from e5_integrations.ingest._report import IngestReport
+    from e5_integrations.server import RemoteEncoder
 
 __all__ = ["DEFAULT_COLLECTION", "build_parser", "main"]
 
@@ -227,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_serve_parser(commands: Any) -> None:
+def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
     _add_common_arguments(serve)
     serve.add_argument(
@@ -349,7 +354,7 @@ def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:
     )
 
 
-def _remote_encoder(args: argparse.Namespace) -> Any:
+def _remote_encoder(args: argparse.Namespace) -> RemoteEncoder:
     from e5_integrations.server import RemoteEncoder
 
     given = (("--model", "model"), ("--device", "device"), ("--recipe", "recipe"))
@@ -362,7 +367,7 @@ def _remote_encoder(args: argparse.Namespace) -> Any:
     return RemoteEncoder(args.server, api_key=args.server_api_key)
 
 
-def _encoder(args: argparse.Namespace) -> Any:
+def _encoder(args: argparse.Namespace) -> DeferredEncoder | RemoteEncoder:
     """The encoder the flags ask for, checked but not loaded: the weights (minutes for a 7B
     model) load at the first embedding, after the input and the store were checked."""
     from e5_integrations._encoder import DeferredEncoder
@@ -402,7 +407,7 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _ingest_ray(args: argparse.Namespace) -> Any:
+def _ingest_ray(args: argparse.Namespace) -> IngestReport:
     from e5_integrations.ray import ingest_ray
 
     if args.device is not None:
@@ -433,7 +438,7 @@ def _ingest_ray(args: argparse.Namespace) -> Any:
     )
 
 
-def _ingest_local(args: argparse.Namespace) -> Any:
+def _ingest_local(args: argparse.Namespace) -> IngestReport:
     from e5_integrations.ingest._pipeline import ingest
 
     given = [f"--{name.replace('_', '-')}" for name in _RAY_ONLY if getattr(args, name) is not None]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Type-check the package with mypy (settings in pyproject.toml's [tool.mypy]):
+# Type-check the package and its tests with mypy (settings in pyproject.toml's [tool.mypy]):
 #
 #   bash scripts/typecheck.sh [mypy args]
 #

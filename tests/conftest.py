@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from e5_integrations import E5Encoder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +27,7 @@ def tiny_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def encoder(tiny_model_dir: Path):
+def encoder(tiny_model_dir: Path) -> E5Encoder:
     """A CPU fp32 encoder on the tiny model, shared by the whole session."""
     from e5_integrations import E5Encoder
 

@@ -8,6 +8,8 @@ the computation is the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,7 +33,7 @@ def get_detailed_instruct(task_description: str, query: str) -> str:
 
 
 def model_card_embeddings(
-    model_id: str, input_texts: list[str], max_length: int = 4096, model=None
+    model_id: str, input_texts: list[str], max_length: int = 4096, model: Any = None
 ) -> Tensor:
     """Run the card's loop on ``input_texts`` (already templated) in fp32, one batch."""
     tokenizer = AutoTokenizer.from_pretrained(model_id)

@@ -14,7 +14,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -76,6 +76,7 @@ def e5_document_id(metadata: Any) -> str | None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_S = TypeVar("_S", bound="Sink")
 
 
 def metadata_strings(value: Any, where: str = "metadata") -> Iterator[tuple[str, str]]:
@@ -284,7 +285,7 @@ class Sink(abc.ABC):
     def close(self) -> None:
         """Release client resources. Safe to call twice."""
 
-    def __enter__(self) -> Sink:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:

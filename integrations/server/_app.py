@@ -35,7 +35,7 @@ import reprlib
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,10 +49,15 @@ from e5_integrations.server._batcher import DynamicBatcher, Overloaded
 from e5_integrations.server._metrics import ServerMetrics
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.routing import Route
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from e5_integrations._encoder import E5Encoder
+    from e5_integrations._recipe import Template
+    from e5_integrations._tasks import Task
 
 __all__ = ["ENDPOINTS", "ServerLimits", "create_app", "default_served_name"]
 
@@ -67,7 +72,7 @@ _PREVIEW.maxstring = 60
 _PREVIEW.maxother = 60
 
 
-def _require_starlette() -> Any:
+def _require_starlette() -> None:
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -151,7 +156,7 @@ class _State:
 # -- request parsing -------------------------------------------------------------------------
 
 
-def _parse_inputs(value: Any, field: str, max_inputs: int) -> tuple[list[str] | list[list[int]], bool]:
+def _parse_inputs(value: object, field: str, max_inputs: int) -> tuple[list[str] | list[list[int]], bool]:
     """``(items, are_token_ids)`` from an OpenAI ``input``: str, [str], [int] or [[int]]."""
     if isinstance(value, str):
         items: list[Any] = [value]
@@ -207,7 +212,7 @@ def _check_unicode(text: str, where: str) -> None:
         )
 
 
-def _parse_task(body: dict[str, Any]) -> Any:
+def _parse_task(body: dict[str, Any]) -> Task:
     task = body.get("task")
     if task is None:
         return resolve_task(DEFAULT_TASK)
@@ -228,7 +233,7 @@ def _input_type(body: dict[str, Any]) -> str:
     return _choice(body, "input_type", ("query", "document"), "document")
 
 
-def _instruction_for(input_type: str, task: Any) -> str | None:
+def _instruction_for(input_type: str, task: Task) -> str | None:
     """The instruction applied to the inputs, as ``encode_queries``/``encode_documents`` decide."""
     if input_type == "query":
         return str(task.instruction)
@@ -246,7 +251,7 @@ def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def _template_text(template: Any) -> str | list[str]:
+def _template_text(template: Template) -> str | list[str]:
     """A template for /info: its format string, or its pieces' texts."""
     text = template.text
     return text if isinstance(text, str) else [getattr(piece, "text", str(piece)) for piece in text]
@@ -335,11 +340,11 @@ async def _model_inputs(
     return ids
 
 
-def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[Any]:
+def _encode_vectors(vectors: np.ndarray, encoding_format: str) -> list[str] | list[list[float]]:
     if encoding_format == "base64":
         little = vectors.astype("<f4", copy=False)
         return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
-    rows: list[Any] = vectors.tolist()
+    rows: list[list[float]] = vectors.tolist()
     return rows
 
 
@@ -569,7 +574,7 @@ async def _metrics(state: _State, request: Request) -> Response:
     return Response(text, media_type=content_type)
 
 
-def _json(content: Any) -> Response:
+def _json(content: object) -> Response:
     from starlette.responses import JSONResponse
 
     return JSONResponse(content)
@@ -609,7 +614,7 @@ PUBLIC_PATHS = frozenset(endpoint.path for endpoint in ENDPOINTS if endpoint.pub
 KNOWN_PATHS = frozenset(endpoint.path for endpoint in ENDPOINTS)
 
 
-def _route(state: _State, spec: _Endpoint) -> Any:
+def _route(state: _State, spec: _Endpoint) -> Route:
     """The Starlette route of ``spec``: its handler bound to ``state``, with the errors every
     handler shares turned into their status codes, and (when observed) timed and counted."""
     from starlette.routing import Route
@@ -648,13 +653,13 @@ def _route(state: _State, spec: _Endpoint) -> Any:
 
 
 def create_app(
-    encoder_factory: Callable[[], Any],
+    encoder_factory: Callable[[], E5Encoder],
     *,
     limits: ServerLimits | None = None,
     api_key: str | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
     served_model_name: str | None = None,
-) -> Any:
+) -> _Guard:
     """The Starlette app serving one encoder.
 
     Args:
@@ -695,7 +700,7 @@ def create_app(
                 on_load_error(exc)
 
     @asynccontextmanager
-    async def lifespan(app: Any) -> Any:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loader = threading.Thread(target=load, name="e5-load-model", daemon=True)
         loader.start()
         try:
@@ -722,7 +727,7 @@ def _error_body(status: int, message: str, kind: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode("ascii")
 
 
-def _error_response(exc: _HTTPError) -> Any:
+def _error_response(exc: _HTTPError) -> Response:
     from starlette.responses import Response
 
     return Response(
@@ -747,7 +752,7 @@ class _Guard:
     (``e5_requests_total``); an error outside them is answered by Starlette's error middleware
     and only logged."""
 
-    def __init__(self, app: Any, state: _State) -> None:
+    def __init__(self, app: ASGIApp, state: _State) -> None:
         self.app = app
         self.state = state
 
@@ -755,7 +760,7 @@ class _Guard:
         """A graceful shutdown began: requests still sending their body get 503 now."""
         self.state.draining.set()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -786,7 +791,7 @@ class _Guard:
             return
         replayed = False
 
-        async def replay() -> Any:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -795,7 +800,7 @@ class _Guard:
 
         started = False
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -809,7 +814,7 @@ class _Guard:
                 raise
             await self._reject(scope, send, 500, _INTERNAL_ERROR, "server_error")
 
-    async def _read_body(self, receive: Any, limit: int) -> bytes:
+    async def _read_body(self, receive: Receive, limit: int) -> bytes:
         """The whole request body, within the size limit and ``body_timeout``; 503 as soon as
         a graceful shutdown begins while the client is still sending it."""
         loop = asyncio.get_running_loop()
@@ -855,7 +860,7 @@ class _Guard:
             "send fewer or shorter inputs per request"
         )
 
-    def _authorized(self, scope: dict[str, Any]) -> bool:
+    def _authorized(self, scope: Scope) -> bool:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         assert self.state.api_key is not None
@@ -866,8 +871,8 @@ class _Guard:
 
     async def _reject(
         self,
-        scope: dict[str, Any],
-        send: Any,
+        scope: Scope,
+        send: Send,
         status: int,
         message: str,
         kind: str,

@@ -26,7 +26,13 @@ from e5_integrations._errors import ConfigurationError, E5Error
 from e5_integrations._tasks import DEFAULT_TASK, Task
 
 if TYPE_CHECKING:
+    import httpx
+
     from e5_integrations._embedder import AsyncEmbedder
+    from e5_integrations._recipe import Recipe
+
+    #: What the last attempt of a request got: an answer, a connection error, or nothing yet.
+    _Attempt = httpx.Response | Exception | None
 
 __all__ = ["RemoteEncoder", "ServerAuthError", "ServerError", "ServerUnavailableError"]
 
@@ -91,13 +97,17 @@ class RemoteEncoder:
             raise ConfigurationError("no e5 server given: pass base_url= (or --server URL), or set E5_SERVER")
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"server URL {url!r} must start with http:// or https://")
+        if max_retries < 0:
+            raise ConfigurationError(
+                f"max_retries={max_retries} is negative; expected 0 (one attempt, no retry) or more"
+            )
         self.base_url = url.rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("E5_API_KEY") or None
         self.timeout = timeout
         self.max_retries = max_retries
         self._tokenizer = tokenizer
         self._info: dict[str, Any] | None = None
-        self._client: Any = None
+        self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()  # one pooled client, even when threads share this encoder
 
     def __repr__(self) -> str:
@@ -133,7 +143,7 @@ class RemoteEncoder:
         return int(self.info["batch_tokens"])
 
     @property
-    def recipe(self) -> Any:
+    def recipe(self) -> Recipe | None:
         """The server's recipe, when it is a built-in one (``None`` otherwise): ingestion's
         content hashes record it, so a server switched to another recipe re-embeds."""
         from e5_integrations._recipe import available_recipes, get_recipe
@@ -276,7 +286,7 @@ class RemoteEncoder:
         return np.concatenate(parts, axis=0)
 
     async def _apost_embeddings(
-        self, client: Any, texts: list[str], input_type: str, task: str | Task | None
+        self, client: httpx.AsyncClient, texts: list[str], input_type: str, task: str | Task | None
     ) -> np.ndarray:
         try:
             answer = await self._arequest(
@@ -294,14 +304,14 @@ class RemoteEncoder:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
-    def _delay(self, attempt: int, response: Any) -> float:
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None:
             retry_after = response.headers.get("retry-after")
             if retry_after and retry_after.replace(".", "", 1).isdigit():
                 return min(float(retry_after), 30.0)
         return min(0.25 * 2**attempt, 10.0) * (0.75 + 0.5 * random.random())
 
-    def _outcome(self, response: Any, path: str) -> dict[str, Any] | None:
+    def _outcome(self, response: httpx.Response, path: str) -> dict[str, Any] | None:
         """The JSON answer, ``None`` to retry, or an exception for a final error."""
         if response.status_code == 200:
             answer: dict[str, Any] = response.json()
@@ -323,7 +333,8 @@ class RemoteEncoder:
             f"the e5 server at {self.base_url} answered {path} with {response.status_code}: {message}"
         )
 
-    def _give_up(self, path: str, last: Any) -> ServerUnavailableError:
+    def _give_up(self, path: str, last: _Attempt) -> ServerUnavailableError:
+        assert last is not None  # max_retries >= 0: every request makes one attempt at least
         if isinstance(last, Exception):
             return ServerUnavailableError(
                 f"could not reach the e5 server at {self.base_url} ({type(last).__name__}: {last}); start it with `e5 serve`, or check base_url= / --server / E5_SERVER"
@@ -340,7 +351,7 @@ class RemoteEncoder:
             if self._client is None:
                 self._client = httpx.Client(timeout=self.timeout, headers=self._headers())
             client = self._client
-        last: Any = None
+        last: _Attempt = None
         for attempt in range(self.max_retries + 1):
             response = None
             try:
@@ -359,10 +370,10 @@ class RemoteEncoder:
         raise self._give_up(path, last)
 
     async def _arequest(
-        self, client: Any, method: str, path: str, body: dict[str, Any] | None = None
+        self, client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         httpx = _httpx()
-        last: Any = None
+        last: _Attempt = None
         for attempt in range(self.max_retries + 1):
             response = None
             try:

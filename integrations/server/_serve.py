@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -109,7 +110,7 @@ def serve(
     logging.getLogger("uvicorn.access").addFilter(_RedactQueryString())
 
     class _DrainingServer(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             app.drain()  # requests still sending their body get 503 now, not after the drain timeout
             await super().shutdown(sockets)
 
@@ -183,7 +184,9 @@ def _with_header_timeout(seconds: float) -> type[asyncio.Protocol]:
             if self._between_requests() and not self.transport.is_closing():
                 self.transport.close()
 
-        def connection_made(self, transport: Any) -> None:
+        # uvicorn's protocols take an asyncio.Transport, narrowing asyncio's BaseTransport (and
+        # ignore the override check for it too)
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
 

@@ -37,7 +37,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -62,6 +62,10 @@ from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, last_per_id
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Include
 
 __all__ = ["ChromaSink"]
 
@@ -136,7 +140,7 @@ class ChromaSink(Sink):
         self.collection = collection
         self._retry = RetryPolicy(retry_seconds)
         self._closed = False
-        self._collection: Any = None
+        self._collection: Collection | None = None
         self._max_batch_size: int | None = None
         self._client = self._call(lambda: _connect(chromadb, uri, timeout))
 
@@ -239,7 +243,8 @@ class ChromaSink(Sink):
                 ids=ids,
                 embeddings=embeddings,
                 documents=[r.text for r in records],
-                metadatas=metadatas,  # None is allowed per record
+                # None is allowed per record, which chromadb's annotation (a list of mappings) omits
+                metadatas=metadatas,  # type: ignore[arg-type]
             )
         )
 
@@ -260,21 +265,23 @@ class ChromaSink(Sink):
             return []
         space = _space_of(collection)
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        include = ["documents", "metadatas", "distances"]
+        include: Include = ["documents", "metadatas", "distances"]
         if space != "cosine":
             self._check_space(space)
             query = unit_query(query)
             include.append("embeddings")
         result = self._call(lambda: collection.query(query_embeddings=query, n_results=k, include=include))
+        distances, documents, metadatas = result["distances"], result["documents"], result["metadatas"]
+        assert distances is not None and documents is not None and metadatas is not None  # included
         if space != "cosine":
-            check_unit_norm(
-                result["embeddings"][0], f"Chroma collection {self.collection!r} at {self.uri}", space
-            )
+            embeddings = result["embeddings"]
+            assert embeddings is not None  # included for a space other than cosine
+            check_unit_norm(embeddings[0], f"Chroma collection {self.collection!r} at {self.uri}", space)
         rows = zip(
             result["ids"][0],
-            result["distances"][0],
-            result["documents"][0],
-            result["metadatas"][0],
+            distances[0],
+            documents[0],
+            metadatas[0],
             strict=True,
         )
         layout = self.layout
@@ -372,11 +379,11 @@ class ChromaSink(Sink):
             secrets=self._secrets,
         )
 
-    def _existing(self) -> Any:
+    def _existing(self) -> Collection | None:
         """The collection if it exists, else ``None``."""
         from chromadb.errors import NotFoundError
 
-        def get() -> Any:
+        def get() -> Collection | None:
             try:
                 return self._client.get_collection(self.collection, embedding_function=None)
             except NotFoundError:
@@ -389,7 +396,7 @@ class ChromaSink(Sink):
         layout = self.layout
         return {layout.row_id(chunk_id): chunk_id for chunk_id in chunk_ids}
 
-    def _require_collection(self) -> Any:
+    def _require_collection(self) -> Collection:
         collection = self._collection or self._existing()
         if collection is None:
             raise StoreError(
@@ -399,7 +406,7 @@ class ChromaSink(Sink):
         self._collection = collection
         return collection
 
-    def _check_schema(self, collection: Any, dim: int) -> None:
+    def _check_schema(self, collection: Collection, dim: int) -> None:
         """Raise ``SchemaMismatchError`` if ``collection`` is not cosine or not ``dim``-dimensional."""
         where = f"Chroma collection {self.collection!r} at {self.uri}"
         fix = rebuild_hint()
@@ -423,7 +430,7 @@ class ChromaSink(Sink):
                 f"collections); search a collection ingested by e5 (cosine): pass its --collection"
             )
 
-    def _stored_dim(self, collection: Any) -> int | None:
+    def _stored_dim(self, collection: Collection) -> int | None:
         """``e5_dim`` from the collection metadata, else the length of one stored vector."""
         value = (collection.metadata or {}).get(DIM_KEY)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -499,7 +506,7 @@ def _check_collection_name(name: str) -> None:
         )
 
 
-def _space_of(collection: Any) -> str:
+def _space_of(collection: Collection) -> str:
     """The distance space from the collection configuration (HNSW or SPANN), else metadata."""
     config = collection.configuration_json or {}
     for index in ("hnsw", "spann"):

@@ -61,7 +61,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
@@ -80,6 +80,17 @@ from e5_integrations.ingest._sink import (
 from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
 from e5_integrations.sinks._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+    from psycopg.rows import TupleRow
+
+    #: A connection with psycopg's default row factory (rows are tuples).
+    _Conn = psycopg.Connection[TupleRow]
+    #: A statement psycopg runs (a plain or a composed one), and one with its parameters.
+    _Query = sql.SQL | sql.Composed
+    _Statement = tuple[_Query, tuple[object, ...]]
 
 __all__ = ["HNSW_MAX_DIM", "PGVectorSink", "redact_dsn"]
 
@@ -141,7 +152,7 @@ class _MetadataColumn:
     type: str  # format_type with its modifier: "text", "integer", "character varying(20)", "text[]"
     required: bool  # NOT NULL without a default: every row must fill it
 
-    def value(self) -> Any:
+    def value(self) -> sql.Composable:
         """The SQL expression of this column's value, from the staged row's ``metadata``."""
         from psycopg import sql
 
@@ -209,7 +220,7 @@ class PGVectorSink(Sink):
     ) -> None:
         try:
             import pgvector.psycopg  # noqa: F401
-            import psycopg
+            import psycopg  # noqa: F401  (both, or the ImportError names the extra)
         except ImportError as exc:
             raise ImportError(
                 "PGVectorSink needs psycopg and pgvector; install them with: "
@@ -241,7 +252,7 @@ class PGVectorSink(Sink):
         self.candidate_factor = candidate_factor
         self.min_candidates = min_candidates
         self._maintenance_work_mem = maintenance_work_mem
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: _Conn | None = None
         self._dim: int | None = None
         self._has_bit_index = False
 
@@ -258,7 +269,7 @@ class PGVectorSink(Sink):
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
 
-    def _connection(self) -> Any:
+    def _connection(self) -> _Conn:
         import psycopg
 
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
@@ -297,7 +308,7 @@ class PGVectorSink(Sink):
         self._conn = conn
         return conn
 
-    def _register_vector(self, conn: Any) -> bool:
+    def _register_vector(self, conn: _Conn) -> bool:
         from pgvector.psycopg import register_vector
 
         if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
@@ -305,7 +316,7 @@ class PGVectorSink(Sink):
         register_vector(conn)
         return True
 
-    def _run(self, what: str, fn: Callable[[Any], _T]) -> _T:
+    def _run(self, what: str, fn: Callable[[_Conn], _T]) -> _T:
         """Run ``fn(connection)``, reconnecting with back-off while the server is unreachable."""
         import psycopg
 
@@ -340,7 +351,7 @@ class PGVectorSink(Sink):
 
     # -- schema ------------------------------------------------------------------------------
 
-    def _table(self) -> Any:
+    def _table(self) -> sql.Identifier:
         """The collection's table, qualified with the connection's current schema so that it
         never resolves to a temporary table of the same name."""
         from psycopg import sql
@@ -349,7 +360,7 @@ class PGVectorSink(Sink):
             return sql.Identifier(self.collection)
         return sql.Identifier(self._schema, self.collection)
 
-    def _table_columns(self, conn: Any) -> dict[str, tuple[str, int]] | None:
+    def _table_columns(self, conn: _Conn) -> dict[str, tuple[str, int]] | None:
         """``{column: (type, typmod)}`` of the collection's table, or None if it does not exist."""
         rows = conn.execute(
             "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod "
@@ -361,7 +372,7 @@ class PGVectorSink(Sink):
         ).fetchall()
         return {name: (typ, mod) for name, typ, mod in rows} if rows else None
 
-    def _existing_dim(self, conn: Any) -> int | None:
+    def _existing_dim(self, conn: _Conn) -> int | None:
         columns = self._table_columns(conn)
         if columns is None:
             return None
@@ -375,12 +386,12 @@ class PGVectorSink(Sink):
             )
         return dim
 
-    def _index_name(self) -> Any:
+    def _index_name(self) -> sql.Identifier:
         from psycopg import sql
 
         return sql.Identifier(self.index_name)
 
-    def _index_sql(self, dim: int) -> Any:
+    def _index_sql(self, dim: int) -> sql.Composed:
         from psycopg import sql
 
         create = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ").format(
@@ -443,7 +454,7 @@ class PGVectorSink(Sink):
 
         return refuse_unfilled
 
-    def _metadata_columns(self, conn: Any) -> tuple[_MetadataColumn, ...]:
+    def _metadata_columns(self, conn: _Conn) -> tuple[_MetadataColumn, ...]:
         """The ``metadata_columns`` of this collection's LangChain table (none if it has none
         or does not exist yet)."""
         shape = self._shape("langchain")
@@ -473,7 +484,7 @@ class PGVectorSink(Sink):
             self._run("ensure_collection", lambda conn: self._ensure(conn, dim))
         self._dim = dim
 
-    def _ensure(self, conn: Any, dim: int) -> None:
+    def _ensure(self, conn: _Conn, dim: int) -> None:
         from psycopg import sql
 
         existing = self._existing_dim(conn)
@@ -493,7 +504,7 @@ class PGVectorSink(Sink):
         self._create(conn, [(table, ())] + ([(self._index_sql(dim), ())] if dim <= HNSW_MAX_DIM else []))
         _log.info("created pgvector table %r (vector(%d)) at %s", self.collection, dim, self.uri)
 
-    def _create(self, conn: Any, statements: list[tuple[Any, tuple[Any, ...]]]) -> None:
+    def _create(self, conn: _Conn, statements: Sequence[_Statement]) -> None:
         """Run ``statements`` (DDL) in one transaction, after the vector extension exists."""
         with conn.transaction():
             # First runs racing on a fresh database would collide on CREATE EXTENSION and
@@ -504,7 +515,7 @@ class PGVectorSink(Sink):
             for statement, params in statements:
                 conn.execute(statement, params)
 
-    def _build_index(self, conn: Any, statement: Any) -> None:
+    def _build_index(self, conn: _Conn, statement: sql.Composed) -> None:
         """Run an index build without the statement timeout, with ``maintenance_work_mem``."""
         from psycopg import sql
 
@@ -518,7 +529,7 @@ class PGVectorSink(Sink):
                 )
             conn.execute(statement)
 
-    def _create_extension(self, conn: Any) -> None:
+    def _create_extension(self, conn: _Conn) -> None:
         import psycopg
 
         try:
@@ -544,7 +555,7 @@ class PGVectorSink(Sink):
             _log.info("indexed pgvector collection %r at %s", self.collection, self.uri)
             return
 
-        def build(conn: Any) -> None:
+        def build(conn: _Conn) -> None:
             dim = self._existing_dim(conn)
             if dim is None:
                 return
@@ -568,7 +579,7 @@ class PGVectorSink(Sink):
         if self.layout.framework:
             return self._fw_fetch_hashes(ids)
 
-        def fetch(conn: Any) -> dict[str, str]:
+        def fetch(conn: _Conn) -> dict[str, str]:
             if self._table_columns(conn) is None:
                 return {}
             rows = conn.execute(
@@ -596,7 +607,7 @@ class PGVectorSink(Sink):
         stage = sql.Identifier("pg_temp", _STAGE)
         columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
 
-        def load(conn: Any) -> None:
+        def load(conn: _Conn) -> None:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
@@ -626,7 +637,7 @@ class PGVectorSink(Sink):
         if self.layout.framework:
             return self._run("search", lambda conn: self._fw_search(conn, query, k))
 
-        def run(conn: Any) -> list[Hit]:
+        def run(conn: _Conn) -> list[Hit]:
             dim = self._dim or self._existing_dim(conn)
             if dim is None or k < 1:
                 return []
@@ -639,7 +650,7 @@ class PGVectorSink(Sink):
 
         return self._run("search", run)
 
-    def _bit_index_exists(self, conn: Any) -> bool:
+    def _bit_index_exists(self, conn: _Conn) -> bool:
         if not self._has_bit_index:
             row = conn.execute(
                 "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s "
@@ -649,7 +660,7 @@ class PGVectorSink(Sink):
             self._has_bit_index = row is not None
         return self._has_bit_index
 
-    def _search_exact(self, cur: Any, query: np.ndarray, k: int) -> list[tuple[Any, ...]]:
+    def _search_exact(self, cur: psycopg.Cursor[TupleRow], query: np.ndarray, k: int) -> list[TupleRow]:
         from psycopg import sql
 
         cur.execute(
@@ -664,7 +675,9 @@ class PGVectorSink(Sink):
         )
         return list(cur.fetchall())
 
-    def _search_bits(self, cur: Any, query: np.ndarray, k: int, dim: int) -> list[tuple[Any, ...]]:
+    def _search_bits(
+        self, cur: psycopg.Cursor[TupleRow], query: np.ndarray, k: int, dim: int
+    ) -> list[TupleRow]:
         from psycopg import sql
 
         candidates = min(max(self.candidate_factor * k, self.min_candidates, k), _MAX_EF_SEARCH)
@@ -672,7 +685,7 @@ class PGVectorSink(Sink):
         cur.execute(self._bits_query(dim), {"q": query, "n": candidates, "k": k})
         return list(cur.fetchall())
 
-    def _bits_query(self, dim: int) -> Any:
+    def _bits_query(self, dim: int) -> sql.Composed:
         """``n`` candidates by Hamming distance (from the bit index), re-ranked by ``<=>``."""
         from psycopg import sql
 
@@ -697,10 +710,12 @@ class PGVectorSink(Sink):
         if self.layout.framework:
             return self._run("count", self._fw_count)
 
-        def run(conn: Any) -> int:
+        def run(conn: _Conn) -> int:
             if self._table_columns(conn) is None:
                 return 0
-            return int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table())).fetchone()[0])
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table())).fetchone()
+            assert row is not None  # count(*) returns one row
+            return int(row[0])
 
         return self._run("count", run)
 
@@ -715,7 +730,7 @@ class PGVectorSink(Sink):
         last: str | None = None
         while True:
 
-            def page(conn: Any, after: str | None = last) -> list[tuple[str, str | None]]:
+            def page(conn: _Conn, after: str | None = last) -> list[tuple[str, str | None]]:
                 if self._table_columns(conn) is None:
                     return []
                 # e5's rows only (e5_document_id): a document_id without e5's content hash is
@@ -745,7 +760,7 @@ class PGVectorSink(Sink):
                 self._run("delete", lambda conn: self._fw_delete(conn, wanted))
             return
 
-        def delete(conn: Any) -> None:
+        def delete(conn: _Conn) -> None:
             if self._table_columns(conn) is not None:  # a missing table has nothing to delete
                 conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table()), (wanted,))
 
@@ -790,7 +805,7 @@ class PGVectorSink(Sink):
             )
         return found[0] if found else None
 
-    def _found_layouts(self, conn: Any) -> list[str]:
+    def _found_layouts(self, conn: _Conn) -> list[str]:
         found = []
         for name in _LAYOUTS:
             shape = self._shape(name)
@@ -829,17 +844,17 @@ class PGVectorSink(Sink):
             return _Shape(None, _LEGACY_EMBEDDINGS, "id", "document", "cmetadata", "id", "text")
         return _Shape(None, self.collection, "id", "text", "metadata", "id", "text")
 
-    def _qualified(self, schema: str | None, table: str) -> Any:
+    def _qualified(self, schema: str | None, table: str) -> sql.Identifier:
         from psycopg import sql
 
         schema = schema or self._schema
         return sql.Identifier(schema, table) if schema else sql.Identifier(table)
 
-    def _fw_table(self) -> Any:
+    def _fw_table(self) -> sql.Identifier:
         shape = self._shape()
         return self._qualified(shape.schema, shape.table)
 
-    def _columns_of(self, conn: Any, schema: str | None, table: str) -> dict[str, tuple[str, int]] | None:
+    def _columns_of(self, conn: _Conn, schema: str | None, table: str) -> dict[str, tuple[str, int]] | None:
         rows = conn.execute(
             "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -850,7 +865,7 @@ class PGVectorSink(Sink):
         ).fetchall()
         return {name: (typ, mod) for name, typ, mod in rows} if rows else None
 
-    def _legacy_uuid(self, conn: Any) -> str | None:
+    def _legacy_uuid(self, conn: _Conn) -> str | None:
         """This collection's uuid in ``langchain_pg_collection``, ``None`` if it has none."""
         from psycopg import sql
 
@@ -877,7 +892,7 @@ class PGVectorSink(Sink):
             return str(uuid.uuid5(uuid.UUID(uuid_id(self.collection)), chunk_id))
         return self.layout.row_id(chunk_id)
 
-    def _scope(self, conn: Any) -> Any:
+    def _scope(self, conn: _Conn) -> sql.Composable | None:
         """The SQL condition selecting this collection's rows (``TRUE`` but in the shared
         legacy table), or ``None`` when the collection does not exist."""
         from psycopg import sql
@@ -892,13 +907,13 @@ class PGVectorSink(Sink):
             return None
         return sql.SQL("collection_id = {}::uuid").format(sql.Literal(collection))
 
-    def _metadata(self) -> Any:
+    def _metadata(self) -> sql.Composable:
         """The metadata column as ``jsonb`` (LangChain and LlamaIndex keep ``json``)."""
         from psycopg import sql
 
         return sql.SQL("{}::jsonb").format(sql.Identifier(self._shape().metadata))
 
-    def _fw_dim(self, conn: Any) -> int | None:
+    def _fw_dim(self, conn: _Conn) -> int | None:
         from psycopg import sql
 
         shape = self._shape()
@@ -925,7 +940,7 @@ class PGVectorSink(Sink):
         ).fetchone()
         return None if row is None else int(row[0])
 
-    def _fw_ensure(self, conn: Any, dim: int) -> None:
+    def _fw_ensure(self, conn: _Conn, dim: int) -> None:
         shape = self._shape()
         if len(shape.table.encode()) > _MAX_IDENTIFIER_BYTES:
             raise ConfigurationError(
@@ -950,7 +965,7 @@ class PGVectorSink(Sink):
             self.uri,
         )
 
-    def _fw_create_sql(self, dim: int) -> list[tuple[Any, tuple[Any, ...]]]:
+    def _fw_create_sql(self, dim: int) -> list[_Statement]:
         """The framework's own DDL (as its class creates the table), ``IF NOT EXISTS``."""
         from psycopg import sql
 
@@ -1025,7 +1040,7 @@ class PGVectorSink(Sink):
             return _index_name_for(f"{_LEGACY_EMBEDDINGS}_{uuid_id(self.collection)}")
         return _index_name_for(self._shape().table)
 
-    def _fw_finalize(self, conn: Any) -> None:
+    def _fw_finalize(self, conn: _Conn) -> None:
         from psycopg import sql
 
         dim = self._fw_dim(conn)
@@ -1049,7 +1064,7 @@ class PGVectorSink(Sink):
         chunks = {self._row_id(i): i for i in ids}
         shape = self._shape()
 
-        def fetch(conn: Any) -> dict[str, str]:
+        def fetch(conn: _Conn) -> dict[str, str]:
             scope = self._scope(conn)
             if scope is None:
                 return {}
@@ -1090,7 +1105,7 @@ class PGVectorSink(Sink):
         stage = sql.Identifier("pg_temp", _STAGE)
         table = self._fw_table()
         # (statement, parameters); None: this collection's uuid, known inside the transaction
-        merge: list[tuple[Any, tuple[Any, ...] | None]]
+        merge: list[tuple[_Query, tuple[object, ...] | None]]
         if layout.name == "langchain":
             merge = []  # built in the transaction, from the table's metadata columns
         elif layout.name == "llama-index":
@@ -1123,7 +1138,7 @@ class PGVectorSink(Sink):
                 )
             ]
 
-        def load(conn: Any) -> None:
+        def load(conn: _Conn) -> None:
             scope = self._scope(conn)
             if scope is None:
                 raise StoreError(
@@ -1153,8 +1168,8 @@ class PGVectorSink(Sink):
         _log.debug("upserted %d rows into %r at %s", len(rows), self.collection, self.uri)
 
     def _langchain_merge(
-        self, conn: Any, latest: Sequence[Record], table: Any, stage: Any
-    ) -> tuple[Any, tuple[Any, ...]]:
+        self, conn: _Conn, latest: Sequence[Record], table: sql.Identifier, stage: sql.Identifier
+    ) -> _Statement:
         """The merge into a LangChain ``PGVectorStore`` table: as ``PGVectorStore.add_texts``
         writes, each of its ``metadata_columns`` gets the metadata field of its name, which
         then stays out of ``langchain_metadata`` (e5's own keys stay in it too: they are how
@@ -1195,7 +1210,7 @@ class PGVectorSink(Sink):
         columns = self._run("upsert", lambda conn: self._columns_of(conn, shape.schema, shape.table)) or {}
         return columns.get(shape.metadata, ("json", -1))[0]
 
-    def _fw_search(self, conn: Any, query: np.ndarray, k: int) -> list[Hit]:
+    def _fw_search(self, conn: _Conn, query: np.ndarray, k: int) -> list[Hit]:
         from psycopg import sql
 
         dim = self._dim or self._fw_dim(conn)
@@ -1203,7 +1218,7 @@ class PGVectorSink(Sink):
         if dim is None or scope is None or k < 1:
             return []
         shape = self._shape()
-        metadata: Any = sql.Identifier(shape.metadata)
+        metadata: sql.Composable = sql.Identifier(shape.metadata)
         columns = self._metadata_columns(conn) if self.layout.name == "langchain" else ()
         if columns:  # as PGVectorStore reads them: the JSON, then each metadata column's value
             pairs = sql.SQL(", ").join(
@@ -1244,7 +1259,7 @@ class PGVectorSink(Sink):
             rows = cur.fetchall()
         return [self.layout.hit(i, float(s), t, m) for i, t, m, s in rows]
 
-    def _fw_bit_index_exists(self, conn: Any) -> bool:
+    def _fw_bit_index_exists(self, conn: _Conn) -> bool:
         if not self._has_bit_index:
             shape = self._shape()
             row = conn.execute(
@@ -1255,23 +1270,25 @@ class PGVectorSink(Sink):
             self._has_bit_index = row is not None
         return self._has_bit_index
 
-    def _fw_count(self, conn: Any) -> int:
+    def _fw_count(self, conn: _Conn) -> int:
         from psycopg import sql
 
         scope = self._scope(conn)
         if scope is None:
             return 0
         query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._fw_table(), scope)
-        return int(conn.execute(query).fetchone()[0])
+        row = conn.execute(query).fetchone()
+        assert row is not None  # count(*) returns one row
+        return int(row[0])
 
     def _fw_scan(self, page_size: int) -> Iterator[list[tuple[str, str | None]]]:
         from psycopg import sql
 
         shape = self._shape()
-        last: Any = None
+        last: object = None  # the key of the page's last row: a uuid, an integer or a string
         while True:
 
-            def page(conn: Any, after: Any = last) -> list[tuple[Any, str, str | None]]:
+            def page(conn: _Conn, after: object = last) -> list[tuple[object, str, str | None]]:
                 scope = self._scope(conn)
                 if scope is None:
                     return []
@@ -1312,7 +1329,7 @@ class PGVectorSink(Sink):
                 return
             last = rows[-1][0]
 
-    def _fw_delete(self, conn: Any, chunk_ids: list[str]) -> None:
+    def _fw_delete(self, conn: _Conn, chunk_ids: list[str]) -> None:
         from psycopg import sql
 
         scope = self._scope(conn)
@@ -1326,7 +1343,7 @@ class PGVectorSink(Sink):
             ([self._row_id(c) for c in chunk_ids],),
         )
 
-    def _fw_drop(self, conn: Any) -> None:
+    def _fw_drop(self, conn: _Conn) -> None:
         from psycopg import sql
 
         if self.layout.name != "langchain-legacy":

@@ -35,8 +35,8 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,10 @@ from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_size
 from e5_integrations.sinks._retry import RetryPolicy, Unreachable
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+    from qdrant_client.http.exceptions import UnexpectedResponse
 
 __all__ = ["POINT_ID_NAMESPACE", "QdrantSink", "point_id"]
 
@@ -151,7 +155,9 @@ class QdrantSink(Sink):
         )
         self._client = self._make_client(qdrant_client, uri, api_key, timeout, options)
         self._ready = False  # the collection is known to exist
-        self._vectors: Any = None  # its unnamed vector's VectorParams, read once per sink
+        self._vectors: models.VectorParams | None = (
+            None  # its unnamed vector's VectorParams, read once per sink
+        )
 
     def __repr__(self) -> str:
         return f"QdrantSink(uri={self.uri!r}, collection={self.collection!r})"
@@ -287,7 +293,9 @@ class QdrantSink(Sink):
 
         params = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.on_disk or None)
         # langchain-qdrant's from_texts names the default vector "" explicitly; the same collection
-        vectors: Any = {"": params} if layout.family == "langchain" else params
+        vectors: models.VectorParams | dict[str, models.VectorParams] = (
+            {"": params} if layout.family == "langchain" else params
+        )
         quantization = None
         if self.quantization == "int8":
             quantization = models.ScalarQuantization(
@@ -443,7 +451,7 @@ class QdrantSink(Sink):
             for p in response.points
         ]
 
-    def _unnamed_vector(self) -> Any:
+    def _unnamed_vector(self) -> models.VectorParams | None:
         """The ``VectorParams`` of the collection's unnamed vector (``None`` with named
         vectors only), read once per sink: searches make no ``get_collection`` call each."""
         if self._vectors is None:
@@ -451,7 +459,7 @@ class QdrantSink(Sink):
             self._vectors = _unnamed(info.config.params.vectors)
         return self._vectors
 
-    def _distance(self) -> Any:
+    def _distance(self) -> models.Distance | None:
         """The distance of the collection's unnamed vector (``None`` with named vectors)."""
         vectors = self._unnamed_vector()
         return vectors.distance if vectors is not None else None
@@ -476,7 +484,7 @@ class QdrantSink(Sink):
         document id is ``None`` for points e5 did not write (:func:`e5_document_id`)."""
         if not self._exists():
             return
-        offset: Any = None
+        offset: models.ExtendedPointId | None = None
         while True:
             points, offset = self._call(
                 "scroll",
@@ -524,7 +532,9 @@ class QdrantSink(Sink):
             client.close()
 
 
-def _unnamed(vectors: Any) -> Any:
+def _unnamed(
+    vectors: models.VectorParams | Mapping[str, models.VectorParams] | None,
+) -> models.VectorParams | None:
     """The ``VectorParams`` of a collection's unnamed vector: the config itself, or its
     ``""`` entry (how langchain-qdrant names it); ``None`` when it has named vectors only."""
     from qdrant_client import models
@@ -589,7 +599,7 @@ def _check_collection_name(name: str) -> None:
         )
 
 
-def _response_detail(exc: Any) -> str:
+def _response_detail(exc: UnexpectedResponse) -> str:
     """The server's error text of an ``UnexpectedResponse``, shortened."""
     content = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
     try:
@@ -602,11 +612,12 @@ def _response_detail(exc: Any) -> str:
     return text[:300] or "no details"
 
 
-def _estimated_json_bytes(point: Any) -> int:
+def _estimated_json_bytes(point: models.PointStruct) -> int:
+    assert isinstance(point.vector, list)  # upsert sends one unnamed dense vector per point
     payload = json.dumps(point.payload, ensure_ascii=False, default=str)
     return len(point.vector) * _JSON_BYTES_PER_DIM + len(payload.encode()) + 128
 
 
-def _split_by_size(points: list[Any]) -> Iterable[list[Any]]:
+def _split_by_size(points: list[models.PointStruct]) -> Iterable[list[models.PointStruct]]:
     """Group points into requests whose estimated JSON size fits the request budget."""
     return by_size(points, int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET), _estimated_json_bytes)

@@ -134,7 +134,7 @@ def test_llama_index_qdrant_index_stores_core_vectors_and_ranks_by_cosine(
         _assert_clear_ranking(scores)
         hits = index.as_retriever(similarity_top_k=len(DOCS)).retrieve(QUERY)
         assert [hit.node.get_content() for hit in hits] == [DOCS[i] for i in order]
-        assert np.allclose([hit.score for hit in hits], scores[order], atol=1e-4)
+        assert np.allclose(np.array([hit.score for hit in hits], dtype=float), scores[order], atol=1e-4)
     finally:
         qdrant_client.delete_collection(name)
 

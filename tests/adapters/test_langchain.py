@@ -121,6 +121,7 @@ def test_keeps_newlines(embeddings: E5MistralEmbeddings, encoder: E5Encoder) -> 
 def test_instances_share_one_loaded_model(tiny_model_name: str, encoder: E5Encoder) -> None:
     first = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu")
     second = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu", task="NQ", show_progress=False)
+    assert isinstance(first.encoder, E5Encoder) and isinstance(second.encoder, E5Encoder)
     assert first.encoder.loaded_models[0] is second.encoder.loaded_models[0]
     assert first.encoder.loaded_models[0] is encoder.loaded_models[0]
 
@@ -197,6 +198,7 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
     """``E5Encoder(model=...)`` and the adapter's ``model_name=`` name the same thing: both work."""
     by_model = E5MistralEmbeddings(model=tiny_model_name, device="cpu")
     assert by_model.model_name == tiny_model_name
+    assert isinstance(by_model.encoder, E5Encoder)
     assert by_model.encoder.loaded_models[0] is encoder.loaded_models[0]
     same = E5MistralEmbeddings(model=tiny_model_name, model_name=tiny_model_name, device="cpu")
     assert same.model_name == tiny_model_name
@@ -207,7 +209,7 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
 def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
     embeddings = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu", recipe="prompteol")
     core = E5Encoder(tiny_model_name, device="cpu", recipe="prompteol")
-    assert embeddings.encoder.recipe.name == "prompteol"
+    assert embeddings.encoder.recipe is not None and embeddings.encoder.recipe.name == "prompteol"
     assert row_cosines(embeddings.embed_documents(DOCS), core.encode_documents(DOCS)).min() >= MIN_COSINE
     assert row_cosines(embeddings.embed_query(QUERY), core.encode_queries([QUERY])).min() >= MIN_COSINE
     e5 = E5Encoder(tiny_model_name, device="cpu").encode_documents(DOCS)

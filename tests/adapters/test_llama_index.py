@@ -145,6 +145,8 @@ def test_shares_the_loaded_model_with_langchain_and_core(tiny_model_name: str, e
     second = E5MistralEmbedding(model_name=tiny_model_name, device="cpu", task="NQ", max_length=512)
     langchain = E5MistralEmbeddings(model_name=tiny_model_name, device="cpu")
     model = encoder.loaded_models[0]
+    assert isinstance(first.encoder, E5Encoder) and isinstance(second.encoder, E5Encoder)
+    assert isinstance(langchain.encoder, E5Encoder)
     assert first.encoder.loaded_models[0] is model
     assert second.encoder.loaded_models[0] is model
     assert langchain.encoder.loaded_models[0] is model
@@ -155,6 +157,7 @@ def test_round_trips_through_to_dict(embed_model: E5MistralEmbedding, tiny_model
     assert data["class_name"] == "E5MistralEmbedding"
     again = E5MistralEmbedding.from_dict(data)
     assert (again.model_name, again.task, again.device) == (tiny_model_name, DEFAULT_TASK, "cpu")
+    assert isinstance(again.encoder, E5Encoder) and isinstance(embed_model.encoder, E5Encoder)
     assert again.encoder.loaded_models[0] is embed_model.encoder.loaded_models[0]
 
 
@@ -192,6 +195,7 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
     """``E5Encoder(model=...)`` and the adapter's ``model_name=`` name the same thing: both work."""
     by_model = E5MistralEmbedding(model=tiny_model_name, device="cpu")
     assert by_model.model_name == tiny_model_name
+    assert isinstance(by_model.encoder, E5Encoder)
     assert by_model.encoder.loaded_models[0] is encoder.loaded_models[0]
     with pytest.raises(ValidationError, match="name different models"):
         E5MistralEmbedding(model=tiny_model_name, model_name="intfloat/e5-mistral-7b-instruct", device="cpu")
@@ -200,7 +204,7 @@ def test_model_is_accepted_like_e5encoder_takes_it(tiny_model_name: str, encoder
 def test_recipe_is_passed_to_the_core(tiny_model_name: str) -> None:
     embed_model = E5MistralEmbedding(model_name=tiny_model_name, device="cpu", recipe="echo")
     core = E5Encoder(tiny_model_name, device="cpu", recipe="echo")
-    assert embed_model.encoder.recipe.name == "echo"
+    assert embed_model.encoder.recipe is not None and embed_model.encoder.recipe.name == "echo"
     cos = row_cosines(embed_model.get_text_embedding_batch(DOCS), core.encode_documents(DOCS))
     assert cos.min() >= MIN_COSINE
     query = core.encode_queries([QUERY], task=DEFAULT_TASK)

@@ -76,7 +76,7 @@ def test_prune_and_stale_chunks_leave_framework_rows_in_a_shared_chroma_collecti
 ) -> None:
     import chromadb
     from langchain_chroma import Chroma
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     uri = tmp_path / "chroma"
@@ -91,7 +91,7 @@ def test_prune_and_stale_chunks_leave_framework_rows_in_a_shared_chroma_collecti
 
     # LlamaIndex nodes: their document_id is the ref doc id, one of them "gone.txt" like ours.
     vectors = encoder.encode_documents(DOCS[:3])
-    nodes = [
+    nodes: list[BaseNode] = [
         TextNode(
             text=text,
             id_=f"llama-node-{i}",
@@ -148,7 +148,7 @@ def test_prune_and_stale_chunks_leave_framework_points_in_a_shared_qdrant_collec
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from langchain_qdrant import QdrantVectorStore as LangChainQdrant
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
     from llama_index.vector_stores.qdrant import QdrantVectorStore as LlamaQdrant
     from qdrant_client import QdrantClient
 
@@ -164,7 +164,7 @@ def test_prune_and_stale_chunks_leave_framework_points_in_a_shared_qdrant_collec
     try:
         e5_before = points(client)
         vectors = encoder.encode_documents(DOCS[:2])
-        nodes = [
+        nodes: list[BaseNode] = [
             TextNode(
                 text=text,
                 id_=node_id,
@@ -190,7 +190,7 @@ def test_prune_and_stale_chunks_leave_framework_points_in_a_shared_qdrant_collec
         framework = points(client).keys() - e5_before.keys()
         assert len(framework) == 4
         framework_rows = {k: v for k, v in points(client).items() if k in framework}
-        assert {str(uuid.UUID(i)) for i in lc_ids} <= framework
+        assert {str(uuid.UUID(str(i))) for i in lc_ids} <= framework
     finally:
         client.close()
 

@@ -103,6 +103,7 @@ def _client(uri: str) -> Any:
 
     if uri.startswith("http"):
         parts = urlsplit(uri)
+        assert parts.hostname is not None and parts.port is not None, uri
         client = chromadb.HttpClient(host=parts.hostname, port=parts.port)
     else:
         client = chromadb.PersistentClient(path=uri)

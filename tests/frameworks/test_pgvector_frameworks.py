@@ -103,6 +103,7 @@ def _langchain_store(dsn: str, collection: str, embeddings: Any, legacy: bool) -
         try:
             yield store
         finally:
+            assert store._engine is not None
             store._engine.dispose()
         return
     from langchain_postgres import PGEngine, PGVectorStore
@@ -194,6 +195,7 @@ def test_llama_index_reads_an_e5_ingest_and_deletes_a_ref_doc(
         handbook = {c for c, d in before.items() if d is not None and "handbook" in d}
         assert len(handbook) > 2 and None not in before.values()
         [document] = {before[c] for c in handbook}
+        assert document is not None
         index.delete_ref_doc(document)
         after = {chunk: document for page in sink.scan() for chunk, document in page}
         assert after == {c: d for c, d in before.items() if c not in handbook}

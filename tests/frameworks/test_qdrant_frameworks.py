@@ -178,6 +178,7 @@ def test_llama_index_delete_ref_doc_deletes_exactly_that_documents_chunks(
         }
         assert len(handbook) > 2 and None not in before.values()
         [document] = {before[c] for c in handbook}
+        assert document is not None
         store = QdrantVectorStore(collection_name="kb", client=sink._client)
         embed_model = E5MistralEmbedding(model_name=str(tiny_model_dir), device="cpu", dtype="fp32")
         VectorStoreIndex.from_vector_store(store, embed_model=embed_model).delete_ref_doc(document)
@@ -284,7 +285,7 @@ def test_a_llama_index_made_collection_is_detected_searched_and_kept(
     tmp_path: Path, tiny_model_dir: Path, encoder: Any
 ) -> None:
     from llama_index.core import QueryBundle, VectorStoreIndex
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
     from e5_integrations.llama_index import E5MistralEmbedding
@@ -293,7 +294,7 @@ def test_a_llama_index_made_collection_is_detected_searched_and_kept(
     embed_model = E5MistralEmbedding(model_name=str(tiny_model_dir))
     metadata = [{"lang": "en", "app": True, "n": i} for i in range(len(APP_TEXTS))]
     vectors = embed_model.get_text_embedding_batch(APP_TEXTS)
-    nodes = [
+    nodes: list[BaseNode] = [
         TextNode(
             text=text,
             metadata=meta,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from e5_integrations import E5Encoder
+from e5_integrations._backend import TorchBackend
 
 pytestmark = pytest.mark.gpu
 
@@ -33,7 +34,10 @@ def test_cuda_graphs_match_eager_and_stay_on(tiny_model_dir):
     queries = TEXTS[:4] + ["a longer question " * 40]
     for batch in [[q] for q in queries] + [queries[:3], queries]:
         assert (graphs.encode_queries(batch) * eager.encode_queries(batch)).sum(axis=1).min() >= 0.999
-    runner = graphs._backends[0].graphs
+    backend = graphs._backends[0]
+    assert isinstance(backend, TorchBackend)
+    runner = backend.graphs
+    assert runner is not None
     assert runner.enabled and len(runner._graphs) >= 3  # replays were used, not the fallback
 
 

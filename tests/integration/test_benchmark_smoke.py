@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.integration
-def test_gpu_throughput_script_smoke(tmp_path):
+def test_gpu_throughput_script_smoke(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -52,7 +52,7 @@ def test_gpu_throughput_script_smoke(tmp_path):
 
 
 @pytest.mark.integration
-def _server_load(model_dir, out, *args: str) -> subprocess.CompletedProcess[str]:
+def _server_load(model_dir: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``benchmarks/server_load.py`` on the tiny model, writing ``out``; it must exit 0."""
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "server_load.py"), *args]
@@ -66,7 +66,7 @@ def _server_load(model_dir, out, *args: str) -> subprocess.CompletedProcess[str]
     return result
 
 
-def test_server_load_script_smoke(tmp_path, tiny_model_dir):
+def test_server_load_script_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
     pytest.importorskip("starlette")
     result = _server_load(tiny_model_dir, tmp_path, "--requests", "16", "--clients", "1,4")
     (written,) = tmp_path.glob("server-load-*.json")
@@ -81,7 +81,7 @@ def test_server_load_script_smoke(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.integration
-def test_server_load_script_mixed_and_threads_smoke(tmp_path, tiny_model_dir):
+def test_server_load_script_mixed_and_threads_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
     """--mixed (queries alone vs under bulk load), --compare-threads, and a .json --out is the file."""
     pytest.importorskip("starlette")
     out = tmp_path / "figures.json"
@@ -108,7 +108,7 @@ def test_server_load_script_mixed_and_threads_smoke(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.integration
-def test_pgvector_framework_query_script_smoke(tmp_path, pg_dsn):  # noqa: F811
+def test_pgvector_framework_query_script_smoke(tmp_path: Path, pg_dsn: str) -> None:  # noqa: F811
     pytest.importorskip("psycopg")
     out = tmp_path / "figures.json"
     result = subprocess.run(

@@ -18,14 +18,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 from e5_integrations import DEFAULT_TASK
 
-httpx = pytest.importorskip("httpx")
+if TYPE_CHECKING:
+    from e5_integrations import E5Encoder
+
+pytest.importorskip("httpx")
+import httpx
+
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
@@ -102,7 +107,10 @@ class Server:
         """What the server printed so far (all of it once it exited)."""
         if self.log is not None:
             return self.log.read_text(errors="replace")
-        return self.process.stdout.read() if self.process.poll() is not None else ""
+        if self.process.poll() is None:
+            return ""
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
 
     def stop(self, timeout: float = 60) -> tuple[int, str]:
         if self.process.poll() is None:
@@ -153,7 +161,7 @@ def _headers() -> dict[str, str]:
 # -- the official OpenAI client --------------------------------------------------------------
 
 
-def test_openai_client_queries_documents_and_base64(server: Server, encoder) -> None:
+def test_openai_client_queries_documents_and_base64(server: Server, encoder: E5Encoder) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY)
 
@@ -184,7 +192,7 @@ def encoder_task_instruction(name: str) -> str:
     return resolve_task(name).instruction
 
 
-def test_symmetric_task_applies_the_instruction_to_documents(server: Server, encoder) -> None:
+def test_symmetric_task_applies_the_instruction_to_documents(server: Server, encoder: E5Encoder) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY)
     sts = client.embeddings.create(model="e5", input=DOCUMENTS, extra_body={"task": "STS"})
@@ -193,7 +201,7 @@ def test_symmetric_task_applies_the_instruction_to_documents(server: Server, enc
     assert _cos(expected, encoder.encode_documents(DOCUMENTS)).max() < 0.9999  # the instruction mattered
 
 
-def test_token_id_input_equals_text_input(server: Server, encoder) -> None:
+def test_token_id_input_equals_text_input(server: Server, encoder: E5Encoder) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY)
     ids = [encoder.tokenizer(text, add_special_tokens=False)["input_ids"] for text in DOCUMENTS]
@@ -203,7 +211,7 @@ def test_token_id_input_equals_text_input(server: Server, encoder) -> None:
     _assert_same([single.data[0].embedding], encoder.encode_documents(DOCUMENTS[:1]))
 
 
-def test_dimensions_other_than_the_models_is_a_clear_400(server: Server, encoder) -> None:
+def test_dimensions_other_than_the_models_is_a_clear_400(server: Server, encoder: E5Encoder) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
     with pytest.raises(openai.BadRequestError, match="Matryoshka"):
@@ -212,7 +220,7 @@ def test_dimensions_other_than_the_models_is_a_clear_400(server: Server, encoder
     assert len(same.data[0].embedding) == encoder.dimension
 
 
-def test_langchain_openai_embeddings_for_documents(server: Server, encoder) -> None:
+def test_langchain_openai_embeddings_for_documents(server: Server, encoder: E5Encoder) -> None:
     langchain_openai = pytest.importorskip("langchain_openai")
     embeddings = langchain_openai.OpenAIEmbeddings(
         model="e5", base_url=server.url + "/v1", api_key=KEY, check_embedding_ctx_length=False
@@ -223,7 +231,7 @@ def test_langchain_openai_embeddings_for_documents(server: Server, encoder) -> N
 # -- native routes, limits, auth -------------------------------------------------------------
 
 
-def test_native_embed_tokenize_and_info(server: Server, encoder) -> None:
+def test_native_embed_tokenize_and_info(server: Server, encoder: E5Encoder) -> None:
     with httpx.Client(base_url=server.url, headers=_headers(), timeout=30) as client:
         answer = client.post("/embed", json={"queries": QUERIES, "task": "SciFact"}).json()
         _assert_same(answer["embeddings"], encoder.encode_queries(QUERIES, task="SciFact"))
@@ -300,7 +308,9 @@ def test_413_for_a_large_payload_or_too_many_inputs(server: Server) -> None:
         assert many.status_code == 413 and "--max-inputs" in many.json()["error"]["message"]
 
 
-def test_64_concurrent_clients_get_their_own_vectors_in_few_forward_passes(server: Server, encoder) -> None:
+def test_64_concurrent_clients_get_their_own_vectors_in_few_forward_passes(
+    server: Server, encoder: E5Encoder
+) -> None:
     texts = [f"question number {i}: " + "why " * (i % 7) for i in range(64)]
     expected = encoder.encode_queries(texts)
     before = server.metric("e5_forward_passes_total")
@@ -326,7 +336,7 @@ def test_64_concurrent_clients_get_their_own_vectors_in_few_forward_passes(serve
 # -- remote mode -----------------------------------------------------------------------------
 
 
-def test_remote_encoder_sync_and_async_equal_local(server: Server, encoder) -> None:
+def test_remote_encoder_sync_and_async_equal_local(server: Server, encoder: E5Encoder) -> None:
     from e5_integrations.server import RemoteEncoder
 
     remote = RemoteEncoder(server.url, api_key=KEY)
@@ -361,7 +371,7 @@ def test_remote_errors_are_clear(server: Server) -> None:
         RemoteEncoder(closed, api_key=KEY).encode_queries(["x"])
 
 
-def test_langchain_and_llama_index_adapters_in_remote_mode(server: Server, encoder) -> None:
+def test_langchain_and_llama_index_adapters_in_remote_mode(server: Server, encoder: E5Encoder) -> None:
     pytest.importorskip("langchain_core")
     pytest.importorskip("llama_index.core")
     from e5_integrations.langchain import E5MistralEmbeddings
@@ -385,7 +395,9 @@ def test_langchain_and_llama_index_adapters_in_remote_mode(server: Server, encod
         E5MistralEmbedding(base_url=server.url, api_key=KEY, recipe="sgpt")
 
 
-def test_cli_ingest_and_search_through_the_server(server: Server, tmp_path: Path, capsys) -> None:
+def test_cli_ingest_and_search_through_the_server(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("chromadb")
     from e5_integrations.cli import main
 
@@ -406,7 +418,7 @@ def test_cli_ingest_and_search_through_the_server(server: Server, tmp_path: Path
 # -- backpressure and shutdown (servers of their own) ----------------------------------------
 
 
-def test_429_with_retry_after_past_the_queue_bound(tiny_model_dir: Path, encoder) -> None:
+def test_429_with_retry_after_past_the_queue_bound(tiny_model_dir: Path, encoder: E5Encoder) -> None:
     running = Server(tiny_model_dir, "--max-queue-tokens", "3000")
     try:
         text = "overload " * 100
@@ -443,7 +455,7 @@ def test_429_with_retry_after_past_the_queue_bound(tiny_model_dir: Path, encoder
     assert code == 0, out[-3000:]
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir: Path, encoder) -> None:
+def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir: Path, encoder: E5Encoder) -> None:
     running = Server(tiny_model_dir)
     texts = [f"drain {i} " + "lorem ipsum " * 200 for i in range(12)]
 

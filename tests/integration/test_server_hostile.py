@@ -19,7 +19,9 @@ import pytest
 
 from tests.integration.test_server import KEY, Server
 
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("httpx")
+import httpx
+
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")

@@ -170,8 +170,10 @@ def dump_rows(store: str, uri: str, collection: str) -> dict[str, tuple[str, dic
         }
     if store == "chroma":
         from e5_integrations.ingest import open_sink
+        from e5_integrations.sinks.chroma import ChromaSink
 
         with open_sink("chroma", uri, collection) as sink:  # closes the client's HTTP sessions
+            assert isinstance(sink, ChromaSink)
             got = sink._client.get_collection(collection).get(
                 include=["documents", "metadatas", "embeddings"]
             )

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pytest
@@ -25,7 +25,13 @@ from tests.ray.conftest import dump_rows, write_corpus
 
 pytestmark = pytest.mark.integration
 
-CHUNK = {"chunk_tokens": 48, "chunk_overlap": 8}
+
+class _Chunking(TypedDict):
+    chunk_tokens: int
+    chunk_overlap: int
+
+
+CHUNK: _Chunking = {"chunk_tokens": 48, "chunk_overlap": 8}
 
 
 def expected_rows(encoder: Any, corpus: Path, **options: Any) -> dict[str, str]:

@@ -18,11 +18,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests._startup import START_TIMEOUT, StartFailed, start_with_retries
 from tests.stores._common import SinkFactory, sink_factory
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.chroma import ChromaSink
 
 __all__ = [
     "chroma_server_url",
@@ -143,7 +147,7 @@ def chroma_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def chroma_sink(chroma_uri: str) -> Iterator[SinkFactory]:
+def chroma_sink(chroma_uri: str) -> Iterator[SinkFactory[ChromaSink]]:
     """Factory of ChromaSink on fresh collections; drops and closes them after the test."""
     from e5_integrations.sinks.chroma import ChromaSink
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,8 +25,11 @@ ODD_IDS = [
     "x" * 600 + "#7",  # longer than a 512-byte VARCHAR key
 ]
 
-#: ``make(collection=None, **options) -> Sink``: what every ``*_sink`` fixture yields.
-SinkFactory = Callable[..., Any]
+S = TypeVar("S", bound=Sink)
+
+#: ``make(collection=None, **options) -> S``: what every ``*_sink`` fixture yields
+#: (``SinkFactory[PGVectorSink]``; a bare ``SinkFactory`` makes any sink).
+SinkFactory = Callable[..., S]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -48,12 +51,12 @@ def _is_open(sink: Sink) -> bool:
     return not getattr(sink, "_closed", False) and getattr(sink, "_client", sink) is not None
 
 
-def sink_factory(cls: type[Sink], uri: str) -> Iterator[SinkFactory]:
+def sink_factory(cls: type[S], uri: str) -> Iterator[SinkFactory[S]]:
     """Body of a sink fixture: yield a factory of ``cls`` sinks on fresh collections (or
     ``collection=``; ``uri=`` overrides ``uri``), then drop and close what it made."""
-    made: list[Sink] = []
+    made: list[S] = []
 
-    def make(collection: str | None = None, uri: str = uri, **options: Any) -> Sink:
+    def make(collection: str | None = None, uri: str = uri, **options: Any) -> S:
         sink = cls(uri, collection or f"e5_test_{uuid.uuid4().hex[:12]}", **options)  # type: ignore[call-arg]
         made.append(sink)
         return sink

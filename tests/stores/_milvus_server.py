@@ -24,12 +24,16 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests._startup import START_TIMEOUT, StartFailed, start_with_retries
 from tests.stores._chroma_server import free_port, stop_process
 from tests.stores._common import SinkFactory, sink_factory
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.milvus import MilvusSink
 
 __all__ = [
     "MILVUS_VENV_SETUP",
@@ -136,7 +140,7 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def milvus_sink(milvus_uri: str) -> Iterator[SinkFactory]:
+def milvus_sink(milvus_uri: str) -> Iterator[SinkFactory[MilvusSink]]:
     """Factory of MilvusSink on fresh collections; drops and closes them after the test."""
     from e5_integrations.sinks.milvus import MilvusSink
 

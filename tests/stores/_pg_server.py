@@ -16,12 +16,15 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests._startup import START_TIMEOUT, StartFailed, start_with_retries
 from tests.stores._common import SinkFactory, sink_factory
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.pgvector import PGVectorSink
 
 __all__ = ["pg_dsn", "pg_sink"]
 
@@ -104,7 +107,7 @@ def pg_dsn() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_sink(pg_dsn: str) -> Iterator[SinkFactory]:
+def pg_sink(pg_dsn: str) -> Iterator[SinkFactory[PGVectorSink]]:
     """Factory of PGVectorSink on fresh tables (``collection=``, ``uri=`` to choose); drops them after."""
     from e5_integrations.sinks.pgvector import PGVectorSink
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.stores._common import SinkFactory, sink_factory
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.qdrant import QdrantSink
 
 __all__ = ["qdrant_sink", "qdrant_uri"]
 
@@ -31,7 +35,7 @@ def qdrant_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def qdrant_sink(qdrant_uri: str) -> Iterator[SinkFactory]:
+def qdrant_sink(qdrant_uri: str) -> Iterator[SinkFactory[QdrantSink]]:
     """Factory of QdrantSink on fresh collections; drops and closes them after the test."""
     from e5_integrations.sinks.qdrant import QdrantSink
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 from e5_integrations.ingest import CONTENT_HASH_KEY, Record
 from tests.stores._chroma_server import free_port, running_chroma_server
-from tests.stores._common import DIM, records
+from tests.stores._common import DIM, SinkFactory, records
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.chroma import ChromaSink
 
 
 @pytest.mark.integration
-def test_dimension_mismatch_message_and_recorded_dimension(chroma_sink) -> None:
+def test_dimension_mismatch_message_and_recorded_dimension(chroma_sink: SinkFactory[ChromaSink]) -> None:
     sink = chroma_sink()
     sink.ensure_collection(DIM)
     other = chroma_sink(sink.collection)
@@ -28,7 +33,9 @@ def test_dimension_mismatch_message_and_recorded_dimension(chroma_sink) -> None:
 
 
 @pytest.mark.integration
-def test_dimension_of_a_foreign_collection_is_read_from_its_vectors(chroma_sink) -> None:
+def test_dimension_of_a_foreign_collection_is_read_from_its_vectors(
+    chroma_sink: SinkFactory[ChromaSink],
+) -> None:
     sink = chroma_sink()
     foreign = sink._client.create_collection(
         sink.collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
@@ -40,7 +47,7 @@ def test_dimension_of_a_foreign_collection_is_read_from_its_vectors(chroma_sink)
 
 
 @pytest.mark.integration
-def test_other_distance_is_a_schema_mismatch(chroma_sink) -> None:
+def test_other_distance_is_a_schema_mismatch(chroma_sink: SinkFactory[ChromaSink]) -> None:
     sink = chroma_sink()
     sink._client.create_collection(sink.collection, embedding_function=None)  # l2 by default
     with pytest.raises(SchemaMismatchError, match="'l2'.*'cosine'"):
@@ -48,7 +55,7 @@ def test_other_distance_is_a_schema_mismatch(chroma_sink) -> None:
 
 
 @pytest.mark.integration
-def test_replacing_a_record_removes_its_old_metadata_keys(chroma_sink) -> None:
+def test_replacing_a_record_removes_its_old_metadata_keys(chroma_sink: SinkFactory[ChromaSink]) -> None:
     sink = chroma_sink()
     sink.ensure_collection(DIM)
     vector = records(1)[0].embedding
@@ -59,7 +66,7 @@ def test_replacing_a_record_removes_its_old_metadata_keys(chroma_sink) -> None:
 
 
 @pytest.mark.integration
-def test_max_batch_records_is_sane_for_e5_mistral(chroma_sink) -> None:
+def test_max_batch_records_is_sane_for_e5_mistral(chroma_sink: SinkFactory[ChromaSink]) -> None:
     sink = chroma_sink()
     n = sink.max_batch_records(4096)
     assert 16 <= n <= sink._client.get_max_batch_size()
@@ -77,7 +84,7 @@ def test_unreachable_server_raises_quickly() -> None:
 
 
 @pytest.mark.integration
-def test_server_that_goes_away_raises_store_unavailable(tmp_path) -> None:
+def test_server_that_goes_away_raises_store_unavailable(tmp_path: Path) -> None:
     from e5_integrations.sinks.chroma import ChromaSink
 
     with running_chroma_server(tmp_path) as url:
@@ -91,7 +98,7 @@ def test_server_that_goes_away_raises_store_unavailable(tmp_path) -> None:
     sink.close()
 
 
-def test_invalid_collection_name_is_a_configuration_error(tmp_path) -> None:
+def test_invalid_collection_name_is_a_configuration_error(tmp_path: Path) -> None:
     from e5_integrations.sinks.chroma import ChromaSink
 
     with pytest.raises(ConfigurationError, match="a!"):
@@ -103,7 +110,9 @@ def test_invalid_collection_name_is_a_configuration_error(tmp_path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("layout", ["e5", "langchain", "llama-index"])
-def test_each_layout_stores_rows_as_its_framework_does(chroma_sink, layout: str) -> None:
+def test_each_layout_stores_rows_as_its_framework_does(
+    chroma_sink: SinkFactory[ChromaSink], layout: str
+) -> None:
     from e5_integrations.ingest._layout import CHUNK_ID_KEY, uuid_id
 
     sink = chroma_sink(layout=layout)
@@ -145,7 +154,9 @@ def test_each_layout_stores_rows_as_its_framework_does(chroma_sink, layout: str)
 
 
 @pytest.mark.integration
-def test_the_layout_of_a_collection_e5_did_not_make_is_read_from_its_rows(chroma_sink) -> None:
+def test_the_layout_of_a_collection_e5_did_not_make_is_read_from_its_rows(
+    chroma_sink: SinkFactory[ChromaSink],
+) -> None:
     from e5_integrations.sinks.chroma import ChromaSink
 
     vectors = [r.embedding for r in records(2)]
@@ -176,7 +187,9 @@ def test_the_layout_of_a_collection_e5_did_not_make_is_read_from_its_rows(chroma
 
 
 @pytest.mark.integration
-def test_a_collection_made_by_e5_before_layouts_is_in_the_e5_layout(chroma_sink) -> None:
+def test_a_collection_made_by_e5_before_layouts_is_in_the_e5_layout(
+    chroma_sink: SinkFactory[ChromaSink],
+) -> None:
     sink = chroma_sink()
     sink._client.create_collection(
         sink.collection,
@@ -190,7 +203,9 @@ def test_a_collection_made_by_e5_before_layouts_is_in_the_e5_layout(chroma_sink)
 
 
 @pytest.mark.integration
-def test_scan_in_the_llama_index_layout_gives_nodes_without_a_ref_doc_no_document(chroma_sink) -> None:
+def test_scan_in_the_llama_index_layout_gives_nodes_without_a_ref_doc_no_document(
+    chroma_sink: SinkFactory[ChromaSink],
+) -> None:
     sink = chroma_sink(layout="llama-index")
     sink.ensure_collection(DIM)
     with_doc, without = records(2)
@@ -228,7 +243,9 @@ def test_check_document_per_layout(layout: str, field: str, refused: bool) -> No
 
 @pytest.mark.integration
 @pytest.mark.parametrize("layout", ["langchain", "llama-index"])
-def test_framework_rows_do_not_depend_on_the_metadata_key_order(chroma_sink, layout: str) -> None:
+def test_framework_rows_do_not_depend_on_the_metadata_key_order(
+    chroma_sink: SinkFactory[ChromaSink], layout: str
+) -> None:
     """The local and the Ray engine hand over metadata in different key orders; the rows a
     framework layout stores serialised (``_node_content``, JSON values) must be the same."""
     vector = records(1)[0].embedding

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreError, StoreUnavailableError
 from e5_integrations.ingest import Record
 from tests.stores._chroma_server import free_port
-from tests.stores._common import DIM, records
+from tests.stores._common import DIM, SinkFactory, records
 from tests.stores._milvus_server import running_milvus_server
 
+if TYPE_CHECKING:
+    from e5_integrations.sinks.milvus import MilvusSink
 
-def _foreign_collection(sink, dim: int, metric: str) -> None:
+
+def _foreign_collection(sink: MilvusSink, dim: int, metric: str) -> None:
     """Create ``sink``'s collection directly with pymilvus (e.g. by another tool)."""
     sink._client.create_collection(
         sink.collection, dimension=dim, metric_type=metric, consistency_level="Strong"
@@ -25,7 +30,7 @@ def _foreign_collection(sink, dim: int, metric: str) -> None:
 
 
 @pytest.mark.integration
-def test_schema_and_dimension_mismatch_message(milvus_sink) -> None:
+def test_schema_and_dimension_mismatch_message(milvus_sink: SinkFactory[MilvusSink]) -> None:
     sink = milvus_sink()
     sink.ensure_collection(DIM)
     fields = {f["name"]: f for f in sink._client.describe_collection(sink.collection)["fields"]}
@@ -35,7 +40,7 @@ def test_schema_and_dimension_mismatch_message(milvus_sink) -> None:
 
 
 @pytest.mark.integration
-def test_other_metric_is_a_schema_mismatch(milvus_sink) -> None:
+def test_other_metric_is_a_schema_mismatch(milvus_sink: SinkFactory[MilvusSink]) -> None:
     sink = milvus_sink()
     _foreign_collection(sink, DIM, "L2")
     with pytest.raises(SchemaMismatchError, match="fields"):  # also not our schema
@@ -43,7 +48,7 @@ def test_other_metric_is_a_schema_mismatch(milvus_sink) -> None:
 
 
 @pytest.mark.integration
-def test_other_metric_on_our_schema_is_a_schema_mismatch(milvus_sink) -> None:
+def test_other_metric_on_our_schema_is_a_schema_mismatch(milvus_sink: SinkFactory[MilvusSink]) -> None:
     sink = milvus_sink()
     sink.ensure_collection(DIM)
     client, name = sink._client, sink.collection
@@ -57,7 +62,7 @@ def test_other_metric_on_our_schema_is_a_schema_mismatch(milvus_sink) -> None:
 
 
 @pytest.mark.integration
-def test_text_over_the_varchar_limit_is_refused_before_writing(milvus_sink) -> None:
+def test_text_over_the_varchar_limit_is_refused_before_writing(milvus_sink: SinkFactory[MilvusSink]) -> None:
     sink = milvus_sink()
     sink.ensure_collection(DIM)
     ok, too_long = records(2)
@@ -71,7 +76,7 @@ def test_text_over_the_varchar_limit_is_refused_before_writing(milvus_sink) -> N
 
 
 @pytest.mark.integration
-def test_max_batch_records_is_sane_for_e5_mistral(milvus_sink) -> None:
+def test_max_batch_records_is_sane_for_e5_mistral(milvus_sink: SinkFactory[MilvusSink]) -> None:
     sink = milvus_sink()
     n = sink.max_batch_records(4096)
     assert n >= 64
@@ -90,7 +95,7 @@ def test_unreachable_server_raises_quickly() -> None:
 
 
 @pytest.mark.integration
-def test_server_that_goes_away_raises_store_unavailable(tmp_path) -> None:
+def test_server_that_goes_away_raises_store_unavailable(tmp_path: Path) -> None:
     from e5_integrations.sinks.milvus import MilvusSink
 
     with running_milvus_server(tmp_path) as uri:
@@ -104,7 +109,7 @@ def test_server_that_goes_away_raises_store_unavailable(tmp_path) -> None:
     sink.close()
 
 
-def test_invalid_collection_name_is_a_configuration_error(tmp_path) -> None:
+def test_invalid_collection_name_is_a_configuration_error(tmp_path: Path) -> None:
     from e5_integrations.sinks.milvus import MilvusSink
 
     with pytest.raises(ConfigurationError, match="'e5-test'.*'_'"):
@@ -143,7 +148,7 @@ def test_metadata_keys_named_like_a_schema_field_are_refused(layout: str, key: s
     ],
 )
 def test_framework_layouts_create_the_classes_schema(
-    milvus_sink, layout: str, expected: dict, metric: str
+    milvus_sink: SinkFactory[MilvusSink], layout: str, expected: dict, metric: str
 ) -> None:
     sink = milvus_sink(layout=layout)
     sink.ensure_collection(DIM)
@@ -161,7 +166,9 @@ def test_framework_layouts_create_the_classes_schema(
 
 
 @pytest.mark.integration
-def test_a_langchain_collection_without_dynamic_fields_is_refused(milvus_sink, milvus_uri: str) -> None:
+def test_a_langchain_collection_without_dynamic_fields_is_refused(
+    milvus_sink: SinkFactory[MilvusSink], milvus_uri: str
+) -> None:
     """``Milvus(...)`` with default arguments types the first document's metadata keys as
     fields: there is no room for e5's bookkeeping, and ingest says how to make it instead."""
     from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -181,7 +188,9 @@ def test_a_langchain_collection_without_dynamic_fields_is_refused(milvus_sink, m
 
 
 @pytest.mark.integration
-def test_an_l2_collection_with_vectors_that_are_not_unit_norm_is_not_searched(milvus_sink) -> None:
+def test_an_l2_collection_with_vectors_that_are_not_unit_norm_is_not_searched(
+    milvus_sink: SinkFactory[MilvusSink],
+) -> None:
     sink = milvus_sink(layout="langchain")
     sink.ensure_collection(DIM)
     rs = records(3)

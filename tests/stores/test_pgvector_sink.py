@@ -10,11 +10,15 @@ import logging
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
-from tests.stores._common import DIM, records
+from tests.stores._common import DIM, SinkFactory, records
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.pgvector import PGVectorSink
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +32,7 @@ def _with_password(dsn: str) -> str:
     return dsn if conninfo_to_dict(dsn).get("password") else make_conninfo(dsn, password=SECRET)
 
 
-def _table_names(sink) -> set[str]:
+def _table_names(sink: PGVectorSink) -> set[str]:
     rows = (
         sink._connection()
         .execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
@@ -37,14 +41,14 @@ def _table_names(sink) -> set[str]:
     return {r[0] for r in rows}
 
 
-def test_dimension_mismatch_names_the_vector_type(pg_sink) -> None:
+def test_dimension_mismatch_names_the_vector_type(pg_sink: SinkFactory[PGVectorSink]) -> None:
     sink = pg_sink()
     sink.ensure_collection(DIM)
     with pytest.raises(SchemaMismatchError, match=r"vector\(64\).*32-dim"):
         pg_sink(collection=sink.collection).ensure_collection(32)
 
 
-def test_foreign_table_is_a_schema_mismatch(pg_sink) -> None:
+def test_foreign_table_is_a_schema_mismatch(pg_sink: SinkFactory[PGVectorSink]) -> None:
     sink = pg_sink()
     sink.ensure_collection(DIM)
     conn = sink._connection()
@@ -53,7 +57,7 @@ def test_foreign_table_is_a_schema_mismatch(pg_sink) -> None:
         pg_sink(collection=sink.collection).ensure_collection(DIM)
 
 
-def test_collection_name_cannot_inject_sql(pg_sink) -> None:
+def test_collection_name_cannot_inject_sql(pg_sink: SinkFactory[PGVectorSink]) -> None:
     victim = pg_sink()
     victim.ensure_collection(DIM)
     name = f'x"; DROP TABLE {victim.collection}; --'
@@ -90,7 +94,9 @@ def test_redact_dsn() -> None:
     assert redact_dsn("postgresql://bob@db/x") == "postgresql://bob@db/x"
 
 
-def test_password_never_in_errors_or_logs(pg_sink, pg_dsn, caplog) -> None:
+def test_password_never_in_errors_or_logs(
+    pg_sink: SinkFactory[PGVectorSink], pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     from e5_integrations.sinks.pgvector import PGVectorSink
 
     caplog.set_level(logging.DEBUG)
@@ -98,6 +104,7 @@ def test_password_never_in_errors_or_logs(pg_sink, pg_dsn, caplog) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
     password = conninfo_to_dict(dsn)["password"]
+    assert isinstance(password, str)
     sink = pg_sink(uri=dsn)
     sink.ensure_collection(DIM)
     sink.upsert(records(3))
@@ -124,7 +131,7 @@ def test_unreachable_server_fails_fast() -> None:
     assert time.perf_counter() - started < 5
 
 
-def test_reconnects_after_connection_loss(pg_sink) -> None:
+def test_reconnects_after_connection_loss(pg_sink: SinkFactory[PGVectorSink]) -> None:
     sink = pg_sink(retry_seconds=5)
     sink.ensure_collection(DIM)
     sink.upsert(records(4))
@@ -142,7 +149,7 @@ def _recall_benchmark():
     return module
 
 
-def test_high_dim_search_uses_bit_index_with_good_recall(pg_sink) -> None:
+def test_high_dim_search_uses_bit_index_with_good_recall(pg_sink: SinkFactory[PGVectorSink]) -> None:
     """4096 dims: binary-quantised HNSW + exact re-rank vs exact scan (measured 0.998)."""
     bench = _recall_benchmark()
     docs, queries = bench.clustered_corpus(3000, 4096, 50)
@@ -166,7 +173,7 @@ def test_high_dim_search_uses_bit_index_with_good_recall(pg_sink) -> None:
 # -- layouts (issue 12): the framework tables as their classes make them ------------------------
 
 
-def _columns(sink, schema: str, table: str) -> dict[str, str]:
+def _columns(sink: PGVectorSink, schema: str, table: str) -> dict[str, str]:
     rows = (
         sink._connection()
         .execute(
@@ -179,7 +186,7 @@ def _columns(sink, schema: str, table: str) -> dict[str, str]:
     return dict(rows)
 
 
-def test_each_layout_creates_the_frameworks_tables(pg_sink) -> None:
+def test_each_layout_creates_the_frameworks_tables(pg_sink: SinkFactory[PGVectorSink]) -> None:
     lc = pg_sink(layout="langchain")
     lc.ensure_collection(DIM)
     assert _columns(lc, "public", lc.collection) == {
@@ -199,7 +206,9 @@ def test_each_layout_creates_the_frameworks_tables(pg_sink) -> None:
     }
     legacy = pg_sink(layout="langchain-legacy")
     legacy.ensure_collection(DIM)
-    schema = legacy._connection().execute("SELECT current_schema()").fetchone()[0]
+    row = legacy._connection().execute("SELECT current_schema()").fetchone()
+    assert row is not None
+    schema = row[0]
     assert _columns(legacy, schema, "langchain_pg_embedding") == {
         "id": "character varying",
         "collection_id": "uuid",
@@ -214,7 +223,7 @@ def test_each_layout_creates_the_frameworks_tables(pg_sink) -> None:
             assert detected.layout == sink.layout
 
 
-def test_a_name_in_several_layouts_needs_a_layout(pg_sink) -> None:
+def test_a_name_in_several_layouts_needs_a_layout(pg_sink: SinkFactory[PGVectorSink]) -> None:
     e5 = pg_sink()
     e5.ensure_collection(DIM)
     llama = pg_sink(collection=e5.collection, layout="llama-index")
@@ -248,7 +257,9 @@ def test_a_name_in_several_layouts_needs_a_layout(pg_sink) -> None:
 
 
 @pytest.mark.parametrize("layout", ["langchain", "langchain-legacy", "llama-index"])
-def test_framework_tables_get_the_bit_index_above_2000_dims(pg_sink, layout: str) -> None:
+def test_framework_tables_get_the_bit_index_above_2000_dims(
+    pg_sink: SinkFactory[PGVectorSink], layout: str
+) -> None:
     import numpy as np
 
     from e5_integrations.ingest import Record

@@ -7,24 +7,29 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
 from e5_integrations.ingest import Record
-from tests.stores._common import DIM, records
+from tests.stores._common import DIM, SinkFactory, records
+
+if TYPE_CHECKING:
+    from e5_integrations.sinks.qdrant import QdrantSink
 
 pytestmark = pytest.mark.integration
 
 
-def test_dimension_mismatch_names_size_and_distance(qdrant_sink) -> None:
+def test_dimension_mismatch_names_size_and_distance(qdrant_sink: SinkFactory[QdrantSink]) -> None:
     sink = qdrant_sink()
     sink.ensure_collection(DIM)
     with pytest.raises(SchemaMismatchError, match="64-dim Cosine.*32-dim cosine"):
         sink.ensure_collection(32)
 
 
-def test_other_distance_is_a_schema_mismatch(qdrant_sink) -> None:
+def test_other_distance_is_a_schema_mismatch(qdrant_sink: SinkFactory[QdrantSink]) -> None:
     from qdrant_client import models
 
     sink = qdrant_sink()
@@ -35,7 +40,7 @@ def test_other_distance_is_a_schema_mismatch(qdrant_sink) -> None:
         sink.ensure_collection(DIM)
 
 
-def test_point_ids_are_uuid5_of_chunk_ids(qdrant_sink) -> None:
+def test_point_ids_are_uuid5_of_chunk_ids(qdrant_sink: SinkFactory[QdrantSink]) -> None:
     from e5_integrations.ingest import get_layout
     from e5_integrations.sinks.qdrant import POINT_ID_NAMESPACE, point_id
 
@@ -49,7 +54,7 @@ def test_point_ids_are_uuid5_of_chunk_ids(qdrant_sink) -> None:
     assert stored[0].payload["id"] == "docs/a.txt#1"
 
 
-def test_large_vectors_are_split_under_the_request_limit(qdrant_sink) -> None:
+def test_large_vectors_are_split_under_the_request_limit(qdrant_sink: SinkFactory[QdrantSink]) -> None:
     from e5_integrations.sinks import qdrant as module
 
     sink = qdrant_sink(on_disk=True, quantization="int8")
@@ -74,7 +79,7 @@ def _points(rs: list[Record]) -> list:
     ]
 
 
-def test_folder_persists_across_clients(tmp_path) -> None:
+def test_folder_persists_across_clients(tmp_path: Path) -> None:
     from e5_integrations.sinks.qdrant import QdrantSink
 
     path = str(tmp_path / "store")
@@ -111,14 +116,19 @@ def test_unreachable_server_fails_fast() -> None:
     sink.close()
 
 
-def test_searches_read_the_collection_config_once(qdrant_sink) -> None:
+def test_searches_read_the_collection_config_once(qdrant_sink: SinkFactory[QdrantSink]) -> None:
     sink = qdrant_sink()
     sink.ensure_collection(DIM)
     rs = records(5)
     sink.upsert(rs)
-    calls = []
+    calls: list[tuple[Any, ...]] = []
     real = sink._client.get_collection
-    sink._client.get_collection = lambda *a, **k: calls.append(a) or real(*a, **k)
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls.append(a)
+        return real(*a, **k)
+
+    sink._client.get_collection = counted
     for r in rs:
         assert sink.search(r.embedding, 1)[0].id == r.id
     assert sink.dimension() == DIM
@@ -140,7 +150,7 @@ def test_searches_read_the_collection_config_once(qdrant_sink) -> None:
     ],
 )
 def test_each_layout_writes_its_payload_and_is_detected_from_it(
-    qdrant_sink, layout: str, keys: set[str]
+    qdrant_sink: SinkFactory[QdrantSink], layout: str, keys: set[str]
 ) -> None:
     from e5_integrations.sinks.qdrant import point_id
 

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -234,10 +234,11 @@ def test_scan(any_sink: Target) -> None:
     sink.ensure_collection(8)
     assert list(sink.scan()) == []
     rng = np.random.default_rng(0)
-    rs, expected = [], []
+    rs: list[Record] = []
+    expected: list[tuple[str, str | None]] = []
     for index in range(25):
         document = f"doc-{index % 7}"
-        metadata = {DOCUMENT_ID_KEY: document, CONTENT_HASH_KEY: "h"}
+        metadata: dict[str, object] = {DOCUMENT_ID_KEY: document, CONTENT_HASH_KEY: "h"}
         rs.append(Record(f"{document}#{index}", "text", metadata, rng.standard_normal(8).astype(np.float32)))
         expected.append((f"{document}#{index}", document))
     rs.append(
@@ -247,11 +248,12 @@ def test_scan(any_sink: Target) -> None:
     # LlamaIndex writes a document_id on every node (issue 12): without e5's content hash it is
     # not e5's row, so prune must not see a document id, nor stale-chunk deletion a hash
     # a chunk without a document id (LlamaIndex stores its placeholder "None" for it) has none
-    for id_, metadata in [
+    foreign: list[tuple[str, dict[str, object]]] = [
         ("doc-1#99", {DOCUMENT_ID_KEY: "doc-1", "ref_doc_id": "doc-1"}),
         ("doc-2#99", {DOCUMENT_ID_KEY: "doc-2", CONTENT_HASH_KEY: 7}),
         ("no-document#0", {CONTENT_HASH_KEY: "h"}),
-    ]:
+    ]
+    for id_, metadata in foreign:
         rs.append(Record(id_, "a framework's row", metadata, rng.standard_normal(8).astype(np.float32)))
         expected.append((id_, None))
     sink.upsert(rs[:13])
@@ -336,7 +338,12 @@ def test_the_layout_is_detected_and_a_disagreeing_one_refused(any_sink: Target) 
     detected = any_sink.peer(sink)
     if any_sink.name == "qdrant-path":
         detected.close()  # local mode: one client per folder
-    detected = type(detected)(any_sink.uri, detected.collection) if any_sink.name != "qdrant-memory" else sink
+    # every store's sink class takes (uri, collection); the Sink ABC declares no constructor
+    detected = (
+        cast(Callable[..., Sink], type(detected))(any_sink.uri, detected.collection)
+        if any_sink.name != "qdrant-memory"
+        else sink
+    )
     try:
         assert detected.layout.name == any_sink.layout
         assert [h.id for h in detected.search(rs[1].embedding, 1)] == [rs[1].id]

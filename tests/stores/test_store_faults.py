@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -24,8 +24,12 @@ import pytest
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreError, StoreUnavailableError
 from e5_integrations.ingest import ingest, open_sink, search
 from tests.stores._chroma_server import free_port, running_chroma_server
-from tests.stores._common import DIM, records, unit
+from tests.stores._common import DIM, SinkFactory, records, unit
 from tests.stores._fake_servers import http_status_server, silent_server
+
+if TYPE_CHECKING:
+    from e5_integrations import E5Encoder
+    from e5_integrations.sinks.pgvector import PGVectorSink
 
 pytestmark = [
     pytest.mark.integration,
@@ -85,7 +89,7 @@ def test_a_server_that_never_answers_times_out(store: str) -> None:
     assert "retry_seconds=" in str(info.value)
 
 
-def test_pgvector_statement_blocked_by_a_lock_times_out(pg_sink) -> None:
+def test_pgvector_statement_blocked_by_a_lock_times_out(pg_sink: SinkFactory[PGVectorSink]) -> None:
     sink = pg_sink(statement_timeout=1)
     sink.ensure_collection(DIM)
     holder = pg_sink(sink.collection)._connection()
@@ -114,7 +118,7 @@ def _docs(root: Path, n: int) -> Path:
     return folder
 
 
-def test_chroma_outage_shorter_than_the_budget_is_ridden_out(tmp_path: Path, encoder) -> None:
+def test_chroma_outage_shorter_than_the_budget_is_ridden_out(tmp_path: Path, encoder: E5Encoder) -> None:
     from e5_integrations.sinks.chroma import ChromaSink
 
     port = free_port()
@@ -220,7 +224,7 @@ def test_qdrant_503_is_retried_then_unavailable() -> None:
     assert time.monotonic() - started >= 1.5
 
 
-def test_search_with_a_model_of_another_dimension_names_both(tmp_path: Path, encoder) -> None:
+def test_search_with_a_model_of_another_dimension_names_both(tmp_path: Path, encoder: E5Encoder) -> None:
     sink = open_sink("chroma", str(tmp_path / "chroma"), "e5_docs")
     other = encoder.dimension // 2
     sink.ensure_collection(other)
@@ -249,7 +253,9 @@ def _hba_role(pg_dsn: str, admin: Any, password: str) -> tuple[str, str, str]:
     return role, str(hba), old
 
 
-def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str) -> None:
+def test_pgvector_wrong_password_says_authentication_failed(
+    pg_sink: SinkFactory[PGVectorSink], pg_dsn: str
+) -> None:
     from psycopg.conninfo import make_conninfo
 
     from e5_integrations.sinks.pgvector import PGVectorSink
@@ -279,7 +285,9 @@ def test_pgvector_wrong_password_says_authentication_failed(pg_sink, pg_dsn: str
         admin.execute(f"DROP ROLE IF EXISTS {role}")
 
 
-def test_pgvector_first_runs_racing_on_a_fresh_database(pg_sink, pg_dsn: str) -> None:
+def test_pgvector_first_runs_racing_on_a_fresh_database(
+    pg_sink: SinkFactory[PGVectorSink], pg_dsn: str
+) -> None:
     from psycopg.conninfo import make_conninfo
 
     from e5_integrations.sinks.pgvector import PGVectorSink
@@ -323,7 +331,7 @@ def test_pgvector_first_runs_racing_on_a_fresh_database(pg_sink, pg_dsn: str) ->
             admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
 
 
-def test_pgvector_collection_named_like_the_staging_table(pg_sink) -> None:
+def test_pgvector_collection_named_like_the_staging_table(pg_sink: SinkFactory[PGVectorSink]) -> None:
     sink = pg_sink(collection="e5_stage")
     sink.ensure_collection(DIM)
     batch = records(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,9 +154,11 @@ def test_non_string_input_names_the_index(encoder, bad, index):
     assert isinstance(info.value, InputError)
 
 
-def test_single_string_is_rejected_with_a_fix(encoder):
+def test_single_string_is_rejected_with_a_fix(encoder: E5Encoder) -> None:
     with pytest.raises(TypeError, match=r"wrap it"):
-        encoder.encode_queries("a lone query")  # type: ignore[arg-type]
+        encoder.encode_queries(
+            "a lone query"
+        )  # a str is a Sequence[str] to mypy: only the runtime check sees it
 
 
 def test_empty_instruction_is_rejected(encoder):
@@ -175,7 +178,12 @@ def test_head_start_tokenization_keeps_order_and_values(tiny_model_dir, monkeypa
     monkeypatch.setattr(encoder_module, "HEAD_START_TEXTS", 7)
     parts: list[int] = []
     real = enc._encode_parts
-    monkeypatch.setattr(enc, "_encode_parts", lambda n, p: parts.append(len(p)) or real(n, p))
+
+    def counted(n: Any, p: Any) -> Any:
+        parts.append(len(p))
+        return real(n, p)
+
+    monkeypatch.setattr(enc, "_encode_parts", counted)
     split = enc.encode_documents(texts)
     assert parts == [2]
     assert cosine_rows(split, whole).min() >= 0.99999

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 from e5_integrations import (
     ConfigurationError,
@@ -27,6 +29,7 @@ from e5_integrations import (
     Template,
     available_recipes,
 )
+from e5_integrations._backend import TorchBackend
 from e5_integrations._recipe import E5_MISTRAL, get_recipe
 from tests.recipe_models import ARCHITECTURES, build
 
@@ -45,7 +48,7 @@ TASK = "Given a web search query, retrieve relevant passages that answer the que
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
     """One tiny random model per architecture, built once per test session."""
     root = tmp_path_factory.mktemp("recipe-models")
     built = {"mistral": Path(tiny_model_dir)}
@@ -55,7 +58,7 @@ def models(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     return built
 
 
-def _shipped_tokenizer(path: Path, **kwargs):
+def _shipped_tokenizer(path: Path, **kwargs: Any) -> Any:
     """The tokenizer the references ran with. They were written for transformers 4, whose
     ``AutoTokenizer`` loads a fast tokenizer's ``tokenizer.json`` as it is; transformers 5
     rebuilds Llama, Gemma and Qwen2 tokenizers from their vocabulary instead (and the tiny
@@ -65,15 +68,15 @@ def _shipped_tokenizer(path: Path, **kwargs):
     return PreTrainedTokenizerFast.from_pretrained(str(path), **kwargs)
 
 
-def cosine_rows(a, b) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
+def cosine_rows(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    return (x * y).sum(axis=1)
 
 
-def _model(path: Path, bidirectional: bool = False):
+def _model(path: Path, bidirectional: bool = False) -> Any:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(path), dtype=torch.float32).eval()
@@ -85,11 +88,11 @@ def _model(path: Path, bidirectional: bool = False):
     return model
 
 
-def _ours(path: Path, recipe: str | Recipe, **options) -> E5Encoder:
+def _ours(path: Path, recipe: str | Recipe | None, **options: Any) -> E5Encoder:
     return E5Encoder(str(path), device="cpu", dtype="fp32", recipe=recipe, **options)
 
 
-def _assert_close(ours: np.ndarray, reference, floor: float = 0.99999) -> None:
+def _assert_close(ours: np.ndarray, reference: ArrayLike, floor: float = 0.99999) -> None:
     cos = cosine_rows(ours, reference)
     assert cos.min() >= floor, cos
 
@@ -222,6 +225,7 @@ def test_echo_pools_only_the_second_copy(models):
     checked: the pooled span is the second copy plus </s>, and nothing before it."""
     enc = _ours(models["mistral"], "echo")
     (row,) = enc.recipe.tokenize(enc.tokenizer, ["Paris"], 4096, side="document")
+    assert row.span is not None
     start, end = row.span
     assert row[end - 1] == enc.tokenizer.eos_token_id and end == len(row)
     second = enc.tokenizer("Paris", add_special_tokens=False)["input_ids"]
@@ -283,11 +287,12 @@ def _llm2vec_reference(path: Path, instruction: str, texts: list[str]) -> torch.
         return f"{instruction.strip()} !@#$%^&*(){text}" if instruction else f"!@#$%^&*(){text}"
 
     sentences = [_convert_to_str(instruction, t) for t in texts]
-    texts_2, original = [], []
+    texts_2: list[str] = []
+    original: list[str] = []
     for text in sentences:
-        t = text.split("!@#$%^&*()")
-        texts_2.append(t[1] if len(t) > 1 else "")
-        original.append("".join(t))
+        parts = text.split("!@#$%^&*()")
+        texts_2.append(parts[1] if len(parts) > 1 else "")
+        original.append("".join(parts))
     features = tokenizer(original, return_tensors="pt", padding=True, truncation=True, max_length=512)
     embed_mask = torch.zeros_like(features["attention_mask"])
     for i, t in enumerate(texts_2):
@@ -389,9 +394,13 @@ def test_qwen3_embedding(models):
     ids = enc.count_tokens(["abc"])
     assert ids == [len(enc.tokenizer("abc")["input_ids"])]  # <|endoftext|> once, not twice
     # the reference pads on the left, and so do we by default; the other side gives the same vectors
-    assert enc._backends[0].padding_side == "left" and not enc._backends[0].mask_free
+    backend = enc._backends[0]
+    assert isinstance(backend, TorchBackend)
+    assert backend.padding_side == "left" and not backend.mask_free
     right = _ours(path, "qwen3-embedding", padding_side="right")
-    assert right._backends[0].mask_free  # causal + right padding: the fast path
+    assert (
+        isinstance(right._backends[0], TorchBackend) and right._backends[0].mask_free
+    )  # causal + right padding: the fast path
     _assert_close(right.encode_queries(TEXTS, task=TASK), enc.encode_queries(TEXTS, task=TASK))
 
 
@@ -410,7 +419,9 @@ def test_gte_qwen2_is_bidirectional(models):
 def test_e5_mistral_is_the_default_and_keeps_its_fast_path(models):
     enc = _ours(models["mistral"], None)
     assert enc.recipe is E5_MISTRAL and get_recipe("e5-mistral") is E5_MISTRAL
-    assert enc._backends[0].mask_free and enc._backends[0].padding_side == "right"
+    backend = enc._backends[0]
+    assert isinstance(backend, TorchBackend)
+    assert backend.mask_free and backend.padding_side == "right"
     ids = enc._tokenizer_for(None)(["x"])
     assert type(ids[0]) is list  # plain ids: no embed mask, no masked forward pass
 
@@ -538,13 +549,15 @@ def _copy_model(source: Path, target: Path) -> Path:
     return target
 
 
-def test_a_preset_is_picked_by_folder_name_and_recipe_overrides_it(models, tmp_path):
+def test_a_preset_is_picked_by_folder_name_and_recipe_overrides_it(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
     folder = _copy_model(models["qwen3"], tmp_path / "Qwen3-Embedding-0.6B")
     assert _ours(folder, None).recipe is get_recipe("qwen3-embedding")
     assert _ours(folder, "sgpt-nobrackets").recipe is get_recipe("sgpt-nobrackets")
 
 
-def test_recipe_from_sentence_transformers_prompts(models, tmp_path):
+def test_recipe_from_sentence_transformers_prompts(models: dict[str, Path], tmp_path: Path) -> None:
     import json
 
     folder = _copy_model(models["qwen3"], tmp_path / "my-embedder")
@@ -610,7 +623,7 @@ def test_each_recipe_carries_its_reference_default_max_length(models):
         check_chunk_sizes(512, None, 8192, get_recipe("echo").text_token_cap)
 
 
-def _untruncated(recipe: Recipe, tokenizer, texts: list[str]) -> list[int]:
+def _untruncated(recipe: Recipe, tokenizer: Any, texts: list[str]) -> list[int]:
     """Model input lengths of ``texts`` as documents, before any truncation."""
     return [len(row) for row in recipe.tokenize(tokenizer, texts, 1 << 30, side="document")]
 
@@ -635,7 +648,7 @@ def test_chunks_fit_the_recipe_whole(models, bloom_model, name):
         assert capacity == 300  # the parser's per-piece cut, whatever the model's limit
 
 
-def test_ingest_chunks_at_the_recipes_limit(models, tmp_path):
+def test_ingest_chunks_at_the_recipes_limit(models: dict[str, Path], tmp_path: Path) -> None:
     """``e5 ingest`` with GritLM stores chunks whose whole input fits GritLM's 512 tokens (it
     used to fit them into 4096, and the encoder cut them at 512)."""
     from e5_integrations import DeferredEncoder
@@ -656,7 +669,9 @@ def test_ingest_chunks_at_the_recipes_limit(models, tmp_path):
 # -- issue 23: a folder's sentence-transformers config, as sentence-transformers runs it ----
 
 
-def _save_sentence_transformer(path: Path, out: Path, pooling: str, include_prompt: bool, prompts: dict):
+def _save_sentence_transformer(
+    path: Path, out: Path, pooling: str, include_prompt: bool, prompts: dict[str, str]
+) -> Any:
     """A sentence-transformers model folder written by sentence-transformers itself (5.2, the
     last release that strips inputs, as the folders on the hub were written for)."""
     st = pytest.importorskip("sentence_transformers")
@@ -687,8 +702,8 @@ ST_TEXTS = [
     "arch, pooling, include_prompt", [("qwen3", "lasttoken", True), ("mistral", "mean", False)]
 )
 def test_sentence_transformers_folder_is_embedded_as_sentence_transformers_does(
-    models, tmp_path, arch, pooling, include_prompt
-):
+    models: dict[str, Path], tmp_path: Path, arch: str, pooling: str, include_prompt: bool
+) -> None:
     prompts = {"query": f"Instruct: {TASK}\nQuery:", "document": ""}
     if not include_prompt:  # a prompt left out of the mean (INSTRUCTOR, GritLM's way)
         prompts = {"query": "Represent this question for retrieval: ", "document": "Represent this passage: "}
@@ -712,7 +727,7 @@ def test_sentence_transformers_folder_is_embedded_as_sentence_transformers_does(
             enc.encode_documents(["ok", "\n"])
 
 
-def test_sentence_transformers_lowercasing_is_refused(models, tmp_path):
+def test_sentence_transformers_lowercasing_is_refused(models: dict[str, Path], tmp_path: Path) -> None:
     import json
 
     folder = _copy_model(models["qwen3"], tmp_path / "lower")
@@ -821,14 +836,14 @@ def test_tokenizers_load_as_shipped(models, bloom_model, arch):
 
 
 @pytest.fixture(scope="session")
-def bloom_model(tmp_path_factory) -> Path:
+def bloom_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.recipe_models import build_bloom
 
     return build_bloom(tmp_path_factory.mktemp("udever") / "udever-bloom-560m")
 
 
 @pytest.fixture(scope="session")
-def repllama_adapter(tmp_path_factory, models) -> Path:
+def repllama_adapter(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Path:
     pytest.importorskip("peft")
     from tests.recipe_models import build_lora_adapter
 
@@ -876,7 +891,9 @@ def test_repllama_lora_adapter(models, repllama_adapter):
     assert cosine_rows(base.encode_documents(TEXTS), enc.encode_documents(TEXTS)).min() < 0.99
 
 
-def test_a_peft_adapter_without_peft_names_the_extra(repllama_adapter, monkeypatch):
+def test_a_peft_adapter_without_peft_names_the_extra(
+    repllama_adapter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     from e5_integrations._peft import merge_adapter

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pytest
 
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from e5_integrations import E5Encoder
+    from e5_integrations.server._batcher import DynamicBatcher
+
 pytest.importorskip("prometheus_client")
 
 
-def _wait_healthy(client, seconds: float = 180) -> None:
+def _wait_healthy(client: TestClient, seconds: float = 180) -> None:
     """Poll ``/health`` until the model is loaded (patiently: a loaded CI machine is slow)."""
     deadline = time.monotonic() + seconds
     while client.get("/health").status_code != 200:
@@ -20,14 +29,14 @@ def _wait_healthy(client, seconds: float = 180) -> None:
         time.sleep(0.1)
 
 
-def _batcher(encoder, max_queue_tokens: int = 1_000_000):
+def _batcher(encoder: E5Encoder, max_queue_tokens: int = 1_000_000) -> DynamicBatcher:
     from e5_integrations.server._batcher import DynamicBatcher
     from e5_integrations.server._metrics import ServerMetrics
 
     return DynamicBatcher(encoder, max_queue_tokens, ServerMetrics())
 
 
-def test_concurrent_callers_get_their_own_rows_in_shared_passes(encoder) -> None:
+def test_concurrent_callers_get_their_own_rows_in_shared_passes(encoder: E5Encoder) -> None:
     batcher = _batcher(encoder)
     requests = [
         [f"caller {i} text {j} " + "word " * ((i * 7 + j) % 13) for j in range(i % 3 + 1)] for i in range(40)
@@ -50,7 +59,7 @@ def test_concurrent_callers_get_their_own_rows_in_shared_passes(encoder) -> None
         batcher.close()
 
 
-def test_queue_bound_raises_overloaded_with_a_retry_delay(encoder) -> None:
+def test_queue_bound_raises_overloaded_with_a_retry_delay(encoder: E5Encoder) -> None:
     from e5_integrations.server._batcher import Overloaded
 
     ids = encoder.tokenize(["a text of some length " * 20] * 4)
@@ -69,7 +78,7 @@ def test_queue_bound_raises_overloaded_with_a_retry_delay(encoder) -> None:
         batcher.close()
 
 
-def test_close_embeds_what_is_queued(encoder) -> None:
+def test_close_embeds_what_is_queued(encoder: E5Encoder) -> None:
     batcher = _batcher(encoder)
     ids = encoder.tokenize(["drain me"] * 3)
 
@@ -93,7 +102,7 @@ def test_close_embeds_what_is_queued(encoder) -> None:
         ([[1, 2], "x"], "input[1] is not a list of token ids"),
     ],
 )
-def test_bad_inputs_are_422_naming_the_index(value, message) -> None:
+def test_bad_inputs_are_422_naming_the_index(value: object, message: str) -> None:
     from e5_integrations.server._app import _HTTPError, _parse_inputs
 
     with pytest.raises(_HTTPError) as caught:
@@ -110,6 +119,16 @@ def test_token_ids_and_strings_parse() -> None:
     with pytest.raises(_HTTPError, match="--max-inputs") as caught:
         _parse_inputs(["x"] * 11, "input", 10)
     assert caught.value.status == 413
+
+
+def test_client_refuses_a_negative_retry_count() -> None:
+    """``max_retries=-1`` made no attempt and then failed on the missing answer (found by mypy)."""
+    from e5_integrations import ConfigurationError
+    from e5_integrations.server import RemoteEncoder
+
+    with pytest.raises(ConfigurationError, match=r"max_retries=-1 is negative"):
+        RemoteEncoder("http://127.0.0.1:9", max_retries=-1)
+    assert RemoteEncoder("http://127.0.0.1:9", max_retries=0).max_retries == 0
 
 
 def test_client_splits_requests_within_the_server_limits() -> None:
@@ -138,12 +157,14 @@ class _RecordingEncoder:
 
         self.batch_tokens = batch_tokens
         self.passes: list[set[int]] = []
-        self.hook = None
+        self.hook: Callable[[int], None] | None = None
         self.entered = threading.Event()  # a pass has started
         self.gate = threading.Event()  # passes may finish
         self.gate.set()
+        #: the pass (an attribute, so that a test may wrap it)
+        self.encode_token_ids: Callable[..., np.ndarray] = self._encode_token_ids
 
-    def encode_token_ids(self, rows, check_vectors=True):
+    def _encode_token_ids(self, rows: list[list[int]], check_vectors: bool = True) -> np.ndarray:
         self.entered.set()
         self.gate.wait(60)
         self.passes.append({row[0] for row in rows})
@@ -304,7 +325,7 @@ def test_the_express_lane_embeds_a_query_while_a_bulk_pass_runs() -> None:
     assert still_running and query[:, 0].tolist() == [2]
 
 
-def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) -> None:
+def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder: E5Encoder) -> None:
     pytest.importorskip("starlette")
     pytest.importorskip("prometheus_client")
     from starlette.testclient import TestClient
@@ -320,7 +341,9 @@ def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) 
         def encode_token_ids(self, rows: object, check_vectors: bool = True) -> object:
             raise RuntimeError("secret internals of the failure")
 
-    app = create_app(Broken)
+    app = create_app(
+        lambda: cast("E5Encoder", Broken())
+    )  # a stand-in: every other attribute is the encoder's
     with TestClient(app) as client:
         _wait_healthy(client)
         answer = client.post("/v1/embeddings", json={"input": ["x"]})
@@ -331,7 +354,7 @@ def test_a_failing_forward_pass_is_a_counted_500_without_its_traceback(encoder) 
     assert 'e5_requests_total{route="/v1/embeddings",status="500"} 1.0' in metrics
 
 
-def test_one_requests_nan_vector_fails_that_request_only(tiny_model_dir) -> None:
+def test_one_requests_nan_vector_fails_that_request_only(tiny_model_dir: Path) -> None:
     """A request whose input the model turns into NaN (a half-precision overflow) gets an
     InputError naming its own input; the request sharing its forward pass gets its vectors
     (issue 23: no zero or NaN vector leaves silently, and no other client pays for it)."""
@@ -364,7 +387,7 @@ def test_one_requests_nan_vector_fails_that_request_only(tiny_model_dir) -> None
     assert "input[1] gives a non-finite vector" in str(got_bad) and str(tiny_model_dir) not in str(got_bad)
 
 
-def test_whitespace_only_inputs_are_422_under_any_recipe(tiny_model_dir, tmp_path) -> None:
+def test_whitespace_only_inputs_are_422_under_any_recipe(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A sentence-transformers folder that leaves its prompt out of a mean: a whitespace-only
     input would strip to the prompt alone and leave nothing to pool (the reference gives a zero
     vector). The server refuses empty and whitespace-only inputs up front, as ``e5 ingest``

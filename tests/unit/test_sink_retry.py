@@ -3,6 +3,8 @@ final StoreUnavailableError (on a fake clock: no real sleeping)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from e5_integrations import ConfigurationError, StoreUnavailableError
@@ -35,8 +37,10 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-def _flaky(failures: int, exc: BaseException, clock: FakeClock | None = None, cost: float = 0.0):
-    calls = []
+def _flaky(
+    failures: int, exc: BaseException, clock: FakeClock | None = None, cost: float = 0.0
+) -> tuple[Callable[[], str], list[int]]:
+    calls: list[int] = []
 
     def fn() -> str:
         calls.append(1)

@@ -294,7 +294,7 @@ def test_duplicate_document_ids_are_invalid_records(tmp_path):
     (tmp_path / "b.jsonl").write_text('{"id": "x", "text": "second"}\n')
     with pytest.raises(SourceError, match="duplicate document id 'x'"):
         list(iter_documents([tmp_path]))
-    problems = []
+    problems: list[SourceProblem] = []
     docs = list(iter_documents([tmp_path], on_error="skip", on_problem=problems.append))
     assert [(d.id, d.text) for d in docs] == [("x", "first"), ("y", "other")]
     assert len(problems) == 1 and "duplicate" in problems[0].detail
