@@ -115,7 +115,8 @@ class _Listener:
     """A real local HTTP server that counts the requests it gets."""
 
     def __init__(self) -> None:
-        hits = self.hits = []
+        hits: list[str] = []
+        self.hits = hits
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
