@@ -7,9 +7,10 @@ registers the built-in ones. See ``_base`` for the contract every reader keeps.
 
 from __future__ import annotations
 
-from e5_integrations.ingest._readers import csv, jsonl, parquet, text
+from e5_integrations.ingest._readers import csv, jsonl, parquet, pdf, text
 from e5_integrations.ingest._readers._base import (
     READERS,
+    WHOLE_FILE_EXTENSIONS,
     Document,
     Fields,
     Item,
@@ -17,6 +18,8 @@ from e5_integrations.ingest._readers._base import (
     RecordError,
     SourceFile,
     Span,
+    Unread,
+    is_whole_file,
     reader_for,
     register_reader,
 )
@@ -28,11 +31,15 @@ __all__ = [
     "Item",
     "Reader",
     "RecordError",
+    "WHOLE_FILE_EXTENSIONS",
     "SourceFile",
     "Span",
+    "Unread",
     "csv",
+    "is_whole_file",
     "jsonl",
     "parquet",
+    "pdf",
     "reader_for",
     "register_reader",
     "text",
