@@ -90,6 +90,7 @@ def serve(tasks_fd: int, results_fd: int, front: str) -> None:
     tasks = Connection(tasks_fd, writable=False)
     results = Connection(results_fd, readable=False)
     _front.append(front)  # messages name the flags of the front that started the run
+    results.send("ready")  # a file's time limit starts once its worker has started
     while True:
         try:
             task = tasks.recv()
@@ -139,6 +140,7 @@ class _Worker:
         self.connection = Connection(result_read, writable=False)
         self.task: _Task | None = None
         self.deadline = 0.0
+        self.ready = False
 
     def stop(self, kill: bool = False) -> None:
         if not kill:
@@ -208,13 +210,14 @@ class ParsePool:
     # -- the dispatcher thread -----------------------------------------------------------------
     def _assign(self) -> None:
         with self._lock:
+            starting = sum(not worker.ready for worker in self._pool)
+            while len(self._pool) < self.workers and len(self._queue) > starting:
+                self._pool.append(_Worker())
+                starting += 1
             while self._queue:
-                idle = next((worker for worker in self._pool if worker.task is None), None)
+                idle = next((worker for worker in self._pool if worker.ready and worker.task is None), None)
                 if idle is None:
-                    if len(self._pool) >= self.workers:
-                        return
-                    idle = _Worker()
-                    self._pool.append(idle)
+                    return
                 task = self._queue.popleft()
                 if not task.future.set_running_or_notify_cancel():
                     continue
@@ -252,6 +255,21 @@ class ParsePool:
         worker.task = None
         task.future.set_result(result)
 
+    def _started(self, worker: _Worker) -> None:
+        """A starting worker's first message: ready, or it died (fail a waiting file, so a
+        worker that can never start fails the files instead of restarting forever)."""
+        try:
+            worker.connection.recv()
+            worker.ready = True
+            return
+        except (EOFError, OSError):
+            code = worker.process.poll()
+        self._replace(worker, kill=True)
+        with self._lock:
+            task = self._queue.popleft() if self._queue else None
+        if task is not None and task.future.set_running_or_notify_cancel():
+            task.future.set_result(Parsed(error=f"the parse worker process could not start (exit code {code})"))
+
     def _dispatch(self) -> None:
         while True:
             self._assign()
@@ -259,13 +277,18 @@ class ParsePool:
                 if self._closed:
                     return
                 busy = [worker for worker in self._pool if worker.task is not None]
-            if not busy:
+                starting = [worker for worker in self._pool if not worker.ready]
+            if not busy and not starting:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
             now = time.monotonic()
-            wait_for = max(0.0, min(0.2, min(worker.deadline for worker in busy) - now))
-            ready = wait([worker.connection for worker in busy], timeout=wait_for)
+            deadlines = [worker.deadline - now for worker in busy]
+            wait_for = max(0.0, min([0.2, *deadlines]))
+            ready = wait([worker.connection for worker in busy + starting], timeout=wait_for)
+            for worker in starting:
+                if worker.connection in ready:
+                    self._started(worker)
             for worker in busy:
                 if worker.connection in ready:
                     self._finish(worker)
