@@ -296,7 +296,7 @@ class _Reporter:
         problem = SourceProblem(kind, location, detail)
         if kind in (INVALID, UNREADABLE) and self.on_error == "fail":
             raise SourceError(
-                f"{location}: {detail}. Fix the input, or pass {option('on_error', 'skip')} to load the rest"
+                f"{location}: {detail.rstrip('.')}. Fix the input, or pass {option('on_error', 'skip')} to load the rest"
             )
         if self.on_problem is not None:
             self.on_problem(problem)

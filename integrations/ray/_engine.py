@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -394,15 +395,21 @@ def _raise_source_error(exc: BaseException) -> None:
     """Raise the ``SourceError`` a Ray task failed with (an unreadable file under
     ``on_error="fail"``), unwrapped from Ray's task errors, so both engines raise the same."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         if isinstance(current, SourceError):
             raise SourceError(str(current)) from exc
-        current = current.__cause__ or current.__context__
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, SourceError):
-        raise SourceError(str(cause)) from exc
+        for linked in (current.__cause__, current.__context__, getattr(current, "cause", None)):
+            if isinstance(linked, BaseException):
+                todo.append(linked)
+    # Ray may hand back only the traceback's text: the worker's SourceError is its last word
+    found = re.findall(r"e5_integrations\._errors\.SourceError: (.+)", str(exc))
+    if found:
+        raise SourceError(found[-1].strip()) from exc
 
 
 class _LayoutCheck:
