@@ -268,7 +268,9 @@ class ParsePool:
         with self._lock:
             task = self._queue.popleft() if self._queue else None
         if task is not None and task.future.set_running_or_notify_cancel():
-            task.future.set_result(Parsed(error=f"the parse worker process could not start (exit code {code})"))
+            task.future.set_result(
+                Parsed(error=f"the parse worker process could not start (exit code {code})")
+            )
 
     def _dispatch(self) -> None:
         while True:

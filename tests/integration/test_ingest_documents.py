@@ -100,7 +100,7 @@ def test_a_parse_failure_keeps_the_stored_chunks_even_with_prune(
     (root / "new.txt").write_text("A new note.", encoding="utf-8")
     with pytest.raises(SourceError, match=r"manual\.pdf: not a readable PDF \(truncated or corrupt\)"):
         _run(root, sink, encoder)
-    assert len([i for i in sink.fetch_hashes([f"manual.pdf#{n}" for n in range(pdf_chunks)])]) == pdf_chunks
+    assert len(sink.fetch_hashes([f"manual.pdf#{n}" for n in range(pdf_chunks)])) == pdf_chunks
 
     report = _run(root, sink, encoder, on_error="skip", prune=True)
     assert report.skipped_unreadable == 1

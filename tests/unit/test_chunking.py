@@ -182,7 +182,9 @@ def test_a_cut_falls_on_a_page_start_in_the_second_half_of_the_window(tokenizer:
     assert not set(starts[1:]) <= {chunk.start for chunk in plain}  # fixed windows do not do that
 
 
-def test_a_heading_beats_a_paragraph_and_a_window_without_boundaries_keeps_its_overlap(tokenizer: Any) -> None:
+def test_a_heading_beats_a_paragraph_and_a_window_without_boundaries_keeps_its_overlap(
+    tokenizer: Any,
+) -> None:
     from e5_integrations.ingest._chunking import structure_boundaries
 
     body = " ".join(f"word{i}" for i in range(15))  # about 40 tokens: both boundaries in the second half

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from e5_integrations import ConfigurationError
-from e5_integrations.ingest._parsing import ParsePool, Parsed, parse_in_order
+from e5_integrations.ingest._parsing import Parsed, ParsePool, parse_in_order
 from e5_integrations.ingest._readers import Document, Fields, Item, RecordError, SourceFile
 
 FIELDS = Fields("text", None)
