@@ -3,6 +3,7 @@ a parse failure that keeps its stored chunks, parsing once per run under a time 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -174,3 +175,30 @@ def test_whole_files_are_parsed_once_per_run_and_a_hung_parser_is_stopped(
     stored = _stored(sink, encoder)
     assert {hit.metadata["slide"] for hit in stored.values()} == {1}
     assert {hit.metadata["title"] for hit in stored.values()} == {"logged"}
+
+
+def test_the_e5_command_fails_then_skips_an_unreadable_pdf_naming_its_flags(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from e5_integrations.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    monkeypatch.chdir(tmp_path)
+    original = write_pdf(tmp_path / "original.pdf", [_page(1), _page(2)])
+    rasterize_pdf(original, docs / "scan.pdf", keep_text_pages=[2], dpi=72)
+    (docs / "liar.pdf").write_text("I am a text file.\n", encoding="utf-8")
+    command = ["ingest", "docs", "--model", str(tiny_model_dir), "--no-progress", "--id-root", "docs"]
+    command += ["--parse-workers", "1", "--parse-timeout", "60"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "liar.pdf: not a PDF" in err and "--on-error skip" in err and "Traceback" not in err
+
+    assert main([*command, "--on-error", "skip", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["skipped"] == {"unreadable files": 1, "unread pages": 1}
+    assert report["documents"] == 1 and report["written"] == report["chunks"] > 0
+    problems = "\n".join(report["problems"])
+    assert "liar.pdf: unreadable file: not a PDF" in problems
+    assert "scan.pdf (page 1): unread part: page 1 of 2 has no text layer" in problems
+    assert "pass --ocr" in problems  # the worker process names the command's flags
