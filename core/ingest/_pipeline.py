@@ -154,8 +154,12 @@ def prepare_chunks(
     :func:`~e5_integrations.ingest._chunking.recipe_key` of the encoder's recipe.
     """
     pending = []
-    boundaries = structure_boundaries(document.text, (span.start for span in document.spans))
-    for chunk in chunker.split(document.text, boundaries if document.spans else None):
+    boundaries = (
+        structure_boundaries(document.text, (span.start for span in document.spans))
+        if document.spans
+        else None
+    )
+    for chunk in chunker.split(document.text, boundaries):
         metadata = {
             **document.metadata,
             **span_metadata(document.spans, chunk.start, chunk.end),

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from e5_integrations._errors import ConfigurationError, SourceError, option
-from e5_integrations.ingest._parsing import Parsed, ParsePool, parse_in_order
+from e5_integrations.ingest._parsing import Parsed, ParsePool, parse_file, parse_in_order
 from e5_integrations.ingest._readers import (
     READERS,
     Document,
@@ -335,6 +335,8 @@ def _read_file(
         return
     whole = is_whole_file(source)
     failed = UNREADABLE if whole else INVALID
+    if whole and parsed is None:  # parsed here: a parser's bug fails this file, not the run
+        parsed = parse_file(reader, source, fields)
     items = _parsed_items(parsed) if parsed is not None else reader(source, fields)
     try:
         for position, item in items:
