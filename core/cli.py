@@ -147,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="chunk, embed and store documents (idempotent, resumable)")
     ingest.add_argument(
-        "sources", nargs="+", metavar="SOURCE", help="files or directories (.txt .md .jsonl .csv .parquet)"
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="files or directories (.txt .md .jsonl .csv .parquet; .pdf and the other document formats "
+        "with the [documents] extra)",
     )
     _add_common_arguments(ingest)
     _add_store_arguments(ingest)
@@ -186,8 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-error",
         choices=("fail", "skip"),
         default="fail",
-        help="malformed records: fail before writing anything, or skip and report them "
-        "(default: %(default)s)",
+        help="malformed records and unreadable files (encrypted, corrupt, a parser crash or timeout): fail, "
+        "or skip and report them; an unreadable file's stored chunks are always kept (default: %(default)s)",
+    )
+    documents = ingest.add_argument_group("documents (PDF, Office, HTML...)")
+    documents.add_argument(
+        "--ocr",
+        action="store_true",
+        help="read PDF pages without a text layer (scans) with Tesseract (needs the tesseract program); "
+        "default: report them",
+    )
+    documents.add_argument(
+        "--parse-workers",
+        type=_non_negative,
+        help="processes parsing documents while the model embeds (default: min(CPUs, 4); 0: in this "
+        "process, without a time limit)",
+    )
+    documents.add_argument(
+        "--parse-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds one file may take to parse before it is reported as unreadable (default: 120)",
     )
     ingest.add_argument(
         "--prune",
@@ -402,6 +425,9 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
         "id_field": args.id_field,
         "id_root": args.id_root,
         "on_error": args.on_error,
+        "ocr": args.ocr,
+        "parse_workers": args.parse_workers,
+        "parse_timeout": args.parse_timeout,
         "progress": False if args.no_progress else None,
         "prune": args.prune,
     }

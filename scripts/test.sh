@@ -42,6 +42,16 @@ if [ ! -x "$LLAMA_MILVUS_VENV/bin/python" ] || ! "$LLAMA_MILVUS_VENV/bin/python"
 fi
 export E5_LLAMA_MILVUS_VENV="$LLAMA_MILVUS_VENV"
 
+# The OCR test (--ocr) needs the tesseract program: install it where it is missing and apt-get
+# can (root, or passwordless sudo); without it that one test is skipped, saying why.
+if ! command -v tesseract >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo -n"; fi
+  { $SUDO apt-get install -y -q tesseract-ocr >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q tesseract-ocr >/dev/null 2>&1; }; } \
+    || echo "tesseract-ocr could not be installed; the OCR test will be skipped" >&2
+fi
+
 export E5_TEST_MODEL_DIR=${E5_TEST_MODEL_DIR:-$PWD/.cache/e5-tiny}
 "$VENV/bin/python" -m e5_integrations.testing build-tiny "$E5_TEST_MODEL_DIR" >/dev/null
 

@@ -7,6 +7,14 @@ slice of the original text its tokens cover, trimmed of surrounding whitespace, 
 chunk is an exact substring of the document. Whitespace-only windows are dropped and the
 remaining chunks numbered 0, 1, 2... so chunk ids stay contiguous.
 
+A document with structure (a PDF's pages, an Office file's slides or sections: a
+document with spans) is cut at its units' boundaries where one falls in the second half of
+a window: a heading or the start of a page, slide, sheet or section first, else a
+paragraph (a blank line); the next chunk then starts at that boundary, with no overlap
+(the units are whole). A window with no such boundary is cut as before, and the next one
+starts at the first boundary inside the overlap if there is one. Plain text and records
+(no spans) are cut exactly as before, so their chunk ids and content hashes do not change.
+
 The default size is :data:`DEFAULT_CHUNK_TOKENS` (512) tokens, capped so a chunk plus BOS
 and EOS fits the encoder's ``max_length``: a retrieval-sized passage (e5 models are
 trained and evaluated on passage retrieval, where passages are a few hundred tokens), a
@@ -16,9 +24,11 @@ that fits is never split.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +42,7 @@ __all__ = [
     "Chunk",
     "Chunker",
     "check_chunk_sizes",
+    "structure_boundaries",
     "chunk_id",
     "content_hash",
     "recipe_key",
@@ -43,6 +54,28 @@ DEFAULT_CHUNK_OVERLAP = 64
 SPECIAL_TOKEN_ROOM = 2
 #: Tokens a default-size chunk leaves free when the recipe's room binds (see check_chunk_sizes).
 BOUNDARY_SLACK = 2
+
+
+#: Strength of a boundary: the start of a heading, page, slide, sheet or section...
+UNIT_BOUNDARY = 2
+#: ... beats the start of a paragraph.
+PARAGRAPH_BOUNDARY = 1
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*(?=\S)")
+_HEADING = re.compile(r"^#{1,6} ", re.MULTILINE)
+
+
+def structure_boundaries(text: str, unit_starts: Iterable[int] = ()) -> dict[int, int]:
+    """Where units of ``text`` start, as ``{character offset: strength}``: the given
+    ``unit_starts`` (span starts) and Markdown headings (``# ...``) at :data:`UNIT_BOUNDARY`,
+    paragraph starts (after a blank line) at :data:`PARAGRAPH_BOUNDARY`."""
+    boundaries = {match.end(): PARAGRAPH_BOUNDARY for match in _PARAGRAPH.finditer(text)}
+    for match in _HEADING.finditer(text):
+        boundaries[match.start()] = UNIT_BOUNDARY
+    for start in unit_starts:
+        if 0 < start < len(text):
+            boundaries[start] = UNIT_BOUNDARY
+    boundaries.pop(0, None)
+    return boundaries
 
 
 class _FastTokenizer(Protocol):
@@ -189,8 +222,12 @@ class Chunker:
         )
         return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
 
-    def split(self, text: str) -> list[Chunk]:
-        """The chunks of ``text``, in order; ``[]`` for a whitespace-only text."""
+    def split(self, text: str, boundaries: Mapping[int, int] | None = None) -> list[Chunk]:
+        """The chunks of ``text``, in order; ``[]`` for a whitespace-only text.
+
+        ``boundaries``: :func:`structure_boundaries` of a structured document, the places
+        preferred for a cut (see the module docs); ``None``: fixed windows.
+        """
         if not text.strip():
             return []
         offsets = self._offsets(text)
@@ -198,16 +235,42 @@ class Chunker:
             start = len(text) - len(text.lstrip())
             return [Chunk(0, text.strip(), start, start + len(text.strip()), len(offsets))]
         stride = self.chunk_tokens - self.overlap
+        cuts = self._token_boundaries(offsets, boundaries) if boundaries else {}
         chunks: list[Chunk] = []
         first = 0
         while True:
             last = min(first + self.chunk_tokens, len(offsets))
+            following = first + stride
+            if cuts and last < len(offsets):
+                last, following = self._cut(cuts, first, last, following)
             chunk = self._slice(text, offsets, first, last, len(chunks))
             if chunk is not None:
                 chunks.append(chunk)
             if last == len(offsets):
                 return chunks
-            first += stride
+            first = following
+
+    @staticmethod
+    def _token_boundaries(offsets: list[tuple[int, int]], boundaries: Mapping[int, int]) -> dict[int, int]:
+        """``{token index: strength}``: a unit starting at character ``b`` starts at the first
+        token that ends past ``b``."""
+        ends = [end for _, end in offsets]
+        cuts: dict[int, int] = {}
+        for offset, strength in boundaries.items():
+            token = bisect.bisect_right(ends, offset)
+            if 0 < token < len(offsets):
+                cuts[token] = max(strength, cuts.get(token, 0))
+        return cuts
+
+    def _cut(self, cuts: Mapping[int, int], first: int, last: int, following: int) -> tuple[int, int]:
+        """Where a full window ``[first, last)`` ends, and where the next one starts."""
+        low = first + max(1, self.chunk_tokens // 2)
+        inside = [(strength, token) for token, strength in cuts.items() if low < token <= last]
+        if inside:
+            best = max(inside)  # the strongest boundary, the latest among equals
+            return best[1], best[1]
+        starts = [token for token in cuts if following <= token < last]
+        return last, min(starts) if starts else following
 
     @staticmethod
     def _slice(text: str, offsets: list[tuple[int, int]], first: int, last: int, index: int) -> Chunk | None:

@@ -2,10 +2,12 @@
 
 A run makes two streaming passes over the sources:
 
-1. **Check.** Every file is parsed and every record validated, nothing is tokenized or
-   embedded. With ``on_error="fail"`` a malformed record stops the run here, naming the
+1. **Check.** Every record file is parsed and every record validated, nothing is tokenized
+   or embedded. With ``on_error="fail"`` a malformed record stops the run here, naming the
    file and line, before the collection is even created. The pass also counts documents
-   for the progress bar. Memory stays bounded: one record at a time.
+   for the progress bar. Memory stays bounded: one record at a time. Whole-file formats
+   (PDF, Office...: one document per file, its id the file id) are only listed here, not
+   parsed: they are parsed once, in pass 2.
 2. **Load.** The collection is created or checked (:meth:`Sink.ensure_collection`, which
    raises :class:`SchemaMismatchError` before any write), then documents are chunked and
    gathered into *groups* of about ``group_tokens`` tokens. For each group the stored
@@ -19,6 +21,14 @@ hashes are fetched; and documents are chunked (tokenized) on a third thread, one
 ahead, so tokenization never waits for the encoder either. At most one group is being
 written, one looked up and one chunked while the next is embedded, so memory stays bounded.
 A failed store call fails the run (no silent loss).
+
+Whole-file documents are parsed in the worker processes of a
+:class:`~e5_integrations.ingest._parsing.ParsePool` (``parse_workers``), a few files ahead of
+the chunker, so the model never waits on a parser; each file under ``parse_timeout``. A file
+that cannot be parsed (encrypted, corrupt, no text, a parser crash or timeout) fails the run
+under ``on_error="fail"``, naming it; under ``"skip"`` it is reported and counted
+(``skipped_unreadable``). Either way its stored chunks stay: it yields no document, so no
+stale-chunk probe runs for it, and its id was listed in pass 1, so ``prune`` keeps it.
 
 Chunk ids are deterministic (``"{document id}#{chunk index}"``) and writes are upserts, so a
 run killed at any point and started again converges to exactly the expected rows.
@@ -40,7 +50,15 @@ import numpy as np
 
 from e5_integrations._embedder import Embedder
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
-from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash, recipe_key
+from e5_integrations.ingest._chunking import (
+    Chunker,
+    check_chunk_sizes,
+    chunk_id,
+    content_hash,
+    recipe_key,
+    structure_boundaries,
+)
+from e5_integrations.ingest._parsing import ParsePool
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
@@ -50,6 +68,7 @@ from e5_integrations.ingest._sink import (
     Hit,
     Record,
     Sink,
+    reserved_metadata_key,
 )
 from e5_integrations.ingest._sources import (
     INVALID,
@@ -60,6 +79,7 @@ from e5_integrations.ingest._sources import (
     DuplicateIds,
     OnError,
     SourceProblem,
+    Span,
     iter_documents,
 )
 
@@ -73,6 +93,7 @@ __all__ = [
     "prepare_chunks",
     "prune_removed_documents",
     "search",
+    "span_metadata",
     "upsert_in_batches",
 ]
 
@@ -117,9 +138,15 @@ def prepare_chunks(
     :func:`~e5_integrations.ingest._chunking.recipe_key` of the encoder's recipe.
     """
     pending = []
-    for chunk in chunker.split(document.text):
+    boundaries = (
+        structure_boundaries(document.text, (span.start for span in document.spans))
+        if document.spans
+        else None
+    )
+    for chunk in chunker.split(document.text, boundaries):
         metadata = {
             **document.metadata,
+            **span_metadata(document.spans, chunk.start, chunk.end),
             SOURCE_KEY: document.source,
             DOCUMENT_ID_KEY: document.id,
             CHUNK_INDEX_KEY: chunk.index,
@@ -130,6 +157,29 @@ def prepare_chunks(
             PendingChunk(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens)
         )
     return pending
+
+
+def span_metadata(spans: Sequence[Span], start: int, end: int) -> dict[str, Any]:
+    """What the spans overlapping ``[start, end)`` say of a chunk's origin.
+
+    An integer field (``page``, ``slide``) gives the first unit and ``{name}_end`` the last,
+    always both (one type per field in every store, and ``page <= 4 <= page_end`` finds the
+    chunks on page 4); any other field (``sheet``, ``section``) is the value where the chunk
+    starts. Bookkeeping names (``source``, ``e5_*``...) are never taken from a span.
+    """
+    found: dict[str, Any] = {}
+    for span in spans:
+        if span.end <= start or span.start >= end:
+            continue
+        for key, value in span.metadata.items():
+            if reserved_metadata_key(key):
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                low, high = found.get(key, value), found.get(f"{key}_end", value)
+                found[key], found[f"{key}_end"] = min(low, value), max(high, value)
+            else:
+                found.setdefault(key, value)
+    return found
 
 
 def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
@@ -165,7 +215,9 @@ def prune_removed_documents(sink: Sink, documents: DuplicateIds, report: IngestR
     rows that a LangChain or LlamaIndex app added to the same collection are left alone even
     though LlamaIndex writes a ``document_id`` too. When
     the run skipped invalid records, nothing is pruned: their ids are unknown, and their
-    stored chunks would be deleted for a mere typo in the source.
+    stored chunks would be deleted for a mere typo in the source. A whole-file document that
+    could not be parsed does not stop the prune: its id (the file id) is among
+    ``documents``, so its stored chunks are kept.
     """
     if report.skipped_invalid:
         report.warnings.append(
@@ -287,9 +339,9 @@ def _check_sources(
     id_root: str | os.PathLike[str] | None = None,
     check: DocumentCheck | None = None,
 ) -> tuple[int, DuplicateIds]:
-    """Pass 1: parse and validate everything (with the sink's ``check_document``, so what
-    the store would refuse fails here, not midway); count problems and documents, and keep
-    the document ids (as 16-byte digests) for pruning."""
+    """Pass 1: parse and validate every record file, list the whole-file documents (with the
+    sink's ``check_document``, so what the store would refuse fails here, not midway); count
+    problems and documents, and keep the document ids (as 16-byte digests) for pruning."""
     count = 0
     ids = DuplicateIds(on_error, report.record_problem)
     documents = iter_documents(
@@ -302,6 +354,7 @@ def _check_sources(
         id_root=id_root,
         check=check,
         keep_empty=True,
+        list_whole_files=True,
     )
     for _ in documents:
         count += 1
@@ -510,11 +563,15 @@ def ingest(
     progress: bool | None = False,
     prune: bool = False,
     id_root: str | os.PathLike[str] | None = None,
+    ocr: bool = False,
+    parse_workers: int | None = None,
+    parse_timeout: float | None = None,
 ) -> IngestReport:
     """Load ``sources`` into ``sink``, embedding with ``encoder``; idempotent and resumable.
 
     Args:
-        sources: files or directories of ``.txt``, ``.md``, ``.jsonl``, ``.csv``, ``.parquet``.
+        sources: files or directories of ``.txt``, ``.md``, ``.jsonl``, ``.csv``, ``.parquet``,
+            and with the ``[documents]`` extra ``.pdf`` and the other document formats.
         sink: the collection to write (see :func:`open_sink`).
         encoder: an :class:`~e5_integrations.E5Encoder`, or a
             :class:`~e5_integrations.DeferredEncoder` to check the input and the store
@@ -538,6 +595,12 @@ def ingest(
             the corpus to another machine or mount point. Default: each file's absolute
             real path. Either way a file has one id whatever path spelling, symlink or
             working directory reaches it; a file outside ``id_root`` is a ``SourceError``.
+        ocr: read PDF pages without a text layer with Tesseract (``pytesseract`` and the
+            ``tesseract`` program); default: report them.
+        parse_workers: processes parsing whole-file documents (PDF, Office...) while the
+            model embeds; default ``min(CPUs, 4)``; 0 parses in this process (no time limit).
+        parse_timeout: seconds one file may take to parse (default 120); a file past it is
+            unreadable (see ``on_error``), the run goes on.
 
     Returns:
         An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
@@ -585,19 +648,25 @@ def ingest(
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report, on_error)
     bar = _Progress(progress, total)
+    pool = ParsePool(parse_workers, parse_timeout)
     try:
         documents = iter_documents(
             paths,
             text_field=text_field,
             id_field=id_field,
             on_error=on_error,
+            on_problem=report.record_problem,  # pass 1 reported the rest
+            whole_file_problems_only=True,
             id_root=id_root,
             check=check,
             keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
+            ocr=ocr,
+            pool=pool,
         )
         run.run(documents, bar)
     finally:
         bar.close()
+        pool.close()
     if prune:
         prune_removed_documents(sink, document_ids, report)
     sink.finalize()  # post-load step, e.g. PGVector builds its index after the bulk load

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from e5_integrations._redact import redact
-from e5_integrations.ingest._sources import EMPTY, INVALID, UNSUPPORTED, SourceProblem
+from e5_integrations.ingest._sources import EMPTY, INVALID, UNREAD, UNREADABLE, UNSUPPORTED, SourceProblem
 
 __all__ = ["MAX_REPORTED_PROBLEMS", "IngestReport"]
 
@@ -32,6 +32,10 @@ class IngestReport:
         skipped_empty: documents with no text.
         skipped_invalid: records or files not loaded (``on_error="skip"``).
         skipped_unsupported: files with an unsupported extension.
+        skipped_unreadable: files that could not be parsed (encrypted, corrupt, no text, a
+            parser crash or timeout; ``on_error="skip"``); their stored chunks are kept.
+        unread_parts: parts left out of a document that was stored (PDF pages without a
+            text layer, without ``--ocr``).
         deleted_stale: stored chunks beyond a document's new last chunk, deleted.
         pruned: stored chunks of documents no longer in the sources, deleted
             (``prune=True`` only).
@@ -55,6 +59,8 @@ class IngestReport:
     skipped_empty: int = 0
     skipped_invalid: int = 0
     skipped_unsupported: int = 0
+    skipped_unreadable: int = 0
+    unread_parts: int = 0
     deleted_stale: int = 0
     pruned: int = 0
     seconds: float = 0.0
@@ -70,6 +76,8 @@ class IngestReport:
             "empty documents": self.skipped_empty,
             "invalid records": self.skipped_invalid,
             "unsupported files": self.skipped_unsupported,
+            "unreadable files": self.skipped_unreadable,
+            "unread pages": self.unread_parts,
         }
         return {reason: count for reason, count in counts.items() if count}
 
@@ -86,6 +94,10 @@ class IngestReport:
             self.skipped_invalid += 1
         elif problem.kind == UNSUPPORTED:
             self.skipped_unsupported += 1
+        elif problem.kind == UNREADABLE:
+            self.skipped_unreadable += 1
+        elif problem.kind == UNREAD:
+            self.unread_parts += 1
         self.add_problem(problem)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +127,13 @@ class IngestReport:
                 else ""
             ),
         ]
-        total_problems = self.skipped_empty + self.skipped_invalid + self.skipped_unsupported
+        total_problems = (
+            self.skipped_empty
+            + self.skipped_invalid
+            + self.skipped_unsupported
+            + self.skipped_unreadable
+            + self.unread_parts
+        )
         for problem in self.problems:
             lines.append(redact(f"  skipped {problem}"))
         if total_problems > len(self.problems):

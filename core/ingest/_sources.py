@@ -1,12 +1,13 @@
 """Read documents from files and directories, one at a time.
 
 Supported files: ``.txt`` and ``.md`` (one document per file), ``.jsonl`` (one document per
-line), ``.csv`` (one per row) and ``.parquet`` (one per row, read in row batches with
-pyarrow); documents (``.docx``, ``.pptx``, ``.xlsx``, ``.html``/``.htm``, ``.epub``,
-``.ipynb``: one document per file, with spans); and ``.gz``/``.zst`` compressed ``.jsonl``,
-``.csv``, ``.txt`` and ``.md``. Each format is a reader module in ``_readers``.
-Everything is a generator: a corpus is never loaded whole, only the document being handed
-out.
+line), ``.csv`` (one per row), ``.parquet`` (one per row, read in row batches with
+pyarrow); the whole-file formats of the ``[documents]`` extra (``.pdf``, ``.docx``, ``.pptx``,
+``.xlsx``, ``.html``/``.htm``, ``.epub``, ``.ipynb``: one document per file, with spans, parsed
+in a worker process of a :class:`~e5_integrations.ingest._parsing.ParsePool` when one is
+given); and ``.gz``/``.zst`` compressed ``.jsonl``, ``.csv``, ``.txt`` and ``.md``. Each
+format is a reader module in ``_readers``. Everything is a generator: a corpus is never
+loaded whole, only the document being handed out.
 
 Document ids are deterministic, so re-running the same command addresses the same rows,
 and they depend only on the file, never on how it was reached:
@@ -17,7 +18,7 @@ and they depend only on the file, never on how it was reached:
   never share an id. With ``id_root`` the file id is the real path relative to the real
   path of ``id_root`` (portable across machines and mount points); a file outside it is a
   :class:`~e5_integrations.SourceError`.
-- ``.txt``/``.md`` and the one-document formats (``.docx`` ...): the document id is the file id;
+- ``.txt``/``.md`` and whole-file formats (``.pdf``, ``.docx``...): the document id is the file id;
 - ``.jsonl``/``.csv``/``.parquet``: the record's id field (``id`` by default, or
   ``id_field``) when present, else ``"{file id}:{line or row number}"``.
 
@@ -31,9 +32,12 @@ a :class:`~e5_integrations.SourceError`. Entries whose name starts with ``.`` (`
 the default ``.e5-store``) are not read. Files with another extension are skipped and
 reported as ``unsupported``, never silently dropped.
 
-A malformed record raises :class:`~e5_integrations.SourceError` naming the file and line
-under ``on_error="fail"``; under ``"skip"`` it is reported to ``on_problem`` and reading goes
-on.
+A malformed record, and a file that cannot be parsed (encrypted, corrupt, a parser that
+crashed or ran past ``--parse-timeout``), raises :class:`~e5_integrations.SourceError` naming
+the file, line or page under ``on_error="fail"``; under ``"skip"`` it is reported to
+``on_problem`` and reading goes on. A part of a file left out (a PDF page without a text
+layer) is always reported, never fatal. A whole-file document without text is an unreadable
+file, never an empty document: its stored chunks are kept.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -49,13 +54,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from e5_integrations._errors import ConfigurationError, SourceError, option
+from e5_integrations.ingest._parsing import Parsed, ParsePool, parse_file, parse_in_order
 from e5_integrations.ingest._readers import (
     READERS,
     Document,
     Fields,
+    Item,
     RecordError,
     SourceFile,
     Span,
+    Unread,
+    is_whole_file,
     reader_for,
 )
 from e5_integrations.ingest._sink import (
@@ -74,6 +83,7 @@ __all__ = [
     "SourceProblem",
     "Span",
     "iter_documents",
+    "listed_document",
     "iter_source_files",
     "read_source_file",
 ]
@@ -87,6 +97,12 @@ SUPPORTED_EXTENSIONS = tuple(READERS)
 UNSUPPORTED = "unsupported file type"
 INVALID = "invalid record"
 EMPTY = "empty text"
+#: A whole file that could not be parsed (encrypted, corrupt, no text, parser crash or timeout).
+UNREADABLE = "unreadable file"
+#: A part of a file left out of its document (a PDF page without a text layer).
+UNREAD = "unread part"
+#: How a position within a file is named, by extension (default: ``path:line``).
+_POSITION_NAMES = {".parquet": "row", ".pdf": "page"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,8 @@ class SourceProblem:
     """Something not loaded, and why.
 
     Attributes:
-        kind: ``"unsupported file type"``, ``"invalid record"`` or ``"empty text"``.
+        kind: ``"unsupported file type"``, ``"invalid record"``, ``"empty text"``,
+            ``"unreadable file"`` or ``"unread part"``.
         location: ``path`` or ``path:line``.
         detail: what was wrong.
     """
@@ -264,8 +281,9 @@ def _location(source: SourceFile, position: int) -> str:
     """``path:line`` for line-based files, ``path (row N)`` for parquet, ``path`` for text."""
     if not position:
         return source.location
-    if source.suffix == ".parquet":
-        return f"{source.location} (row {position})"
+    unit = _POSITION_NAMES.get(source.suffix)
+    if unit is not None:
+        return f"{source.location} ({unit} {position})"
     return f"{source.location}:{position}"
 
 
@@ -278,12 +296,26 @@ class _Reporter:
 
     def problem(self, kind: str, location: str, detail: str) -> None:
         problem = SourceProblem(kind, location, detail)
-        if kind == INVALID and self.on_error == "fail":
+        if kind in (INVALID, UNREADABLE) and self.on_error == "fail":
             raise SourceError(
-                f"{location}: {detail}. Fix the input, or pass {option('on_error', 'skip')} to load the rest"
+                f"{location}: {detail.rstrip('.')}. Fix the input, or pass {option('on_error', 'skip')} to load the rest"
             )
         if self.on_problem is not None:
             self.on_problem(problem)
+
+
+def listed_document(source: SourceFile) -> Document:
+    """The stand-in of a whole-file document in a check pass that does not parse it: its id
+    (the file id) and source, no text yet."""
+    return Document(id=source.file_id, text="", source=source.file_id)
+
+
+def _parsed_items(parsed: Parsed) -> Iterator[tuple[int, Item]]:
+    if parsed.missing is not None:
+        raise ImportError(parsed.missing)
+    if parsed.error is not None:
+        raise RecordError(parsed.error)
+    yield from parsed.items
 
 
 def _read_file(
@@ -292,6 +324,7 @@ def _read_file(
     reporter: _Reporter,
     check: DocumentCheck | None = None,
     keep_empty: bool = False,
+    parsed: Parsed | None = None,
 ) -> Iterator[Document]:
     suffix = source.suffix
     reader = reader_for(source)
@@ -302,8 +335,16 @@ def _read_file(
             f"extension {suffix or '(none)'!r} is not one of {', '.join(SUPPORTED_EXTENSIONS)}",
         )
         return
+    whole = is_whole_file(source)
+    failed = UNREADABLE if whole else INVALID
+    if whole and parsed is None:  # parsed here: a parser's bug fails this file, not the run
+        parsed = parse_file(reader, source, fields)
+    items = _parsed_items(parsed) if parsed is not None else reader(source, fields)
     try:
-        for position, item in reader(source, fields):
+        for position, item in items:
+            if isinstance(item, Unread):
+                reporter.problem(UNREAD, _location(source, position), item.detail)
+                continue
             if isinstance(item, RecordError):
                 reporter.problem(INVALID, _location(source, position), str(item))
                 continue
@@ -320,24 +361,27 @@ def _read_file(
                 reporter.problem(INVALID, _location(source, position), f"the store refuses it: {refused}")
                 continue
             if not document.text.strip():
+                if whole:  # never an emptied document: its stored chunks stay
+                    reporter.problem(UNREADABLE, source.location, "no text was extracted; nothing to ingest")
+                    continue
                 reporter.problem(EMPTY, _location(source, position), f"document {document.id!r} has no text")
                 if not keep_empty:
                     continue
             yield document
     except RecordError as exc:
-        reporter.problem(INVALID, source.location, str(exc))
+        reporter.problem(failed, source.location, str(exc))
     except OSError as exc:
-        reporter.problem(INVALID, source.location, f"cannot read: {exc.strerror or exc}")
+        reporter.problem(failed, source.location, f"cannot read: {exc.strerror or exc}")
 
 
-def _fields(text_field: str, id_field: str | None, on_error: OnError) -> Fields:
+def _fields(text_field: str, id_field: str | None, on_error: OnError, ocr: bool = False) -> Fields:
     if on_error not in ("fail", "skip"):
         raise ConfigurationError(f"on_error={on_error!r}; expected 'fail' or 'skip'")
     if not text_field:
         raise ConfigurationError(
             f"{option('text_field')} is empty; pass the name of the field holding the text"
         )
-    return Fields(text=text_field, id=id_field or None)
+    return Fields(text=text_field, id=id_field or None, ocr=ocr)
 
 
 def read_source_file(
@@ -349,14 +393,34 @@ def read_source_file(
     on_problem: ProblemCallback | None = None,
     check: DocumentCheck | None = None,
     keep_empty: bool = False,
+    ocr: bool = False,
+    list_whole_files: bool = False,
+    parsed: Parsed | None = None,
 ) -> Iterator[Document]:
     """The documents of one file, without the cross-file duplicate-id check.
 
     Engines that read files in parallel (Ray) use this; :func:`iter_documents` adds the
-    duplicate check with :class:`DuplicateIds`. Arguments as for :func:`iter_documents`.
+    duplicate check with :class:`DuplicateIds`. Arguments as for :func:`iter_documents`;
+    ``parsed``: the file's items parsed already (by a :class:`ParsePool`).
     """
     reporter = _Reporter(on_error, on_problem)
-    yield from _read_file(source, _fields(text_field, id_field, on_error), reporter, check, keep_empty)
+    fields = _fields(text_field, id_field, on_error, ocr)
+    if list_whole_files and is_whole_file(source):
+        yield from _list_whole_file(source, reporter, check)
+        return
+    yield from _read_file(source, fields, reporter, check, keep_empty, parsed)
+
+
+def _list_whole_file(
+    source: SourceFile, reporter: _Reporter, check: DocumentCheck | None
+) -> Iterator[Document]:
+    """A check pass's view of a whole-file document: its id, checked, without parsing."""
+    document = listed_document(source)
+    refused = check(document) if check is not None else None
+    if refused is not None:
+        reporter.problem(INVALID, source.location, f"the store refuses it: {refused}")
+        return
+    yield document
 
 
 class DuplicateIds:
@@ -404,6 +468,10 @@ def iter_documents(
     id_root: str | os.PathLike[str] | None = None,
     check: DocumentCheck | None = None,
     keep_empty: bool = False,
+    ocr: bool = False,
+    pool: ParsePool | None = None,
+    list_whole_files: bool = False,
+    whole_file_problems_only: bool = False,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -425,24 +493,48 @@ def iter_documents(
             reaches a write.
         keep_empty: also yield documents without text (after reporting them as
             ``"empty text"``): the engines delete the stored chunks of a document that
-            became empty, a document with zero chunks.
+            became empty, a document with zero chunks. Never for whole-file formats: a
+            PDF without text is an unreadable file, and its stored chunks stay.
+        ocr: read PDF pages without a text layer with Tesseract.
+        pool: parse whole-file formats in this pool's worker processes (under its time
+            limit), a few files ahead of the caller; default: in this thread.
+        list_whole_files: yield a whole-file document's stand-in
+            (:func:`listed_document`: id and source, no text) without parsing it: an
+            engine's check pass, which parses them once, later.
+        whole_file_problems_only: report only the problems of whole-file documents (a
+            pass that follows a check pass which reported the others).
 
     Raises:
         SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
             directory symlink loop or a file outside ``id_root``; the message names the
             file and the line.
     """
-    _fields(text_field, id_field, on_error)
-    duplicates = ids if ids is not None else DuplicateIds(on_error, on_problem)
-    for source in iter_source_files(sources, id_root=id_root):
+    fields = _fields(text_field, id_field, on_error, ocr)
+    duplicates = (
+        ids if ids is not None else DuplicateIds(on_error, None if whole_file_problems_only else on_problem)
+    )
+
+    def submit(source: SourceFile) -> Future[Parsed] | None:
+        reader = reader_for(source)
+        if pool is None or list_whole_files or reader is None or not is_whole_file(source):
+            return None
+        return pool.submit(reader, source, fields)
+
+    files = iter_source_files(sources, id_root=id_root)
+    window = 2 * max(1, pool.workers) if pool is not None else 1
+    for source, parsed in parse_in_order(files, submit, window):
+        problems = on_problem if not whole_file_problems_only or is_whole_file(source) else None
         for document in read_source_file(
             source,
             text_field=text_field,
             id_field=id_field,
             on_error=on_error,
-            on_problem=on_problem,
+            on_problem=problems,
             check=check,
             keep_empty=keep_empty,
+            ocr=fields.ocr,
+            list_whole_files=list_whole_files,
+            parsed=parsed,
         ):
             if not duplicates.is_duplicate(document, source):
                 yield document

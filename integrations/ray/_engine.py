@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -36,6 +37,7 @@ from e5_integrations._errors import ConfigurationError, SourceError, for_front, 
 from e5_integrations._recipe import Recipe
 from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
+from e5_integrations.ingest._readers import is_whole_file
 from e5_integrations.ingest._registry import document_check, infer_store, is_shared_store
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import Sink
@@ -44,6 +46,7 @@ from e5_integrations.ingest._sources import (
     DocumentCheck,
     DuplicateIds,
     OnError,
+    SourceProblem,
     iter_source_files,
     read_source_file,
 )
@@ -100,6 +103,7 @@ def _datasink_class() -> type:
             self.sink_spec = sink_spec
             self.max_records = max_records
             self.totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+            self.problems: list[str] = []
 
         def get_name(self) -> str:
             return f"E5Store({self.sink_spec.store})"
@@ -108,7 +112,7 @@ def _datasink_class() -> type:
         def min_rows_per_write(self) -> int:
             return self.max_records
 
-        def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, int]:
+        def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
             from ray.data.block import BlockAccessor
 
             batches = cast(
@@ -120,7 +124,10 @@ def _datasink_class() -> type:
         def on_write_complete(self, write_result: Any) -> None:
             for counts in write_result.write_returns:
                 for name, value in counts.items():
-                    self.totals[name] += int(value)
+                    if name == "problems":
+                        self.problems.extend(value)
+                    else:
+                        self.totals[name] += int(value)
 
     _E5StoreDatasink.__name__ = _E5StoreDatasink.__qualname__ = "E5StoreDatasink"
     return _E5StoreDatasink
@@ -156,6 +163,7 @@ def _scan(
             on_problem=report.record_problem,
             check=check,
             keep_empty=True,
+            list_whole_files=True,  # parsed once, by the read tasks
         )
         kept = 0
         for ordinal, document in enumerate(documents):
@@ -163,7 +171,8 @@ def _scan(
                 skip.append(ordinal)
             else:
                 kept += 1
-                total += 1 if document.text.strip() else 0  # an empty one only deletes its chunks
+                # an empty record only deletes its chunks; a listed whole file counts until it fails
+                total += 1 if document.text.strip() or is_whole_file(source) else 0
         if kept:
             files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
     for problem in report.problems:
@@ -222,6 +231,9 @@ def ingest_ray(
     id_root: str | os.PathLike[str] | None = None,
     recipe: str | Recipe | None = None,
     layout: str | None = None,
+    ocr: bool = False,
+    parse_workers: int | None = None,
+    parse_timeout: float | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -255,6 +267,12 @@ def ingest_ray(
             ``"llama-index"``), as for :func:`~e5_integrations.ingest.open_sink`; default: the
             existing collection's, else ``e5``. The driver resolves it once and every worker
             writes in it.
+        ocr: read PDF pages without a text layer with Tesseract (on every Ray node).
+        parse_workers: ``0`` parses whole-file documents (PDF, Office...) inside the read
+            tasks, without a time limit; any other value (the default) parses each in a
+            child process of its read task, under ``parse_timeout``. Ray's tasks are the
+            parallelism here.
+        parse_timeout: seconds one file may take to parse (default 120); as for ``ingest``.
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
@@ -272,6 +290,9 @@ def ingest_ray(
     for path in paths:
         if not os.path.exists(path):
             raise SourceError(f"source {str(path)!r} does not exist; pass files or directories to ingest")
+    from e5_integrations.ingest._parsing import ParsePool
+
+    ParsePool(parse_workers, parse_timeout).close()  # bad values fail here, not in a task
     if writers < 1 or embed_batch_rows < 1:
         raise ConfigurationError(
             f"writers={writers}, embed_batch_rows={embed_batch_rows}; expected positive ints"
@@ -335,14 +356,19 @@ def ingest_ray(
                 )
             max_records = min(max_records, write_batch_records)
         if files:
-            totals = _run(
+            totals, problems = _run(
                 files,
                 spec,
                 sink_spec,
                 max_records,
-                text_field,
-                id_field,
-                on_error,
+                {
+                    "text_field": text_field,
+                    "id_field": id_field,
+                    "on_error": on_error,
+                    "ocr": ocr,
+                    "parse_workers": parse_workers,
+                    "parse_timeout": parse_timeout,
+                },
                 ray_address,
                 gpus_per_worker,
                 workers,
@@ -352,6 +378,9 @@ def ingest_ray(
             )
             for name in COUNTERS:
                 setattr(report, name, totals[name])
+            for problem in sorted(problems):  # the order tasks finished in is not the sources'
+                report.record_problem(SourceProblem(**json.loads(problem)))
+            report.documents -= report.skipped_unreadable
         if prune:
             prune_removed_documents(sink, document_ids, report)
         sink.finalize()
@@ -360,6 +389,27 @@ def ingest_ray(
     report.seconds = time.perf_counter() - started
     report.retry_wait_seconds = sink.retry_wait_seconds  # the driver's (workers retry on their own)
     return report
+
+
+def _raise_source_error(exc: BaseException) -> None:
+    """Raise the ``SourceError`` a Ray task failed with (an unreadable file under
+    ``on_error="fail"``), unwrapped from Ray's task errors, so both engines raise the same."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SourceError):
+            raise SourceError(str(current)) from exc
+        for linked in (current.__cause__, current.__context__, getattr(current, "cause", None)):
+            if isinstance(linked, BaseException):
+                todo.append(linked)
+    # Ray may hand back only the traceback's text: the worker's SourceError is its last word
+    found = re.findall(r"e5_integrations\._errors\.SourceError: (.+)", str(exc))
+    if found:
+        raise SourceError(found[-1].strip()) from exc
 
 
 class _LayoutCheck:
@@ -393,16 +443,14 @@ def _run(
     spec: EncoderSpec,
     sink_spec: SinkSpec,
     max_records: int,
-    text_field: str,
-    id_field: str | None,
-    on_error: OnError,
+    read_options: dict[str, Any],
     ray_address: str | None,
     gpus_per_worker: float | None,
     workers: int | None,
     writers: int,
     embed_batch_rows: int,
     progress: bool | None,
-) -> dict[str, int]:
+) -> tuple[dict[str, int], list[str]]:
     ray = _import_ray()
     started_here = False
     if not ray.is_initialized():
@@ -429,9 +477,7 @@ def _run(
             .flat_map(
                 read_file,
                 fn_kwargs={
-                    "text_field": text_field,
-                    "id_field": id_field,
-                    "on_error": on_error,
+                    **read_options,
                     "store": sink_spec.store,
                     "layout": dict(sink_spec.options).get("layout", "e5"),
                 },
@@ -459,8 +505,12 @@ def _run(
             )
         )
         datasink = E5StoreDatasink(sink_spec, max_records)
-        dataset.write_datasink(datasink, concurrency=writers)
-        return dict(datasink.totals)
+        try:
+            dataset.write_datasink(datasink, concurrency=writers)
+        except Exception as exc:
+            _raise_source_error(exc)
+            raise
+        return dict(datasink.totals), list(datasink.problems)
     finally:
         if started_here:
             ray.shutdown()

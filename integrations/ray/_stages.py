@@ -20,7 +20,14 @@ Rows flowing between the stages are flat dicts of columns:
 ``unchanged``           a summary row: nothing to embed or write
 ``deleted``             stale chunks the lookup deleted (on summary rows only)
 ``embedding``           float32 vector (zeros on summary rows), after the embed stage
+``problem``             on a problem row only: a whole-file document that could not be
+                        parsed, or a page left out, as JSON ``{kind, location, detail}``;
+                        it is carried to the writers' report and never embedded or written
 ======================  ==========================================================
+
+Whole-file documents (PDF, Office...) are parsed in the read tasks, each in a child process
+under ``parse_timeout`` (a :class:`~e5_integrations.ingest._parsing.ParsePool` of one worker,
+kept per Ray worker process), so a parser that hangs or crashes costs that file only.
 """
 
 from __future__ import annotations
@@ -39,15 +46,25 @@ import numpy as np
 from e5_integrations._embedder import Embedder
 from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import Chunker, chunk_id
+from e5_integrations.ingest._parsing import Parsed, ParsePool
 from e5_integrations.ingest._pipeline import (
     FETCH_BATCH,
     delete_stale_chunks,
     prepare_chunks,
     upsert_in_batches,
 )
+from e5_integrations.ingest._readers import is_whole_file, reader_for
 from e5_integrations.ingest._registry import document_check, open_sink
 from e5_integrations.ingest._sink import Record, Sink
-from e5_integrations.ingest._sources import Document, OnError, SourceFile, read_source_file
+from e5_integrations.ingest._sources import (
+    Document,
+    OnError,
+    SourceFile,
+    SourceProblem,
+    Span,
+    _fields,
+    read_source_file,
+)
 
 __all__ = [
     "EncoderSpec",
@@ -63,6 +80,7 @@ logger = logging.getLogger("e5_integrations.ray")
 
 _lock = threading.Lock()
 _SINKS: dict[SinkSpec, Sink] = {}
+_POOLS: dict[float, ParsePool] = {}
 _CHUNKERS: dict[tuple[str, int, int | None, int | None, str | None], Chunker] = {}
 
 
@@ -144,6 +162,38 @@ def _recipe_key(model: str, recipe: Any) -> str | None:
     return recipe_key(resolve_recipe(model, recipe))
 
 
+def _parse_pool(timeout: float | None) -> ParsePool:
+    """This Ray worker process's one-worker parse pool for ``timeout``."""
+    key = float(timeout) if timeout is not None else -1.0
+    with _lock:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ParsePool(1, timeout)
+        return pool
+
+
+def _spans_json(spans: Iterable[Span]) -> str:
+    return json.dumps(
+        [[span.start, span.end, dict(span.metadata)] for span in spans], ensure_ascii=False, sort_keys=True
+    )
+
+
+def _spans(text: str) -> tuple[Span, ...]:
+    return tuple(Span(int(start), int(end), metadata) for start, end, metadata in json.loads(text or "[]"))
+
+
+def _problem_row(problem: SourceProblem, document_id: str) -> dict[str, Any]:
+    detail = {"kind": problem.kind, "location": problem.location, "detail": problem.detail}
+    return {
+        "doc_id": document_id,
+        "text": "",
+        "source": "",
+        "metadata": "{}",
+        "spans": "[]",
+        "problem": json.dumps(detail, ensure_ascii=False),
+    }
+
+
 # -- stage 1: read (one task per file) ------------------------------------------------------
 def read_file(
     row: Mapping[str, Any],
@@ -153,21 +203,41 @@ def read_file(
     on_error: OnError,
     store: str | None = None,
     layout: str = "e5",
+    ocr: bool = False,
+    parse_workers: int | None = None,
+    parse_timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The documents of one source file as rows ``{doc_id, text, source, metadata}``.
+    """The documents of one source file as rows ``{doc_id, text, source, metadata, spans, problem}``.
 
-    The driver's check pass has validated the file and reported its problems; here
+    The driver's check pass has validated record files and reported their problems; here
     invalid records, and those ``store``'s ``check_document`` refuses in ``layout``, are skipped
     silently (``on_error`` only matters if the file changed since), and ``skip`` lists
     the ordinals of documents whose id an earlier file already used, exactly as the local
-    engine drops them.
+    engine drops them. A whole-file document is parsed here for the first time: in a child
+    process under ``parse_timeout`` (in this task with ``parse_workers=0``); what cannot be
+    read raises under ``on_error="fail"``, else becomes problem rows for the report.
     """
     source = SourceFile(Path(row["path"]), row["file_id"])
     skip = set(json.loads(row["skip"]))
-    rows = []
+    rows: list[dict[str, Any]] = []
     check = document_check(store, layout) if store is not None else None
+    problems: list[SourceProblem] = []
+    parsed: Parsed | None = None
+    reader = reader_for(source)
+    whole = is_whole_file(source)
+    if whole and reader is not None and parse_workers != 0:
+        fields = _fields(text_field, id_field, on_error, ocr)
+        parsed = _parse_pool(parse_timeout).submit(reader, source, fields).result()
     documents = read_source_file(
-        source, text_field=text_field, id_field=id_field, on_error=on_error, check=check, keep_empty=True
+        source,
+        text_field=text_field,
+        id_field=id_field,
+        on_error=on_error,
+        on_problem=problems.append if whole else None,
+        check=check,
+        keep_empty=True,
+        ocr=ocr,
+        parsed=parsed,
     )
     for ordinal, document in enumerate(documents):
         if ordinal in skip:
@@ -178,8 +248,11 @@ def read_file(
                 "text": document.text,
                 "source": document.source,
                 "metadata": json.dumps(dict(document.metadata), ensure_ascii=False, sort_keys=True),
+                "spans": _spans_json(document.spans),
+                "problem": "",
             }
         )
+    rows.extend(_problem_row(problem, source.file_id) for problem in problems)
     return rows
 
 
@@ -194,20 +267,39 @@ _PROBE_ONLY: dict[str, Any] = {
     "document_id": "",
     "chunk_index": -1,
     "n_chunks": 0,
+    "problem": "",
 }
+#: ``n_chunks`` of a problem row: no chunk, no probe (its stored chunks stay).
+PROBLEM_ROW = -1
 
 
 def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> dict[str, Any]:
     """Split documents into chunk rows with ids, metadata and content hashes."""
     chunker = spec.chunker()
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in ("id", "text", "metadata", "hash", "tokens", "document_id", "chunk_index", "n_chunks")
-    }
-    for doc_id, text, source, metadata in zip(
-        batch["doc_id"], batch["text"], batch["source"], batch["metadata"], strict=False
+    columns: dict[str, list[Any]] = {name: [] for name in _PROBE_ONLY}
+    for doc_id, text, source, metadata, spans, problem in zip(
+        batch["doc_id"],
+        batch["text"],
+        batch["source"],
+        batch["metadata"],
+        batch["spans"],
+        batch["problem"],
+        strict=False,
     ):
-        document = Document(id=str(doc_id), text=str(text), source=str(source), metadata=json.loads(metadata))
+        if problem:  # carried to the writers' report; nothing is probed or deleted for it
+            for name, value in _PROBE_ONLY.items():
+                columns[name].append(value)
+            columns["document_id"][-1] = str(doc_id)
+            columns["n_chunks"][-1] = PROBLEM_ROW
+            columns["problem"][-1] = str(problem)
+            continue
+        document = Document(
+            id=str(doc_id),
+            text=str(text),
+            source=str(source),
+            metadata=json.loads(metadata),
+            spans=_spans(str(spans)),
+        )
         chunks = prepare_chunks(document, chunker, spec.model, spec.max_length, spec.recipe_key())
         if not chunks:  # an empty document: one row that only carries the probe deleting its chunks
             for name, value in _PROBE_ONLY.items():
@@ -222,6 +314,7 @@ def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> di
             columns["document_id"].append(document.id)
             columns["chunk_index"].append(index)
             columns["n_chunks"].append(len(chunks))
+            columns["problem"].append("")
     return {
         name: np.asarray(values, dtype=np.int64 if name in ("tokens", "chunk_index", "n_chunks") else object)
         for name, values in columns.items()
@@ -239,9 +332,11 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     Both steps are idempotent, so Ray may retry this task freely.
     """
     sink = sink_spec.cached()
-    chunks = np.asarray(batch["n_chunks"]) > 0  # False: the probe-only row of an empty document
+    counts = np.asarray(batch["n_chunks"])
+    chunks = counts > 0  # False: the probe-only row of an empty document, or a problem row
+    problems = counts == PROBLEM_ROW
     ids = [str(value) for value in batch["id"]]
-    first = (np.asarray(batch["chunk_index"]) == 0) | ~chunks
+    first = (np.asarray(batch["chunk_index"]) == 0) | (counts == 0)
     probes = {str(batch["document_id"][row]): int(batch["n_chunks"][row]) for row in np.flatnonzero(first)}
     wanted = [i for i, is_chunk in zip(ids, chunks, strict=False) if is_chunk]
     wanted += [chunk_id(doc_id, count) for doc_id, count in probes.items()]
@@ -261,14 +356,16 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
         np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"], strict=False)], dtype=bool)
         & chunks
     )
-    keep = ~unchanged & chunks
+    keep = (~unchanged & chunks) | problems
     out = {name: np.asarray(column)[keep] for name, column in batch.items()}
-    out["stands_for"] = np.ones(int(keep.sum()), dtype=np.int64)
-    out["unchanged"] = np.zeros(int(keep.sum()), dtype=bool)
+    out["stands_for"] = np.where(problems[keep], 0, 1).astype(np.int64)
+    out["unchanged"] = problems[keep].copy()  # a problem row: nothing to embed or write
     out["deleted"] = np.zeros(int(keep.sum()), dtype=np.int64)
     skipped = int(unchanged.sum())
     if skipped or deleted:
-        summary: dict[str, Any] = dict.fromkeys(("id", "text", "metadata", "hash", "document_id"), "")
+        summary: dict[str, Any] = dict.fromkeys(
+            ("id", "text", "metadata", "hash", "document_id", "problem"), ""
+        )
         summary.update(
             tokens=0, chunk_index=-1, n_chunks=0, stands_for=skipped, unchanged=True, deleted=deleted
         )
@@ -324,15 +421,21 @@ COUNTERS = ("chunks", "embedded", "tokens_embedded", "written", "skipped_unchang
 
 def write_rows(
     batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec, max_records: int
-) -> dict[str, int]:
-    """Upsert the embedded rows of ``batches``; returns this task's counters."""
+) -> dict[str, Any]:
+    """Upsert the embedded rows of ``batches``; returns this task's counters, and under
+    ``"problems"`` the problem rows' JSON (files that could not be parsed, pages left out)."""
     sink = sink_spec.cached()
-    counts = dict.fromkeys(COUNTERS, 0)
+    counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    problems: list[str] = []
+    counts["problems"] = problems
     pending: list[Record] = []
     for batch in batches:
         counts["chunks"] += int(np.sum(batch["stands_for"]))
         counts["deleted_stale"] += int(np.sum(batch["deleted"]))
         for row in range(len(batch["id"])):
+            if batch["problem"][row]:
+                problems.append(str(batch["problem"][row]))
+                continue
             if batch["unchanged"][row]:
                 counts["skipped_unchanged"] += int(batch["stands_for"][row])
                 continue

@@ -264,13 +264,15 @@ def test_nothing_to_ingest_exits_2_and_says_what_was_found(
 
     other = workdir / "other"
     other.mkdir()
-    (other / "a.pdf").write_bytes(b"%PDF-1.4")
-    (other / "b.odt").write_bytes(b"PK")  # OpenDocument: not read (.docx is, since issue 20)
-    (other / "c.pdf").write_bytes(b"%PDF-1.4")
+    (other / "a.key").write_bytes(
+        b"PK"
+    )  # Keynote and OpenDocument: not read (.pdf, .docx are, since issue 20)
+    (other / "b.odt").write_bytes(b"PK")
+    (other / "c.key").write_bytes(b"PK")
     assert main(["ingest", "other", "--model", str(tiny_model_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "nothing to ingest" in err
-    assert "3 files of unsupported types (.pdf x2, .odt x1)" in err and ".jsonl" in err
+    assert "3 files of unsupported types (.key x2, .odt x1)" in err and ".jsonl" in err
     with open_sink(None, None, DEFAULT_COLLECTION) as sink:
         assert sink.count() == 0
 

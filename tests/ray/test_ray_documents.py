@@ -1,60 +1,76 @@
-"""The Ray engine on a folder of mixed document formats, good and bad: the same rows as the
-local engine, and the bad files reported by name under ``on_error="skip"``."""
+"""PDFs on the Ray engine: the local engine's rows (page metadata included), an unreadable
+file reported (or failing the run) without losing its stored chunks, a scanned page reported."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from e5_integrations import SourceError
-from e5_integrations.ingest import ingest, open_sink
+from e5_integrations.ingest import Chunker, iter_documents
+from e5_integrations.ingest._pipeline import prepare_chunks
 from tests.ray.conftest import dump_rows
-from tests.ray.test_ray_engine import CHUNK, run_ray
-from tests.readers.samples import SAMPLES
+from tests.ray.test_ray_engine import _Chunking
+from tests.readers.pdfs import rasterize_pdf, write_pdf
 
 pytestmark = pytest.mark.integration
+pytest.importorskip("pypdfium2")
+pytest.importorskip("reportlab")
 
-GOOD = [".docx", ".pptx", ".xlsx", ".html", ".epub", ".ipynb", ".jsonl.gz"]
+CHUNK: _Chunking = {"chunk_tokens": 32, "chunk_overlap": 8}
 
 
-def _mixed(root: Path) -> Path:
-    root.mkdir()
-    for extension in GOOD:
-        SAMPLES[extension](root)
-    (root / "notes.docx").write_text("plain text wearing a .docx extension")
-    (root / "empty.xlsx").touch()
-    return root
+def _page(number: int) -> list[str]:
+    return [f"Page {number} line {line}: the pump valve {number} needs a check." for line in range(6)]
+
+
+def _expected(encoder: Any, corpus: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    chunker = Chunker(encoder.tokenizer, **{"chunk_tokens": 32, "overlap": 8}, max_length=encoder.max_length)
+    rows = {}
+    for document in iter_documents([corpus], id_root=corpus, on_error="skip"):
+        for chunk in prepare_chunks(document, chunker, encoder.model_name, encoder.max_length):
+            rows[chunk.id] = (chunk.text, chunk.metadata)
+    return rows
 
 
 @pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
-def test_mixed_formats_on_ray_match_the_local_engine_and_name_the_bad_files(
-    ray_session: Any,
-    store_target: tuple[str, str, str],
-    pg_dsn: str,
-    tiny_model_dir: Path,
-    encoder: Any,
-    tmp_path: Path,
+def test_pdfs_on_ray_rows_pages_and_an_unreadable_file_that_keeps_its_chunks(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path
 ) -> None:
-    corpus = _mixed(tmp_path / "docs")
-    store, uri, collection = store_target
-    with pytest.raises(SourceError, match="empty.xlsx: the file is empty"):
-        run_ray(store_target, corpus, tiny_model_dir)
+    from e5_integrations.ray import ingest_ray
 
-    local_collection = collection + "_local"
-    with open_sink(store, uri, local_collection) as sink:
-        try:
-            local = ingest([corpus], sink, encoder, on_error="skip", **CHUNK)
-            local_rows = dump_rows(store, uri, local_collection)
-        finally:
-            sink.drop()
-    remote = run_ray(store_target, corpus, tiny_model_dir, on_error="skip")
-    ray_rows = dump_rows(*store_target)
-    assert sorted(ray_rows) == sorted(local_rows) and len(ray_rows) >= len(GOOD)
-    for id_, (text, metadata, vector) in local_rows.items():
-        assert ray_rows[id_][:2] == (text, metadata), id_
-        assert np.allclose(ray_rows[id_][2], vector, atol=1e-5), id_
-    assert {Path(problem.location).name for problem in remote.problems} == {"notes.docx", "empty.xlsx"}
-    assert remote.skipped_invalid == local.skipped_invalid == 2
+    def run(**options: Any) -> Any:
+        store, uri, collection = store_target
+        return ingest_ray(
+            [corpus], store=store, uri=uri, collection=collection, model=str(tiny_model_dir), dtype="fp32",
+            id_root=corpus, **CHUNK, **options,
+        )  # fmt: skip
+
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    manual = write_pdf(corpus / "manual.pdf", [_page(1), _page(2), _page(3)], title="Pump manual")
+    rasterize_pdf(
+        write_pdf(tmp_path / "o.pdf", [_page(7), _page(8)]), corpus / "scan.pdf", keep_text_pages=[2], dpi=72
+    )
+    (corpus / "note.txt").write_text("A plain note about the pump.", encoding="utf-8")
+    expected = _expected(encoder, corpus)
+
+    report = run(on_error="skip")
+    rows = dump_rows(*store_target)
+    assert {id_: (text, meta) for id_, (text, meta, _) in rows.items()} == expected
+    pages = {(meta["document_id"], meta.get("page"), meta.get("page_end")) for _, meta, _ in rows.values()}
+    assert {(document, page) for document, page, _ in pages} == {
+        ("manual.pdf", 1), ("manual.pdf", 2), ("manual.pdf", 3), ("scan.pdf", 2), ("note.txt", None)
+    }  # fmt: skip
+    assert (report.documents, report.unread_parts, report.skipped_unreadable) == (3, 1, 0)
+    assert [problem.location for problem in report.problems] == [f"{corpus / 'scan.pdf'} (page 1)"]
+
+    manual.write_bytes(manual.read_bytes()[:400])
+    with pytest.raises(SourceError, match=r"manual\.pdf: not a readable PDF"):
+        run(on_error="fail")
+    broken = run(on_error="skip", prune=True)
+    assert (broken.skipped_unreadable, broken.documents, broken.pruned) == (1, 2, 0)
+    assert any(str(problem).startswith(f"{manual}: unreadable file") for problem in broken.problems)
+    assert set(dump_rows(*store_target)) == set(expected)  # the manual's chunks are all still there

@@ -259,7 +259,8 @@ def test_a_zero_byte_office_file_is_an_error_not_an_empty_document(tmp_path: Pat
     path.touch()
     _refused(path, "the file is empty (0 bytes)")
     documents, problems = _read(path, on_error="skip")
-    assert documents == [] and [problem.kind for problem in problems] == ["invalid record"]
+    # a whole-file format that cannot be read is an unreadable file (its stored chunks stay)
+    assert documents == [] and [problem.kind for problem in problems] == ["unreadable file"]
 
 
 def test_a_docx_without_its_document_part_is_named(tmp_path: Path) -> None:
@@ -365,4 +366,5 @@ def test_html_that_makes_parsers_quadratic_is_read_in_one_pass(tmp_path: Path, p
     path.write_text(page)
     documents, problems = _read(path, on_error="skip")
     assert [document.text for document in documents] == ([text] if text else [])
-    assert [problem.kind for problem in problems] == ([] if text else ["empty text"])
+    # a page with no text at all: nothing extracted, an unreadable file (never an emptied document)
+    assert [problem.kind for problem in problems] == ([] if text else ["unreadable file"])

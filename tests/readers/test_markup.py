@@ -64,7 +64,8 @@ def test_an_html_page_with_only_markup_is_reported_empty(tmp_path: Path) -> None
     path = tmp_path / "blank.html"
     path.write_text("<html><head><script>x()</script></head><body><img src=a.png></body></html>")
     documents, problems = _read(path)
-    assert documents == [] and [problem.kind for problem in problems] == ["empty text"]
+    # nothing extracted from a whole-file format: unreadable, so its stored chunks stay
+    assert documents == [] and [problem.kind for problem in problems] == ["unreadable file"]
 
 
 # -- EPUB ------------------------------------------------------------------------------------
@@ -154,7 +155,8 @@ def test_a_notebook_without_cells_is_reported_empty(tmp_path: Path) -> None:
     path = tmp_path / "none.ipynb"
     path.write_text(notebook([]))
     documents, problems = _read(path)
-    assert documents == [] and [problem.kind for problem in problems] == ["empty text"]
+    # nothing extracted from a whole-file format: unreadable, so its stored chunks stay
+    assert documents == [] and [problem.kind for problem in problems] == ["unreadable file"]
 
 
 def test_an_epub_chapter_declaring_entities_leaves_them_unexpanded(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from e5_integrations import SourceError
-from e5_integrations.ingest._readers import Document, SourceFile
+from e5_integrations.ingest._readers import Document, SourceFile, is_whole_file
 from e5_integrations.ingest._sources import SourceProblem, read_source_file
 from tests.readers.samples import SAMPLES, Sample
 
@@ -87,5 +87,7 @@ def test_a_corrupt_file_is_refused_naming_the_file(sample: Sample, tmp_path: Pat
 
     documents, problems = _read(broken, on_error="skip")
     assert len(problems) >= 1 and all(str(broken) in problem.location for problem in problems)
-    assert all(problem.kind == "invalid record" for problem in problems)
+    # whole-file formats: an unreadable file (its stored chunks stay); record files: invalid records
+    expected_kind = "unreadable file" if is_whole_file(SourceFile(broken, broken.name)) else "invalid record"
+    assert all(problem.kind == expected_kind for problem in problems), problems
     assert len(documents) < sample.documents  # never the whole file as if it were fine

@@ -146,3 +146,92 @@ def test_another_recipe_changes_the_hash() -> None:
     sgpt = get_recipe("sgpt")
     assert recipe_key(dataclasses.replace(sgpt, pooling="mean")) != recipe_key(sgpt)
     assert (recipe_key(sgpt) or "").startswith("sgpt:")
+
+
+# -- structure: documents with spans are cut at their units' boundaries -------------------------
+def _pages(n: int, sentences: int) -> tuple[str, list[int]]:
+    """``n`` pages of text joined as the PDF reader joins them, and each page's start."""
+    parts = [" ".join(f"Page {p} sentence {i} tells a detail." for i in range(sentences)) for p in range(n)]
+    starts, offset = [], 0
+    for part in parts:
+        starts.append(offset)
+        offset += len(part) + 2
+    return "\n\n".join(parts), starts
+
+
+def test_plain_text_is_cut_exactly_as_before_without_boundaries(tokenizer: Any) -> None:
+    chunker = Chunker(tokenizer, chunk_tokens=40, overlap=10)
+    assert chunker.split(TEXT, None) == chunker.split(TEXT) == chunker.split(TEXT, {})
+
+
+def test_a_cut_falls_on_a_page_start_in_the_second_half_of_the_window(tokenizer: Any) -> None:
+    from e5_integrations.ingest._chunking import structure_boundaries
+
+    text, starts = _pages(4, 5)  # a page is about 45 tokens, so a 64-token window holds one page start
+    chunker = Chunker(tokenizer, chunk_tokens=64, overlap=16)
+    plain = chunker.split(text)
+    chunks = chunker.split(text, structure_boundaries(text, starts))
+    assert [chunk.index for chunk in chunks] == list(range(len(chunks)))
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text and chunk.tokens <= 64
+    # every page start begins a chunk, and no chunk runs across a page start
+    chunk_starts = {chunk.start for chunk in chunks}
+    assert set(starts) <= chunk_starts
+    for chunk in chunks:
+        assert not any(chunk.start < start < chunk.end for start in starts)
+    assert not set(starts[1:]) <= {chunk.start for chunk in plain}  # fixed windows do not do that
+
+
+def test_a_heading_beats_a_paragraph_and_a_window_without_boundaries_keeps_its_overlap(
+    tokenizer: Any,
+) -> None:
+    from e5_integrations.ingest._chunking import structure_boundaries
+
+    body = " ".join(f"word{i}" for i in range(15))  # about 40 tokens: both boundaries in the second half
+    text = f"{body}\n\nA paragraph of a few words here.\n\n# Heading\n\nmore text {body * 6}"
+    boundaries = structure_boundaries(text)
+    heading = text.index("# Heading")
+    assert boundaries[heading] > boundaries[text.index("A paragraph")]
+    chunks = Chunker(tokenizer, chunk_tokens=80, overlap=20).split(text, boundaries)
+    assert any(chunk.text.startswith("# Heading") for chunk in chunks)
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text and chunk.tokens <= 80
+    tail = [chunk for chunk in chunks if chunk.start > heading]
+    assert len(tail) >= 2  # the long tail has no boundary: fixed windows that overlap
+    assert tail[1].start < tail[0].end
+
+
+def test_span_metadata_gives_page_ranges_and_string_fields() -> None:
+    from e5_integrations.ingest._pipeline import span_metadata
+    from e5_integrations.ingest._readers import Span
+
+    spans = (
+        Span(0, 10, {"page": 1, "section": "Intro"}),
+        Span(12, 20, {"page": 2, "section": "Intro > Setup"}),
+        Span(22, 30, {"page": 3, "source": "a span may not set bookkeeping"}),
+    )
+    assert span_metadata(spans, 0, 5) == {"page": 1, "page_end": 1, "section": "Intro"}
+    assert span_metadata(spans, 5, 25) == {"page": 1, "page_end": 3, "section": "Intro"}
+    assert span_metadata(spans, 13, 14) == {"page": 2, "page_end": 2, "section": "Intro > Setup"}
+    assert span_metadata(spans, 24, 30) == {"page": 3, "page_end": 3}
+    assert span_metadata((), 0, 5) == {}
+
+
+def test_prepare_chunks_puts_pages_and_title_in_the_metadata_and_the_hash(tokenizer: Any) -> None:
+    from e5_integrations.ingest._pipeline import prepare_chunks
+    from e5_integrations.ingest._readers import Document, Span
+
+    text, starts = _pages(3, 5)
+    spans = tuple(
+        Span(start, start + len(part), {"page": number})
+        for number, (start, part) in enumerate(zip(starts, text.split("\n\n"), strict=True), start=1)
+    )
+    document = Document("m.pdf", text, "m.pdf", {"title": "Manual"}, spans)
+    chunker = Chunker(tokenizer, chunk_tokens=64, overlap=16)
+    chunks = prepare_chunks(document, chunker, "model", 128)
+    assert {chunk.metadata["title"] for chunk in chunks} == {"Manual"}
+    pages = [(chunk.metadata["page"], chunk.metadata["page_end"]) for chunk in chunks]
+    assert pages[0][0] == 1 and pages[-1][1] == 3 and pages == sorted(pages)
+    assert prepare_chunks(document, chunker, "model", 128) == chunks  # deterministic
+    unpaged = prepare_chunks(Document("m.pdf", text, "m.pdf", {"title": "Manual"}), chunker, "model", 128)
+    assert {chunk.hash for chunk in unpaged}.isdisjoint(chunk.hash for chunk in chunks)

@@ -8,7 +8,14 @@ is the record's line or row number (1-based; 0 for a file that is one document) 
 :class:`RecordError` marks the whole file invalid. Readers read bytes only through
 :meth:`SourceFile.open`, so every reader works on every place a file can live.
 
-A format is one module that calls :func:`register_reader` for its extensions.
+A reader may also yield an :class:`Unread` for a part of the file it could not read (a PDF
+page without a text layer): reported, never fatal, the rest of the file is kept.
+
+A format is one module that calls :func:`register_reader` for its extensions. A format
+whose file is one document with the file id as its id (PDF, Office, HTML, EPUB...) registers
+with ``whole_file=True``: the engines then list such a file without parsing it in their check
+pass, parse it once, in a separate worker process under a time limit (a crash or a hang in
+a parser fails that file, never the run), in parallel with the embedding.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ __all__ = [
     "Item",
     "Reader",
     "RecordError",
+    "WHOLE_FILE_EXTENSIONS",
     "SourceFile",
     "Span",
+    "Unread",
+    "is_whole_file",
     "reader_for",
     "register_reader",
 ]
@@ -101,10 +111,12 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Fields:
-    """The run's ``--text-field`` and ``--id-field``."""
+    """The run's reading options: ``--text-field``, ``--id-field`` and ``--ocr``."""
 
     text: str
     id: str | None
+    #: read PDF pages without a text layer with Tesseract (``--ocr``)
+    ocr: bool = False
 
     @property
     def id_name(self) -> str:
@@ -115,23 +127,54 @@ class RecordError(Exception):
     """A record (or, raised by a reader, the whole file) is invalid."""
 
 
-#: What a reader yields per position: a raw record, a ready document, or the record's error.
-Item = Mapping[str, Any] | Document | RecordError
+@dataclass(frozen=True)
+class Unread:
+    """A part of a file left out of its document (e.g. a PDF page without a text layer).
+
+    It is reported with the file and position (page) and never stops the run: the rest of
+    the file is read.
+    """
+
+    detail: str
+
+
+#: What a reader yields per position: a raw record, a ready document, the record's error,
+#: or a part of the file that was left out.
+Item = Mapping[str, Any] | Document | RecordError | Unread
 Reader = Callable[[SourceFile, Fields], Iterator[tuple[int, Item]]]
 
 #: Extension (lower case, with the dot) -> reader.
 READERS: dict[str, Reader] = {}
+#: Extensions whose file is one document, id = file id, parsed once in a worker process.
+WHOLE_FILE_EXTENSIONS: set[str] = set()
 
 
-def register_reader(reader: Reader, *extensions: str) -> Reader:
-    """Make ``reader`` the one for files ending in ``extensions`` (``".pdf"``)."""
+def register_reader(reader: Reader, *extensions: str, whole_file: bool = False) -> Reader:
+    """Make ``reader`` the one for files ending in ``extensions`` (``".pdf"``).
+
+    Args:
+        reader: a module-level function (worker processes import it by name).
+        extensions: lower-case suffixes with the dot.
+        whole_file: the file is one :class:`Document` whose id is the file id; the
+            engines list it without parsing in their check pass and parse it once, in a
+            worker process under ``--parse-timeout`` (see the module docs).
+    """
     for extension in extensions:
         if not extension.startswith(".") or extension != extension.lower():
             raise ValueError(
                 f"extension {extension!r}: expected a lower-case suffix such as '.pdf' (or '.jsonl.gz')"
             )
         READERS[extension] = reader
+        if whole_file:
+            WHOLE_FILE_EXTENSIONS.add(extension)
+        else:
+            WHOLE_FILE_EXTENSIONS.discard(extension)
     return reader
+
+
+def is_whole_file(source: SourceFile) -> bool:
+    """Whether ``source`` is read as one document by a ``whole_file`` reader."""
+    return source.suffix in WHOLE_FILE_EXTENSIONS
 
 
 def reader_for(source: SourceFile) -> Reader | None:

@@ -222,4 +222,4 @@ def read_docx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
     yield 0, Document(id=source.file_id, text=text, source=source.file_id, metadata=metadata, spans=spans)
 
 
-register_reader(read_docx, ".docx")
+register_reader(read_docx, ".docx", whole_file=True)

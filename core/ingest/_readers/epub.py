@@ -72,4 +72,4 @@ def read_epub(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
     yield 0, Document(id=source.file_id, text=text, source=source.file_id, metadata=metadata, spans=spans)
 
 
-register_reader(read_epub, ".epub")
+register_reader(read_epub, ".epub", whole_file=True)

@@ -410,4 +410,4 @@ def read_html(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
     yield 0, Document(id=source.file_id, text=text, source=source.file_id, metadata=metadata, spans=spans)
 
 
-register_reader(read_html, ".html", ".htm")
+register_reader(read_html, ".html", ".htm", whole_file=True)

@@ -134,4 +134,4 @@ def read_ipynb(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]
     )
 
 
-register_reader(read_ipynb, ".ipynb")
+register_reader(read_ipynb, ".ipynb", whole_file=True)

@@ -136,4 +136,4 @@ def read_pptx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
     yield 0, Document(id=source.file_id, text=text, source=source.file_id, metadata=metadata, spans=spans)
 
 
-register_reader(read_pptx, ".pptx")
+register_reader(read_pptx, ".pptx", whole_file=True)

@@ -205,4 +205,4 @@ def read_xlsx(source: SourceFile, fields: Fields) -> Iterator[tuple[int, Item]]:
     yield 0, Document(id=source.file_id, text=text, source=source.file_id, metadata=metadata, spans=spans)
 
 
-register_reader(read_xlsx, ".xlsx")
+register_reader(read_xlsx, ".xlsx", whole_file=True)
