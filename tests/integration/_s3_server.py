@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,6 +66,8 @@ class ProxyState:
     log: list[Request] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Called after a listing request was answered (a test deletes an object there).
+    after_list: Callable[[], Any] | None = None
 
     def take_fault(self, method: str, path: str) -> str | None:
         with self.lock:
@@ -131,6 +133,9 @@ def _handler(state: ProxyState) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
                 return
             self.wfile.write(data)
+            self.wfile.flush()
+            if request.method == "GET" and "list-type" in request.query and state.after_list is not None:
+                state.after_list()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
