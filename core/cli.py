@@ -461,6 +461,7 @@ def _ingest_ray(args: argparse.Namespace) -> Any:
         model=args.model,
         dtype=args.dtype,
         recipe=args.recipe,
+        retry_seconds=args.retry_seconds,
         **_job_options(args),
         **ray_options,
     )

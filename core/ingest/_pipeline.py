@@ -656,7 +656,7 @@ class _Run:
                 if not todo:
                     return [], np.empty((0, self.dim), dtype=np.float32)
 
-    def run(self, documents: Iterable[Document], progress: _Progress) -> None:
+    def run(self, documents: Iterable[Document | _ObjectStart | _ObjectEnd], progress: _Progress) -> None:
         """Embed group n while group n-1 is written, group n+1's hashes are fetched and
         group n+2 is chunked."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-store") as store:
@@ -668,7 +668,7 @@ class _Run:
                 raise
 
     def _loop(
-        self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]
+        self, documents: Iterable[Document | _ObjectStart | _ObjectEnd], progress: _Progress, submit: Callable[..., Future[Any]]
     ) -> None:
         groups = _Prefetch(self.groups(documents))
         try:
