@@ -8,13 +8,15 @@ puts N small text objects (60-200 bytes) under one prefix, and measures in this 
   keys a page), objects/s;
 - ``read``: :func:`iter_documents` over the URL (listing and one GET per object, the reader
   seam, documents built), objects/s; and the same over the files on local disk;
-- ``peak_mib``: the peak of Python allocations (``tracemalloc``) during the read pass, which
-  also keeps the run's document ids as 16-byte digests as the local engine does for
-  ``--prune``: what grows with the prefix. Ray's driver does not list or read at all.
+- ``list_boto3``: boto3's own paginator over the same prefix (the server's share of ``list``);
+- ``peak_rss_mib`` / ``growth_mib``: each pass runs in a fresh process; its peak RSS, and how
+  much it grew over the process with everything imported. The read pass also keeps the
+  document ids as 16-byte digests, as the local engine does for ``--prune``: what grows with
+  the prefix. Ray's driver neither lists nor reads (a worker task lists).
 
 Usage::
 
-    .venv/bin/python benchmarks/remote_sources.py --objects 10000 100000 --out results/remote.json
+    .venv/bin/python benchmarks/remote_sources.py --objects 2000 10000 --out results/remote.json
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,23 +62,48 @@ def _body(index: int) -> bytes:
     return (f"Object {index} of the benchmark prefix, about topic {index % 97}. " * (1 + index % 3)).encode()
 
 
-def _measure(label: str, run: Any) -> dict[str, float]:
-    tracemalloc.start()
+def _phase(phase: str, source: str, endpoint: str) -> dict[str, Any]:
+    """Run one measured pass in a fresh process: its peak RSS is the pass's own."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, "--source", source, "--endpoint", endpoint],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _run_phase(phase: str, source: str, endpoint: str) -> None:
+    """The child: import everything first (the baseline RSS), then one pass."""
+    import resource
+
+    from e5_integrations.ingest._sources import DuplicateIds, iter_documents, iter_source_files
+
+    options = {"endpoint_url": endpoint} if source.startswith("s3://") else None
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    count = run()
+    count = 0
+    if phase == "list":
+        count = sum(1 for _ in iter_source_files([source], storage_options=options))
+    else:
+        ids = DuplicateIds("fail", None)  # the document ids the local engine keeps for --prune
+        for document in iter_documents([source], storage_options=options):
+            ids.is_duplicate(document, None)  # type: ignore[arg-type]
+            count += 1
     seconds = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    result = {"objects": count, "seconds": round(seconds, 2), "per_s": round(count / seconds, 1)}
-    result["peak_mib"] = round(peak / 2**20, 1)
-    print(f"  {label:<10} {result}", flush=True)
-    return result
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "objects": count,
+        "seconds": round(seconds, 2),
+        "per_s": round(count / seconds, 1),
+        "peak_rss_mib": round(peak, 1),
+        "growth_mib": round(peak - base, 1),
+    }
+    print(json.dumps(result))
 
 
 def bench(objects: int, endpoint: str) -> dict[str, Any]:
     import boto3
-
-    from e5_integrations.ingest._sources import DuplicateIds, iter_documents, iter_source_files
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     bucket = f"bench-{objects}"
@@ -92,26 +118,27 @@ def bench(objects: int, endpoint: str) -> dict[str, Any]:
         )
     print(f"{objects} objects put in {time.perf_counter() - started:.0f} s", flush=True)
     url = f"s3://{bucket}/p/"
-    options = {"endpoint_url": endpoint}
     result: dict[str, Any] = {"objects": objects}
-
-    result["list"] = _measure(
-        "list", lambda: sum(1 for _ in iter_source_files([url], storage_options=options))
+    started = time.perf_counter()
+    listed = sum(
+        len(page.get("Contents", []))
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="p/")
     )
-
-    def read(sources: list[Any], storage_options: dict[str, Any] | None) -> int:
-        ids = DuplicateIds("fail", None)
-        count = 0
-        for document in iter_documents(sources, storage_options=storage_options):
-            ids.is_duplicate(document, None)  # type: ignore[arg-type]  # kept for prune, as the engine does
-            count += 1
-        return count
-
-    result["read_s3"] = _measure("read s3", lambda: read([url], options))
+    seconds = time.perf_counter() - started
+    result["list_boto3"] = {
+        "objects": listed,
+        "seconds": round(seconds, 2),
+        "per_s": round(listed / seconds, 1),
+    }
+    print(f"  list_boto3 {result['list_boto3']}", flush=True)
+    for name, phase in (("list_s3", "list"), ("read_s3", "read")):
+        result[name] = _phase(phase, url, endpoint)
+        print(f"  {name:<10} {result[name]}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for i in range(objects):
             Path(folder, f"{i:07d}.txt").write_bytes(_body(i))
-        result["read_disk"] = _measure("read disk", lambda: read([folder], None))
+        result["read_disk"] = _phase("read", folder, endpoint)
+        print(f"  read_disk  {result['read_disk']}", flush=True)
     return result
 
 
@@ -119,10 +146,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, nargs="+", default=[10000])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--phase", choices=("list", "read"), help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     )
+    if args.phase:
+        _run_phase(args.phase, args.source, args.endpoint)
+        return
     process, endpoint = _start_moto()
     try:
         results = [bench(n, endpoint) for n in args.objects]

@@ -54,9 +54,11 @@ from e5_integrations.ingest._sink import DEFAULT_RETRY_SECONDS
 __all__ = [
     "REMOTE_SCHEMES",
     "RemoteReadError",
+    "FetchedSourceFile",
     "RemoteSourceFile",
     "StorageOptions",
     "canonical_url",
+    "fetch_whole",
     "is_remote",
     "iter_remote_files",
     "matches_filters",
@@ -385,6 +387,35 @@ class RemoteSourceFile(SourceFile):
             storage_options=storage_options,
             retry_seconds=retry_seconds,
         )
+
+
+@dataclass(frozen=True)
+class FetchedSourceFile(RemoteSourceFile):
+    """A small object already downloaded (by a read-ahead thread), or the error that fetching
+    it raised, re-raised by :meth:`open` when the object's turn comes, so problems are
+    reported in listing order as if it were read then."""
+
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    error: OSError | None = field(default=None, repr=False, compare=False)
+
+    def open(self) -> IO[bytes]:
+        """The fetched bytes (or the fetch's error)."""
+        if self.error is not None:
+            raise self.error
+        return io.BytesIO(self.data or b"")
+
+
+def fetch_whole(source: RemoteSourceFile) -> FetchedSourceFile:
+    """Download ``source`` whole (for small objects, on a read-ahead thread); never raises."""
+    data: bytes | None = None
+    error: OSError | None = None
+    try:
+        with source.open() as handle:
+            data = handle.read()
+    except OSError as exc:
+        error = exc
+    fields = {name: getattr(source, name) for name in source.__dataclass_fields__}
+    return FetchedSourceFile(**fields, data=data, error=error)
 
 
 class _ResumingReader(io.RawIOBase):

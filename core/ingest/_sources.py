@@ -195,7 +195,15 @@ def iter_source_files(
         ConfigurationError: ``id_root`` is not a directory, or a URL has an unknown scheme.
     """
     root_dir = _resolve_id_root(id_root)
-    seen: set[str] = set()
+    seen: set[bytes] = set()  # 16-byte digests of file ids: bounded memory for a million objects
+
+    def first_time(file_id: str) -> bool:
+        digest = hashlib.blake2b(file_id.encode("utf-8"), digest_size=16).digest()
+        if digest in seen:
+            return False
+        seen.add(digest)
+        return True
+
     for source in sources:
         if is_remote(source):
             for remote in iter_remote_files(
@@ -205,8 +213,7 @@ def iter_source_files(
                 exclude=exclude,
                 retry_seconds=DEFAULT_RETRY_SECONDS if retry_seconds is None else retry_seconds,
             ):
-                if remote.file_id not in seen:
-                    seen.add(remote.file_id)
+                if first_time(remote.file_id):
                     yield remote
             continue
         root = Path(source)
@@ -224,8 +231,7 @@ def iter_source_files(
             if (include or exclude) and not matches_filters(relative, include, exclude):
                 continue
             file_id = _file_id(path, root_dir)
-            if file_id not in seen:
-                seen.add(file_id)
+            if first_time(file_id):
                 yield SourceFile(path, file_id)
 
 

@@ -351,7 +351,9 @@ def ingest_ray(
         if remote:
             # the driver only checks that the first URL lists (a missing bucket fails here)
             first = next(
-                iter_source_files(remote[:1], include=include, exclude=exclude, storage_options=storage_options),
+                iter_source_files(
+                    remote[:1], include=include, exclude=exclude, storage_options=storage_options
+                ),
                 None,
             )
             if first is None:

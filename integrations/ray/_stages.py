@@ -121,7 +121,9 @@ class SourceSpec:
         retry_seconds: float | None,
     ) -> SourceSpec:
         """A hashable spec (option values as JSON)."""
-        options = tuple(sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in (storage_options or {}).items()))
+        options = tuple(
+            sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in (storage_options or {}).items())
+        )
         return cls(options, tuple(include), tuple(exclude), retry_seconds)
 
 

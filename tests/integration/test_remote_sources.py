@@ -347,3 +347,39 @@ def test_cli_kill_9_mid_run_then_resume(
     assert third.returncode == 0, third.stderr[-3000:]
     assert json.loads(third.stdout)["objects_unchanged"] == n
     assert s3.object_gets() == []
+
+
+def test_https_style_single_file_url_is_skipped_unread_when_unchanged(
+    tmp_path: Path, sink: Sink, encoder: Any
+) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "site"
+    served.mkdir()
+    (served / "handbook.md").write_text("# Handbook\n\nRotate keys every 90 days.", encoding="utf-8")
+    gets: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            gets.append(self.path)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/handbook.md"
+        signed = url + "?X-Amz-Signature=feedface&X-Amz-Credential=AKIA%2Fscope"
+        first = ingest(signed, sink, encoder, chunk_tokens=CHUNK_TOKENS)
+        assert first.documents == 1
+        assert set(_stored(sink).values()) == {url}  # the id has no signature
+        gets.clear()
+        again = ingest(signed, sink, encoder, chunk_tokens=CHUNK_TOKENS)
+        assert again.objects_unchanged == 1 and gets == []  # size + Last-Modified from a HEAD
+    finally:
+        server.shutdown()
+        server.server_close()
