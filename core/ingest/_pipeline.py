@@ -26,7 +26,6 @@ run killed at any point and started again converges to exactly the expected rows
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import itertools
 import logging
@@ -43,14 +42,13 @@ import numpy as np
 
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
 from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash, recipe_key
-from e5_integrations.ingest._readers import reader_for
 from e5_integrations.ingest._remote import (
     RemoteSourceFile,
-    fetch_whole,
     id_follows_url,
     is_remote,
     object_seal,
     probe_chunk_id,
+    read_ahead,
     seal_matches,
     sealed_hash,
 )
@@ -102,11 +100,6 @@ MAX_GROUP_CHUNKS = 4096
 FETCH_BATCH = 512
 #: Remote objects listed ahead of reading, whose probe chunks are looked up in one call.
 PROBE_BATCH = 256
-#: Small remote objects downloaded ahead, concurrently, while the current one is parsed
-#: (a GET costs tens of milliseconds: read one after the other, small objects would crawl).
-READ_AHEAD = 8
-#: Objects up to this size are read ahead whole; larger ones are streamed at their turn.
-READ_AHEAD_MAX_BYTES = 4 * 1024 * 1024
 
 
 class Embedder(Protocol):
@@ -434,8 +427,16 @@ class _RemoteObjects:
         self.settings = dict(settings)
         self.read = DuplicateIds(on_error, run.report.record_problem)
         self.kept = _KeptDocuments(self.read)
+        #: probe chunk and seal of the objects listed, to be read (at most a batch plus the read-ahead)
+        self.seals: dict[str, tuple[str, str]] = {}
 
     def __iter__(self) -> Iterator[Document | _ObjectStart | _ObjectEnd]:
+        for source in read_ahead(self._changed()):
+            yield from self._read(source, self.seals.pop(source.file_id, None))
+
+    def _changed(self) -> Iterator[SourceFile]:
+        """The listed files less the remote objects the store holds sealed, looked up
+        :data:`PROBE_BATCH` at a time."""
         batch: list[SourceFile] = []
         for source in self.files:
             batch.append(source)
@@ -445,7 +446,7 @@ class _RemoteObjects:
         if batch:
             yield from self._batch(batch)
 
-    def _batch(self, batch: list[SourceFile]) -> Iterator[Document | _ObjectStart | _ObjectEnd]:
+    def _batch(self, batch: list[SourceFile]) -> Iterator[SourceFile]:
         seals: dict[str, tuple[str, str]] = {}
         for source in batch:
             if isinstance(source, RemoteSourceFile):
@@ -453,52 +454,15 @@ class _RemoteObjects:
                 if probe is not None and seal:
                     seals[source.file_id] = (probe, seal)
         stored = self.run.fetch_hashes([probe for probe, _ in seals.values()]) if seals else {}
-        todo: list[SourceFile] = []
         for source in batch:
             probe_seal = seals.get(source.file_id)
             if probe_seal is not None and seal_matches(stored.get(probe_seal[0]), probe_seal[1]):
                 self.run.report.objects_unchanged += 1
                 self.kept.keep_object(source.file_id)
-            else:
-                todo.append(source)
-        for source in self._read_ahead(todo):
-            yield from self._read(source, seals.get(source.file_id))
-
-    @staticmethod
-    def _read_ahead(sources: list[SourceFile]) -> Iterator[SourceFile]:
-        """``sources`` in order, small remote objects downloaded :data:`READ_AHEAD` at a time
-        ahead of their turn (memory: at most ``READ_AHEAD`` x ``READ_AHEAD_MAX_BYTES``)."""
-
-        def small(source: SourceFile) -> bool:
-            size = source.size() if isinstance(source, RemoteSourceFile) else None
-            return size is not None and size <= READ_AHEAD_MAX_BYTES and reader_for(source) is not None
-
-        if not any(small(source) for source in sources):
-            yield from sources
-            return
-        with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="e5-fetch") as pool:
-            pending: collections.deque[tuple[SourceFile, Future[Any] | None]] = collections.deque()
-            queue_ = iter(sources)
-            try:
-                while True:
-                    while len(pending) < READ_AHEAD:
-                        source = next(queue_, None)
-                        if source is None:
-                            break
-                        fetch = (
-                            pool.submit(fetch_whole, source)
-                            if isinstance(source, RemoteSourceFile) and small(source)
-                            else None
-                        )
-                        pending.append((source, fetch))
-                    if not pending:
-                        return
-                    source, fetch = pending.popleft()
-                    yield fetch.result() if fetch is not None else source
-            finally:
-                for _, fetch in pending:
-                    if fetch is not None:
-                        fetch.cancel()
+                continue
+            if probe_seal is not None:
+                self.seals[source.file_id] = probe_seal
+            yield source
 
     def _read(
         self, source: SourceFile, probe_seal: tuple[str, str] | None

@@ -30,6 +30,7 @@ What this module guarantees:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fnmatch
@@ -41,6 +42,7 @@ import posixpath
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -63,6 +65,7 @@ __all__ = [
     "iter_remote_files",
     "matches_filters",
     "parse_storage_options",
+    "read_ahead",
     "storage_option_secrets",
 ]
 
@@ -418,6 +421,50 @@ def fetch_whole(source: RemoteSourceFile) -> FetchedSourceFile:
     return FetchedSourceFile(**fields, data=data, error=error)
 
 
+#: Small remote objects downloaded ahead, concurrently, while the current one is parsed
+#: (a GET costs tens of milliseconds: one after the other, a prefix of small objects would crawl).
+READ_AHEAD = 8
+#: Objects up to this size are read ahead whole; larger ones are streamed at their turn.
+READ_AHEAD_MAX_BYTES = 4 * 1024 * 1024
+
+
+def read_ahead(sources: Iterable[SourceFile]) -> Iterator[SourceFile]:
+    """``sources`` in their order, small remote objects downloaded :data:`READ_AHEAD` at a
+    time ahead of their turn (memory: at most ``READ_AHEAD`` x ``READ_AHEAD_MAX_BYTES``); a
+    fetch's error is raised when the object is opened, at its turn."""
+    from e5_integrations.ingest._readers import reader_for
+
+    def small(source: SourceFile) -> bool:
+        size = source.size() if isinstance(source, RemoteSourceFile) else None
+        return size is not None and size <= READ_AHEAD_MAX_BYTES and reader_for(source) is not None
+
+    pool: ThreadPoolExecutor | None = None
+    pending: collections.deque[tuple[SourceFile, Future[FetchedSourceFile] | None]] = collections.deque()
+    queue = iter(sources)
+    try:
+        while True:
+            while len(pending) < READ_AHEAD:
+                source = next(queue, None)
+                if source is None:
+                    break
+                fetch: Future[FetchedSourceFile] | None = None
+                if isinstance(source, RemoteSourceFile) and small(source):
+                    if pool is None:
+                        pool = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="e5-fetch")
+                    fetch = pool.submit(fetch_whole, source)
+                pending.append((source, fetch))
+            if not pending:
+                return
+            source, fetch = pending.popleft()
+            yield fetch.result() if fetch is not None else source
+    finally:
+        for _, fetch in pending:
+            if fetch is not None:
+                fetch.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
 class _ResumingReader(io.RawIOBase):
     """Ranged reads of one object; a transient failure reopens it at the byte reached."""
 
@@ -511,6 +558,21 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(".") for part in relative.split("/") if part)
 
 
+async def _take(pages: Any, count: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``count`` entries of an async listing, and whether it ended."""
+    items: list[dict[str, Any]] = []
+    try:
+        while len(items) < count:
+            items.append(await pages.__anext__())
+    except StopAsyncIteration:
+        return items, True
+    return items, False
+
+
+#: Entries taken from the async listing per call into its event loop (one S3 page).
+_LIST_TAKE = 1000
+
+
 def _s3_objects(fs: Any, bucket: str, prefix: str, url: str, budget: float) -> Iterator[dict[str, Any]]:
     """Objects under ``prefix`` in key order, one ``ListObjectsV2`` page at a time; a
     transient failure restarts the listing after the last key handed out."""
@@ -521,16 +583,18 @@ def _s3_objects(fs: Any, bucket: str, prefix: str, url: str, budget: float) -> I
         pages = fs._iterdir(bucket, prefix=prefix, delimiter="")
         try:
             while True:
-                try:
-                    info = _retrying_once(lambda pages=pages: sync(fs.loop, pages.__anext__), url=url)
-                except StopAsyncIteration:
+                items, ended = _retrying_once(
+                    lambda pages=pages: sync(fs.loop, _take, pages, _LIST_TAKE), url=url
+                )
+                for info in items:
+                    key = str(info.get("Key", info.get("name", "")))
+                    key = key.split("/", 1)[1] if key.startswith(bucket + "/") else key
+                    if last is not None and key <= last:
+                        continue
+                    last = key
+                    yield {**info, "_key": key}
+                if ended:
                     return
-                key = str(info.get("Key", info.get("name", "")))
-                key = key.split("/", 1)[1] if key.startswith(bucket + "/") else key
-                if last is not None and key <= last:
-                    continue
-                last = key
-                yield {**info, "_key": key}
         except _TransientListing as exc:
             logger.warning(
                 "%s", redact(f"listing {url} failed ({exc.__cause__}); listing again after {last!r}")
@@ -538,8 +602,9 @@ def _s3_objects(fs: Any, bucket: str, prefix: str, url: str, budget: float) -> I
             time.sleep(BASE_DELAY)
             budget -= BASE_DELAY
             if budget <= 0:
-                raise RemoteReadError(
-                    f"listing {redact(url)} kept failing ({redact(str(exc.__cause__))}); run again later"
+                raise SourceError(
+                    f"listing {redact(url)} kept failing ({redact(str(exc.__cause__))}); the store is "
+                    f"throttling or unreachable: run again later, or wait longer with {option('retry_seconds')}"
                 ) from exc
 
 
@@ -550,8 +615,6 @@ class _TransientListing(Exception):
 def _retrying_once(call: Any, *, url: str) -> Any:
     try:
         return call()
-    except StopAsyncIteration:
-        raise
     except Exception as exc:
         if _transient(exc):
             raise _TransientListing() from exc

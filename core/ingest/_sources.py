@@ -55,7 +55,13 @@ from e5_integrations.ingest._readers import (
     Span,
     reader_for,
 )
-from e5_integrations.ingest._remote import RemoteSourceFile, is_remote, iter_remote_files, matches_filters
+from e5_integrations.ingest._remote import (
+    RemoteSourceFile,
+    is_remote,
+    iter_remote_files,
+    matches_filters,
+    read_ahead,
+)
 from e5_integrations.ingest._sink import (
     DEFAULT_RETRY_SECONDS,
     RESERVED_METADATA_KEYS,
@@ -475,8 +481,10 @@ def iter_documents(
     """
     _fields(text_field, id_field, on_error)
     duplicates = ids if ids is not None else DuplicateIds(on_error, on_problem)
-    files = iter_source_files(
-        sources, id_root=id_root, include=include, exclude=exclude, storage_options=storage_options
+    files = read_ahead(
+        iter_source_files(
+            sources, id_root=id_root, include=include, exclude=exclude, storage_options=storage_options
+        )
     )
     for source in files:
         for document in read_source_file(
