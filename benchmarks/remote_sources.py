@@ -102,7 +102,7 @@ def _run_phase(phase: str, source: str, endpoint: str) -> None:
     print(json.dumps(result))
 
 
-def bench(objects: int, endpoint: str) -> dict[str, Any]:
+def bench(objects: int, endpoint: str, list_only: bool = False) -> dict[str, Any]:
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
@@ -132,6 +132,8 @@ def bench(objects: int, endpoint: str) -> dict[str, Any]:
     }
     print(f"  list_boto3 {result['list_boto3']}", flush=True)
     for name, phase in (("list_s3", "list"), ("read_s3", "read")):
+        if list_only and phase == "read":
+            return result
         result[name] = _phase(phase, url, endpoint)
         print(f"  {name:<10} {result[name]}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -146,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, nargs="+", default=[10000])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--list-only", action="store_true", help="measure the listing only (large N)")
     parser.add_argument("--phase", choices=("list", "read"), help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -158,7 +161,7 @@ def main() -> None:
         return
     process, endpoint = _start_moto()
     try:
-        results = [bench(n, endpoint) for n in args.objects]
+        results = [bench(n, endpoint, args.list_only) for n in args.objects]
     finally:
         process.terminate()
         process.wait(timeout=30)
