@@ -73,14 +73,21 @@ def _phase(phase: str, source: str, endpoint: str) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _peak_rss_mib() -> float:
+    """This process's RSS high-water mark (``VmHWM``; ``ru_maxrss`` would carry the parent's
+    peak over fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def _run_phase(phase: str, source: str, endpoint: str) -> None:
     """The child: import everything first (the baseline RSS), then one pass."""
-    import resource
-
     from e5_integrations.ingest._sources import DuplicateIds, iter_documents, iter_source_files
 
     options = {"endpoint_url": endpoint} if source.startswith("s3://") else None
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _peak_rss_mib()
     started = time.perf_counter()
     count = 0
     if phase == "list":
@@ -91,7 +98,7 @@ def _run_phase(phase: str, source: str, endpoint: str) -> None:
             ids.is_duplicate(document, None)  # type: ignore[arg-type]
             count += 1
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mib()
     result = {
         "objects": count,
         "seconds": round(seconds, 2),
@@ -164,7 +171,11 @@ def main() -> None:
         results = [bench(n, endpoint, args.list_only) for n in args.objects]
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     print(json.dumps(results, indent=2))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
