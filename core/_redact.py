@@ -2,7 +2,9 @@
 
 Store URIs carry credentials (``http://user:PASSWORD@host``, ``postgresql://u:PASSWORD@h/db``,
 ``?api_key=KEY``, libpq's ``password=KEY``), and sinks hold API keys and tokens given apart
-from the URI. Every message, log line, report and repr that may show a URI goes through
+from the URI. Source URLs may be signed (``X-Amz-Signature=``, ``X-Goog-Signature=``, an
+Azure SAS's ``sig=``), and storage options carry keys and tokens
+(``storage_option_secrets`` in ``ingest._remote`` lists them for :func:`redact`). Every message, log line, report and repr that may show a URI goes through
 :func:`redact`; a sink keeps the secret-bearing original only to connect.
 """
 
@@ -28,7 +30,11 @@ _URL_PASSWORD = re.compile(r"(://[^:/@?#\s]*:)[^@/?#\s]*@")
 #: Names of query-string and ``key=value`` parameters whose value is a secret.
 _SECRET_NAMES = (
     r"password|passwd|pwd|api[_-]?key|apikey|token|access[_-]?token|auth[_-]?token|"
-    r"secret|client[_-]?secret|sslpassword"
+    r"secret|client[_-]?secret|sslpassword|"
+    # signed URLs (S3 presigned, GCS signed, Azure SAS) and cloud credentials
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|"
+    r"signature|sig|sas[_-]?token|account[_-]?key|session[_-]?token|credential|credentials|"
+    r"connection[_-]?string|secret[_-]?access[_-]?key|aws[_-]?secret[_-]?access[_-]?key"
 )
 _KEYWORD_SECRET = re.compile(
     rf"(?<![A-Za-z0-9])((?:{_SECRET_NAMES})\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;#,)'\"]+)", re.IGNORECASE

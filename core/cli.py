@@ -30,6 +30,7 @@ from e5_integrations._errors import ConfigurationError, E5Error, InputError, Sou
 from e5_integrations._redact import RedactingFormatter, redact, secrets_of
 from e5_integrations.ingest._chunking import DEFAULT_CHUNK_OVERLAP
 from e5_integrations.ingest._registry import STORES, infer_store, open_sink
+from e5_integrations.ingest._remote import is_remote, parse_storage_options, storage_option_secrets
 from e5_integrations.ingest._sink import DEFAULT_RETRY_SECONDS, Hit, Sink
 
 if TYPE_CHECKING:
@@ -151,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="files or directories (.txt .md .jsonl .csv .parquet; .pdf and the other document formats "
-        "with the [documents] extra)",
+        help="files, directories or URLs (s3://bucket/prefix/, gs://, az://, https://) of "
+        ".txt .md .jsonl .csv .parquet; .pdf and the other document formats with the [documents] extra",
     )
     _add_common_arguments(ingest)
     _add_store_arguments(ingest)
@@ -186,6 +187,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--id-root",
         metavar="DIR",
         help="file ids relative to DIR, portable across machines (default: each file's absolute real path)",
+    )
+    ingest.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="read only files or objects matching GLOB (repeatable); a GLOB with a / matches the path "
+        "under the source, one without the file name, e.g. '*.jsonl' or 'exports/2024-*/*.parquet'",
+    )
+    ingest.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="do not read files or objects matching GLOB (repeatable; as --include)",
+    )
+    ingest.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the s3/gcs/azure filesystem (repeatable), e.g. endpoint_url=http://minio:9000 "
+        "for an S3-compatible store, anon=true, account_name=NAME; credentials otherwise come the cloud's "
+        "usual way (environment, profile, instance role). Values of secret keys are never printed",
     )
     ingest.add_argument(
         "--on-error",
@@ -408,9 +433,10 @@ def _encoder(args: argparse.Namespace) -> DeferredEncoder | RemoteEncoder:
 
 
 def _check_paths(sources: Sequence[str]) -> None:
-    """Fail on a mistyped source before spending minutes loading a 7B model."""
+    """Fail on a mistyped source before spending minutes loading a 7B model (URLs are
+    listed by the engine, before the model loads too)."""
     for source in sources:
-        if not os.path.exists(source):
+        if not is_remote(source) and not os.path.exists(source):
             raise SourceError(f"source {source!r} does not exist; pass files or directories to ingest")
 
 
@@ -431,6 +457,9 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
         "parse_timeout": args.parse_timeout,
         "progress": False if args.no_progress else None,
         "prune": args.prune,
+        "include": list(args.include),
+        "exclude": list(args.exclude),
+        "storage_options": parse_storage_options(args.storage_option),
     }
 
 
@@ -460,6 +489,7 @@ def _ingest_ray(args: argparse.Namespace) -> IngestReport:
         model=args.model,
         dtype=args.dtype,
         recipe=args.recipe,
+        retry_seconds=args.retry_seconds,
         **_job_options(args),
         **ray_options,
     )
@@ -473,7 +503,7 @@ def _ingest_local(args: argparse.Namespace) -> IngestReport:
         raise ConfigurationError(f"{', '.join(given)} only apply to --engine ray")
     encoder = _encoder(args)  # flags checked; the weights load at the first embedding, after
     with _open_sink(args) as sink:  # the store was reached, the input checked and the collection checked
-        return ingest(args.sources, sink, encoder, **_job_options(args))
+        return ingest(args.sources, sink, encoder, retry_seconds=args.retry_seconds, **_job_options(args))
 
 
 def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:
@@ -560,7 +590,16 @@ def _secrets(args: argparse.Namespace) -> list[str]:
         os.environ.get("QDRANT_API_KEY"),
         os.environ.get("E5_API_KEY"),
     ]
-    return [*secrets_of(getattr(args, "uri", None)), *(key for key in keys if key)]
+    try:
+        options = parse_storage_options(getattr(args, "storage_option", None) or [])
+    except ConfigurationError:  # reported by the command itself, redacted
+        options = {}
+    return [
+        *secrets_of(getattr(args, "uri", None)),
+        *(key for key in keys if key),
+        *storage_option_secrets(options),
+        *(secret for source in getattr(args, "sources", None) or [] for secret in secrets_of(source)),
+    ]
 
 
 def _configure_logging(verbosity: int, secrets: Sequence[str] = ()) -> None:

@@ -36,6 +36,8 @@ run killed at any point and started again converges to exactly the expected rows
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import os
 import queue
@@ -59,6 +61,16 @@ from e5_integrations.ingest._chunking import (
     structure_boundaries,
 )
 from e5_integrations.ingest._parsing import ParsePool
+from e5_integrations.ingest._remote import (
+    RemoteSourceFile,
+    id_follows_url,
+    is_remote,
+    object_seal,
+    probe_chunk_id,
+    read_ahead,
+    seal_matches,
+    sealed_hash,
+)
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
@@ -78,9 +90,12 @@ from e5_integrations.ingest._sources import (
     DocumentCheck,
     DuplicateIds,
     OnError,
+    SourceFile,
     SourceProblem,
     Span,
     iter_documents,
+    iter_source_files,
+    read_source_file,
 )
 
 __all__ = [
@@ -105,6 +120,8 @@ GROUP_BATCHES = 4
 MAX_GROUP_CHUNKS = 4096
 #: Ids per ``fetch_hashes`` call.
 FETCH_BATCH = 512
+#: Remote objects listed ahead of reading, whose probe chunks are looked up in one call.
+PROBE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,30 @@ class _Group:
     documents_done: int = 0
     #: (document id, first chunk index that should no longer exist)
     probes: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _ObjectStart:
+    """The next documents come from a remote object whose probe chunk is ``probe``; the
+    chunk is held back and written after every other chunk of the object (see
+    :class:`_RemoteObjects`)."""
+
+    probe: str
+    seal: str
+
+
+@dataclass(frozen=True)
+class _ObjectEnd:
+    """The object was read to its end; ``sealed``: its probe chunk gets the object's seal."""
+
+    sealed: bool
+
+
+def _with_seal(chunk: PendingChunk, seal: str) -> PendingChunk:
+    digest = sealed_hash(chunk.hash, seal)
+    return PendingChunk(
+        chunk.id, chunk.text, {**chunk.metadata, CONTENT_HASH_KEY: digest}, digest, chunk.tokens
+    )
 
 
 def prepare_chunks(
@@ -311,7 +352,7 @@ class _Prefetch(Iterator[Any]):
 class _Progress:
     """tqdm over documents with tokens/s, or nothing."""
 
-    def __init__(self, enabled: bool | None, total: int) -> None:
+    def __init__(self, enabled: bool | None, total: int | None) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(
@@ -338,6 +379,8 @@ def _check_sources(
     report: IngestReport,
     id_root: str | os.PathLike[str] | None = None,
     check: DocumentCheck | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> tuple[int, DuplicateIds]:
     """Pass 1: parse and validate every record file, list the whole-file documents (with the
     sink's ``check_document``, so what the store would refuse fails here, not midway); count
@@ -355,12 +398,135 @@ def _check_sources(
         check=check,
         keep_empty=True,
         list_whole_files=True,
+        include=include,
+        exclude=exclude,
     )
     for _ in documents:
         count += 1
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return count, ids
+
+
+class _KeptDocuments:
+    """The documents of this run, for prune: those read, and those of remote objects skipped
+    unread (their ids are the object's URL or ``URL:N``, see :func:`id_follows_url`)."""
+
+    def __init__(self, read: DuplicateIds) -> None:
+        self.read = read
+        self._objects: set[bytes] = set()
+
+    @staticmethod
+    def _digest(url: str) -> bytes:
+        return hashlib.blake2b(url.encode("utf-8"), digest_size=16).digest()
+
+    def keep_object(self, url: str) -> None:
+        """Keep every document whose id follows from ``url``."""
+        self._objects.add(self._digest(url))
+
+    def __contains__(self, document_id: object) -> bool:
+        if not isinstance(document_id, str):
+            return False
+        if document_id in self.read or self._digest(document_id) in self._objects:
+            return True
+        head, sep, tail = document_id.rpartition(":")
+        return bool(sep) and tail.isdigit() and self._digest(head) in self._objects
+
+
+class _RemoteObjects:
+    """The documents of sources that include URLs, read in one streaming pass.
+
+    There is no check pass over remote sources (it would download every object twice, and a
+    prefix of a million objects could not start embedding before it was read whole). Before
+    an object is downloaded, the stored hash of its *probe chunk* (chunk 0 of its first
+    document, when that document's id follows from the URL) is looked up, for
+    :data:`PROBE_BATCH` listed objects at a time: when it carries the object's seal (the
+    listing's ETag/version/size and this run's settings, see :func:`object_seal`), the store
+    holds every row of this version, and the object is skipped unread. Otherwise it is read;
+    when it was read whole, without a problem, and every document id follows from its URL,
+    its probe chunk is written with the seal, after all its other chunks.
+    """
+
+    def __init__(
+        self,
+        run: _Run,
+        files: Iterable[SourceFile],
+        fields: tuple[str, str | None],
+        on_error: OnError,
+        check: DocumentCheck | None,
+        settings: Mapping[str, Any],
+    ) -> None:
+        self.run = run
+        self.files = files
+        self.text_field, self.id_field = fields
+        self.on_error = on_error
+        self.check = check
+        self.settings = dict(settings)
+        self.read = DuplicateIds(on_error, run.report.record_problem)
+        self.kept = _KeptDocuments(self.read)
+        #: probe chunk and seal of the objects listed, to be read (at most a batch plus the read-ahead)
+        self.seals: dict[str, tuple[str, str]] = {}
+
+    def __iter__(self) -> Iterator[Document | _ObjectStart | _ObjectEnd]:
+        for source in read_ahead(self._changed()):
+            yield from self._read(source, self.seals.pop(source.file_id, None))
+
+    def _changed(self) -> Iterator[SourceFile]:
+        """The listed files less the remote objects the store holds sealed, looked up
+        :data:`PROBE_BATCH` at a time."""
+        batch: list[SourceFile] = []
+        for source in self.files:
+            batch.append(source)
+            if len(batch) >= PROBE_BATCH:
+                yield from self._batch(batch)
+                batch = []
+        if batch:
+            yield from self._batch(batch)
+
+    def _batch(self, batch: list[SourceFile]) -> Iterator[SourceFile]:
+        seals: dict[str, tuple[str, str]] = {}
+        for source in batch:
+            if isinstance(source, RemoteSourceFile):
+                probe, seal = probe_chunk_id(source), object_seal(source, self.settings)
+                if probe is not None and seal:
+                    seals[source.file_id] = (probe, seal)
+        stored = self.run.fetch_hashes([probe for probe, _ in seals.values()]) if seals else {}
+        for source in batch:
+            probe_seal = seals.get(source.file_id)
+            if probe_seal is not None and seal_matches(stored.get(probe_seal[0]), probe_seal[1]):
+                self.run.report.objects_unchanged += 1
+                self.kept.keep_object(source.file_id)
+                continue
+            if probe_seal is not None:
+                self.seals[source.file_id] = probe_seal
+            yield source
+
+    def _read(
+        self, source: SourceFile, probe_seal: tuple[str, str] | None
+    ) -> Iterator[Document | _ObjectStart | _ObjectEnd]:
+        report = self.run.report
+        if probe_seal is not None:
+            yield _ObjectStart(*probe_seal)
+        problems = report.skipped_invalid + report.skipped_unsupported
+        follows = True
+        documents = read_source_file(
+            source,
+            text_field=self.text_field,
+            id_field=self.id_field,
+            on_error=self.on_error,
+            on_problem=report.record_problem,
+            check=self.check,
+            keep_empty=True,
+        )
+        for document in documents:
+            if self.read.is_duplicate(document, source):
+                continue
+            follows = follows and id_follows_url(document.id, source.file_id)
+            yield document
+        if probe_seal is not None:
+            yield _ObjectEnd(
+                sealed=follows and report.skipped_invalid + report.skipped_unsupported == problems
+            )
 
 
 def nothing_to_ingest(sources: Sequence[str | os.PathLike[str]], report: IngestReport) -> str:
@@ -413,6 +579,15 @@ class _Run:
         self.on_error = on_error
         self.dim = encoder.dimension
         self.max_records = max(1, int(sink.max_batch_records(self.dim)))
+        self.submit: Callable[..., Future[Any]] | None = None
+
+    def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """Stored hashes of ``ids``, looked up on the store thread (the sink is used by one
+        thread at a time)."""
+        if self.submit is None:
+            return self._fetch(ids)
+        result: dict[str, str] = self.submit(self._fetch, list(ids)).result()
+        return result
 
     # -- building groups (main thread) ---------------------------------------------------
     def _pending(self, document: Document) -> list[PendingChunk]:
@@ -421,20 +596,41 @@ class _Run:
             document, self.chunker, self.encoder.model_name, self.encoder.max_length, recipe
         )
 
-    def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
+    def groups(self, documents: Iterable[Document | _ObjectStart | _ObjectEnd]) -> Iterator[_Group]:
         group = _Group()
-        for document in documents:
-            chunks = self._pending(document)  # none for an empty document: probe (id, 0) deletes them all
-            self.report.documents += 1 if chunks else 0
-            self.report.chunks += len(chunks)
+        probe: _ObjectStart | None = None
+        held: PendingChunk | None = None  # the probe chunk of the remote object being read
+        for item in documents:
+            if isinstance(item, _ObjectStart):
+                probe, held = item, None
+                continue
+            document: Document | None = None
+            if isinstance(item, _ObjectEnd):
+                # written after every other chunk of the object: a run killed before it leaves
+                # no seal, and the next run reads the object again
+                chunks = (
+                    []
+                    if held is None or probe is None
+                    else [_with_seal(held, probe.seal) if item.sealed else held]
+                )
+                probe, held = None, None
+            else:
+                document = item
+                chunks = self._pending(document)  # none for an empty document: probe (id, 0) deletes them all
+                count = len(chunks)
+                self.report.documents += 1 if chunks else 0
+                self.report.chunks += count
+                if probe is not None and held is None and chunks and chunks[0].id == probe.probe:
+                    held, chunks = chunks[0], chunks[1:]
             for chunk in chunks:
                 group.chunks.append(chunk)
                 group.tokens += chunk.tokens
                 if group.tokens >= self.group_tokens or len(group.chunks) >= MAX_GROUP_CHUNKS:
                     yield group
                     group = _Group()
-            group.documents_done += 1
-            group.probes.append((document.id, len(chunks)))
+            if document is not None:
+                group.documents_done += 1
+                group.probes.append((document.id, count))
         if group.chunks or group.documents_done:
             yield group
 
@@ -508,10 +704,11 @@ class _Run:
                 if not todo:
                     return [], np.empty((0, self.dim), dtype=np.float32)
 
-    def run(self, documents: Iterable[Document], progress: _Progress) -> None:
+    def run(self, documents: Iterable[Document | _ObjectStart | _ObjectEnd], progress: _Progress) -> None:
         """Embed group n while group n-1 is written, group n+1's hashes are fetched and
         group n+2 is chunked."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-store") as store:
+            self.submit = store.submit  # remote objects look their probe chunks up on the store thread
             try:
                 self._loop(documents, progress, store.submit)
             except BaseException:
@@ -519,7 +716,10 @@ class _Run:
                 raise
 
     def _loop(
-        self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]
+        self,
+        documents: Iterable[Document | _ObjectStart | _ObjectEnd],
+        progress: _Progress,
+        submit: Callable[..., Future[Any]],
     ) -> None:
         groups = _Prefetch(self.groups(documents))
         try:
@@ -566,6 +766,10 @@ def ingest(
     ocr: bool = False,
     parse_workers: int | None = None,
     parse_timeout: float | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
+    retry_seconds: float | None = None,
 ) -> IngestReport:
     """Load ``sources`` into ``sink``, embedding with ``encoder``; idempotent and resumable.
 
@@ -601,6 +805,18 @@ def ingest(
             model embeds; default ``min(CPUs, 4)``; 0 parses in this process (no time limit).
         parse_timeout: seconds one file may take to parse (default 120); a file past it is
             unreadable (see ``on_error``), the run goes on.
+        include: glob patterns; only files (or objects) matching one are read. A pattern
+            with a ``/`` matches the path under the source given, one without the file name.
+        exclude: glob patterns of files (or objects) not to read.
+        storage_options: options of the remote filesystem for URL sources (``s3://``,
+            ``gs://``, ``az://``, ``https://``): credentials, ``endpoint_url``. Never printed.
+        retry_seconds: how long a transient failure of a remote source (throttled, reset)
+            is retried; default as for the stores.
+
+    With URL sources the run makes one streaming pass (no check pass: a malformed record
+    under ``on_error="fail"`` stops the run where it is met, after what came before it was
+    written), and remote objects whose stored rows carry their listed ETag/version are
+    skipped without being downloaded (see :class:`_RemoteObjects`).
 
     Returns:
         An :class:`IngestReport`; ``report.embedded == 0`` when everything was stored already.
@@ -636,9 +852,29 @@ def ingest(
     check = document_check() if document_check is not None else getattr(sink, "check_document", None)
     layout = getattr(sink, "layout", None)
     report.layout = getattr(layout, "name", "")
-    total, document_ids = _check_sources(paths, text_field, id_field, on_error, report, id_root, check)
-    if total == 0:
-        raise SourceError(nothing_to_ingest(paths, report))
+    remote = any(is_remote(path) for path in paths)
+    files: Iterator[SourceFile] | None = None
+    document_ids: Any
+    if remote:
+        files = iter_source_files(
+            paths,
+            id_root=id_root,
+            include=include,
+            exclude=exclude,
+            storage_options=storage_options,
+            retry_seconds=retry_seconds,
+        )
+        first = next(files, None)  # a missing bucket or an empty prefix fails before the store is touched
+        if first is None:
+            raise SourceError(nothing_to_ingest(paths, report))
+        files = itertools.chain([first], files)
+        total: int | None = None
+    else:
+        total, document_ids = _check_sources(
+            paths, text_field, id_field, on_error, report, id_root, check, include, exclude
+        )
+        if total == 0:
+            raise SourceError(nothing_to_ingest(paths, report))
     # The recipe's room for a chunk (its document template and special tokens left out),
     # known once the tokenizer is: a chunk size that does not fit fails here, before writing.
     text_limit = recipe.text_capacity(encoder.tokenizer, encoder.max_length) if recipe is not None else None
@@ -650,23 +886,41 @@ def ingest(
     bar = _Progress(progress, total)
     pool = ParsePool(parse_workers, parse_timeout)
     try:
-        documents = iter_documents(
-            paths,
-            text_field=text_field,
-            id_field=id_field,
-            on_error=on_error,
-            on_problem=report.record_problem,  # pass 1 reported the rest
-            whole_file_problems_only=True,
-            id_root=id_root,
-            check=check,
-            keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
-            ocr=ocr,
-            pool=pool,
-        )
+        documents: Iterable[Document | _ObjectStart | _ObjectEnd]
+        if files is not None:
+            settings = {
+                "model": encoder.model_name,
+                "max_length": encoder.max_length,
+                "recipe": recipe_key(recipe),
+                "chunk_tokens": chunker.chunk_tokens,
+                "chunk_overlap": chunker.overlap,
+                "text_field": text_field,
+                "id_field": id_field,
+            }
+            objects = _RemoteObjects(run, files, (text_field, id_field), on_error, check, settings)
+            documents, document_ids = objects, objects.kept
+        else:
+            documents = iter_documents(
+                paths,
+                text_field=text_field,
+                id_field=id_field,
+                on_error=on_error,
+                on_problem=report.record_problem,  # pass 1 reported the rest
+                whole_file_problems_only=True,
+                id_root=id_root,
+                check=check,
+                keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
+                ocr=ocr,
+                pool=pool,
+                include=include,
+                exclude=exclude,
+            )
         run.run(documents, bar)
     finally:
         bar.close()
         pool.close()
+    if remote and not (report.documents or report.objects_unchanged or report.skipped_empty):
+        raise SourceError(nothing_to_ingest(paths, report))
     if prune:
         prune_removed_documents(sink, document_ids, report)
     sink.finalize()  # post-load step, e.g. PGVector builds its index after the bulk load

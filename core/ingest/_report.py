@@ -29,6 +29,8 @@ class IngestReport:
         tokens_embedded: tokens of the embedded chunks (without special tokens).
         written: records upserted (acknowledged by the store).
         skipped_unchanged: chunks already stored with the same content hash (not embedded).
+        objects_unchanged: remote objects skipped without being downloaded: the store holds
+            the rows of the version the listing gave (ETag / version / size and mtime).
         skipped_empty: documents with no text.
         skipped_invalid: records or files not loaded (``on_error="skip"``).
         skipped_unsupported: files with an unsupported extension.
@@ -56,6 +58,7 @@ class IngestReport:
     tokens_embedded: int = 0
     written: int = 0
     skipped_unchanged: int = 0
+    objects_unchanged: int = 0
     skipped_empty: int = 0
     skipped_invalid: int = 0
     skipped_unsupported: int = 0
@@ -73,6 +76,7 @@ class IngestReport:
         """Non-zero skip counters by reason (units differ: chunks, documents, files)."""
         counts = {
             "unchanged chunks": self.skipped_unchanged,
+            "unchanged objects (not downloaded)": self.objects_unchanged,
             "empty documents": self.skipped_empty,
             "invalid records": self.skipped_invalid,
             "unsupported files": self.skipped_unsupported,

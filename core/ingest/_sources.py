@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -67,7 +67,15 @@ from e5_integrations.ingest._readers import (
     is_whole_file,
     reader_for,
 )
+from e5_integrations.ingest._remote import (
+    RemoteSourceFile,
+    is_remote,
+    iter_remote_files,
+    matches_filters,
+    read_ahead,
+)
 from e5_integrations.ingest._sink import (
+    DEFAULT_RETRY_SECONDS,
     RESERVED_METADATA_KEYS,
     RESERVED_METADATA_PREFIX,
     reserved_metadata_key,
@@ -79,6 +87,7 @@ __all__ = [
     "DocumentCheck",
     "DuplicateIds",
     "OnError",
+    "RemoteSourceFile",
     "SourceFile",
     "SourceProblem",
     "Span",
@@ -181,25 +190,58 @@ def _file_id(path: Path, id_root: Path | None) -> str:
 
 
 def iter_source_files(
-    sources: Iterable[str | os.PathLike[str]], *, id_root: str | os.PathLike[str] | None = None
+    sources: Iterable[str | os.PathLike[str]],
+    *,
+    id_root: str | os.PathLike[str] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
+    retry_seconds: float | None = None,
 ) -> Iterator[SourceFile]:
-    """Expand files and directories into the files to read, in a deterministic order.
+    """Expand files, directories and URLs into the files to read, in a deterministic order.
 
     Each file comes once, however many sources reach it. Unsupported extensions are
-    included; :func:`iter_documents` reports them.
+    included; :func:`iter_documents` reports them. A URL (``s3://bucket/prefix/``,
+    ``gs://``, ``az://``, ``https://``) gives :class:`RemoteSourceFile` objects, listed lazily
+    page by page (see ``_remote``).
 
     Args:
-        sources: files or directories.
-        id_root: make file ids relative to this directory (see the module docs).
+        sources: files, directories or URLs.
+        id_root: make local file ids relative to this directory (see the module docs);
+            remote ids are always canonical URLs.
+        include: glob patterns; when given, only files matching one are read. A pattern
+            with a ``/`` matches the path under the source given, one without the file name.
+        exclude: glob patterns of files not to read (after ``include``).
+        storage_options: options of the remote filesystem (credentials, ``endpoint_url``).
+        retry_seconds: how long a transient remote failure is retried.
 
     Raises:
-        SourceError: a source does not exist, a directory symlink loops, or a file is
-            outside ``id_root``.
-        ConfigurationError: ``id_root`` is not a directory.
+        SourceError: a source does not exist, a directory symlink loops, a file is
+            outside ``id_root``, or a bucket cannot be listed.
+        ConfigurationError: ``id_root`` is not a directory, or a URL has an unknown scheme.
     """
     root_dir = _resolve_id_root(id_root)
-    seen: set[str] = set()
+    seen: set[bytes] = set()  # 16-byte digests of file ids: bounded memory for a million objects
+
+    def first_time(file_id: str) -> bool:
+        digest = hashlib.blake2b(file_id.encode("utf-8"), digest_size=16).digest()
+        if digest in seen:
+            return False
+        seen.add(digest)
+        return True
+
     for source in sources:
+        if is_remote(source):
+            for remote in iter_remote_files(
+                str(source),
+                storage_options,
+                include=include,
+                exclude=exclude,
+                retry_seconds=DEFAULT_RETRY_SECONDS if retry_seconds is None else retry_seconds,
+            ):
+                if first_time(remote.file_id):
+                    yield remote
+            continue
         root = Path(source)
         if root.is_dir():
             paths: Iterable[Path] = _walk(root, frozenset({os.path.realpath(root)}))
@@ -208,12 +250,14 @@ def iter_source_files(
         else:
             raise SourceError(
                 f"source {str(source)!r} does not exist or is not a file or directory; "
-                f"pass files or directories of {', '.join(SUPPORTED_EXTENSIONS)}"
+                f"pass files, directories or URLs (s3://, gs://, az://, https://) of {', '.join(SUPPORTED_EXTENSIONS)}"
             )
         for path in paths:
+            relative = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            if (include or exclude) and not matches_filters(relative, include, exclude):
+                continue
             file_id = _file_id(path, root_dir)
-            if file_id not in seen:
-                seen.add(file_id)
+            if first_time(file_id):
                 yield SourceFile(path, file_id)
 
 
@@ -472,6 +516,9 @@ def iter_documents(
     pool: ParsePool | None = None,
     list_whole_files: bool = False,
     whole_file_problems_only: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -503,6 +550,9 @@ def iter_documents(
             engine's check pass, which parses them once, later.
         whole_file_problems_only: report only the problems of whole-file documents (a
             pass that follows a check pass which reported the others).
+        include: glob patterns of files to read (see :func:`iter_source_files`).
+        exclude: glob patterns of files not to read.
+        storage_options: options of the remote filesystem, for URL sources.
 
     Raises:
         SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
@@ -520,7 +570,11 @@ def iter_documents(
             return None
         return pool.submit(reader, source, fields)
 
-    files = iter_source_files(sources, id_root=id_root)
+    files = read_ahead(
+        iter_source_files(
+            sources, id_root=id_root, include=include, exclude=exclude, storage_options=storage_options
+        )
+    )
     window = 2 * max(1, pool.workers) if pool is not None else 1
     for source, parsed in parse_in_order(files, submit, window):
         problems = on_problem if not whole_file_problems_only or is_whole_file(source) else None

@@ -39,6 +39,7 @@ from e5_integrations._redact import redact
 from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
 from e5_integrations.ingest._readers import is_whole_file
 from e5_integrations.ingest._registry import document_check, infer_store, is_shared_store
+from e5_integrations.ingest._remote import is_remote
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import Sink
 from e5_integrations.ingest._sources import (
@@ -55,7 +56,9 @@ from e5_integrations.ray._stages import (
     EmbedChunks,
     EncoderSpec,
     SinkSpec,
+    SourceSpec,
     chunk_documents,
+    list_objects,
     lookup_stored,
     read_file,
     write_rows,
@@ -146,6 +149,8 @@ def _scan(
     report: IngestReport,
     id_root: str | os.PathLike[str] | None = None,
     check: DocumentCheck | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
     """The local engine's check pass, file by file (``check`` is the sink's
     ``check_document``): one read task per file, with the ordinals of the documents to
@@ -153,7 +158,7 @@ def _scan(
     duplicates = DuplicateIds(on_error, report.record_problem)
     files: list[dict[str, Any]] = []
     total = 0
-    for source in iter_source_files(paths, id_root=id_root):
+    for source in iter_source_files(paths, id_root=id_root, include=include, exclude=exclude):
         skip: list[int] = []
         documents = read_source_file(
             source,
@@ -234,6 +239,10 @@ def ingest_ray(
     ocr: bool = False,
     parse_workers: int | None = None,
     parse_timeout: float | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
+    retry_seconds: float | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -273,6 +282,17 @@ def ingest_ray(
             child process of its read task, under ``parse_timeout``. Ray's tasks are the
             parallelism here.
         parse_timeout: seconds one file may take to parse (default 120); as for ``ingest``.
+        include, exclude: glob filters on the files (or objects) to read, as for ``ingest``.
+        storage_options, retry_seconds: for URL sources (``s3://``, ``gs://``, ``az://``,
+            ``https://``), as for ``ingest``. With URL sources the driver neither lists nor
+            reads: one Ray task lists each URL page by page and hands object rows (canonical
+            URL, ETag, size) on in batches, and read tasks fetch each object straight from
+            the store, so the driver's memory does not grow with the prefix. There is no
+            check pass (a bad record under ``on_error="fail"`` fails the job where it is
+            met), duplicate ids across objects are not detected, and ``prune`` is refused.
+            Every object is read: the seal that lets the local engine skip an unchanged
+            object unread is written by the local engine only (Ray writes a job's rows in no
+            set order, so a seal could land before the rest of its object).
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
@@ -287,8 +307,19 @@ def ingest_ray(
     paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise ConfigurationError("no sources given; pass files or directories to ingest")
+    remote = [str(path) for path in paths if is_remote(path)]
+    if remote and len(remote) != len(paths):
+        raise ConfigurationError(
+            "the ray engine reads either URLs or local paths in one run, not both; run it once for each"
+        )
+    if remote and prune:
+        raise ConfigurationError(
+            f"{option('prune')} with URL sources needs every document id of the run, which the ray engine's "
+            "driver does not collect (it never reads the objects); prune with the local engine"
+            + for_front(" (e5_integrations.ingest.ingest)", " (--engine local)")
+        )
     for path in paths:
-        if not os.path.exists(path):
+        if not remote and not os.path.exists(path):
             raise SourceError(f"source {str(path)!r} does not exist; pass files or directories to ingest")
     from e5_integrations.ingest._parsing import ParsePool
 
@@ -335,10 +366,26 @@ def ingest_ray(
     # --layout that disagrees with the collection fails before any Ray work), and every
     # worker opens its sink in that layout.
     opening = _LayoutCheck(SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items()))))
+    source_spec = SourceSpec.of(storage_options, include, exclude, retry_seconds)
+    files: list[dict[str, Any]] | None
     try:
-        files, total, document_ids = _scan(paths, text_field, id_field, on_error, report, id_root, opening)
-        if total == 0:
-            raise SourceError(nothing_to_ingest(paths, report))
+        if remote:
+            # the driver only checks that the first URL lists (a missing bucket fails here)
+            first = next(
+                iter_source_files(
+                    remote[:1], include=include, exclude=exclude, storage_options=storage_options
+                ),
+                None,
+            )
+            if first is None:
+                raise SourceError(nothing_to_ingest(paths, report))
+            files, total, document_ids = None, 0, None
+        else:
+            files, total, document_ids = _scan(
+                paths, text_field, id_field, on_error, report, id_root, opening, include, exclude
+            )
+            if total == 0:
+                raise SourceError(nothing_to_ingest(paths, report))
         sink = opening.sink()
     except BaseException:
         opening.close()
@@ -355,9 +402,9 @@ def ingest_ray(
                     f"write_batch_records={write_batch_records}; expected a positive int"
                 )
             max_records = min(max_records, write_batch_records)
-        if files:
+        if files or remote:
             totals, problems = _run(
-                files,
+                files if files is not None else remote,
                 spec,
                 sink_spec,
                 max_records,
@@ -375,13 +422,19 @@ def ingest_ray(
                 writers,
                 embed_batch_rows,
                 progress,
+                source_spec,
             )
             for name in COUNTERS:
                 setattr(report, name, totals[name])
             for problem in sorted(problems):  # the order tasks finished in is not the sources'
                 report.record_problem(SourceProblem(**json.loads(problem)))
             report.documents -= report.skipped_unreadable
-        if prune:
+        if remote:
+            report.warnings.append(
+                "documents are not counted by the ray engine for URL sources (the driver does not read them); "
+                "chunks are"
+            )
+        if prune and document_ids is not None:
             prune_removed_documents(sink, document_ids, report)
         sink.finalize()
     finally:
@@ -439,7 +492,7 @@ class _LayoutCheck:
 
 
 def _run(
-    files: list[dict[str, Any]],
+    files: list[dict[str, Any]] | list[str],
     spec: EncoderSpec,
     sink_spec: SinkSpec,
     max_records: int,
@@ -450,6 +503,7 @@ def _run(
     writers: int,
     embed_batch_rows: int,
     progress: bool | None,
+    source_spec: SourceSpec | None = None,
 ) -> tuple[dict[str, int], list[str]]:
     ray = _import_ray()
     started_here = False
@@ -472,14 +526,21 @@ def _run(
             gpus,
             writers,
         )
+        if files and isinstance(files[0], str):  # URLs: listed by one task each, streamed in batches
+            listed = ray.data.from_items([{"source": url} for url in files], override_num_blocks=len(files))
+            sources = listed.map_batches(
+                list_objects, batch_size=1, batch_format="numpy", fn_kwargs={"source_spec": source_spec}
+            )
+        else:
+            sources = ray.data.from_items(files, override_num_blocks=len(files))
         dataset = (
-            ray.data.from_items(files, override_num_blocks=len(files))
-            .flat_map(
+            sources.flat_map(
                 read_file,
                 fn_kwargs={
                     **read_options,
                     "store": sink_spec.store,
                     "layout": dict(sink_spec.options).get("layout", "e5"),
+                    "source_spec": source_spec,
                 },
             )
             .map_batches(

@@ -36,7 +36,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from e5_integrations.ingest._pipeline import (
 )
 from e5_integrations.ingest._readers import is_whole_file, reader_for
 from e5_integrations.ingest._registry import document_check, open_sink
+from e5_integrations.ingest._remote import SEAL_SEPARATOR
 from e5_integrations.ingest._sink import Record, Sink
 from e5_integrations.ingest._sources import (
     Document,
@@ -109,6 +110,75 @@ class SinkSpec:
                 sink = self.open()
                 _SINKS[self] = sink
             return sink
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How a worker reaches remote sources: the filesystem's storage options (credentials,
+    endpoint), the listing filters and the retry budget. Never printed (see ``__repr__``);
+    the rows carry only canonical URLs."""
+
+    storage_options: tuple[tuple[str, Any], ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    retry_seconds: float | None = None
+
+    def __repr__(self) -> str:  # Ray may show task arguments: never a key or token
+        names = ", ".join(name for name, _ in self.storage_options)
+        return f"SourceSpec(storage_options=[{names}], include={self.include!r}, exclude={self.exclude!r})"
+
+    def options(self) -> dict[str, Any]:
+        """The storage options as the filesystem takes them."""
+        return {name: json.loads(value) for name, value in self.storage_options}
+
+    @classmethod
+    def of(
+        cls,
+        storage_options: Mapping[str, Any] | None,
+        include: Sequence[str],
+        exclude: Sequence[str],
+        retry_seconds: float | None,
+    ) -> SourceSpec:
+        """A hashable spec (option values as JSON)."""
+        options = tuple(
+            sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in (storage_options or {}).items())
+        )
+        return cls(options, tuple(include), tuple(exclude), retry_seconds)
+
+
+#: Object rows per batch out of the listing stage.
+LIST_BATCH_OBJECTS = 1000
+
+
+# -- stage 0: list remote prefixes (one task per source URL, streamed in batches) ----------------
+def list_objects(batch: Mapping[str, np.ndarray], *, source_spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """The objects under each source URL of ``batch``, as file rows in batches of
+    :data:`LIST_BATCH_OBJECTS`: the listing runs on a worker, page by page, so the driver
+    never holds it."""
+    from e5_integrations.ingest._remote import iter_remote_files
+
+    rows: list[dict[str, Any]] = []
+    for url in batch["source"]:
+        for remote in iter_remote_files(
+            str(url),
+            source_spec.options(),
+            include=source_spec.include,
+            exclude=source_spec.exclude,
+            **({} if source_spec.retry_seconds is None else {"retry_seconds": source_spec.retry_seconds}),
+        ):
+            rows.append({**remote.to_row(), "path": "", "file_id": remote.file_id, "skip": "[]"})
+            if len(rows) >= LIST_BATCH_OBJECTS:
+                yield _columns(rows)
+                rows = []
+    if rows:
+        yield _columns(rows)
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        name: np.asarray([row[name] for row in rows], dtype=np.int64 if name == "size" else object)
+        for name in rows[0]
+    }
 
 
 @dataclass(frozen=True)
@@ -206,6 +276,7 @@ def read_file(
     ocr: bool = False,
     parse_workers: int | None = None,
     parse_timeout: float | None = None,
+    source_spec: SourceSpec | None = None,
 ) -> list[dict[str, Any]]:
     """The documents of one source file as rows ``{doc_id, text, source, metadata, spans, problem}``.
 
@@ -215,9 +286,20 @@ def read_file(
     the ordinals of documents whose id an earlier file already used, exactly as the local
     engine drops them. A whole-file document is parsed here for the first time: in a child
     process under ``parse_timeout`` (in this task with ``parse_workers=0``); what cannot be
-    read raises under ``on_error="fail"``, else becomes problem rows for the report.
+    read raises under ``on_error="fail"``, else becomes problem rows for the report. A row
+    with a ``url`` is a remote object, read here, on the worker, straight from the store
+    (with ``source_spec``'s storage options); problems reading it are raised under
+    ``on_error="fail"`` and logged and skipped under ``"skip"``.
     """
-    source = SourceFile(Path(row["path"]), row["file_id"])
+    source: SourceFile
+    if row.get("url"):
+        from e5_integrations.ingest._remote import RemoteSourceFile
+
+        spec = source_spec or SourceSpec()
+        retry = {} if spec.retry_seconds is None else {"retry_seconds": spec.retry_seconds}
+        source = RemoteSourceFile.from_row(row, spec.options(), **retry)
+    else:
+        source = SourceFile(Path(row["path"]), row["file_id"])
     skip = set(json.loads(row["skip"]))
     rows: list[dict[str, Any]] = []
     check = document_check(store, layout) if store is not None else None
@@ -233,7 +315,7 @@ def read_file(
         text_field=text_field,
         id_field=id_field,
         on_error=on_error,
-        on_problem=problems.append if whole else None,
+        on_problem=problems.append if whole else (_log_problem if row.get("url") else None),
         check=check,
         keep_empty=True,
         ocr=ocr,
@@ -254,6 +336,10 @@ def read_file(
         )
     rows.extend(_problem_row(problem, source.file_id) for problem in problems)
     return rows
+
+
+def _log_problem(problem: Any) -> None:
+    logger.warning("skipped %s", redact(str(problem)))
 
 
 # -- stage 2: chunk (CPU tasks) ----------------------------------------------------------------
@@ -353,7 +439,9 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
                     "document %r shrank but the %s sink cannot delete; stale chunks remain", doc_id, sink.name
                 )
     unchanged = (
-        np.asarray([stored.get(i) == str(h) for i, h in zip(ids, batch["hash"], strict=False)], dtype=bool)
+        np.asarray(
+            [_unsealed(stored.get(i)) == str(h) for i, h in zip(ids, batch["hash"], strict=False)], dtype=bool
+        )
         & chunks
     )
     keep = (~unchanged & chunks) | problems
@@ -371,6 +459,13 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
         )
         out = {name: np.append(out[name], np.asarray([summary[name]], dtype=out[name].dtype)) for name in out}
     return out
+
+
+def _unsealed(stored: str | None) -> str | None:
+    """A stored content hash without the seal a local run may have put on an object's probe
+    chunk (see ``ingest._remote``): the row is the same; the seal stays valid or goes stale on
+    its own, since it names the object's version."""
+    return stored.split(SEAL_SEPARATOR, 1)[0] if stored is not None else None
 
 
 # -- stage 4: embed (actor pool, one encoder per actor) -----------------------------------------
