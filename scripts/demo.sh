@@ -18,7 +18,7 @@ absolute() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/${1#.
 if [ $# -ge 1 ]; then DOCS=$(absolute "$1"); else DOCS=$REPO/examples/docs; fi
 QUESTION=${2:-how do I rotate my API keys?}
 if [ ! -d "$DOCS" ] && [ ! -f "$DOCS" ]; then
-  echo "demo.sh: $DOCS does not exist; pass a folder (or file) of documents (.txt .md .docx .pptx .xlsx .html .epub .ipynb .jsonl .csv .parquet, .gz/.zst)" >&2
+  echo "demo.sh: $DOCS does not exist; pass a folder (or file) of documents (.txt .md .pdf .docx .pptx .xlsx .html .epub .ipynb .jsonl .csv .parquet, .gz/.zst)" >&2
   exit 2
 fi
 if [ -n "${E5_MODEL:-}" ] && [ -e "$E5_MODEL" ]; then export E5_MODEL; E5_MODEL=$(absolute "$E5_MODEL"); fi

@@ -272,8 +272,48 @@ def notebook_json() -> str:
     )
 
 
+#: A two-page operations manual (the PDF example), page by page, line by line.
+OPERATIONS_MANUAL = [
+    [
+        "Ingestion service operations manual",
+        "",
+        "1. Nightly runs",
+        "The ingestion job runs every night at 02:00 and reads the exported documents.",
+        "A re-run skips every chunk the vector store already holds unchanged,",
+        "so a night with few edits finishes in minutes.",
+        "",
+        "2. When a run fails",
+        "Start the same command again: it resumes where the failed run stopped.",
+    ],
+    [
+        "3. Scanned pages",
+        "A page without a text layer is reported with its page number, never stored empty.",
+        "Pass --ocr to read such pages with Tesseract.",
+        "",
+        "4. Contacts",
+        "The platform team answers pages about the ingestion service within one hour.",
+    ],
+]
+
+
+def write_pdf(path: Path) -> None:
+    """The PDF example, drawn with reportlab (BSD; in the ``test`` extra): text pages, a title."""
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), pagesize=(612, 792), invariant=True)
+    pdf.setTitle("Ingestion service operations manual")
+    for lines in OPERATIONS_MANUAL:
+        pdf.setFont("Helvetica", 11)
+        y = 720.0
+        for line in lines:
+            pdf.drawString(72, y, line)
+            y -= 16.5
+        pdf.showPage()
+    pdf.save()
+
+
 def main(out: Path) -> None:
-    for folder in ("policies", "guides", "slides", "sheets", "books", "notebooks", "releases"):
+    for folder in ("policies", "guides", "slides", "sheets", "books", "notebooks", "releases", "manuals"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     write_docx(out / "policies" / "api-key-security.docx")
     (out / "guides" / "billing.html").write_text(BILLING_PAGE, encoding="utf-8")
@@ -283,6 +323,7 @@ def main(out: Path) -> None:
     (out / "notebooks" / "embedding-quickstart.ipynb").write_text(notebook_json(), encoding="utf-8")
     lines = "".join(json.dumps(record) + "\n" for record in RELEASE_NOTES).encode()
     (out / "releases" / "release-notes.jsonl.gz").write_bytes(gzip.compress(lines, mtime=0))
+    write_pdf(out / "manuals" / "operations-manual.pdf")
 
 
 if __name__ == "__main__":
