@@ -24,7 +24,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   # A bare `torch` requirement would resolve to a multi-GB CUDA build; pin the CPU wheel first.
   quiet_pip "$VENV/bin/python" -m pip install -q "torch==${E5_TORCH_VERSION:-2.13.0}"
 fi
-quiet_pip "$VENV/bin/python" -m pip install -q -e ".[all,test]"
+quiet_pip "$VENV/bin/python" -m pip install -q -e ".[all,test]" -c scripts/constraints.txt
 "$VENV/bin/python" -c "import e5_integrations, torch, transformers; print('e5-integrations', e5_integrations.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
 
 if [ ! -x "$MILVUS_VENV/bin/python" ] || ! "$MILVUS_VENV/bin/python" -c "import milvus_lite.server" 2>/dev/null; then
