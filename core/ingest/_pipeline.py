@@ -33,13 +33,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
 from e5_integrations.ingest._chunking import Chunker, check_chunk_sizes, chunk_id, content_hash, recipe_key
+from e5_integrations.ingest._fingerprint import (
+    StoredMark,
+    document_fingerprint,
+    fetch_marks,
+    mark_value,
+    parse_stored_hash,
+    stored_unchanged,
+)
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import (
     CHUNK_INDEX_KEY,
@@ -67,7 +75,9 @@ __all__ = [
     "Embedder",
     "PendingChunk",
     "delete_stale_chunks",
+    "fingerprint_of",
     "ingest",
+    "mark_chunks",
     "nothing_to_ingest",
     "prepare_chunks",
     "prune_removed_documents",
@@ -122,6 +132,9 @@ class _Group:
     documents_done: int = 0
     #: (document id, first chunk index that should no longer exist)
     probes: list[tuple[str, int]] = field(default_factory=list)
+    #: documents whose stored chunk 0 carries a stale mark and which are rewritten in parts:
+    #: their chunk 0 is deleted before this group is written (see ``_fingerprint``)
+    unmark: list[str] = field(default_factory=list)
 
 
 def prepare_chunks(
@@ -146,6 +159,51 @@ def prepare_chunks(
             PendingChunk(chunk_id(document.id, chunk.index), chunk.text, metadata, digest, chunk.tokens)
         )
     return pending
+
+
+def fingerprint_of(
+    document: Document, chunker: Chunker, model_name: str, max_length: int, recipe: str | None = None
+) -> str:
+    """The document's fingerprint (:func:`~e5_integrations.ingest._fingerprint.document_fingerprint`)
+    under this chunker's resolved sizes; shared by both engines."""
+    return document_fingerprint(
+        document.id,
+        document.source,
+        document.text,
+        document.metadata,
+        model=model_name,
+        max_length=max_length,
+        chunk_tokens=chunker.chunk_tokens,
+        overlap=chunker.overlap,
+        recipe=recipe,
+    )
+
+
+def mark_chunks(chunks: list[PendingChunk], fingerprint: str, *, last: bool = True) -> list[PendingChunk]:
+    """Put the document mark on chunk 0 of a document's ``chunks``.
+
+    With ``last`` (the local engine) chunk 0 moves after the others, so it is written after
+    them; without it (the Ray engine, whose writers run in parallel) only a document of one
+    chunk is marked, and the others are returned unchanged. The chunk's content hash is
+    unchanged (``PendingChunk.hash``); only the stored ``e5_content_hash`` value carries the mark.
+    """
+    if not chunks or (not last and len(chunks) != 1):
+        return chunks
+    first = chunks[0]
+    value = mark_value(first.hash, fingerprint, len(chunks))
+    marked = replace(first, metadata={**first.metadata, CONTENT_HASH_KEY: value})
+    return [*chunks[1:], marked]
+
+
+def _stored_value(chunk: PendingChunk) -> str:
+    """The ``e5_content_hash`` value a chunk is written with (its hash, marked or not)."""
+    value = chunk.metadata.get(CONTENT_HASH_KEY)
+    return value if isinstance(value, str) else chunk.hash
+
+
+def _is_marked(record: Record) -> bool:
+    value = record.metadata.get(CONTENT_HASH_KEY)
+    return isinstance(value, str) and parse_stored_hash(value).fingerprint is not None
 
 
 def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
@@ -272,6 +330,17 @@ class _Prefetch(Iterator[Any]):
         self._thread.join()
 
 
+def _batches(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class _Progress:
     """tqdm over documents with tokens/s, or nothing."""
 
@@ -377,27 +446,60 @@ class _Run:
         self.dim = encoder.dimension
         self.max_records = max(1, int(sink.max_batch_records(self.dim)))
 
-    # -- building groups (main thread) ---------------------------------------------------
-    def _pending(self, document: Document) -> list[PendingChunk]:
-        recipe = recipe_key(getattr(self.encoder, "recipe", None))
-        return prepare_chunks(
-            document, self.chunker, self.encoder.model_name, self.encoder.max_length, recipe
-        )
+    # -- building groups (chunk thread) --------------------------------------------------
+    def _recipe(self) -> str | None:
+        return recipe_key(getattr(self.encoder, "recipe", None))
 
-    def groups(self, documents: Iterable[Document]) -> Iterator[_Group]:
+    def _pending(self, document: Document, fingerprint: str) -> list[PendingChunk]:
+        chunks = prepare_chunks(
+            document, self.chunker, self.encoder.model_name, self.encoder.max_length, self._recipe()
+        )
+        return mark_chunks(chunks, fingerprint)
+
+    def _marks(
+        self, batch: Sequence[Document], submit: Callable[..., Future[Any]] | None
+    ) -> dict[str, StoredMark]:
+        """The stored marks of a batch of documents: one ``fetch_hashes`` call, on the store
+        thread when there is one (a sink's client is used from one thread at a time)."""
+        ids = [document.id for document in batch if document.text.strip()]
+        if submit is None:
+            return fetch_marks(self.sink.fetch_hashes, ids)
+        found: dict[str, StoredMark] = submit(fetch_marks, self.sink.fetch_hashes, ids).result()
+        return found
+
+    def groups(
+        self, documents: Iterable[Document], submit: Callable[..., Future[Any]] | None = None
+    ) -> Iterator[_Group]:
+        """Chunked documents in groups of about ``group_tokens`` tokens. A document whose stored
+        mark matches its fingerprint is counted as unchanged without being tokenized."""
         group = _Group()
-        for document in documents:
-            chunks = self._pending(document)  # none for an empty document: probe (id, 0) deletes them all
-            self.report.documents += 1 if chunks else 0
-            self.report.chunks += len(chunks)
-            for chunk in chunks:
-                group.chunks.append(chunk)
-                group.tokens += chunk.tokens
-                if group.tokens >= self.group_tokens or len(group.chunks) >= MAX_GROUP_CHUNKS:
-                    yield group
-                    group = _Group()
-            group.documents_done += 1
-            group.probes.append((document.id, len(chunks)))
+        recipe = self._recipe()
+        model, max_length = self.encoder.model_name, self.encoder.max_length
+        for batch in _batches(documents, FETCH_BATCH):
+            marks = self._marks(batch, submit)
+            for document in batch:
+                fingerprint = fingerprint_of(document, self.chunker, model, max_length, recipe)
+                mark = marks.get(document.id)
+                if mark is not None and mark.fingerprint == fingerprint:
+                    self.report.documents += 1
+                    self.report.chunks += mark.chunks
+                    self.report.skipped_unchanged += mark.chunks
+                    self.report.skipped_documents += 1
+                    group.documents_done += 1
+                    continue
+                chunks = self._pending(document, fingerprint)  # none when empty: probe (id, 0) deletes all
+                self.report.documents += 1 if chunks else 0
+                self.report.chunks += len(chunks)
+                if mark is not None and mark.fingerprint is not None and len(chunks) > 1:
+                    group.unmark.append(document.id)  # before any of its chunks is written
+                for chunk in chunks:
+                    group.chunks.append(chunk)
+                    group.tokens += chunk.tokens
+                    if group.tokens >= self.group_tokens or len(group.chunks) >= MAX_GROUP_CHUNKS:
+                        yield group
+                        group = _Group()
+                group.documents_done += 1
+                group.probes.append((document.id, len(chunks)))
         if group.chunks or group.documents_done:
             yield group
 
@@ -409,13 +511,26 @@ class _Run:
         return stored
 
     def lookup(self, group: _Group) -> _Lookup:
-        """Stored hashes of the group's chunks; delete chunks past each document's new end."""
+        """Stored hashes of the group's chunks; delete chunks past each document's new end,
+        and the chunk 0 (with its stale mark) of documents about to be rewritten in parts."""
         probe_ids = [chunk_id(doc_id, index) for doc_id, index in group.probes]
         stored = self._fetch([chunk.id for chunk in group.chunks] + probe_ids)
         deleted = 0
         for doc_id, index in group.probes:
             if chunk_id(doc_id, index) in stored:
                 deleted += self._delete_stale(doc_id, index)
+        if group.unmark:
+            unmark = [chunk_id(doc_id, 0) for doc_id in group.unmark]
+            try:
+                self.sink.delete(unmark)
+            except NotImplementedError:
+                self.report.warnings.append(
+                    f"the {self.sink.name} sink cannot delete, so stale document marks were not cleared "
+                    "before rewriting; a run killed midway may leave them"
+                )
+            else:
+                for key in unmark:  # written again, with the new mark, after the document's other chunks
+                    stored.pop(key, None)
         return _Lookup(stored, deleted)
 
     def _delete_stale(self, doc_id: str, first: int) -> int:
@@ -428,11 +543,21 @@ class _Run:
             return 0
 
     def write(self, records: list[Record]) -> int:
-        return upsert_in_batches(self.sink, records, self.max_records)
+        """Upsert the plain records, then the marked ones (each a chunk 0 that ends its
+        document): a mark is acknowledged only after all of its document's other chunks."""
+        plain = [record for record in records if not _is_marked(record)]
+        marked = [record for record in records if _is_marked(record)]
+        return upsert_in_batches(self.sink, plain, self.max_records) + upsert_in_batches(
+            self.sink, marked, self.max_records
+        )
 
     # -- embedding (main thread) ---------------------------------------------------------
     def embed(self, group: _Group, stored: Mapping[str, str]) -> list[Record]:
-        todo = [chunk for chunk in group.chunks if stored.get(chunk.id) != chunk.hash]
+        todo = [
+            chunk
+            for chunk in group.chunks
+            if not stored_unchanged(stored.get(chunk.id), _stored_value(chunk))
+        ]
         self.report.skipped_unchanged += len(group.chunks) - len(todo)
         if not todo:
             return []
@@ -484,7 +609,7 @@ class _Run:
     def _loop(
         self, documents: Iterable[Document], progress: _Progress, submit: Callable[..., Future[Any]]
     ) -> None:
-        groups = _Prefetch(self.groups(documents))
+        groups = _Prefetch(self.groups(documents, submit))
         try:
             self._stream(groups, progress, submit)
         finally:

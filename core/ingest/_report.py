@@ -29,6 +29,8 @@ class IngestReport:
         tokens_embedded: tokens of the embedded chunks (without special tokens).
         written: records upserted (acknowledged by the store).
         skipped_unchanged: chunks already stored with the same content hash (not embedded).
+        skipped_documents: documents found stored unchanged by their fingerprint, without
+            being tokenized (their chunks are counted in ``skipped_unchanged`` too).
         skipped_empty: documents with no text.
         skipped_invalid: records or files not loaded (``on_error="skip"``).
         skipped_unsupported: files with an unsupported extension.
@@ -52,6 +54,7 @@ class IngestReport:
     tokens_embedded: int = 0
     written: int = 0
     skipped_unchanged: int = 0
+    skipped_documents: int = 0
     skipped_empty: int = 0
     skipped_invalid: int = 0
     skipped_unsupported: int = 0
@@ -106,6 +109,11 @@ class IngestReport:
             + f": read {self.documents} documents -> {self.chunks} chunks; "
             f"embedded {self.embedded} ({self.tokens_embedded} tokens, {rate:,.0f} tokens/s); "
             f"written {self.written}; skipped: {skipped}"
+            + (
+                f" ({self.skipped_documents} unchanged documents not even tokenized)"
+                if self.skipped_documents
+                else ""
+            )
             + (f"; deleted {self.deleted_stale} stale chunks" if self.deleted_stale else "")
             + (f"; pruned {self.pruned} chunks of removed documents" if self.pruned else "")
             + f"; {self.seconds:.1f} s"
