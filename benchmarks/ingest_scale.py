@@ -49,10 +49,39 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STORES = ("chroma", "chroma-server", "pgvector", "milvus-server", "qdrant")
-_WORDS = (
-    "vector store holds embeddings of passages and the model ranks them by cosine similarity "
-    "while the index keeps recall high for nightly jobs over a corpus that mostly did not change"
-).split()
+_WORDS = [
+    "vector",
+    "store",
+    "holds",
+    "embeddings",
+    "of",
+    "passages",
+    "and",
+    "the",
+    "model",
+    "ranks",
+    "them",
+    "by",
+    "cosine",
+    "similarity",
+    "while",
+    "the",
+    "index",
+    "keeps",
+    "recall",
+    "high",
+    "for",
+    "nightly",
+    "jobs",
+    "over",
+    "a",
+    "corpus",
+    "that",
+    "mostly",
+    "did",
+    "not",
+    "change",
+]
 
 
 class HashBackend:
@@ -201,9 +230,12 @@ def bulk_write(store: str, uri: str, rows: tuple[Any, ...]) -> float:
                 f"CREATE TABLE {name} (id text PRIMARY KEY, text text, metadata jsonb, embedding vector({dim}))"
             )
             started = time.perf_counter()
-            with conn.cursor() as cursor, cursor.copy(
-                f"COPY {name} (id, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {name} (id, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(["text", "text", "jsonb", "vector"])
                 for row in zip(ids, texts, metadata, vectors, strict=True):
                     copy.write_row((row[0], row[1], Jsonb(row[2]), row[3]))
@@ -212,7 +244,9 @@ def bulk_write(store: str, uri: str, rows: tuple[Any, ...]) -> float:
         from qdrant_client import QdrantClient, models
 
         client = QdrantClient(path=uri + "-bulk")
-        client.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+        client.create_collection(
+            name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        )
         points = (
             models.PointStruct(
                 id=str(uuid.uuid5(uuid.NAMESPACE_URL, i)),
@@ -269,7 +303,10 @@ def run_store(store: str, model: str, rows: int, dim: int, bulk: bool) -> dict[s
 
     encoder = E5Encoder(model, backends=[HashBackend(dim)], show_progress=False)
     result: dict[str, Any] = {"store": store, "rows": rows, "dim": dim}
-    with tempfile.TemporaryDirectory(prefix="e5-scale-") as tmp, store_target(store, Path(tmp)) as (name, uri):
+    with (
+        tempfile.TemporaryDirectory(prefix="e5-scale-") as tmp,
+        store_target(store, Path(tmp)) as (name, uri),
+    ):
         root = Path(tmp) / "corpus"
         root.mkdir()
         corpus = root / "records.jsonl"

@@ -20,6 +20,12 @@ ahead, so tokenization never waits for the encoder either. At most one group is 
 written, one looked up and one chunked while the next is embedded, so memory stays bounded.
 A failed store call fails the run (no silent loss).
 
+Before a document is chunked, its *mark* is looked up (one ``fetch_hashes`` per 512
+documents, see ``_fingerprint``): a document whose stored mark matches its fingerprint is
+counted as unchanged without being tokenized. Each document's chunk 0 carries its mark and is
+emitted after the document's other chunks; ``write`` upserts marked records after the plain
+ones, so a mark is acknowledged only once all of its document's chunks are.
+
 Chunk ids are deterministic (``"{document id}#{chunk index}"``) and writes are upserts, so a
 run killed at any point and started again converges to exactly the expected rows.
 """

@@ -90,7 +90,14 @@ class MilvusServer(Server):
         log = self.root / "milvus.log"
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(self.python), "-W", "ignore", str(LAUNCHER), str(self.root / "milvus.db"), str(self.port)],
+                [
+                    str(self.python),
+                    "-W",
+                    "ignore",
+                    str(LAUNCHER),
+                    str(self.root / "milvus.db"),
+                    str(self.port),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
@@ -130,7 +137,9 @@ class PostgresServer(Server):
     def start(self) -> None:
         deadline = time.monotonic() + 120
         while True:  # after a kill, orphaned backends may hold the shared memory a moment
-            done = subprocess.run([sys.executable, "-c", _PG_START, str(self.pgdata)], capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-c", _PG_START, str(self.pgdata)], capture_output=True, text=True
+            )
             if done.returncode == 0:
                 self.uri = done.stdout.strip().splitlines()[-1]
                 return
@@ -181,7 +190,9 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
 def _docs(root: Path) -> list[str]:
     root.mkdir()
     for i in range(N_DOCS):
-        (root / f"d{i:03d}.txt").write_text(f"document {i} about topic {i % 5} and item {i * 3}", encoding="utf-8")
+        (root / f"d{i:03d}.txt").write_text(
+            f"document {i} about topic {i % 5} and item {i * 3}", encoding="utf-8"
+        )
     return [f"d{i:03d}.txt#0" for i in range(N_DOCS)]
 
 
