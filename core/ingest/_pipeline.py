@@ -462,16 +462,33 @@ class _Run:
         )
         return mark_chunks(chunks, fingerprint)
 
-    def _marks(
+    def _ask_marks(
         self, batch: Sequence[Document], submit: Callable[..., Future[Any]] | None
-    ) -> dict[str, StoredMark]:
+    ) -> Future[dict[str, StoredMark]]:
         """The stored marks of a batch of documents: one ``fetch_hashes`` call, on the store
         thread when there is one (a sink's client is used from one thread at a time)."""
         ids = [document.id for document in batch if document.text.strip()]
-        if submit is None:
-            return fetch_marks(self.sink.fetch_hashes, ids)
-        found: dict[str, StoredMark] = submit(fetch_marks, self.sink.fetch_hashes, ids).result()
-        return found
+        if submit is not None:
+            return submit(fetch_marks, self.sink.fetch_hashes, ids)
+        done: Future[dict[str, StoredMark]] = Future()
+        done.set_result(fetch_marks(self.sink.fetch_hashes, ids))
+        return done
+
+    def _with_marks(
+        self, documents: Iterable[Document], submit: Callable[..., Future[Any]] | None
+    ) -> Iterator[tuple[Document, StoredMark | None]]:
+        """Each document with its stored mark; the marks of the next batch are asked for
+        before this batch is chunked, so chunking does not wait behind the store's writes."""
+        previous: tuple[list[Document], Future[dict[str, StoredMark]]] | None = None
+        for batch in _batches(documents, FETCH_BATCH):
+            current = (batch, self._ask_marks(batch, submit))
+            if previous is not None:
+                marks = previous[1].result()
+                yield from ((document, marks.get(document.id)) for document in previous[0])
+            previous = current
+        if previous is not None:
+            marks = previous[1].result()
+            yield from ((document, marks.get(document.id)) for document in previous[0])
 
     def groups(
         self, documents: Iterable[Document], submit: Callable[..., Future[Any]] | None = None
@@ -481,31 +498,28 @@ class _Run:
         group = _Group()
         recipe = self._recipe()
         model, max_length = self.encoder.model_name, self.encoder.max_length
-        for batch in _batches(documents, FETCH_BATCH):
-            marks = self._marks(batch, submit)
-            for document in batch:
-                fingerprint = fingerprint_of(document, self.chunker, model, max_length, recipe)
-                mark = marks.get(document.id)
-                if mark is not None and mark.fingerprint == fingerprint:
-                    self.report.documents += 1
-                    self.report.chunks += mark.chunks
-                    self.report.skipped_unchanged += mark.chunks
-                    self.report.skipped_documents += 1
-                    group.documents_done += 1
-                    continue
-                chunks = self._pending(document, fingerprint)  # none when empty: probe (id, 0) deletes all
-                self.report.documents += 1 if chunks else 0
-                self.report.chunks += len(chunks)
-                if mark is not None and mark.fingerprint is not None and len(chunks) > 1:
-                    group.unmark.append(document.id)  # before any of its chunks is written
-                for chunk in chunks:
-                    group.chunks.append(chunk)
-                    group.tokens += chunk.tokens
-                    if group.tokens >= self.group_tokens or len(group.chunks) >= MAX_GROUP_CHUNKS:
-                        yield group
-                        group = _Group()
+        for document, mark in self._with_marks(documents, submit):
+            fingerprint = fingerprint_of(document, self.chunker, model, max_length, recipe)
+            if mark is not None and mark.fingerprint == fingerprint:
+                self.report.documents += 1
+                self.report.chunks += mark.chunks
+                self.report.skipped_unchanged += mark.chunks
+                self.report.skipped_documents += 1
                 group.documents_done += 1
-                group.probes.append((document.id, len(chunks)))
+                continue
+            chunks = self._pending(document, fingerprint)  # none when empty: probe (id, 0) deletes all
+            self.report.documents += 1 if chunks else 0
+            self.report.chunks += len(chunks)
+            if mark is not None and mark.fingerprint is not None and len(chunks) > 1:
+                group.unmark.append(document.id)  # before any of its chunks is written
+            for chunk in chunks:
+                group.chunks.append(chunk)
+                group.tokens += chunk.tokens
+                if group.tokens >= self.group_tokens or len(group.chunks) >= MAX_GROUP_CHUNKS:
+                    yield group
+                    group = _Group()
+            group.documents_done += 1
+            group.probes.append((document.id, len(chunks)))
         if group.chunks or group.documents_done:
             yield group
 
