@@ -408,7 +408,10 @@ def test_recipe_reaches_the_actors_and_the_content_hashes(
     ray_rows = dump_rows(*store_target)
     assert sorted(ray_rows) == sorted(local_rows)
     for id_, (text, metadata, vector) in local_rows.items():
-        assert ray_rows[id_][:2] == (text, metadata), id_  # same content hash as the local engine
+        local_hash, metadata = _unmarked(metadata)
+        ray_hash, ray_metadata = _unmarked(ray_rows[id_][1])
+        assert ray_hash.content_hash == local_hash.content_hash, id_  # the same content hash
+        assert (ray_rows[id_][0], ray_metadata) == (text, metadata), id_
         assert np.allclose(ray_rows[id_][2], vector, atol=1e-5), id_
 
 
