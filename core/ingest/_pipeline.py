@@ -451,6 +451,9 @@ class _Run:
         self.on_error = on_error
         self.dim = encoder.dimension
         self.max_records = max(1, int(sink.max_batch_records(self.dim)))
+        #: False when the collection was empty as the run began: a run reads each document
+        #: once, so no mark can be found, and the first run skips the mark lookups
+        self.marks_possible = True
 
     # -- building groups (chunk thread) --------------------------------------------------
     def _recipe(self) -> str | None:
@@ -467,8 +470,8 @@ class _Run:
     ) -> Future[dict[str, StoredMark]]:
         """The stored marks of a batch of documents: one ``fetch_hashes`` call, on the store
         thread when there is one (a sink's client is used from one thread at a time)."""
-        ids = [document.id for document in batch if document.text.strip()]
-        if submit is not None:
+        ids = [document.id for document in batch if document.text.strip()] if self.marks_possible else []
+        if submit is not None and ids:
             return submit(fetch_marks, self.sink.fetch_hashes, ids)
         done: Future[dict[str, StoredMark]] = Future()
         done.set_result(fetch_marks(self.sink.fetch_hashes, ids))
@@ -745,6 +748,7 @@ def ingest(
     )
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report, on_error)
+    run.marks_possible = sink.count() > 0
     bar = _Progress(progress, total)
     try:
         documents = iter_documents(
