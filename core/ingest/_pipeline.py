@@ -30,6 +30,12 @@ under ``on_error="fail"``, naming it; under ``"skip"`` it is reported and counte
 (``skipped_unreadable``). Either way its stored chunks stay: it yields no document, so no
 stale-chunk probe runs for it, and its id was listed in pass 1, so ``prune`` keeps it.
 
+Before a document is chunked, its *mark* is looked up (one ``fetch_hashes`` per 512
+documents, see ``_fingerprint``): a document whose stored mark matches its fingerprint is
+counted as unchanged without being tokenized. Each document's chunk 0 carries its mark and is
+emitted after the document's other chunks; ``write`` upserts marked records after the plain
+ones, so a mark is acknowledged only once all of its document's chunks are.
+
 Chunk ids are deterministic (``"{document id}#{chunk index}"``) and writes are upserts, so a
 run killed at any point and started again converges to exactly the expected rows.
 """
@@ -45,14 +51,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
 from e5_integrations._embedder import Embedder
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
 from e5_integrations.ingest._chunking import (
+    DEFAULT_CHUNK_OVERLAP,
+    DEFAULT_CHUNK_TOKENS,
     Chunker,
     check_chunk_sizes,
     chunk_id,
@@ -60,7 +68,25 @@ from e5_integrations.ingest._chunking import (
     recipe_key,
     structure_boundaries,
 )
+from e5_integrations.ingest._file_seals import (
+    FileSeal,
+    NotSealed,
+    file_seal,
+    look_up,
+    record_ids,
+    sealed_value,
+    stored_seal,
+)
+from e5_integrations.ingest._fingerprint import (
+    StoredMark,
+    document_fingerprint,
+    fetch_marks,
+    mark_value,
+    parse_stored_hash,
+    stored_unchanged,
+)
 from e5_integrations.ingest._parsing import ParsePool
+from e5_integrations.ingest._readers import Fields
 from e5_integrations.ingest._remote import (
     RemoteSourceFile,
     id_follows_url,
@@ -103,7 +129,9 @@ __all__ = [
     "Embedder",
     "PendingChunk",
     "delete_stale_chunks",
+    "fingerprint_of",
     "ingest",
+    "mark_chunks",
     "nothing_to_ingest",
     "prepare_chunks",
     "prune_removed_documents",
@@ -144,6 +172,11 @@ class _Group:
     documents_done: int = 0
     #: (document id, first chunk index that should no longer exist)
     probes: list[tuple[str, int]] = field(default_factory=list)
+    #: documents whose stored chunk 0 carries a stale mark and which are rewritten in parts:
+    #: their chunk 0 is deleted before this group is written (see ``_fingerprint``)
+    unmark: list[str] = field(default_factory=list)
+    #: probe chunks (ids) holding a stale object seal: deleted before this group is written
+    unseal: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -154,6 +187,11 @@ class _ObjectStart:
 
     probe: str
     seal: str
+    #: the stored probe chunk holds another version's seal: it is deleted before the
+    #: object's first chunks are written
+    stale: bool = False
+    #: a local file's seal, which carries the file's document and chunk counts
+    counted: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +259,52 @@ def span_metadata(spans: Sequence[Span], start: int, end: int) -> dict[str, Any]
             else:
                 found.setdefault(key, value)
     return found
+
+
+def fingerprint_of(
+    document: Document, chunker: Chunker, model_name: str, max_length: int, recipe: str | None = None
+) -> str:
+    """The document's fingerprint (:func:`~e5_integrations.ingest._fingerprint.document_fingerprint`)
+    under this chunker's resolved sizes; shared by both engines."""
+    return document_fingerprint(
+        document.id,
+        document.source,
+        document.text,
+        document.metadata,
+        model=model_name,
+        max_length=max_length,
+        chunk_tokens=chunker.chunk_tokens,
+        overlap=chunker.overlap,
+        recipe=recipe,
+    )
+
+
+def mark_chunks(chunks: list[PendingChunk], fingerprint: str, *, last: bool = True) -> list[PendingChunk]:
+    """Put the document mark on chunk 0 of a document's ``chunks``.
+
+    With ``last`` (the local engine) chunk 0 moves after the others, so it is written after
+    them; without it (the Ray engine, whose writers run in parallel) only a document of one
+    chunk is marked, and the others are returned unchanged. The chunk's content hash is
+    unchanged (``PendingChunk.hash``); only the stored ``e5_content_hash`` value carries the mark.
+    """
+    if not chunks or (not last and len(chunks) != 1):
+        return chunks
+    first = chunks[0]
+    value = mark_value(first.hash, fingerprint, len(chunks))
+    marked = replace(first, metadata={**first.metadata, CONTENT_HASH_KEY: value})
+    return [*chunks[1:], marked]
+
+
+def _stored_value(chunk: PendingChunk) -> str:
+    """The ``e5_content_hash`` value a chunk is written with (its hash, marked or not)."""
+    value = chunk.metadata.get(CONTENT_HASH_KEY)
+    return value if isinstance(value, str) else chunk.hash
+
+
+def _is_marked(record: Record) -> bool:
+    """Whether a record carries a document mark or an object seal (written last)."""
+    value = record.metadata.get(CONTENT_HASH_KEY)
+    return isinstance(value, str) and not parse_stored_hash(value).plain
 
 
 def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
@@ -349,6 +433,29 @@ class _Prefetch(Iterator[Any]):
         self._thread.join()
 
 
+_Item = Document | _ObjectStart | _ObjectEnd
+_T = TypeVar("_T")
+
+
+def _paired(
+    batch: list[_Item], marks: Future[dict[str, StoredMark]]
+) -> Iterator[tuple[_Item, StoredMark | None]]:
+    found = marks.result()
+    for item in batch:
+        yield item, found.get(item.id) if isinstance(item, Document) else None
+
+
+def _batches(documents: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class _Progress:
     """tqdm over documents with tokens/s, or nothing."""
 
@@ -381,31 +488,127 @@ def _check_sources(
     check: DocumentCheck | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    seals: _LocalSeals | None = None,
 ) -> tuple[int, DuplicateIds]:
     """Pass 1: parse and validate every record file, list the whole-file documents (with the
     sink's ``check_document``, so what the store would refuse fails here, not midway); count
-    problems and documents, and keep the document ids (as 16-byte digests) for pruning."""
+    problems and documents, and keep the document ids (as 16-byte digests) for pruning.
+
+    With ``seals``, a file whose stored seal matches is not validated again (only its ids
+    are read, when its records carry their own), and a file validated without a problem is
+    noted so that the load pass seals it (see ``_file_seals``)."""
     count = 0
     ids = DuplicateIds(on_error, report.record_problem)
-    documents = iter_documents(
-        sources,
-        text_field=text_field,
-        id_field=id_field,
-        on_error=on_error,
-        on_problem=report.record_problem,
-        ids=ids,
-        id_root=id_root,
-        check=check,
-        keep_empty=True,
-        list_whole_files=True,
-        include=include,
-        exclude=exclude,
-    )
-    for _ in documents:
-        count += 1
+    files = iter_source_files(sources, id_root=id_root, include=include, exclude=exclude)
+    for batch in _batches(files, PROBE_BATCH):
+        checked = seals.look_up(batch) if seals is not None else [(source, None, None) for source in batch]
+        for source, seal, stored in checked:
+            if seals is not None and seal is not None and seals.unchanged(source, seal, stored, ids):
+                continue
+            invalid = report.skipped_invalid
+            for document in read_source_file(
+                source,
+                text_field=text_field,
+                id_field=id_field,
+                on_error=on_error,
+                on_problem=report.record_problem,
+                check=check,
+                keep_empty=True,
+                list_whole_files=True,
+            ):
+                if not ids.is_duplicate(document, source):
+                    count += 1
+            if seals is not None and seal is not None and report.skipped_invalid == invalid:
+                seals.validated(source, seal, stored)
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return count, ids
+
+
+class _LocalSeals:
+    """The seals of local files in one run (see ``_file_seals``): which files the load pass
+    skips, and which it seals once read."""
+
+    def __init__(
+        self,
+        fields: Fields,
+        settings: Mapping[str, Any],
+        fetch: Callable[[Sequence[str]], dict[str, str]] | None,
+        report: IngestReport,
+    ) -> None:
+        self.fields = fields
+        self.settings = dict(settings)
+        self.fetch = fetch  # None: the collection was empty, nothing can be sealed yet
+        self.report = report
+        #: ids of the files the load pass skips
+        self.sealed: set[str] = set()
+        #: their documents' ids: the load pass counts them as seen (a later file reusing one
+        #: is a duplicate, as pass 1 reported)
+        self.sealed_ids = DuplicateIds("skip", None)
+        #: files validated without a problem, sealed at the end of their load
+        self.clean: dict[str, _ObjectStart] = {}
+        self._current: SourceFile | None = None
+
+    def look_up(self, batch: Sequence[SourceFile]) -> list[tuple[SourceFile, FileSeal | None, str | None]]:
+        return look_up(batch, self.fields, self.settings, self.fetch)
+
+    def unchanged(self, source: SourceFile, seal: FileSeal, stored: str | None, ids: DuplicateIds) -> bool:
+        """Whether ``source`` is sealed as it is: count it as unchanged and register its
+        document ids (for ``--prune`` and the duplicate check), without validating it."""
+        found = stored_seal(stored)
+        if found is None or found.seal != seal.seal:
+            return False
+        try:
+            if not ids.add_unique(record_ids(source, self.fields), copy_to=self.sealed_ids):
+                return False  # an id another file has too: validated in full, and reported
+        except (NotSealed, OSError, ValueError):
+            return False
+        self.sealed.add(source.file_id)
+        self.report.files_unchanged += 1
+        self.report.documents += found.documents
+        self.report.chunks += found.chunks
+        self.report.skipped_unchanged += found.chunks
+        self.report.skipped_documents += found.documents
+        return True
+
+    def validated(self, source: SourceFile, seal: FileSeal, stored: str | None) -> None:
+        """``source`` was validated without a problem: seal it once the load pass read it."""
+        stale = stored_seal(stored) is not None
+        self.clean[source.file_id] = _ObjectStart(seal.probe, seal.seal, stale=stale, counted=True)
+
+    def skip(self, source: SourceFile) -> bool:
+        return source.file_id in self.sealed
+
+    def on_file(self, source: SourceFile) -> None:
+        self._current = source
+
+    def documents(self, documents: Iterable[Document]) -> Iterator[_Item]:
+        """The load pass's documents, each clean file's between its start and end marks."""
+        open_file: str | None = None
+        for document in documents:
+            if document.source != open_file:
+                if open_file is not None:
+                    yield _ObjectEnd(sealed=True)
+                    open_file = None
+                start = self._start(document.source)
+                if start is not None:
+                    open_file = document.source
+                    yield start
+            yield document
+        if open_file is not None:
+            yield _ObjectEnd(sealed=True)
+
+    def _start(self, file_id: str) -> _ObjectStart | None:
+        start = self.clean.pop(file_id, None)
+        current = self._current
+        if start is None or current is None or current.file_id != file_id:
+            return None
+        try:
+            if file_seal(current, self.settings) != start.seal:
+                return None  # changed since pass 1 validated it: not sealed this time
+        except OSError:
+            return None
+        return start
 
 
 class _KeptDocuments:
@@ -465,7 +668,7 @@ class _RemoteObjects:
         self.read = DuplicateIds(on_error, run.report.record_problem)
         self.kept = _KeptDocuments(self.read)
         #: probe chunk and seal of the objects listed, to be read (at most a batch plus the read-ahead)
-        self.seals: dict[str, tuple[str, str]] = {}
+        self.seals: dict[str, _ObjectStart] = {}
 
     def __iter__(self) -> Iterator[Document | _ObjectStart | _ObjectEnd]:
         for source in read_ahead(self._changed()):
@@ -498,15 +701,17 @@ class _RemoteObjects:
                 self.kept.keep_object(source.file_id)
                 continue
             if probe_seal is not None:
-                self.seals[source.file_id] = probe_seal
+                value = stored.get(probe_seal[0])
+                stale = value is not None and parse_stored_hash(value).seal is not None
+                self.seals[source.file_id] = _ObjectStart(*probe_seal, stale=stale)
             yield source
 
     def _read(
-        self, source: SourceFile, probe_seal: tuple[str, str] | None
+        self, source: SourceFile, probe_seal: _ObjectStart | None
     ) -> Iterator[Document | _ObjectStart | _ObjectEnd]:
         report = self.run.report
         if probe_seal is not None:
-            yield _ObjectStart(*probe_seal)
+            yield probe_seal
         problems = report.skipped_invalid + report.skipped_unsupported
         follows = True
         documents = read_source_file(
@@ -588,40 +793,110 @@ class _Run:
             return self._fetch(ids)
         result: dict[str, str] = self.submit(self._fetch, list(ids)).result()
         return result
+        #: False when the collection was empty as the run began: a run reads each document
+        #: once, so no mark can be found, and the first run skips the mark lookups
+        self.marks_possible: bool = True
 
-    # -- building groups (main thread) ---------------------------------------------------
-    def _pending(self, document: Document) -> list[PendingChunk]:
-        recipe = recipe_key(getattr(self.encoder, "recipe", None))
-        return prepare_chunks(
-            document, self.chunker, self.encoder.model_name, self.encoder.max_length, recipe
+    # -- building groups (chunk thread) --------------------------------------------------
+    def _recipe(self) -> str | None:
+        return recipe_key(getattr(self.encoder, "recipe", None))
+
+    def _pending(self, document: Document, fingerprint: str) -> list[PendingChunk]:
+        chunks = prepare_chunks(
+            document, self.chunker, self.encoder.model_name, self.encoder.max_length, self._recipe()
         )
+        return mark_chunks(chunks, fingerprint)
 
-    def groups(self, documents: Iterable[Document | _ObjectStart | _ObjectEnd]) -> Iterator[_Group]:
+    def _ask_marks(
+        self, batch: Sequence[_Item], submit: Callable[..., Future[Any]] | None
+    ) -> Future[dict[str, StoredMark]]:
+        """The stored marks of a batch of documents: one ``fetch_hashes`` call, on the store
+        thread when there is one (a sink's client is used from one thread at a time)."""
+        ids = (
+            [item.id for item in batch if isinstance(item, Document) and item.text.strip()]
+            if self.marks_possible
+            else []
+        )
+        if submit is not None and ids:
+            return submit(fetch_marks, self.sink.fetch_hashes, ids)
+        done: Future[dict[str, StoredMark]] = Future()
+        done.set_result(fetch_marks(self.sink.fetch_hashes, ids))
+        return done
+
+    def _with_marks(
+        self, items: Iterable[_Item], submit: Callable[..., Future[Any]] | None
+    ) -> Iterator[tuple[_Item, StoredMark | None]]:
+        """Each document with its stored mark (object boundaries pass through with none); the
+        marks of the next batch are asked for before this batch is chunked, so chunking does
+        not wait behind the store's writes."""
+        previous: tuple[list[_Item], Future[dict[str, StoredMark]]] | None = None
+        for batch in _batches(items, FETCH_BATCH):
+            current = (batch, self._ask_marks(batch, submit))
+            if previous is not None:
+                yield from _paired(*previous)
+            previous = current
+        if previous is not None:
+            yield from _paired(*previous)
+
+    def groups(
+        self, documents: Iterable[_Item], submit: Callable[..., Future[Any]] | None = None
+    ) -> Iterator[_Group]:
+        """Chunked documents in groups of about ``group_tokens`` tokens. A document whose stored
+        mark matches its fingerprint is counted as unchanged without being tokenized.
+
+        The probe chunk of a remote object (chunk 0 of its first document) is held back and
+        emitted after the object's other chunks, sealed when the object was read whole; the
+        seal replaces that chunk's mark (one ``e5_content_hash`` value holds one or the other).
+        """
         group = _Group()
+        recipe = self._recipe()
+        model, max_length = self.encoder.model_name, self.encoder.max_length
         probe: _ObjectStart | None = None
         held: PendingChunk | None = None  # the probe chunk of the remote object being read
-        for item in documents:
+        unseal: str | None = None  # its stale seal, cleared once the object yields a document
+        in_object = [0, 0]  # documents and chunks of the object being read
+        for item, mark in self._with_marks(documents, submit):
             if isinstance(item, _ObjectStart):
-                probe, held = item, None
+                probe, held, unseal = item, None, item.probe if item.stale else None
+                in_object = [0, 0]
                 continue
             document: Document | None = None
+            count = 0
             if isinstance(item, _ObjectEnd):
                 # written after every other chunk of the object: a run killed before it leaves
                 # no seal, and the next run reads the object again
-                chunks = (
-                    []
-                    if held is None or probe is None
-                    else [_with_seal(held, probe.seal) if item.sealed else held]
-                )
-                probe, held = None, None
+                chunks = []
+                if held is not None and probe is not None:
+                    seal = sealed_value(probe.seal, *in_object) if probe.counted else probe.seal
+                    chunks = [_with_seal(held, seal) if item.sealed else held]
+                probe, held, unseal = None, None, None
             else:
                 document = item
-                chunks = self._pending(document)  # none for an empty document: probe (id, 0) deletes them all
+                if unseal is not None:  # read, so the object's rows are about to change
+                    group.unseal.append(unseal)
+                    unseal = None
+                fingerprint = fingerprint_of(document, self.chunker, model, max_length, recipe)
+                if mark is not None and mark.fingerprint == fingerprint:
+                    self.report.documents += 1
+                    self.report.chunks += mark.chunks
+                    self.report.skipped_unchanged += mark.chunks
+                    self.report.skipped_documents += 1
+                    group.documents_done += 1
+                    in_object[0] += 1
+                    in_object[1] += mark.chunks
+                    continue
+                chunks = self._pending(document, fingerprint)  # none when empty: probe (id, 0) deletes all
                 count = len(chunks)
+                in_object[0] += 1 if chunks else 0
+                in_object[1] += count
                 self.report.documents += 1 if chunks else 0
                 self.report.chunks += count
-                if probe is not None and held is None and chunks and chunks[0].id == probe.probe:
-                    held, chunks = chunks[0], chunks[1:]
+                if mark is not None and mark.fingerprint is not None and count > 1:
+                    group.unmark.append(document.id)  # before any of its chunks is written
+                if probe is not None and held is None:
+                    at = next((i for i, chunk in enumerate(chunks) if chunk.id == probe.probe), None)
+                    if at is not None:
+                        held, chunks = chunks[at], chunks[:at] + chunks[at + 1 :]
             for chunk in chunks:
                 group.chunks.append(chunk)
                 group.tokens += chunk.tokens
@@ -642,13 +917,27 @@ class _Run:
         return stored
 
     def lookup(self, group: _Group) -> _Lookup:
-        """Stored hashes of the group's chunks; delete chunks past each document's new end."""
+        """Stored hashes of the group's chunks; delete chunks past each document's new end,
+        the chunk 0 (with its stale mark) of documents about to be rewritten in parts, and
+        the probe chunk (with its stale seal) of changed remote objects."""
         probe_ids = [chunk_id(doc_id, index) for doc_id, index in group.probes]
         stored = self._fetch([chunk.id for chunk in group.chunks] + probe_ids)
         deleted = 0
         for doc_id, index in group.probes:
             if chunk_id(doc_id, index) in stored:
                 deleted += self._delete_stale(doc_id, index)
+        if group.unmark or group.unseal:
+            unmark = [chunk_id(doc_id, 0) for doc_id in group.unmark] + group.unseal
+            try:
+                self.sink.delete(unmark)
+            except NotImplementedError:
+                self.report.warnings.append(
+                    f"the {self.sink.name} sink cannot delete, so stale document marks and object "
+                    "seals were not cleared before rewriting; a run killed midway may leave them"
+                )
+            else:
+                for key in unmark:  # written again, with the new mark, after the document's other chunks
+                    stored.pop(key, None)
         return _Lookup(stored, deleted)
 
     def _delete_stale(self, doc_id: str, first: int) -> int:
@@ -661,11 +950,22 @@ class _Run:
             return 0
 
     def write(self, records: list[Record]) -> int:
-        return upsert_in_batches(self.sink, records, self.max_records)
+        """Upsert the plain records, then the marked and sealed ones (a chunk 0 that ends its
+        document, a probe chunk that ends its object), in order: a mark or a seal is
+        acknowledged only after all of its document's or object's other chunks."""
+        plain = [record for record in records if not _is_marked(record)]
+        marked = [record for record in records if _is_marked(record)]
+        return upsert_in_batches(self.sink, plain, self.max_records) + upsert_in_batches(
+            self.sink, marked, self.max_records
+        )
 
     # -- embedding (main thread) ---------------------------------------------------------
     def embed(self, group: _Group, stored: Mapping[str, str]) -> list[Record]:
-        todo = [chunk for chunk in group.chunks if stored.get(chunk.id) != chunk.hash]
+        todo = [
+            chunk
+            for chunk in group.chunks
+            if not stored_unchanged(stored.get(chunk.id), _stored_value(chunk))
+        ]
         self.report.skipped_unchanged += len(group.chunks) - len(todo)
         if not todo:
             return []
@@ -721,7 +1021,7 @@ class _Run:
         progress: _Progress,
         submit: Callable[..., Future[Any]],
     ) -> None:
-        groups = _Prefetch(self.groups(documents))
+        groups = _Prefetch(self.groups(documents, submit))
         try:
             self._stream(groups, progress, submit)
         finally:
@@ -747,6 +1047,17 @@ class _Run:
             group = following
         if writing is not None:
             self.report.written += writing.result()
+
+
+def _chunker(encoder: Embedder, chunk_tokens: int | None, chunk_overlap: int | None) -> Chunker:
+    """The run's chunker. The recipe's room for a chunk (its document template and special
+    tokens left out) is known once the tokenizer is: a chunk size that does not fit fails
+    here, before anything is written (the tokenizer loads, the weights do not)."""
+    recipe = getattr(encoder, "recipe", None)
+    text_limit = recipe.text_capacity(encoder.tokenizer, encoder.max_length) if recipe is not None else None
+    return Chunker(
+        encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length, text_limit=text_limit
+    )
 
 
 def ingest(
@@ -855,6 +1166,7 @@ def ingest(
     remote = any(is_remote(path) for path in paths)
     files: Iterator[SourceFile] | None = None
     document_ids: Any
+    seals: _LocalSeals | None = None
     if remote:
         files = iter_source_files(
             paths,
@@ -868,52 +1180,72 @@ def ingest(
         if first is None:
             raise SourceError(nothing_to_ingest(paths, report))
         files = itertools.chain([first], files)
-        total: int | None = None
-    else:
+    total: int | None = None
+    if not remote:
+        # a collection that holds rows may hold seals: unchanged files are neither validated
+        # again nor read by the load pass (see ``_file_seals``). The seal's settings are the
+        # ones asked for (the chunker, which needs the tokenizer, is made after the input is
+        # checked); what they resolve to follows from them and the model.
+        fetch = sink.fetch_hashes if sink.dimension() is not None else None
+        file_settings = {
+            "model": encoder.model_name,
+            "max_length": encoder.max_length,
+            "recipe": recipe_key(recipe),
+            "chunk_tokens": chunk_tokens,
+            "chunk_overlap": chunk_overlap,
+            "defaults": [DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_OVERLAP],
+            "text_field": text_field,
+            "id_field": id_field,
+            "ocr": ocr,
+        }
+        fields = Fields(text=text_field, id=id_field or None, ocr=ocr)
+        seals = _LocalSeals(fields, file_settings, fetch, report)
         total, document_ids = _check_sources(
-            paths, text_field, id_field, on_error, report, id_root, check, include, exclude
+            paths, text_field, id_field, on_error, report, id_root, check, include, exclude, seals
         )
-        if total == 0:
+        if total == 0 and not report.files_unchanged:
             raise SourceError(nothing_to_ingest(paths, report))
-    # The recipe's room for a chunk (its document template and special tokens left out),
-    # known once the tokenizer is: a chunk size that does not fit fails here, before writing.
-    text_limit = recipe.text_capacity(encoder.tokenizer, encoder.max_length) if recipe is not None else None
-    chunker = Chunker(
-        encoder.tokenizer, chunk_tokens, chunk_overlap, max_length=encoder.max_length, text_limit=text_limit
-    )
+    chunker = _chunker(encoder, chunk_tokens, chunk_overlap)
+    settings = {
+        "model": encoder.model_name,
+        "max_length": encoder.max_length,
+        "recipe": recipe_key(recipe),
+        "chunk_tokens": chunker.chunk_tokens,
+        "chunk_overlap": chunker.overlap,
+        "text_field": text_field,
+        "id_field": id_field,
+    }
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report, on_error)
+    run.marks_possible = sink.count() > 0
     bar = _Progress(progress, total)
     pool = ParsePool(parse_workers, parse_timeout)
     try:
         documents: Iterable[Document | _ObjectStart | _ObjectEnd]
         if files is not None:
-            settings = {
-                "model": encoder.model_name,
-                "max_length": encoder.max_length,
-                "recipe": recipe_key(recipe),
-                "chunk_tokens": chunker.chunk_tokens,
-                "chunk_overlap": chunker.overlap,
-                "text_field": text_field,
-                "id_field": id_field,
-            }
             objects = _RemoteObjects(run, files, (text_field, id_field), on_error, check, settings)
             documents, document_ids = objects, objects.kept
         else:
-            documents = iter_documents(
-                paths,
-                text_field=text_field,
-                id_field=id_field,
-                on_error=on_error,
-                on_problem=report.record_problem,  # pass 1 reported the rest
-                whole_file_problems_only=True,
-                id_root=id_root,
-                check=check,
-                keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
-                ocr=ocr,
-                pool=pool,
-                include=include,
-                exclude=exclude,
+            assert seals is not None
+            documents = seals.documents(
+                iter_documents(
+                    paths,
+                    text_field=text_field,
+                    id_field=id_field,
+                    on_error=on_error,
+                    on_problem=report.record_problem,  # pass 1 reported the rest
+                    whole_file_problems_only=True,
+                    id_root=id_root,
+                    check=check,
+                    keep_empty=True,  # zero chunks: its stored chunks, if any, are deleted
+                    ocr=ocr,
+                    pool=pool,
+                    include=include,
+                    exclude=exclude,
+                    ids=DuplicateIds(on_error, None, also=seals.sealed_ids),
+                    skip=seals.skip,
+                    on_file=seals.on_file,
+                )
             )
         run.run(documents, bar)
     finally:

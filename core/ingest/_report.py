@@ -31,6 +31,11 @@ class IngestReport:
         skipped_unchanged: chunks already stored with the same content hash (not embedded).
         objects_unchanged: remote objects skipped without being downloaded: the store holds
             the rows of the version the listing gave (ETag / version / size and mtime).
+        files_unchanged: local files skipped without being parsed: sealed by an earlier run
+            with these bytes and settings (their documents and chunks are counted in
+            ``documents``, ``chunks``, ``skipped_unchanged`` and ``skipped_documents``).
+        skipped_documents: documents found stored unchanged by their fingerprint, without
+            being tokenized (their chunks are counted in ``skipped_unchanged`` too).
         skipped_empty: documents with no text.
         skipped_invalid: records or files not loaded (``on_error="skip"``).
         skipped_unsupported: files with an unsupported extension.
@@ -59,6 +64,8 @@ class IngestReport:
     written: int = 0
     skipped_unchanged: int = 0
     objects_unchanged: int = 0
+    skipped_documents: int = 0
+    files_unchanged: int = 0
     skipped_empty: int = 0
     skipped_invalid: int = 0
     skipped_unsupported: int = 0
@@ -77,6 +84,7 @@ class IngestReport:
         counts = {
             "unchanged chunks": self.skipped_unchanged,
             "unchanged objects (not downloaded)": self.objects_unchanged,
+            "unchanged files (not parsed)": self.files_unchanged,
             "empty documents": self.skipped_empty,
             "invalid records": self.skipped_invalid,
             "unsupported files": self.skipped_unsupported,
@@ -122,6 +130,11 @@ class IngestReport:
             + f": read {self.documents} documents -> {self.chunks} chunks; "
             f"embedded {self.embedded} ({self.tokens_embedded} tokens, {rate:,.0f} tokens/s); "
             f"written {self.written}; skipped: {skipped}"
+            + (
+                f" ({self.skipped_documents} unchanged documents not even tokenized)"
+                if self.skipped_documents
+                else ""
+            )
             + (f"; deleted {self.deleted_stale} stale chunks" if self.deleted_stale else "")
             + (f"; pruned {self.pruned} chunks of removed documents" if self.pruned else "")
             + f"; {self.seconds:.1f} s"

@@ -474,9 +474,16 @@ class DuplicateIds:
     as 16-byte digests to bound memory.
     """
 
-    def __init__(self, on_error: OnError, on_problem: ProblemCallback | None) -> None:
+    def __init__(
+        self, on_error: OnError, on_problem: ProblemCallback | None, also: DuplicateIds | None = None
+    ) -> None:
         self._reporter = _Reporter(on_error, on_problem)
         self._seen: set[bytes] = set()
+        #: ids seen elsewhere that count as seen here too (the files a load pass skips)
+        self._also = also
+
+    def _was_seen(self, digest: bytes) -> bool:
+        return digest in self._seen or (self._also is not None and self._also._was_seen(digest))
 
     @staticmethod
     def _digest(document_id: str) -> bytes:
@@ -484,12 +491,26 @@ class DuplicateIds:
 
     def __contains__(self, document_id: object) -> bool:
         """Whether a document with this id has been seen."""
-        return isinstance(document_id, str) and self._digest(document_id) in self._seen
+        return isinstance(document_id, str) and self._was_seen(self._digest(document_id))
+
+    def add_unique(self, document_ids: Iterable[str], *, copy_to: DuplicateIds | None = None) -> bool:
+        """Register ``document_ids`` (here and in ``copy_to``) when none of them was seen and
+        none repeats; otherwise register none of them (nothing is reported) and return ``False``."""
+        digests: set[bytes] = set()
+        for document_id in document_ids:
+            digest = self._digest(document_id)
+            if self._was_seen(digest) or digest in digests:
+                return False
+            digests.add(digest)
+        self._seen |= digests
+        if copy_to is not None:
+            copy_to._seen |= digests
+        return True
 
     def is_duplicate(self, document: Document, source: SourceFile) -> bool:
         """True (and the problem reported, or raised under ``"fail"``) when the id was seen."""
         digest = self._digest(document.id)
-        if digest in self._seen:
+        if self._was_seen(digest):
             self._reporter.problem(
                 INVALID,
                 source.location,
@@ -519,6 +540,8 @@ def iter_documents(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     storage_options: Mapping[str, Any] | None = None,
+    skip: Callable[[SourceFile], bool] | None = None,
+    on_file: Callable[[SourceFile], None] | None = None,
 ) -> Iterator[Document]:
     """Stream the documents of ``sources`` (files or directories), in a deterministic order.
 
@@ -553,6 +576,8 @@ def iter_documents(
         include: glob patterns of files to read (see :func:`iter_source_files`).
         exclude: glob patterns of files not to read.
         storage_options: options of the remote filesystem, for URL sources.
+        skip: files for which it returns true are not read (nor reported).
+        on_file: called with each file read, before its documents are yielded.
 
     Raises:
         SourceError: an invalid record (with ``on_error="fail"``), a missing source, a
@@ -570,13 +595,16 @@ def iter_documents(
             return None
         return pool.submit(reader, source, fields)
 
-    files = read_ahead(
-        iter_source_files(
-            sources, id_root=id_root, include=include, exclude=exclude, storage_options=storage_options
-        )
+    listed: Iterable[SourceFile] = iter_source_files(
+        sources, id_root=id_root, include=include, exclude=exclude, storage_options=storage_options
     )
+    if skip is not None:
+        listed = (source for source in listed if not skip(source))
+    files = read_ahead(listed)
     window = 2 * max(1, pool.workers) if pool is not None else 1
     for source, parsed in parse_in_order(files, submit, window):
+        if on_file is not None:
+            on_file(source)
         problems = on_problem if not whole_file_problems_only or is_whole_file(source) else None
         for document in read_source_file(
             source,

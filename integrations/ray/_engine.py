@@ -547,7 +547,7 @@ def _run(
                 chunk_documents,
                 batch_size=CHUNK_BATCH_DOCUMENTS,
                 batch_format="numpy",
-                fn_kwargs={"spec": spec},
+                fn_kwargs={"spec": spec, "sink_spec": sink_spec},
             )
             .map_batches(
                 lookup_stored,

@@ -10,7 +10,8 @@ Rows flowing between the stages are flat dicts of columns:
 ``id``                  chunk id, ``"{document id}#{chunk index}"``
 ``text``                chunk text
 ``metadata``            the stored metadata as canonical JSON (arrow-friendly)
-``hash``                content hash, as in the local engine
+``hash``                the ``e5_content_hash`` value written: the content hash, marked
+                        (``_fingerprint``) on the chunk of a one-chunk document
 ``tokens``              tokens of the chunk (without BOS/EOS)
 ``document_id``         the document the chunk belongs to
 ``chunk_index``         position in the document
@@ -19,6 +20,9 @@ Rows flowing between the stages are flat dicts of columns:
                         its batch found stored unchanged (those rows are dropped)
 ``unchanged``           a summary row: nothing to embed or write
 ``deleted``             stale chunks the lookup deleted (on summary rows only)
+``marked_docs``         documents the chunk stage skipped by their mark, untokenized (on
+                        their batch's counter row only; 0 elsewhere)
+``marked_chunks``       the chunks of those documents
 ``embedding``           float32 vector (zeros on summary rows), after the embed stage
 ``problem``             on a problem row only: a whole-file document that could not be
                         parsed, or a page left out, as JSON ``{kind, location, detail}``;
@@ -46,17 +50,19 @@ import numpy as np
 from e5_integrations._embedder import Embedder
 from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import Chunker, chunk_id
+from e5_integrations.ingest._fingerprint import fetch_marks, stored_unchanged
 from e5_integrations.ingest._parsing import Parsed, ParsePool
 from e5_integrations.ingest._pipeline import (
     FETCH_BATCH,
     delete_stale_chunks,
+    fingerprint_of,
+    mark_chunks,
     prepare_chunks,
     upsert_in_batches,
 )
 from e5_integrations.ingest._readers import is_whole_file, reader_for
 from e5_integrations.ingest._registry import document_check, open_sink
-from e5_integrations.ingest._remote import SEAL_SEPARATOR
-from e5_integrations.ingest._sink import Record, Sink
+from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Record, Sink
 from e5_integrations.ingest._sources import (
     Document,
     OnError,
@@ -354,39 +360,79 @@ _PROBE_ONLY: dict[str, Any] = {
     "chunk_index": -1,
     "n_chunks": 0,
     "problem": "",
+    "marked_docs": 0,
+    "marked_chunks": 0,
 }
 #: ``n_chunks`` of a problem row: no chunk, no probe (its stored chunks stay).
 PROBLEM_ROW = -1
 
 
-def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> dict[str, Any]:
-    """Split documents into chunk rows with ids, metadata and content hashes."""
+_COUNT_COLUMNS = ("tokens", "chunk_index", "n_chunks", "marked_docs", "marked_chunks")
+
+
+def chunk_documents(
+    batch: Mapping[str, np.ndarray], *, spec: EncoderSpec, sink_spec: SinkSpec | None = None
+) -> dict[str, Any]:
+    """Split documents into chunk rows with ids, metadata and content hashes.
+
+    With ``sink_spec`` the stored marks of the batch's documents are read first (one
+    ``fetch_hashes``): a document whose mark matches its fingerprint is not tokenized, only
+    counted on the batch's counter row; a document about to be rewritten in parts has its
+    chunk 0 (with the stale mark) deleted before any of its rows leave this stage.
+    """
     chunker = spec.chunker()
-    columns: dict[str, list[Any]] = {name: [] for name in _PROBE_ONLY}
-    for doc_id, text, source, metadata, spans, problem in zip(
-        batch["doc_id"],
-        batch["text"],
-        batch["source"],
-        batch["metadata"],
-        batch["spans"],
-        batch["problem"],
-        strict=False,
-    ):
-        if problem:  # carried to the writers' report; nothing is probed or deleted for it
-            for name, value in _PROBE_ONLY.items():
-                columns[name].append(value)
-            columns["document_id"][-1] = str(doc_id)
-            columns["n_chunks"][-1] = PROBLEM_ROW
-            columns["problem"][-1] = str(problem)
-            continue
-        document = Document(
+    recipe = spec.recipe_key()
+    rows = list(
+        zip(
+            batch["doc_id"],
+            batch["text"],
+            batch["source"],
+            batch["metadata"],
+            batch["spans"],
+            batch["problem"],
+            strict=False,
+        )
+    )
+    documents = [
+        None
+        if problem
+        else Document(
             id=str(doc_id),
             text=str(text),
             source=str(source),
             metadata=json.loads(metadata),
             spans=_spans(str(spans)),
         )
-        chunks = prepare_chunks(document, chunker, spec.model, spec.max_length, spec.recipe_key())
+        for doc_id, text, source, metadata, spans, problem in rows
+    ]
+    marks = {}
+    sink = sink_spec.cached() if sink_spec is not None else None
+    if sink is not None:
+        ids = [document.id for document in documents if document is not None and document.text.strip()]
+        for start in range(0, len(ids), FETCH_BATCH):
+            marks.update(fetch_marks(sink.fetch_hashes, ids[start : start + FETCH_BATCH]))
+    columns: dict[str, list[Any]] = {name: [] for name in _PROBE_ONLY}
+    marked_docs = marked_chunks = 0
+    unmark: list[str] = []
+    for row, document in zip(rows, documents, strict=True):
+        if document is None:  # carried to the writers' report; nothing is probed or deleted for it
+            for name, value in _PROBE_ONLY.items():
+                columns[name].append(value)
+            columns["document_id"][-1] = str(row[0])
+            columns["n_chunks"][-1] = PROBLEM_ROW
+            columns["problem"][-1] = str(row[-1])
+            continue
+        fingerprint = fingerprint_of(document, chunker, spec.model, spec.max_length, recipe)
+        mark = marks.get(document.id)
+        if mark is not None and mark.fingerprint == fingerprint:
+            marked_docs += 1
+            marked_chunks += mark.chunks
+            continue
+        chunks = prepare_chunks(document, chunker, spec.model, spec.max_length, recipe)
+        if sink is not None:
+            chunks = mark_chunks(chunks, fingerprint, last=False)
+            if mark is not None and mark.fingerprint is not None and len(chunks) > 1:
+                unmark.append(chunk_id(document.id, 0))
         if not chunks:  # an empty document: one row that only carries the probe deleting its chunks
             for name, value in _PROBE_ONLY.items():
                 columns[name].append(value)
@@ -395,16 +441,33 @@ def chunk_documents(batch: Mapping[str, np.ndarray], *, spec: EncoderSpec) -> di
             columns["id"].append(chunk.id)
             columns["text"].append(chunk.text)
             columns["metadata"].append(json.dumps(chunk.metadata, ensure_ascii=False, sort_keys=True))
-            columns["hash"].append(chunk.hash)
+            columns["hash"].append(chunk.metadata.get(CONTENT_HASH_KEY, chunk.hash))
             columns["tokens"].append(chunk.tokens)
             columns["document_id"].append(document.id)
             columns["chunk_index"].append(index)
             columns["n_chunks"].append(len(chunks))
             columns["problem"].append("")
+            columns["marked_docs"].append(0)
+            columns["marked_chunks"].append(0)
+    if unmark and sink is not None:
+        try:
+            sink.delete(unmark)  # idempotent: a retried task deletes nothing more
+        except NotImplementedError:
+            logger.warning("the %s sink cannot delete; stale document marks were not cleared", sink.name)
+    if marked_docs:  # the counter row: no chunk, no probe
+        for name, value in _PROBE_ONLY.items():
+            columns[name].append(value)
+        columns["chunk_index"][-1] = _COUNTER_ROW
+        columns["marked_docs"][-1] = marked_docs
+        columns["marked_chunks"][-1] = marked_chunks
     return {
-        name: np.asarray(values, dtype=np.int64 if name in ("tokens", "chunk_index", "n_chunks") else object)
+        name: np.asarray(values, dtype=np.int64 if name in _COUNT_COLUMNS else object)
         for name, values in columns.items()
     }
+
+
+#: ``chunk_index`` of the row counting a batch's documents skipped by their marks.
+_COUNTER_ROW = -2
 
 
 # -- stage 3: skip what is stored, delete stale chunks (CPU tasks) -------------------------------
@@ -419,10 +482,11 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     """
     sink = sink_spec.cached()
     counts = np.asarray(batch["n_chunks"])
-    chunks = counts > 0  # False: the probe-only row of an empty document, or a problem row
+    chunks = counts > 0  # False: the probe-only row of an empty document, a problem or counter row
     problems = counts == PROBLEM_ROW
+    counter = np.asarray(batch["chunk_index"]) == _COUNTER_ROW  # documents skipped by their marks
     ids = [str(value) for value in batch["id"]]
-    first = (np.asarray(batch["chunk_index"]) == 0) | (counts == 0)
+    first = ((np.asarray(batch["chunk_index"]) == 0) | (counts == 0)) & ~counter
     probes = {str(batch["document_id"][row]): int(batch["n_chunks"][row]) for row in np.flatnonzero(first)}
     wanted = [i for i, is_chunk in zip(ids, chunks, strict=False) if is_chunk]
     wanted += [chunk_id(doc_id, count) for doc_id, count in probes.items()]
@@ -440,7 +504,8 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
                 )
     unchanged = (
         np.asarray(
-            [_unsealed(stored.get(i)) == str(h) for i, h in zip(ids, batch["hash"], strict=False)], dtype=bool
+            [stored_unchanged(stored.get(i), str(h)) for i, h in zip(ids, batch["hash"], strict=False)],
+            dtype=bool,
         )
         & chunks
     )
@@ -449,23 +514,25 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     out["stands_for"] = np.where(problems[keep], 0, 1).astype(np.int64)
     out["unchanged"] = problems[keep].copy()  # a problem row: nothing to embed or write
     out["deleted"] = np.zeros(int(keep.sum()), dtype=np.int64)
-    skipped = int(unchanged.sum())
-    if skipped or deleted:
+    marked_docs = int(np.sum(np.asarray(batch["marked_docs"])[counter]))
+    marked_chunks = int(np.sum(np.asarray(batch["marked_chunks"])[counter]))
+    skipped = int(unchanged.sum()) + marked_chunks
+    if skipped or deleted or marked_docs:
         summary: dict[str, Any] = dict.fromkeys(
             ("id", "text", "metadata", "hash", "document_id", "problem"), ""
         )
         summary.update(
-            tokens=0, chunk_index=-1, n_chunks=0, stands_for=skipped, unchanged=True, deleted=deleted
+            tokens=0,
+            chunk_index=-1,
+            n_chunks=0,
+            stands_for=skipped,
+            unchanged=True,
+            deleted=deleted,
+            marked_docs=marked_docs,
+            marked_chunks=marked_chunks,
         )
         out = {name: np.append(out[name], np.asarray([summary[name]], dtype=out[name].dtype)) for name in out}
     return out
-
-
-def _unsealed(stored: str | None) -> str | None:
-    """A stored content hash without the seal a local run may have put on an object's probe
-    chunk (see ``ingest._remote``): the row is the same; the seal stays valid or goes stale on
-    its own, since it names the object's version."""
-    return stored.split(SEAL_SEPARATOR, 1)[0] if stored is not None else None
 
 
 # -- stage 4: embed (actor pool, one encoder per actor) -----------------------------------------
@@ -511,7 +578,15 @@ class EmbedChunks:
 
 
 # -- stage 5: write (Datasink tasks) ----------------------------------------------------------
-COUNTERS = ("chunks", "embedded", "tokens_embedded", "written", "skipped_unchanged", "deleted_stale")
+COUNTERS = (
+    "chunks",
+    "embedded",
+    "tokens_embedded",
+    "written",
+    "skipped_unchanged",
+    "skipped_documents",
+    "deleted_stale",
+)
 
 
 def write_rows(
@@ -527,6 +602,7 @@ def write_rows(
     for batch in batches:
         counts["chunks"] += int(np.sum(batch["stands_for"]))
         counts["deleted_stale"] += int(np.sum(batch["deleted"]))
+        counts["skipped_documents"] += int(np.sum(batch["marked_docs"]))
         for row in range(len(batch["id"])):
             if batch["problem"][row]:
                 problems.append(str(batch["problem"][row]))

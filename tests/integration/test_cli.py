@@ -46,7 +46,11 @@ def test_ingest_then_search_with_no_server(
 
     assert main(["ingest", "docs", "--model", model, "--no-progress", "--json", "--id-root", "docs"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["embedded"], report["written"], report["skipped"]) == (0, 0, {"unchanged chunks": 3})
+    assert (report["embedded"], report["written"], report["skipped"]) == (
+        0,
+        0,
+        {"unchanged chunks": 3, "unchanged files (not parsed)": 3},
+    )
 
     monkeypatch.setenv("E5_MODEL", model)  # --model defaults to $E5_MODEL
     assert main(["search", "how do I rotate a key?", "--json", "-k", "2"]) == 0
@@ -91,7 +95,11 @@ def test_every_spelling_of_a_path_addresses_the_same_rows(
     monkeypatch.chdir(workdir / "elsewhere")
     assert main(["ingest", "../docs", "--model", model, "--no-progress", "--uri", store, "--json"]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert (report["embedded"], report["skipped"]) == (0, {"unchanged chunks": 3})
+    # the files were sealed by the runs before: not parsed at all
+    assert (report["embedded"], report["skipped"]) == (
+        0,
+        {"unchanged chunks": 3, "unchanged files (not parsed)": 3},
+    )
     with open_sink("chroma", store, DEFAULT_COLLECTION) as sink:
         assert sink.count() == 3
         assert list(sink.fetch_hashes([f"{keys}#0"])) == [f"{keys}#0"]

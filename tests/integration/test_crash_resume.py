@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,11 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
     assert report["chunks"] == N_DOCS
     assert report["layout"] == layout
 
+    # every document is now marked done: a third run (before this process opens the store: Milvus Lite
+    # locks its file) tokenizes none of them
+    third = _run_to_end(command, tmp_path)
+    assert (third["skipped_documents"], third["embedded"], third["written"]) == (N_DOCS, 0, 0)
+
     # a fresh process-like open of the store serves `e5 search`
     monkeypatch.chdir(tmp_path)
     assert (
@@ -155,6 +161,63 @@ def test_kill_9_then_rerun_leaves_exactly_the_expected_rows(
         assert sink.layout.name == layout
         assert sink.count() == N_DOCS
         assert set(sink.fetch_hashes(expected)) == set(expected)
+
+
+def _run_to_end(command: list[str], cwd: Path) -> dict[str, object]:
+    done = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def _long_text(i: int, word: str) -> str:
+    return " ".join(f"Document {i} sentence {n} has one more {word} about topic {i % 17}." for n in range(6))
+
+
+@pytest.mark.parametrize("target", ["chroma", "pgvector"])
+def test_kill_9_while_rewriting_changed_documents_leaves_no_mark_over_half_written_ones(
+    tmp_path: Path, tiny_model_dir: Path, target: str, request: pytest.FixtureRequest
+) -> None:
+    """v1 stored; every document changes to v2 (several chunks each) and the run is killed
+    after its first write; the sources go back to v1. The re-run must rewrite what v2 touched
+    (no v1 mark trusted over v2 chunks) and end with exactly v1's rows."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for i in range(N_DOCS // 4):
+        (root / f"doc{i:04d}.txt").write_text(_long_text(i, "detail"), encoding="utf-8")
+    uri = str(tmp_path / ".e5-store" / "chroma") if target == "chroma" else request.getfixturevalue("pg_dsn")
+    collection = f"crash_rewrite_{uuid.uuid4().hex[:8]}"
+    store_args = [] if target == "chroma" else ["--store", target, "--uri", uri]
+    command = [*_command(tiny_model_dir, [*store_args, "--collection", collection]), "--chunk-tokens", "16"]
+    if target == "pgvector":
+        request.addfinalizer(lambda: _drop(uri, collection, "e5"))
+
+    first = _run_to_end(command, tmp_path)
+    with open_sink(target, uri, collection) as sink:
+        ids = [f"doc{i:04d}.txt#{n}" for i in range(N_DOCS // 4) for n in range(64)]
+        v1 = sink.fetch_hashes(ids)
+    assert len(v1) == first["chunks"] and len(v1) > N_DOCS // 2
+
+    for i in range(N_DOCS // 4):
+        (root / f"doc{i:04d}.txt").write_text(_long_text(i, "fact"), encoding="utf-8")
+    _kill_after_first_write(command, tmp_path)
+    for i in range(N_DOCS // 4):
+        (root / f"doc{i:04d}.txt").write_text(_long_text(i, "detail"), encoding="utf-8")
+
+    rerun = _run_to_end(command, tmp_path)
+    assert rerun["chunks"] == len(v1)
+    with open_sink(target, uri, collection) as sink:
+        assert sink.fetch_hashes(ids) == v1
+        assert sink.count() == len(v1)
+    last = _run_to_end(command, tmp_path)
+    assert (last["skipped_documents"], last["embedded"]) == (N_DOCS // 4, 0)
 
 
 def _drop(uri: str, collection: str, layout: str) -> None:

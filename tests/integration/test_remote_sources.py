@@ -16,16 +16,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e5_integrations import SourceError
-from e5_integrations.ingest import Sink, open_sink
+from e5_integrations.ingest import Record, Sink, open_sink
+from e5_integrations.ingest._chunking import chunk_id
+from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._pipeline import ingest
 from tests.integration._s3_server import S3Server, dummy_credentials, s3_server
+from tests.integration.test_fingerprint_skip import _DiesBeforeMarks
 
 pytestmark = pytest.mark.integration
 
@@ -208,6 +211,46 @@ def test_modified_and_deleted_objects_stale_chunks_and_prune(
     report = _run(sink, encoder, s3, bucket, prune=True)
     assert report.embedded == 0 and report.pruned == 0 and report.objects_unchanged == 5
     assert _gets(s3) == {"docs/sub/ids.jsonl"}
+
+
+class _DiesBeforeSeals(_DiesBeforeMarks):
+    """A real sink that raises on the first upsert carrying a mark or an object seal."""
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        if any(not parse_stored_hash(str(r.metadata.get("e5_content_hash"))).plain for r in records):
+            raise RuntimeError("killed before the marks")
+        self.inner.upsert(records)
+
+
+def test_a_run_that_dies_inside_a_changed_object_leaves_no_stale_seal_to_trust(
+    s3: S3Server, bucket: str, sink: Sink, encoder: Any
+) -> None:
+    """v1 of an object stored and sealed; v2 partly written (the run dies before the object's
+    probe chunk and marks are); the object goes back to v1, byte for byte (the same ETag):
+    the re-run must read it again, not trust v1's seal over v2's chunks."""
+    v1 = {"docs/long.txt": LONG.encode()}
+    _put(s3, bucket, v1)
+    first = _run(sink, encoder, s3, bucket)
+    probe = chunk_id(f"s3://{bucket}/docs/long.txt", 0)
+    stored_v1 = sink.fetch_hashes([chunk_id(probe[:-2], i) for i in range(first.chunks)])
+    assert parse_stored_hash(stored_v1[probe]).seal, "the first run seals the object"
+
+    _put(s3, bucket, {"docs/long.txt": LONG.replace("sentence", "phrase").encode()})
+    with pytest.raises(RuntimeError, match="killed before the marks"):
+        _run(_DiesBeforeSeals(sink), encoder, s3, bucket)
+    partly = sink.fetch_hashes(list(stored_v1))
+    assert partly != stored_v1  # some v2 chunks were written
+    assert probe not in partly or parse_stored_hash(partly[probe]).seal is None
+
+    _put(s3, bucket, v1)  # reverted
+    again = _run(sink, encoder, s3, bucket)
+    assert again.objects_unchanged == 0 and again.embedded > 0
+    restored = sink.fetch_hashes(list(stored_v1))
+    assert {key: parse_stored_hash(value).content_hash for key, value in restored.items()} == {
+        key: parse_stored_hash(value).content_hash for key, value in stored_v1.items()
+    }
+    assert parse_stored_hash(restored[probe]).seal, "sealed again once read whole"
+    assert _run(sink, encoder, s3, bucket).objects_unchanged == 1
 
 
 def test_missing_bucket_fails_before_the_store_is_touched(s3: S3Server, sink: Sink, encoder: Any) -> None:

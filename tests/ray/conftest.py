@@ -203,3 +203,10 @@ def store_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str
 
 def env_model(tiny_model_dir: Path) -> dict[str, str]:
     return {**os.environ, "E5_MODEL": str(tiny_model_dir)}
+
+
+def content_only(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata with the stored hash's content hash alone (no document mark, no seal)."""
+    from e5_integrations.ingest._fingerprint import parse_stored_hash
+
+    return {**metadata, "e5_content_hash": parse_stored_hash(str(metadata["e5_content_hash"])).content_hash}

@@ -20,6 +20,7 @@ import pytest
 
 from e5_integrations import ConfigurationError, SourceError
 from e5_integrations.ingest import Chunker, ingest, iter_documents, open_sink
+from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._pipeline import prepare_chunks
 from tests.ray.conftest import dump_rows, write_corpus
 
@@ -88,6 +89,9 @@ def test_exact_rows_then_idempotent_rerun_then_shrink(
         0,
         0,
     )
+    # documents of one chunk carry their mark (written with their only chunk): skipped untokenized
+    single = [key for key in expected if key.endswith("#0") and key[:-1] + "1" not in expected]
+    assert again.skipped_documents == len(single) > 10
     with open_sink(*store_target) as sink:
         assert sink.count() == len(expected)
 
@@ -163,13 +167,35 @@ def test_local_and_ray_engines_write_the_same_rows(
         assert all(metadata["_node_type"] == "TextNode" for _, metadata, _ in ray_rows.values())
 
     assert sorted(ray_rows) == sorted(local_rows)
+    marked = 0
     for id_, (text, metadata, vector) in local_rows.items():
         ray_text, ray_metadata, ray_vector = ray_rows[id_]
+        # the local engine marks every document's chunk 0, Ray only a one-chunk document's
+        # (its writers run in parallel): the content hashes agree, and so do the marks Ray writes
+        local_hash, metadata = _unmarked(metadata)
+        ray_hash, ray_metadata = _unmarked(ray_metadata)
+        assert ray_hash.content_hash == local_hash.content_hash, id_
+        if ray_hash.fingerprint is not None and local_hash.seal is None:  # a file's seal replaces its mark
+            assert ray_hash == local_hash, id_
+            marked += 1
         assert (ray_text, ray_metadata) == (text, metadata), id_
         # fp32 on CPU; batches differ between the engines, so allow float rounding only
         assert np.allclose(ray_vector, vector, atol=1e-5), id_
     for field in ("documents", "chunks", "embedded", "tokens_embedded", "written", "skipped_unchanged"):
         assert getattr(remote, field) == getattr(local, field), field
+    assert marked > 0
+
+
+def _unmarked(metadata: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The stored hash of a row (content hash and mark), and its metadata without the hash
+    (also inside LlamaIndex's ``_node_content``)."""
+    metadata = dict(metadata)
+    stored = parse_stored_hash(metadata.pop("e5_content_hash"))
+    if "_node_content" in metadata:
+        node = json.loads(metadata["_node_content"])
+        node["metadata"].pop("e5_content_hash")
+        metadata["_node_content"] = json.dumps(node, sort_keys=True)
+    return stored, metadata
 
 
 def _embedding_actors() -> dict[int, str]:
@@ -388,7 +414,10 @@ def test_recipe_reaches_the_actors_and_the_content_hashes(
     ray_rows = dump_rows(*store_target)
     assert sorted(ray_rows) == sorted(local_rows)
     for id_, (text, metadata, vector) in local_rows.items():
-        assert ray_rows[id_][:2] == (text, metadata), id_  # same content hash as the local engine
+        local_hash, metadata = _unmarked(metadata)
+        ray_hash, ray_metadata = _unmarked(ray_rows[id_][1])
+        assert ray_hash.content_hash == local_hash.content_hash, id_  # the same content hash
+        assert (ray_rows[id_][0], ray_metadata) == (text, metadata), id_
         assert np.allclose(ray_rows[id_][2], vector, atol=1e-5), id_
 
 
