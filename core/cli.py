@@ -18,6 +18,7 @@ dimension and metric), and every input record.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -446,7 +447,13 @@ def _ingest_local(args: argparse.Namespace) -> Any:
 
 def _run_ingest(args: argparse.Namespace, out: TextIO) -> int:
     _check_paths(args.sources)
-    report = _ingest_ray(args) if args.engine == "ray" else _ingest_local(args)
+    if args.engine == "ray":
+        # Ray's driver prints its cluster's news (a node that died, a worker's log) on stdout;
+        # they go to stderr, so stdout holds only the report (`e5 ingest --json | jq` works)
+        with contextlib.redirect_stdout(sys.stderr):
+            report = _ingest_ray(args)
+    else:
+        report = _ingest_local(args)
     if not report.collection:
         report.collection = args.collection
     if args.json:
