@@ -36,10 +36,10 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,7 +67,11 @@ from e5_integrations.ingest._sources import (
     read_source_file,
 )
 
+if TYPE_CHECKING:
+    from e5_integrations._backend import Backend
+
 __all__ = [
+    "BackendFactory",
     "EncoderSpec",
     "SinkSpec",
     "EmbedChunks",
@@ -78,6 +82,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("e5_integrations.ray")
+
+#: Builds an embedding actor's backends, once per actor, in the actor's process (see
+#: ``ingest_ray(backend_factory=...)``).
+BackendFactory = Callable[[], Sequence["Backend"]]
 
 _lock = threading.Lock()
 _SINKS: dict[SinkSpec, Sink] = {}
@@ -473,18 +481,24 @@ class EmbedChunks:
     """A Ray Data actor holding one :class:`~e5_integrations.E5Encoder` on its GPU(s).
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` for an actor started with ``num_gpus``, so the actor
-    sees its GPUs as ``cuda:0..n-1``; with no GPU it runs on the CPU.
+    sees its GPUs as ``cuda:0..n-1``; with no GPU it runs on the CPU. With
+    ``backend_factory`` the encoder computes with the backends it returns instead (see
+    ``ingest_ray``); the model still gives the tokenizer and the recipe.
     """
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    def __init__(self, spec: EncoderSpec, backend_factory: BackendFactory | None = None) -> None:
         import ray
         from e5_integrations import E5Encoder
 
         gpus = len(ray.get_gpu_ids())
-        device: str | list[str] = [f"cuda:{index}" for index in range(gpus)] if gpus else "cpu"
+        device: str | list[str] | None = [f"cuda:{index}" for index in range(gpus)] if gpus else "cpu"
+        backends = None
+        if backend_factory is not None:
+            backends, device = list(backend_factory()), None
         self.encoder: Embedder = E5Encoder(
             spec.model,
             device=device,
+            backends=backends,
             dtype=spec.dtype,
             max_length=spec.max_length,
             batch_tokens=spec.batch_tokens,
