@@ -437,7 +437,8 @@ def ingest_ray(
                 setattr(report, name, totals[name])
             for problem in sorted(problems):  # the order tasks finished in is not the sources'
                 report.record_problem(SourceProblem(**json.loads(problem)))
-            report.documents -= report.skipped_unreadable
+            if not remote:  # URL sources: the driver counted no documents
+                report.documents -= report.skipped_unreadable
         if remote:
             report.warnings.append(
                 "documents are not counted by the ray engine for URL sources (the driver does not read them); "

@@ -21,7 +21,8 @@ Rows flowing between the stages are flat dicts of columns:
 ``deleted``             stale chunks the lookup deleted (on summary rows only)
 ``embedding``           float32 vector (zeros on summary rows), after the embed stage
 ``problem``             on a problem row only: a whole-file document that could not be
-                        parsed, or a page left out, as JSON ``{kind, location, detail}``;
+                        parsed, a page left out, or a remote object's skipped record or
+                        file, as JSON ``{kind, location, detail}``;
                         it is carried to the writers' report and never embedded or written
 ======================  ==========================================================
 
@@ -296,8 +297,9 @@ def read_file(
     process under ``parse_timeout`` (in this task with ``parse_workers=0``); what cannot be
     read raises under ``on_error="fail"``, else becomes problem rows for the report. A row
     with a ``url`` is a remote object, read here, on the worker, straight from the store
-    (with ``source_spec``'s storage options); problems reading it are raised under
-    ``on_error="fail"`` and logged and skipped under ``"skip"``.
+    (with ``source_spec``'s storage options); its problems (invalid records, empty texts, a
+    type without a reader...) are raised under ``on_error="fail"``, else become problem rows,
+    counted in the report as the local engine counts them.
     """
     source: SourceFile
     if row.get("url"):
@@ -323,7 +325,9 @@ def read_file(
         text_field=text_field,
         id_field=id_field,
         on_error=on_error,
-        on_problem=problems.append if whole else (_log_problem if row.get("url") else None),
+        # a local record file's problems were reported by the driver's check pass; a remote
+        # object is read only here, so its problems travel to the report as problem rows
+        on_problem=problems.append if whole or row.get("url") else None,
         check=check,
         keep_empty=True,
         ocr=ocr,
@@ -344,10 +348,6 @@ def read_file(
         )
     rows.extend(_problem_row(problem, source.file_id) for problem in problems)
     return rows
-
-
-def _log_problem(problem: Any) -> None:
-    logger.warning("skipped %s", redact(str(problem)))
 
 
 # -- stage 2: chunk (CPU tasks) ----------------------------------------------------------------
