@@ -141,9 +141,11 @@ class _Job:
         with open_sink("pgvector", dsn, self.collection) as sink:
             sink.ensure_collection(self.dim)
 
-    def start(self, first_node: str | None = None) -> _Run:
-        """A driver process running ``ingest_ray`` against the cluster (the job's driver),
-        printing the report as JSON; its log (stderr) goes to a file."""
+    def start(self, workers: int = 1, first_node: str | None = None) -> _Run:
+        """A driver process running ``ingest_ray`` with ``workers`` embedding actors against
+        the cluster (the job's driver), printing the report as JSON; its log (stderr) goes to
+        a file. One actor unless the test needs more: each is a process importing torch, and
+        CI has 2 cores."""
         options = {
             "store": "pgvector",
             "uri": self.dsn,
@@ -151,7 +153,7 @@ class _Job:
             "model": str(self.model),
             "dtype": "fp32",
             "ray_address": self.cluster.address,
-            "workers": 2,
+            "workers": workers,
             "writers": 2,
             "gpus_per_worker": 0,
             "embed_batch_rows": EMBED_BATCH_ROWS,
@@ -319,8 +321,9 @@ def test_a_worker_node_removed_mid_run_ends_exact(job: _Job) -> None:
     worker_node = cluster.worker_node
     try:
         with job.locked() as lock:
-            # the head's actor waits until the worker node's has embedded a batch
-            run = job.start(first_node=worker_node)
+            # one actor per node (Ray Data spreads them); the head's waits until the worker
+            # node's has embedded a batch
+            run = job.start(workers=2, first_node=worker_node)
             job.wait(
                 lambda: embedded_by_node(job.gate).get(worker_node, 0) > 0 and lock.a_write_waits(),
                 "rows embedded on the worker node and a write waiting on the table",
