@@ -53,6 +53,7 @@ from e5_integrations.ingest._sources import (
 )
 from e5_integrations.ray._stages import (
     COUNTERS,
+    BackendFactory,
     EmbedChunks,
     EncoderSpec,
     SinkSpec,
@@ -243,6 +244,7 @@ def ingest_ray(
     exclude: Sequence[str] = (),
     storage_options: Mapping[str, Any] | None = None,
     retry_seconds: float | None = None,
+    backend_factory: BackendFactory | None = None,
 ) -> IngestReport:
     """Load ``sources`` into a store on a Ray cluster; same rows and report as ``ingest``.
 
@@ -293,6 +295,12 @@ def ingest_ray(
             Every object is read: the seal that lets the local engine skip an unchanged
             object unread is written by the local engine only (Ray writes a job's rows in no
             set order, so a seal could land before the rest of its object).
+        backend_factory: a picklable callable that each embedding actor calls once to get
+            the :class:`~e5_integrations._backend.Backend` objects its encoder computes
+            with, as ``E5Encoder(backends=...)``, instead of loading ``model`` on the actor's
+            devices: custom kernels, or a fast deterministic test double (``model`` still
+            gives the tokenizer, the recipe and the content hashes, so rows and ids are the
+            same; the vectors are the backends').
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
@@ -423,12 +431,14 @@ def ingest_ray(
                 embed_batch_rows,
                 progress,
                 source_spec,
+                backend_factory,
             )
             for name in COUNTERS:
                 setattr(report, name, totals[name])
             for problem in sorted(problems):  # the order tasks finished in is not the sources'
                 report.record_problem(SourceProblem(**json.loads(problem)))
-            report.documents -= report.skipped_unreadable
+            if not remote:  # URL sources: the driver counted no documents
+                report.documents -= report.skipped_unreadable
         if remote:
             report.warnings.append(
                 "documents are not counted by the ray engine for URL sources (the driver does not read them); "
@@ -504,6 +514,7 @@ def _run(
     embed_batch_rows: int,
     progress: bool | None,
     source_spec: SourceSpec | None = None,
+    backend_factory: BackendFactory | None = None,
 ) -> tuple[dict[str, int], list[str]]:
     ray = _import_ray()
     started_here = False
@@ -559,7 +570,7 @@ def _run(
                 EmbedChunks,
                 batch_size=embed_batch_rows,
                 batch_format="numpy",
-                fn_constructor_kwargs={"spec": spec},
+                fn_constructor_kwargs={"spec": spec, "backend_factory": backend_factory},
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_gpus=gpus or None,
                 num_cpus=1 if not gpus else None,

@@ -25,7 +25,8 @@ Rows flowing between the stages are flat dicts of columns:
 ``marked_chunks``       the chunks of those documents
 ``embedding``           float32 vector (zeros on summary rows), after the embed stage
 ``problem``             on a problem row only: a whole-file document that could not be
-                        parsed, or a page left out, as JSON ``{kind, location, detail}``;
+                        parsed, a page left out, or a remote object's skipped record or
+                        file, as JSON ``{kind, location, detail}``;
                         it is carried to the writers' report and never embedded or written
 ======================  ==========================================================
 
@@ -40,10 +41,10 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,7 +74,11 @@ from e5_integrations.ingest._sources import (
     read_source_file,
 )
 
+if TYPE_CHECKING:
+    from e5_integrations._backend import Backend
+
 __all__ = [
+    "BackendFactory",
     "EncoderSpec",
     "SinkSpec",
     "EmbedChunks",
@@ -84,6 +89,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("e5_integrations.ray")
+
+#: Builds an embedding actor's backends, once per actor, in the actor's process (see
+#: ``ingest_ray(backend_factory=...)``).
+BackendFactory = Callable[[], Sequence["Backend"]]
 
 _lock = threading.Lock()
 _SINKS: dict[SinkSpec, Sink] = {}
@@ -294,8 +303,9 @@ def read_file(
     process under ``parse_timeout`` (in this task with ``parse_workers=0``); what cannot be
     read raises under ``on_error="fail"``, else becomes problem rows for the report. A row
     with a ``url`` is a remote object, read here, on the worker, straight from the store
-    (with ``source_spec``'s storage options); problems reading it are raised under
-    ``on_error="fail"`` and logged and skipped under ``"skip"``.
+    (with ``source_spec``'s storage options); its problems (invalid records, empty texts, a
+    type without a reader...) are raised under ``on_error="fail"``, else become problem rows,
+    counted in the report as the local engine counts them.
     """
     source: SourceFile
     if row.get("url"):
@@ -321,7 +331,9 @@ def read_file(
         text_field=text_field,
         id_field=id_field,
         on_error=on_error,
-        on_problem=problems.append if whole else (_log_problem if row.get("url") else None),
+        # a local record file's problems were reported by the driver's check pass; a remote
+        # object is read only here, so its problems travel to the report as problem rows
+        on_problem=problems.append if whole or row.get("url") else None,
         check=check,
         keep_empty=True,
         ocr=ocr,
@@ -342,10 +354,6 @@ def read_file(
         )
     rows.extend(_problem_row(problem, source.file_id) for problem in problems)
     return rows
-
-
-def _log_problem(problem: Any) -> None:
-    logger.warning("skipped %s", redact(str(problem)))
 
 
 # -- stage 2: chunk (CPU tasks) ----------------------------------------------------------------
@@ -540,18 +548,24 @@ class EmbedChunks:
     """A Ray Data actor holding one :class:`~e5_integrations.E5Encoder` on its GPU(s).
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` for an actor started with ``num_gpus``, so the actor
-    sees its GPUs as ``cuda:0..n-1``; with no GPU it runs on the CPU.
+    sees its GPUs as ``cuda:0..n-1``; with no GPU it runs on the CPU. With
+    ``backend_factory`` the encoder computes with the backends it returns instead (see
+    ``ingest_ray``); the model still gives the tokenizer and the recipe.
     """
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    def __init__(self, spec: EncoderSpec, backend_factory: BackendFactory | None = None) -> None:
         import ray
         from e5_integrations import E5Encoder
 
         gpus = len(ray.get_gpu_ids())
-        device: str | list[str] = [f"cuda:{index}" for index in range(gpus)] if gpus else "cpu"
+        device: str | list[str] | None = [f"cuda:{index}" for index in range(gpus)] if gpus else "cpu"
+        backends = None
+        if backend_factory is not None:
+            backends, device = list(backend_factory()), None
         self.encoder: Embedder = E5Encoder(
             spec.model,
             device=device,
+            backends=backends,
             dtype=spec.dtype,
             max_length=spec.max_length,
             batch_tokens=spec.batch_tokens,

@@ -122,6 +122,70 @@ def test_s3_prefix_through_ray_gives_the_local_engines_rows(
             sink.drop()
 
 
+def test_skipped_records_and_files_of_urls_are_counted_as_on_the_local_engine(
+    ray_session: Any, s3: S3Server, pg_dsn: str, tiny_model_dir: Any, encoder: Any
+) -> None:
+    """Under ``on_error="skip"`` a remote object's bad records and a file without a reader are
+    in the Ray report's problems and skip counters, as in the local engine's, not only logged."""
+    from e5_integrations.ray import ingest_ray
+
+    bucket = f"e5-ray-{uuid.uuid4().hex[:10]}"
+    client = s3.client()
+    client.create_bucket(Bucket=bucket)
+    lines = [
+        json.dumps({"id": "good-1", "text": "A good record about shards."}),
+        "{not json",
+        json.dumps({"id": "no-text", "body": "the text field is missing"}),
+        json.dumps({"id": "empty", "text": "   "}),
+        json.dumps({"id": "good-2", "text": "Another good record about replicas."}),
+    ]
+    objects = {
+        "data/records.jsonl": ("\n".join(lines) + "\n").encode(),
+        "data/more.jsonl": (json.dumps({"id": 7, "text": ["not", "a", "string"]}) + "\n").encode(),
+        "data/notes.txt": b"Plain notes about buckets.",
+        "data/image.bin": b"\x00\x01 no reader for this",
+    }
+    for key, body in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    url = f"s3://{bucket}/data/"
+    options = {**CREDENTIALS, "endpoint_url": s3.endpoint}
+    collection = f"e5_ray_s3_skip_{uuid.uuid4().hex[:8]}"
+    with open_sink("pgvector", pg_dsn, collection + "_local") as sink:
+        try:
+            local = ingest(url, sink, encoder, storage_options=options, on_error="skip", **CHUNK)
+        finally:
+            sink.drop()
+    try:
+        report = ingest_ray(
+            url,
+            store="pgvector",
+            uri=pg_dsn,
+            collection=collection,
+            model=str(tiny_model_dir),
+            dtype="fp32",
+            storage_options=options,
+            on_error="skip",
+            **CHUNK,
+        )
+        stored = dump_rows("pgvector", pg_dsn, collection)
+    finally:
+        with open_sink("pgvector", pg_dsn, collection) as sink:
+            sink.drop()
+    counters = ("skipped_invalid", "skipped_empty", "skipped_unsupported", "skipped_unreadable", "chunks")
+    assert {name: getattr(report, name) for name in counters} == {
+        name: getattr(local, name) for name in counters
+    }
+    assert report.skipped_invalid >= 3 and report.skipped_unsupported == 1  # the test's own bad objects
+    assert sorted(map(str, report.problems)) == sorted(map(str, local.problems))
+    assert any("records.jsonl:2" in str(problem) for problem in report.problems)
+    assert report.skipped == local.skipped
+    assert sorted(text for text, _, _ in stored.values()) == [
+        "A good record about shards.",
+        "Another good record about replicas.",
+        "Plain notes about buckets.",
+    ]
+
+
 def test_prune_with_urls_is_refused_on_ray(tmp_path: Any) -> None:
     from e5_integrations.ray import ingest_ray
 
