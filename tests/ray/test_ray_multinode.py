@@ -107,6 +107,11 @@ def cluster() -> Iterator[_Cluster]:
             process.wait(timeout=120)
         if process.poll() is None:
             process.kill()
+            process.wait(timeout=60)
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         _kill_ray_processes(temp_dir)
 
 
@@ -217,6 +222,7 @@ class _Job:
             out, _ = run.process.communicate(timeout=PATIENCE_S)
         except subprocess.TimeoutExpired:
             run.process.kill()
+            run.process.communicate(timeout=60)
             raise AssertionError(f"the run did not end in {PATIENCE_S} s:\n{run.tail()}") from None
         assert run.process.returncode == 0, f"exit {run.process.returncode}\n{run.tail()}"
         report: dict[str, Any] = json.loads(out)
