@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from e5_integrations._errors import ConfigurationError, LayoutMismatchError, for_front, option
-from e5_integrations.ingest._sink import (
+from e5_integrations.ingest._records import (
     CHUNK_INDEX_KEY,
     CONTENT_HASH_KEY,
     DOCUMENT_ID_KEY,
@@ -45,7 +45,7 @@ from e5_integrations.ingest._sink import (
 )
 
 if TYPE_CHECKING:
-    from e5_integrations.ingest._sources import Document
+    from e5_integrations.ingest._readers._base import Document
 
 __all__ = [
     "CHUNK_ID_KEY",

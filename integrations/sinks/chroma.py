@@ -42,26 +42,28 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from e5_integrations._errors import (
-    ConfigurationError,
-    SchemaMismatchError,
-    StoreError,
-    StoreUnavailableError,
-    rebuild_hint,
-)
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout, layout_of_metadata
-from e5_integrations.ingest._sink import (
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
     CONTENT_HASH_KEY,
+    ConfigurationError,
+    Document,
     Hit,
     Record,
+    RetryPolicy,
+    SchemaMismatchError,
     Sink,
+    StoreError,
+    StoreUnavailableError,
+    Unreachable,
     e5_document_id,
+    get_layout,
+    layout_of_metadata,
+    rebuild_hint,
+    redact,
+    secrets_of,
 )
-from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, last_per_id
-from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

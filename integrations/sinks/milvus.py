@@ -72,27 +72,29 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import (
-    ConfigurationError,
-    SchemaMismatchError,
-    StoreError,
-    StoreUnavailableError,
-    rebuild_hint,
-)
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, Layout, get_layout
-from e5_integrations.ingest._sink import (
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
     CONTENT_HASH_KEY,
     DOCUMENT_ID_KEY,
+    ConfigurationError,
+    Document,
     Hit,
+    Layout,
     Record,
+    RetryPolicy,
+    SchemaMismatchError,
     Sink,
+    StoreError,
+    StoreUnavailableError,
+    Unreachable,
     e5_document_id,
+    get_layout,
+    rebuild_hint,
+    redact,
+    secrets_of,
 )
-from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
-from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 __all__ = ["MilvusSink", "primary_key"]
 

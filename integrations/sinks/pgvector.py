@@ -65,21 +65,27 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout, uuid_id
-from e5_integrations.ingest._sink import (
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
     CONTENT_HASH_KEY,
     DOCUMENT_ID_KEY,
+    ConfigurationError,
+    Document,
     Hit,
     Record,
+    RetryPolicy,
+    SchemaMismatchError,
     Sink,
+    StoreError,
+    get_layout,
     metadata_strings,
+    rebuild_hint,
+    redact,
     reserved_metadata_key,
+    secrets_of,
+    uuid_id,
 )
-from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
-from e5_integrations.sinks._retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg

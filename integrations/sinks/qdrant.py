@@ -40,14 +40,27 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, ID_NAMESPACE, get_layout
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
-from e5_integrations.ingest._sources import Document
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
+    CONTENT_HASH_KEY,
+    ID_NAMESPACE,
+    ConfigurationError,
+    Document,
+    Hit,
+    Record,
+    RetryPolicy,
+    SchemaMismatchError,
+    Sink,
+    StoreError,
+    Unreachable,
+    e5_document_id,
+    get_layout,
+    rebuild_hint,
+    redact,
+    secrets_of,
+)
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_size
-from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 if TYPE_CHECKING:
     from qdrant_client import models
