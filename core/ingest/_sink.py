@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations.ingest._layout import Layout, get_layout, resolve_layout
+from e5_integrations.ingest._layout import LAYOUTS, Layout, get_layout, resolve_layout
 from e5_integrations.ingest._records import (
     CHUNK_INDEX_KEY,
     CONTENT_HASH_KEY,
@@ -80,8 +80,10 @@ class Sink(abc.ABC):
     #: Collection (table) name this sink writes to; set by ``__init__``.
     collection: str
 
-    #: The layouts this store can write and read (``e5_integrations.ingest._layout``).
-    layouts: ClassVar[tuple[str, ...]] = ("e5", "langchain", "llama-index")
+    #: The layouts this store can write and read: the built-in layouts every store has
+    #: (``LAYOUTS``, from the layout registry); a store with more lists them (names
+    #: registered with ``register_layout``).
+    layouts: ClassVar[tuple[str, ...]] = LAYOUTS
     #: The layout asked for (``layout=``); ``None``: the existing collection's, else ``e5``.
     requested_layout: str | None = None
     _resolved_layout: Layout | None = None

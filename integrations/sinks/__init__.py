@@ -17,10 +17,15 @@ The interface and its rules:
     e5's only with a ``document_id`` and e5's content hash; ``Sink.scan`` reports it) and
     ``metadata_strings`` (every key and string of a metadata value, for a store's checks).
 
-Layouts (whose schema a collection follows):
-    ``Layout``, ``LAYOUTS``, ``DEFAULT_LAYOUT``, ``get_layout``, ``resolve_layout``,
-    ``layout_of_metadata``, ``uuid_id`` and ``ID_NAMESPACE`` (framework row ids),
-    ``CHUNK_ID_KEY`` (where framework rows keep the chunk id), ``LLAMA_INDEX_KEYS``.
+Layouts (whose schema a collection follows; each is one registered record):
+    ``Layout`` (name, family, description, reserved keys, metadata and hit codecs),
+    ``register_layout`` (a new one: ``--layout`` and ``open_sink(layout=)`` take it),
+    ``layout_names``, ``LAYOUTS`` (the built-in ones every store has), ``DEFAULT_LAYOUT``,
+    ``get_layout``, ``resolve_layout``, ``layout_of_metadata``; the codecs the built-in
+    layouts use, to reuse in a new one: ``MetadataEncoder`` (``own_metadata``,
+    ``flat_metadata``, ``node_metadata``) and ``MetadataDecoder`` (``plain_row``,
+    ``node_row``); ``uuid_id`` and ``ID_NAMESPACE`` (framework row ids), ``CHUNK_ID_KEY``
+    (where framework rows keep the chunk id), ``LLAMA_INDEX_KEYS``.
 
 Reaching a store:
     ``RetryPolicy`` (one patient back-off for every store call; ``DEFAULT_RETRY_SECONDS``),
@@ -54,8 +59,17 @@ from e5_integrations.ingest._layout import (
     LAYOUTS,
     LLAMA_INDEX_KEYS,
     Layout,
+    MetadataDecoder,
+    MetadataEncoder,
+    flat_metadata,
     get_layout,
+    layout_names,
     layout_of_metadata,
+    node_metadata,
+    node_row,
+    own_metadata,
+    plain_row,
+    register_layout,
     resolve_layout,
     uuid_id,
 )
@@ -96,6 +110,8 @@ __all__ = [
     "Hit",
     "Layout",
     "LayoutMismatchError",
+    "MetadataDecoder",
+    "MetadataEncoder",
     "Record",
     "RetryPolicy",
     "SchemaMismatchError",
@@ -105,13 +121,20 @@ __all__ = [
     "StoreUnavailableError",
     "Unreachable",
     "e5_document_id",
+    "flat_metadata",
     "for_front",
     "get_layout",
+    "layout_names",
     "layout_of_metadata",
     "metadata_strings",
+    "node_metadata",
+    "node_row",
     "option",
+    "own_metadata",
+    "plain_row",
     "rebuild_hint",
     "redact",
+    "register_layout",
     "register_store",
     "reserved_metadata_key",
     "resolve_layout",
