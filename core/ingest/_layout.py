@@ -258,14 +258,26 @@ def layout_names(store: str | None = None) -> tuple[str, ...]:
     return (*every, *variants)
 
 
-register_layout(Layout("e5", "e5", "e5's own schema", shows=lambda metadata: CONTENT_HASH_KEY in metadata))
+def _shows_content_hash(metadata: Mapping[str, Any]) -> bool:
+    return CONTENT_HASH_KEY in metadata
+
+
+def _shows_chunk_id(metadata: Mapping[str, Any]) -> bool:
+    return CHUNK_ID_KEY in metadata
+
+
+def _shows_node(metadata: Mapping[str, Any]) -> bool:
+    return "_node_content" in metadata
+
+
+register_layout(Layout("e5", "e5", "e5's own schema", shows=_shows_content_hash))
 register_layout(
     Layout(
         "langchain",
         "langchain",
         "LangChain's schema",
         encode=flat_metadata,
-        shows=lambda metadata: CHUNK_ID_KEY in metadata,
+        shows=_shows_chunk_id,
     )
 )
 register_layout(
@@ -285,7 +297,7 @@ register_layout(
         reserved=("_node_content", "_node_type", "doc_id", "ref_doc_id"),
         encode=node_metadata,
         decode=node_row,
-        shows=lambda metadata: "_node_content" in metadata,
+        shows=_shows_node,
     )
 )
 #: The built-in layouts every store supports (``Sink.layouts``' default); a store may add

@@ -10,7 +10,7 @@ The toy layout ``toy-kv`` keeps a row's metadata nested (``{"toy_version": 1, "c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +49,10 @@ def _toy_decode(text: str | None, metadata: dict[str, Any]) -> tuple[str | None,
     return text, {**fields, CHUNK_ID_KEY: metadata.get("chunk")} if "chunk" in metadata else fields
 
 
+def _toy_shows(metadata: Mapping[str, Any]) -> bool:
+    return "toy_version" in metadata
+
+
 def _toy_layout() -> Layout:
     return Layout(
         TOY,
@@ -57,7 +61,7 @@ def _toy_layout() -> Layout:
         reserved=("toy_note",),
         encode=_toy_encode,
         decode=_toy_decode,
-        shows=lambda metadata: "toy_version" in metadata,
+        shows=_toy_shows,
     )
 
 
@@ -192,6 +196,15 @@ def test_a_registered_layout_is_known_everywhere(toy_layout: Layout) -> None:
         register_layout(_toy_layout())
     with pytest.raises(ConfigurationError, match=r"unknown layout 'toy-kv' for the chroma store"):
         get_layout(TOY, LAYOUTS, "chroma")  # a store that does not list it
+
+
+def test_every_registered_layout_pickles(toy_layout: Layout) -> None:
+    """Layouts travel to Ray workers inside sinks: records of module-level functions pickle."""
+    import pickle
+
+    for name in layout_names():
+        layout = get_layout(name, (name,))
+        assert pickle.loads(pickle.dumps(layout)) == layout
 
 
 def test_ingest_into_a_toy_layout_embeds_once_and_keeps_every_guarantee(
