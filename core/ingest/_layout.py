@@ -24,6 +24,14 @@ so rows an app added with ``add_documents`` are never pruned or deleted as stale
 
 Sinks speak chunk ids in the :class:`~e5_integrations.ingest.Sink` API and map them with
 :meth:`Layout.row_id`; the pipeline never sees row ids.
+
+Each layout is one frozen :class:`Layout` record in one registry (:func:`register_layout`):
+its name, family, description, the user fields it refuses, its metadata codec
+(:attr:`Layout.encode`), its hit codec (:attr:`Layout.decode`), how a stored row shows it
+and the stores that have it. ``--layout``'s choices, :data:`LAYOUTS`, :func:`get_layout`,
+:func:`layout_of_metadata` and ``Sink.layouts`` read the registry; what a store keeps of a
+layout (table shape, field names, indexes) stays in that store's sink. Sink authors import
+all of this from ``e5_integrations.sinks``.
 """
 
 from __future__ import annotations
