@@ -615,10 +615,14 @@ class PGVectorSink(Sink):
     def _scope(self, conn: _Conn) -> sql.Composable | None:
         """The SQL condition selecting this collection's rows (``TRUE`` but in a shared
         table), or ``None`` when the collection does not exist."""
+        return self._scope_of(conn, self._columns(conn))
+
+    def _scope_of(self, conn: _Conn, columns: dict[str, tuple[str, int]] | None) -> sql.Composable | None:
+        """:meth:`_scope`, given the columns of the collection's table (None: no table)."""
         from psycopg import sql
 
         record = self._record
-        if self._columns(conn) is None:
+        if columns is None:
             return None
         if record.registry is None:
             return sql.SQL("TRUE")
@@ -935,11 +939,12 @@ class PGVectorSink(Sink):
         stage = sql.Identifier("pg_temp", _STAGE)
 
         def load(conn: _Conn) -> None:
-            scope = self._scope(conn)
-            if scope is None:
+            columns = self._columns(conn)
+            scope = self._scope_of(conn, columns)
+            if scope is None or columns is None:
                 named = record.named.format(collection=self.collection, layout=layout.describe())
                 raise StoreError(f"{named} does not exist at {self.uri}; call ensure_collection(dim) first")
-            merge = self._merge(conn, latest, stage)
+            merge = self._merge(conn, latest, stage, columns.get(record.metadata, ("json", -1))[0])
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
@@ -959,7 +964,9 @@ class PGVectorSink(Sink):
         self._run("upsert", load)
         _log.debug("upserted %d rows into %r at %s", len(rows), self.collection, self.uri)
 
-    def _merge(self, conn: _Conn, latest: Sequence[Record], stage: sql.Identifier) -> list[_Statement]:
+    def _merge(
+        self, conn: _Conn, latest: Sequence[Record], stage: sql.Identifier, metadata_type: str
+    ) -> list[_Statement]:
         """The statements merging the staged rows into the collection's table: ``INSERT ...
         ON CONFLICT`` on the id (scoped to the collection in a shared table), or, without a
         unique id, delete and insert a node's rows under an advisory lock. The metadata goes
@@ -983,10 +990,9 @@ class PGVectorSink(Sink):
                         f"of LangChain's PGVectorStore); nothing of this batch was written. Give every "
                         f"record a {column.name!r} field, or make the column nullable"
                     )
-        typ = (self._columns(conn) or {}).get(record.metadata, ("json", -1))[0]
         moved = [c.name for c in columns if not reserved_metadata_key(c.name)]
         metadata = sql.SQL("(metadata - %s::text[])::{}").format(
-            sql.SQL("json" if typ == "json" else "jsonb")
+            sql.SQL("json" if metadata_type == "json" else "jsonb")
         )
         id_, text, meta = (sql.Identifier(c) for c in (record.id, record.text, record.metadata))
         if not record.unique_id:  # writers of one table take turns to delete and insert
@@ -1133,11 +1139,14 @@ class PGVectorSink(Sink):
     def dimension(self) -> int | None:
         """The table's ``vector(dim)`` (``langchain-legacy``: that of the collection's rows);
         ``None`` if the table (collection) does not exist."""
+        self._record  # noqa: B018  (resolved first: detection runs its own query)
         return self._run("dimension", self._dim_of)
 
     def count(self) -> int:
         """Number of the collection's rows; 0 if it does not exist."""
         from psycopg import sql
+
+        self._record  # noqa: B018  (resolved first: detection runs its own query)
 
         def run(conn: _Conn) -> int:
             scope = self._scope(conn)
@@ -1210,10 +1219,10 @@ class PGVectorSink(Sink):
         """Delete the collection's rows by chunk id (missing ids are ignored)."""
         from psycopg import sql
 
+        record = self._record
         wanted = [self._row_id(c) for c in ids]
         if not wanted:
             return
-        record = self._record
 
         def delete(conn: _Conn) -> None:
             scope = self._scope(conn)
