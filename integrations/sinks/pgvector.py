@@ -17,7 +17,10 @@ Indexes. pgvector's HNSW refuses ``vector`` columns above 2000 dimensions (e5-mi
   min_candidates)`` candidates by Hamming distance from that index and re-rank them by
   exact cosine distance. Before ``finalize`` they scan exactly.
 
-Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omitted):
+Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omitted). Each
+is one frozen record in ``_PG_LAYOUTS`` (``_PgLayout``: table and column names, id type,
+DDL, staging table, merge kind, collection scoping, indexes, how a hit is decoded), and every
+method of :class:`PGVectorSink` has one body that reads the record: a new layout is a record.
 
 - ``e5``: the table above, in the current schema (unchanged);
 - ``langchain``: ``langchain_postgres.PGVectorStore`` (v2): table ``public."<collection>"``

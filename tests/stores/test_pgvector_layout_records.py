@@ -75,9 +75,10 @@ def test_a_new_layout_is_one_record(
         "embedding": "USER-DEFINED",
     }
     assert _columns(sink, sink.collection) == {}  # nothing in e5's own table name
-    batch = records(5)
-    for i, r in enumerate(batch):
-        r.metadata[DOCUMENT_ID_KEY] = f"doc{i % 2}"
+    batch = [
+        dataclasses.replace(r, metadata={**r.metadata, DOCUMENT_ID_KEY: f"doc{i % 2}"})
+        for i, r in enumerate(records(5))
+    ]
     sink.upsert(batch)
     sink.upsert(batch[:2])  # a re-write merges by id
     assert sink.count() == 5
