@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from e5_integrations.ingest import Sink
 from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout
 from e5_integrations.ingest._sink import CONTENT_HASH_KEY, DOCUMENT_ID_KEY, Record
 
@@ -28,7 +27,7 @@ def test_milvus_has_one_record_per_layout_and_recognises_its_schemas() -> None:
     pytest.importorskip("pymilvus")
     from e5_integrations.sinks import milvus
 
-    assert list(milvus._SHAPES) == list(Sink.layouts)
+    assert sorted(milvus._SHAPES) == sorted(milvus.MilvusSink.layouts)
     for name, shape in milvus._SHAPES.items():
         assert shape.name == name
         fields = [
@@ -66,7 +65,7 @@ def test_qdrant_payloads_show_their_record(layout: str) -> None:
         pytest.importorskip("llama_index.core")
     from e5_integrations.sinks import qdrant
 
-    assert sorted(qdrant._SHAPES) == sorted(Sink.layouts)
+    assert sorted(qdrant._SHAPES) == sorted(qdrant.QdrantSink.layouts)
     payload: dict[str, Any] = qdrant._SHAPES[layout].encode(_record(), get_layout(layout))
     assert qdrant._kind(payload) == layout
     assert qdrant._chunk_id("point", payload) == "doc.txt#0"
@@ -79,7 +78,7 @@ def test_chroma_has_one_record_per_layout() -> None:
     pytest.importorskip("chromadb")
     from e5_integrations.sinks import chroma
 
-    assert sorted(chroma._SHAPES) == sorted(Sink.layouts)
+    assert sorted(chroma._SHAPES) == sorted(chroma.ChromaSink.layouts)
     assert [name for name, shape in chroma._SHAPES.items() if not shape.tagged] == ["e5"]
     assert chroma._scanned("row", {CHUNK_ID_KEY: "c#0"}, chroma._SHAPES["langchain"].chunk_key) == (
         "c#0",
