@@ -37,6 +37,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -57,6 +58,7 @@ from e5_integrations.sinks import (
     Unreachable,
     e5_document_id,
     get_layout,
+    layout_names,
     layout_of_metadata,
     rebuild_hint,
     redact,
@@ -95,6 +97,29 @@ _SCALARS = (str, bool, int, float)
 _CHROMA_RESERVED_PREFIXES = ("#", "$", "chroma:")
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """One layout's rows in Chroma, the record the methods of :class:`ChromaSink` read (the
+    row id, metadata and hit codecs are the layout's own, ``Layout.row_id``/``metadata``/``hit``).
+    """
+
+    #: the layout's name (``Layout.name``)
+    name: str
+    #: whether the collection's metadata names the layout (``e5_layout``); e5's own
+    #: collections keep the metadata they had before layouts (``e5_dim`` only)
+    tagged: bool
+    #: the row metadata key holding the chunk id of e5's rows; ``None``: the row id is it
+    chunk_key: str | None
+
+
+#: The layouts' records, in the order sampled rows show a layout (:meth:`ChromaSink.detect_layout`).
+_SHAPES: dict[str, _Rows] = {
+    "llama-index": _Rows("llama-index", tagged=True, chunk_key=CHUNK_ID_KEY),
+    "langchain": _Rows("langchain", tagged=True, chunk_key=CHUNK_ID_KEY),
+    "e5": _Rows("e5", tagged=False, chunk_key=None),
+}
+
+
 class ChromaSink(Sink):
     """A Chroma collection with the cosine metric.
 
@@ -117,6 +142,10 @@ class ChromaSink(Sink):
     """
 
     name: ClassVar[str] = "chroma"
+    #: The registered layouts (:func:`layout_names`) that this store has a record for in
+    #: :data:`_SHAPES`, in the registry's order; the registered :class:`Layout` gives their
+    #: row ids and metadata and hit codecs.
+    layouts: ClassVar[tuple[str, ...]] = tuple(n for n in layout_names("chroma") if n in _SHAPES)
 
     def __init__(
         self,
@@ -176,9 +205,10 @@ class ChromaSink(Sink):
         if dim < 1:
             raise ConfigurationError(f"dimension must be a positive integer, got {dim}")
         layout = self.layout
+        shape = _SHAPES[layout.name]
         metadata: dict[str, Any] = {DIM_KEY: dim}
-        if layout.framework:
-            metadata[LAYOUT_KEY] = layout.name
+        if shape.tagged:
+            metadata[LAYOUT_KEY] = shape.name
         existing = self._existing()
         if existing is None:
             try:
@@ -309,14 +339,14 @@ class ChromaSink(Sink):
         collection = self._collection or self._existing()
         if collection is None:
             return
-        framework = self.layout.framework
+        chunk_key = _SHAPES[self.layout.name].chunk_key
         offset = 0
         while True:
             got = self._call(
                 functools.partial(collection.get, include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                _scanned(id_, meta, framework)
+                _scanned(id_, meta, chunk_key)
                 for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
@@ -357,7 +387,7 @@ class ChromaSink(Sink):
         if not got["ids"]:
             return None
         shown = [layout_of_metadata(meta) for meta in got["metadatas"] or []]
-        for layout in ("llama-index", "langchain", "e5"):
+        for layout in _SHAPES:
             if layout in shown:
                 return layout
         return "langchain"  # rows without any mark: LangChain's Chroma (or plain chromadb)
@@ -532,11 +562,11 @@ def _cosine_from_distance(space: str, distance: float) -> float:
     return 1.0 - distance * _COSINE_FROM_DISTANCE[space]
 
 
-def _scanned(row_id: str, stored: Mapping[str, Any] | None, framework: bool) -> tuple[str, str | None]:
-    """``(chunk id, document id)`` of a stored row: the chunk id from ``e5_chunk_id`` in a
-    framework layout (the row id for rows e5 did not write)."""
+def _scanned(row_id: str, stored: Mapping[str, Any] | None, chunk_key: str | None) -> tuple[str, str | None]:
+    """``(chunk id, document id)`` of a stored row: the chunk id from ``chunk_key``
+    (``e5_chunk_id`` in a framework layout), else (e5's layout, rows e5 did not write) the row id."""
     meta = stored or {}
-    chunk = meta.get(CHUNK_ID_KEY) if framework else None
+    chunk = meta.get(chunk_key) if chunk_key is not None else None
     return (chunk if isinstance(chunk, str) else row_id), e5_document_id(meta)
 
 

@@ -418,9 +418,10 @@ class PGVectorSink(Sink):
     """
 
     name: ClassVar[str] = "pgvector"
-    #: The registered layouts of this store (:func:`layout_names`); each has its record in
-    #: :data:`_PG_LAYOUTS`, and the registered :class:`Layout` gives its row ids and codecs.
-    layouts: ClassVar[tuple[str, ...]] = layout_names("pgvector")
+    #: The registered layouts (:func:`layout_names`) that this store has a record for in
+    #: :data:`_PG_LAYOUTS`, in the registry's order; the registered :class:`Layout` gives their
+    #: row ids and metadata and hit codecs.
+    layouts: ClassVar[tuple[str, ...]] = tuple(n for n in layout_names("pgvector") if n in _PG_LAYOUTS)
 
     def __init__(
         self,
