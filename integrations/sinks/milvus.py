@@ -229,12 +229,7 @@ def _own_row(record: Record, layout: Layout, shape: _Shape, text_field: bool) ->
 def _own_hit(found: Mapping[str, Any], layout: Layout, shape: _Shape, score: float) -> Hit:
     """A hit from a search result in e5's own schema."""
     entity = found.get("entity", {})
-    return Hit(
-        id=entity[ID_FIELD],
-        score=score,
-        text=entity.get(TEXT_FIELD, ""),
-        metadata=entity.get(METADATA_FIELD) or {},
-    )
+    return layout.hit(entity[ID_FIELD], score, entity.get(TEXT_FIELD), entity.get(METADATA_FIELD))
 
 
 def _framework_row(record: Record, layout: Layout, shape: _Shape, text_field: bool) -> dict[str, Any]:

@@ -173,8 +173,9 @@ class _PgLayout:
     ddl: Callable[[_Names, int], list[_Statement]]
     #: The columns of the staging table, a template over ``{table}`` (the collection's table).
     stage: str = "id text, text text, metadata jsonb, embedding vector"
-    #: Whether the metadata holds the chunk id (``e5_chunk_id``; row ids are UUIDs) and a hit
-    #: is decoded by :meth:`Layout.hit`; False: the row id is the chunk id, the metadata as is.
+    #: Whether the metadata holds the chunk id (``e5_chunk_id``; row ids are UUIDs), which
+    #: :meth:`scan` reads; False: the row id is the chunk id. Every layout's hits are decoded
+    #: by its registered :meth:`Layout.hit`.
     chunk_in_metadata: bool = True
     #: Whether rows written by LlamaIndex may be present, whose document id ``"None"`` (with a
     #: ``_node_type``) marks a node without a document: such rows have no document id.
@@ -1070,7 +1071,7 @@ class PGVectorSink(Sink):
         from psycopg import sql
 
         query = np.asarray(vector, dtype=np.float32).ravel()
-        record = self._record
+        layout = self.layout  # resolved before the retry loop
 
         def run(conn: _Conn) -> list[Hit]:
             dim = self._dim or self._dim_of(conn)
@@ -1093,9 +1094,7 @@ class PGVectorSink(Sink):
                         {"q": query, "k": k},
                     )
                 rows = cur.fetchall()
-            if record.chunk_in_metadata:
-                return [self.layout.hit(i, float(s), t, m) for i, t, m, s in rows]
-            return [Hit(id=i, score=float(s), text=t, metadata=m) for i, t, m, s in rows]
+            return [layout.hit(i, float(s), t, m) for i, t, m, s in rows]
 
         return self._run("search", run)
 

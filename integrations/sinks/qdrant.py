@@ -137,12 +137,7 @@ def _e5_payload(record: Record, layout: Layout) -> dict[str, Any]:
 
 
 def _e5_hit(layout: Layout, point: str, score: float, payload: dict[str, Any]) -> Hit:
-    return Hit(
-        id=payload.get("id", point),
-        score=score,
-        text=payload.get("text", ""),
-        metadata=payload.get("metadata") or {},
-    )
+    return layout.hit(payload.get("id", point), score, payload.get("text"), payload.get("metadata"))
 
 
 def _langchain_payload(record: Record, layout: Layout) -> dict[str, Any]:
