@@ -7,7 +7,7 @@
   JSON-encoded, their keys listed under ``e5_json_keys``, and decoded on read, so metadata
   round-trips. Chroma merges metadata on upsert; keys a record no longer has are removed.
 
-Layouts (``layout=``, ``e5 ingest --layout``; see ``e5_integrations.ingest._layout``):
+Layouts (``layout=``, ``e5 ingest --layout``; see ``Layout`` in ``e5_integrations.sinks``):
 
 - ``e5``: id = the chunk id, ``documents`` = the text, ``metadatas`` = the record's metadata;
   the collection's metadata is ``{"e5_dim": dim}`` (unchanged since before layouts).
@@ -27,7 +27,7 @@ then holds the JSON string and ``e5_json_keys``; LlamaIndex rebuilds a node's me
 
 Detection of an existing collection's layout: ``e5_layout`` in its metadata; else ``e5_dim``
 (a collection e5 made before layouts): ``e5``; else a sampled row: ``_node_content`` is
-``llama-index``, e5's marks as :func:`~e5_integrations.ingest._layout.layout_of_metadata`
+``llama-index``, e5's marks as :func:`~e5_integrations.sinks.layout_of_metadata`
 says, any other row ``langchain``; an empty collection e5 did not make shows none.
 """
 

@@ -13,7 +13,7 @@ The primary key is a hash of the id, not the id itself: C++ Milvus Lite 2.5 buil
 a hex key also keeps filter expressions free of quoting and ids free of the key length limit.
 The collection is created with ``consistency_level="Strong"`` so reads see earlier writes.
 
-The framework layouts (``e5_integrations.ingest._layout``) write what the framework's class
+The framework layouts (``Layout`` in ``e5_integrations.sinks``) write what the framework's class
 writes, with ``uuid5`` row ids and the chunk id in ``e5_chunk_id``:
 
 - ``langchain`` (langchain-milvus ``Milvus(..., enable_dynamic_field=True)``)::

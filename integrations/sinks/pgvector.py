@@ -45,7 +45,7 @@ method of :class:`PGVectorSink` has one body that reads the record: a new layout
   node's rows in one transaction, under an advisory lock, and adds a plain btree index
   ``data_<c>_e5_node_id`` on ``node_id`` (LlamaIndex's own writes are unaffected).
 
-In the framework layouts row ids are UUIDs (:meth:`~e5_integrations.ingest.Layout.row_id`)
+In the framework layouts row ids are UUIDs (:meth:`~e5_integrations.sinks.Layout.row_id`)
 and the chunk id is kept in the metadata (``e5_chunk_id``). Above 2000 dims
 :meth:`PGVectorSink.finalize` gives their tables the same binary-quantised HNSW expression
 index (partial, ``WHERE collection_id = ...``, for ``langchain-legacy``): it changes nothing
@@ -391,7 +391,7 @@ _AUTH_FAILED_TEXT = re.compile(
 
 def redact_dsn(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL and ``key=value`` forms); the same
-    function as :func:`e5_integrations._redact.redact`."""
+    function as :func:`e5_integrations.sinks.redact`."""
     return redact(dsn)
 
 
