@@ -160,9 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--layout",
         choices=_layout_choices(),
-        help="whose schema the collection follows: e5 (our own), langchain (what LangChain's store class of "
-        "--store writes and reads), llama-index (LlamaIndex's), langchain-legacy (pgvector: the older "
-        "two-table PGVector). Default: the existing collection's, else e5",
+        help=f"whose schema the collection follows: {_layouts_described()}. Default: the existing "
+        "collection's, else e5",
     )
     _add_model_arguments(ingest)
     ingest.add_argument(
@@ -377,9 +376,21 @@ def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _layout_choices() -> list[str]:
-    from e5_integrations.ingest._layout import LAYOUTS
+    from e5_integrations.ingest._layout import layout_names
 
-    return [*LAYOUTS, "langchain-legacy"]
+    return list(layout_names())
+
+
+def _layouts_described() -> str:
+    """``e5 (e5's own schema), ..., langchain-legacy (pgvector only: ...)``, from the registry."""
+    from e5_integrations.ingest._layout import get_layout, layout_names
+
+    described = []
+    for name in layout_names():
+        layout = get_layout(name, (name,))
+        only = f"{' and '.join(layout.stores)} only: " if layout.stores else ""
+        described.append(f"{name} ({only}{layout.description})")
+    return ", ".join(described)
 
 
 def _open_sink(args: argparse.Namespace, existing: bool = False) -> Sink:

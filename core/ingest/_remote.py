@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from e5_integrations._errors import ConfigurationError, SourceError, option
 from e5_integrations._redact import redact
 from e5_integrations.ingest._readers import SourceFile
-from e5_integrations.ingest._sink import DEFAULT_RETRY_SECONDS
+from e5_integrations.ingest._records import DEFAULT_RETRY_SECONDS
 
 __all__ = [
     "REMOTE_SCHEMES",

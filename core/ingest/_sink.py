@@ -12,15 +12,29 @@ from __future__ import annotations
 import abc
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
+from e5_integrations.ingest._layout import LAYOUTS, Layout, get_layout, resolve_layout
+from e5_integrations.ingest._records import (
+    CHUNK_INDEX_KEY,
+    CONTENT_HASH_KEY,
+    DEFAULT_RETRY_SECONDS,
+    DOCUMENT_ID_KEY,
+    RESERVED_METADATA_KEYS,
+    RESERVED_METADATA_PREFIX,
+    SOURCE_KEY,
+    Hit,
+    Record,
+    e5_document_id,
+    metadata_strings,
+    reserved_metadata_key,
+)
+
 if TYPE_CHECKING:
-    from e5_integrations.ingest._layout import Layout
-    from e5_integrations.ingest._sources import Document
+    from e5_integrations.ingest._readers._base import Document
 
 __all__ = [
     "CHUNK_INDEX_KEY",
@@ -38,59 +52,8 @@ __all__ = [
     "reserved_metadata_key",
 ]
 
-#: Metadata keys the pipeline writes on every chunk.
-SOURCE_KEY = "source"
-CHUNK_INDEX_KEY = "chunk_index"
-#: Metadata key holding the id of the document a chunk belongs to.
-DOCUMENT_ID_KEY = "document_id"
-#: Hash of (model, max_length, text) so a re-run can skip chunks stored unchanged.
-CONTENT_HASH_KEY = "e5_content_hash"
-#: Metadata keys a document may not bring: the pipeline writes them on every chunk.
-RESERVED_METADATA_KEYS = frozenset({SOURCE_KEY, CHUNK_INDEX_KEY, DOCUMENT_ID_KEY})
-#: Metadata keys with this prefix are the package's (content hash, a sink's own bookkeeping
-#: such as Chroma's ``e5_json_keys``); a document may not bring them either.
-RESERVED_METADATA_PREFIX = "e5_"
-
-
-def reserved_metadata_key(key: str) -> bool:
-    """Whether ``key`` is the pipeline's or a sink's bookkeeping, never a user field."""
-    return key in RESERVED_METADATA_KEYS or key.startswith(RESERVED_METADATA_PREFIX)
-
-
-def e5_document_id(metadata: Any) -> str | None:
-    """The document id of a record that e5 wrote, from its metadata; ``None`` for any other row.
-
-    A row is e5's only when its metadata holds both ``document_id`` and e5's own
-    ``e5_content_hash`` as strings. ``document_id`` alone is not enough: LlamaIndex writes
-    one on every node (its ref doc id), and apps keep one in their LangChain metadata, so
-    their rows in a shared collection would be pruned as documents that left the sources.
-    Sinks use this in :meth:`Sink.scan`.
-    """
-    if not isinstance(metadata, Mapping):
-        return None
-    document_id = metadata.get(DOCUMENT_ID_KEY)
-    marked = isinstance(metadata.get(CONTENT_HASH_KEY), str)
-    if document_id == "None" and ("_node_type" in metadata or "_node_content" in metadata):
-        return None  # LlamaIndex's placeholder for a node without a ref doc: no document at all
-    return document_id if marked and isinstance(document_id, str) else None
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _S = TypeVar("_S", bound="Sink")
-
-
-def metadata_strings(value: Any, where: str = "metadata") -> Iterator[tuple[str, str]]:
-    """Every key and string value in a metadata value, nested ones too, as ``(where, string)``
-    (``where`` names the field, e.g. ``metadata['tags'][1]``), for the sinks' checks."""
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield f"the key {key!r} of {where}", str(key)
-            yield from metadata_strings(item, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from metadata_strings(item, f"{where}[{index}]")
 
 
 def _lone_surrogate(document: Document) -> str | None:
@@ -105,39 +68,6 @@ def _lone_surrogate(document: Document) -> str | None:
     return None
 
 
-#: How long every sink keeps retrying a store it cannot reach before it gives up, in
-#: seconds (``e5 ingest --retry-seconds``, ``retry_seconds=`` on the sinks and ``open_sink``).
-DEFAULT_RETRY_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class Record:
-    """One chunk to store.
-
-    Attributes:
-        id: deterministic chunk id (source id or path + chunk index); the primary key.
-        text: the chunk text.
-        metadata: JSON-serialisable metadata; includes ``source``, ``chunk_index`` and
-            ``e5_content_hash``.
-        embedding: float32 vector of the collection's dimension.
-    """
-
-    id: str
-    text: str
-    metadata: Mapping[str, Any]
-    embedding: np.ndarray
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result. ``score`` is cosine similarity (higher is closer)."""
-
-    id: str
-    score: float
-    text: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
 class Sink(abc.ABC):
     """A vector store collection that the pipeline writes to and searches.
 
@@ -150,8 +80,10 @@ class Sink(abc.ABC):
     #: Collection (table) name this sink writes to; set by ``__init__``.
     collection: str
 
-    #: The layouts this store can write and read (``e5_integrations.ingest._layout``).
-    layouts: ClassVar[tuple[str, ...]] = ("e5", "langchain", "llama-index")
+    #: The layouts this store can write and read: the built-in layouts every store has
+    #: (``LAYOUTS``, from the layout registry); a store with more lists them (names
+    #: registered with ``register_layout``).
+    layouts: ClassVar[tuple[str, ...]] = LAYOUTS
     #: The layout asked for (``layout=``); ``None``: the existing collection's, else ``e5``.
     requested_layout: str | None = None
     _resolved_layout: Layout | None = None
@@ -165,8 +97,6 @@ class Sink(abc.ABC):
         Raises:
             SchemaMismatchError: the collection is in another layout than the requested one.
         """
-        from e5_integrations.ingest._layout import get_layout, resolve_layout
-
         if self._resolved_layout is None:
             where = f"{self.name} collection {self.collection!r}"
             if self.requested_layout is not None:
@@ -207,8 +137,6 @@ class Sink(abc.ABC):
         its store's own rules (per layout) and calls ``super()``. Return a message that says
         what is wrong and how to fix it.
         """
-        from e5_integrations.ingest._layout import get_layout
-
         return _lone_surrogate(document) or get_layout(layout, cls.layouts, cls.name).check_document(document)
 
     @abc.abstractmethod

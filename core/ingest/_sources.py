@@ -67,18 +67,18 @@ from e5_integrations.ingest._readers import (
     is_whole_file,
     reader_for,
 )
+from e5_integrations.ingest._records import (
+    DEFAULT_RETRY_SECONDS,
+    RESERVED_METADATA_KEYS,
+    RESERVED_METADATA_PREFIX,
+    reserved_metadata_key,
+)
 from e5_integrations.ingest._remote import (
     RemoteSourceFile,
     is_remote,
     iter_remote_files,
     matches_filters,
     read_ahead,
-)
-from e5_integrations.ingest._sink import (
-    DEFAULT_RETRY_SECONDS,
-    RESERVED_METADATA_KEYS,
-    RESERVED_METADATA_PREFIX,
-    reserved_metadata_key,
 )
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from e5_integrations._errors import SchemaMismatchError
+from e5_integrations.sinks import SchemaMismatchError
 
 __all__ = ["UNIT_NORM_TOLERANCE", "check_unit_norm", "unit_query"]
 

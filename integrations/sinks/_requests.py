@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from e5_integrations.ingest._sink import Record
+from e5_integrations.sinks import Record
 
 __all__ = ["by_count", "by_size", "last_per_id"]
 

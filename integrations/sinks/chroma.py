@@ -7,7 +7,7 @@
   JSON-encoded, their keys listed under ``e5_json_keys``, and decoded on read, so metadata
   round-trips. Chroma merges metadata on upsert; keys a record no longer has are removed.
 
-Layouts (``layout=``, ``e5 ingest --layout``; see ``e5_integrations.ingest._layout``):
+Layouts (``layout=``, ``e5 ingest --layout``; see ``Layout`` in ``e5_integrations.sinks``):
 
 - ``e5``: id = the chunk id, ``documents`` = the text, ``metadatas`` = the record's metadata;
   the collection's metadata is ``{"e5_dim": dim}`` (unchanged since before layouts).
@@ -27,7 +27,7 @@ then holds the JSON string and ``e5_json_keys``; LlamaIndex rebuilds a node's me
 
 Detection of an existing collection's layout: ``e5_layout`` in its metadata; else ``e5_dim``
 (a collection e5 made before layouts): ``e5``; else a sampled row: ``_node_content`` is
-``llama-index``, e5's marks as :func:`~e5_integrations.ingest._layout.layout_of_metadata`
+``llama-index``, e5's marks as :func:`~e5_integrations.sinks.layout_of_metadata`
 says, any other row ``langchain``; an empty collection e5 did not make shows none.
 """
 
@@ -37,31 +37,35 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from e5_integrations._errors import (
-    ConfigurationError,
-    SchemaMismatchError,
-    StoreError,
-    StoreUnavailableError,
-    rebuild_hint,
-)
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout, layout_of_metadata
-from e5_integrations.ingest._sink import (
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
     CONTENT_HASH_KEY,
+    ConfigurationError,
+    Document,
     Hit,
     Record,
+    RetryPolicy,
+    SchemaMismatchError,
     Sink,
+    StoreError,
+    StoreUnavailableError,
+    Unreachable,
     e5_document_id,
+    get_layout,
+    layout_names,
+    layout_of_metadata,
+    rebuild_hint,
+    redact,
+    secrets_of,
 )
-from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, last_per_id
-from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -93,6 +97,29 @@ _SCALARS = (str, bool, int, float)
 _CHROMA_RESERVED_PREFIXES = ("#", "$", "chroma:")
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """One layout's rows in Chroma, the record the methods of :class:`ChromaSink` read (the
+    row id, metadata and hit codecs are the layout's own, ``Layout.row_id``/``metadata``/``hit``).
+    """
+
+    #: the layout's name (``Layout.name``)
+    name: str
+    #: whether the collection's metadata names the layout (``e5_layout``); e5's own
+    #: collections keep the metadata they had before layouts (``e5_dim`` only)
+    tagged: bool
+    #: the row metadata key holding the chunk id of e5's rows; ``None``: the row id is it
+    chunk_key: str | None
+
+
+#: The layouts' records, in the order sampled rows show a layout (:meth:`ChromaSink.detect_layout`).
+_SHAPES: dict[str, _Rows] = {
+    "llama-index": _Rows("llama-index", tagged=True, chunk_key=CHUNK_ID_KEY),
+    "langchain": _Rows("langchain", tagged=True, chunk_key=CHUNK_ID_KEY),
+    "e5": _Rows("e5", tagged=False, chunk_key=None),
+}
+
+
 class ChromaSink(Sink):
     """A Chroma collection with the cosine metric.
 
@@ -115,6 +142,10 @@ class ChromaSink(Sink):
     """
 
     name: ClassVar[str] = "chroma"
+    #: The registered layouts (:func:`layout_names`) that this store has a record for in
+    #: :data:`_SHAPES`, in the registry's order; the registered :class:`Layout` gives their
+    #: row ids and metadata and hit codecs.
+    layouts: ClassVar[tuple[str, ...]] = tuple(n for n in layout_names("chroma") if n in _SHAPES)
 
     def __init__(
         self,
@@ -174,9 +205,10 @@ class ChromaSink(Sink):
         if dim < 1:
             raise ConfigurationError(f"dimension must be a positive integer, got {dim}")
         layout = self.layout
+        shape = _SHAPES[layout.name]
         metadata: dict[str, Any] = {DIM_KEY: dim}
-        if layout.framework:
-            metadata[LAYOUT_KEY] = layout.name
+        if shape.tagged:
+            metadata[LAYOUT_KEY] = shape.name
         existing = self._existing()
         if existing is None:
             try:
@@ -307,14 +339,14 @@ class ChromaSink(Sink):
         collection = self._collection or self._existing()
         if collection is None:
             return
-        framework = self.layout.framework
+        chunk_key = _SHAPES[self.layout.name].chunk_key
         offset = 0
         while True:
             got = self._call(
                 functools.partial(collection.get, include=["metadatas"], limit=page_size, offset=offset)
             )
             page = [
-                _scanned(id_, meta, framework)
+                _scanned(id_, meta, chunk_key)
                 for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
             ]
             if page:
@@ -355,7 +387,7 @@ class ChromaSink(Sink):
         if not got["ids"]:
             return None
         shown = [layout_of_metadata(meta) for meta in got["metadatas"] or []]
-        for layout in ("llama-index", "langchain", "e5"):
+        for layout in _SHAPES:
             if layout in shown:
                 return layout
         return "langchain"  # rows without any mark: LangChain's Chroma (or plain chromadb)
@@ -530,11 +562,11 @@ def _cosine_from_distance(space: str, distance: float) -> float:
     return 1.0 - distance * _COSINE_FROM_DISTANCE[space]
 
 
-def _scanned(row_id: str, stored: Mapping[str, Any] | None, framework: bool) -> tuple[str, str | None]:
-    """``(chunk id, document id)`` of a stored row: the chunk id from ``e5_chunk_id`` in a
-    framework layout (the row id for rows e5 did not write)."""
+def _scanned(row_id: str, stored: Mapping[str, Any] | None, chunk_key: str | None) -> tuple[str, str | None]:
+    """``(chunk id, document id)`` of a stored row: the chunk id from ``chunk_key``
+    (``e5_chunk_id`` in a framework layout), else (e5's layout, rows e5 did not write) the row id."""
     meta = stored or {}
-    chunk = meta.get(CHUNK_ID_KEY) if framework else None
+    chunk = meta.get(chunk_key) if chunk_key is not None else None
     return (chunk if isinstance(chunk, str) else row_id), e5_document_id(meta)
 
 

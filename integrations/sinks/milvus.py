@@ -13,7 +13,7 @@ The primary key is a hash of the id, not the id itself: C++ Milvus Lite 2.5 buil
 a hex key also keeps filter expressions free of quoting and ids free of the key length limit.
 The collection is created with ``consistency_level="Strong"`` so reads see earlier writes.
 
-The framework layouts (``e5_integrations.ingest._layout``) write what the framework's class
+The framework layouts (``Layout`` in ``e5_integrations.sinks``) write what the framework's class
 writes, with ``uuid5`` row ids and the chunk id in ``e5_chunk_id``:
 
 - ``langchain`` (langchain-milvus ``Milvus(..., enable_dynamic_field=True)``)::
@@ -57,6 +57,10 @@ is ``llama-index``. e5 writes into a framework-made collection only when it has 
 fields (its bookkeeping keys live there), a VARCHAR primary key and no other required field;
 it searches L2, IP and COSINE ones alike (L2 and IP need unit-norm vectors, as in the
 Chroma sink).
+
+Each layout is one :class:`_Shape` record in :data:`_SHAPES` (fields, keys, index, the row
+and hit codecs, what the schema check and the reads ask for); every method of
+:class:`MilvusSink` has one body that reads the record, so a new layout is one record.
 """
 
 from __future__ import annotations
@@ -66,33 +70,36 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import (
-    ConfigurationError,
-    SchemaMismatchError,
-    StoreError,
-    StoreUnavailableError,
-    rebuild_hint,
-)
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, Layout, get_layout
-from e5_integrations.ingest._sink import (
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
     CONTENT_HASH_KEY,
     DOCUMENT_ID_KEY,
+    ConfigurationError,
+    Document,
     Hit,
+    Layout,
     Record,
+    RetryPolicy,
+    SchemaMismatchError,
     Sink,
+    StoreError,
+    StoreUnavailableError,
+    Unreachable,
     e5_document_id,
+    get_layout,
+    layout_names,
+    rebuild_hint,
+    redact,
+    secrets_of,
 )
-from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
-from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 __all__ = ["MilvusSink", "primary_key"]
 
@@ -122,25 +129,72 @@ _LIKE_UNSAFE = re.compile(r'[\n\r\\"]+')
 
 
 @dataclass(frozen=True)
-class _Fields:
-    """The Milvus-specific part of a layout: field names and the metric e5 creates."""
+class _Column:
+    """One field of a schema e5 creates, as ``CollectionSchema.add_field`` takes it (a
+    ``FLOAT_VECTOR`` also gets the dimension)."""
 
+    name: str
+    #: a ``pymilvus.DataType`` member name
+    kind: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """One layout's collection in Milvus, the record every method of :class:`MilvusSink` reads
+    (the schemas are in the module's docstring; :data:`_SHAPES` holds one per layout).
+
+    A layout keeps its user metadata and e5's bookkeeping (``document_id``, ``e5_content_hash``)
+    either in one JSON field (``metadata_field``: e5's own schema) or in the collection's
+    dynamic fields, one top-level field per key (``metadata_field=None``: the frameworks').
+    """
+
+    #: the layout's name (``Layout.name``)
+    name: str
     primary: str
     vector: str
     text: str
+    #: the field holding a row's chunk id (e5's rows; others fall back to their primary key)
+    chunk_field: str
+    #: the JSON field holding the metadata, ``None``: top-level dynamic fields
+    metadata_field: str | None
+    #: a chunk id's primary key; ``None``: Milvus assigns it (``auto_id``) and e5 finds its
+    #: rows by ``e5_chunk_id`` (the module's docstring)
+    key: Callable[[Layout, str], str] | None
+    #: the fields of the schema e5 creates, in its order
+    columns: tuple[_Column, ...]
+    #: the index e5 creates on ``vector``; MilvusVectorStore names its index after the field
     metric: str
     index_type: str
+    index_named: bool
+    #: fields besides the primary key by which an existing collection is recognised as this
+    #: layout's (:func:`_layout_of_schema`)
+    signature: frozenset[str]
+    #: what the messages call the expected fields (``{layout}``: ``Layout.describe()``)
+    expected: str
+    #: the metrics e5 reads in such a collection, and what a message says about another one
+    metrics: tuple[str, ...]
+    metric_rule: str
+    #: output fields of ``fetch_hashes``, ``scan`` and ``search``
+    hash_fields: tuple[str, ...]
+    scan_fields: tuple[str, ...]
+    search_fields: tuple[str, ...]
+    #: the row of a record (``text_field``: whether the collection has a ``text`` field)
+    encode: Callable[[Record, Layout, _Shape, bool], dict[str, Any]]
+    #: the hit of a search result, with its score
+    decode: Callable[[Mapping[str, Any], Layout, _Shape, float], Hit]
     #: fields of the schema that a user metadata key may not shadow (dynamic fields only)
     top_level: tuple[str, ...] = ()
+    #: the record of this layout's collection when Milvus assigns the primary key, if e5
+    #: writes into such a collection (LangChain's ``auto_id=True``)
+    assigned: _Shape | None = None
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the metadata lives in dynamic fields (a framework's collection)."""
+        return self.metadata_field is None
 
 
-_FIELDS = {
-    "e5": _Fields(PK_FIELD, VECTOR_FIELD, TEXT_FIELD, "COSINE", "AUTOINDEX"),
-    "langchain": _Fields(PK_FIELD, "vector", TEXT_FIELD, "L2", "AUTOINDEX", (PK_FIELD, TEXT_FIELD, "vector")),
-    "llama-index": _Fields(
-        ID_FIELD, VECTOR_FIELD, TEXT_FIELD, "COSINE", "FLAT", (ID_FIELD, VECTOR_FIELD, TEXT_FIELD)
-    ),
-}
 #: Metrics e5 reads in a framework's collection (as cosine: unit vectors, :mod:`._metric`).
 _READABLE_METRICS = ("COSINE", "IP", "L2")
 
@@ -148,6 +202,178 @@ _READABLE_METRICS = ("COSINE", "IP", "L2")
 def primary_key(record_id: str) -> str:
     """The stored primary key of a chunk id: its SHA-256 in hex (64 characters)."""
     return hashlib.sha256(record_id.encode("utf-8")).hexdigest()
+
+
+def _own_key(layout: Layout, chunk_id: str) -> str:
+    return primary_key(chunk_id)
+
+
+def _own_row(record: Record, layout: Layout, shape: _Shape, text_field: bool) -> dict[str, Any]:
+    """The row of ``record`` in e5's own schema, after checking the VARCHAR limits."""
+    _check_text(record)
+    id_bytes = len(record.id.encode("utf-8"))
+    if id_bytes > MAX_ID_BYTES:
+        raise StoreError(
+            f"chunk id {record.id[:80]!r}... has {id_bytes} UTF-8 bytes; the Milvus sink stores ids "
+            f"of at most {MAX_ID_BYTES} bytes; use shorter source ids"
+        )
+    return {
+        PK_FIELD: primary_key(record.id),
+        ID_FIELD: record.id,
+        VECTOR_FIELD: np.asarray(record.embedding, dtype=np.float32).reshape(-1).tolist(),
+        TEXT_FIELD: record.text,
+        METADATA_FIELD: layout.metadata(record),
+    }
+
+
+def _own_hit(found: Mapping[str, Any], layout: Layout, shape: _Shape, score: float) -> Hit:
+    """A hit from a search result in e5's own schema."""
+    entity = found.get("entity", {})
+    return layout.hit(entity[ID_FIELD], score, entity.get(TEXT_FIELD), entity.get(METADATA_FIELD))
+
+
+def _framework_row(record: Record, layout: Layout, shape: _Shape, text_field: bool) -> dict[str, Any]:
+    """The row the framework's class writes for ``record``: the layout's metadata as
+    top-level (dynamic) fields, then the row id (unless Milvus assigns it), the text and
+    the vector.
+
+    LlamaIndex's ``MilvusVectorStore.add`` writes ``node_to_metadata_dict(node,
+    remove_text=True)`` plus ``text``; a collection without a ``text`` field (an older
+    class) keeps the text inside ``_node_content``.
+    """
+    _check_text(record)
+    row = layout.metadata(record, remove_text=text_field)
+    if shape.key is not None:
+        row[shape.primary] = shape.key(layout, record.id)
+    if text_field:
+        row[shape.text] = record.text
+    row[shape.vector] = np.asarray(record.embedding, dtype=np.float32).reshape(-1).tolist()
+    return row
+
+
+def _framework_hit(found: Mapping[str, Any], layout: Layout, shape: _Shape, score: float) -> Hit:
+    """A hit from a framework layout's search result (``output_fields=["*"]``)."""
+    entity = dict(found.get("entity", {}))
+    row_id = entity.pop(shape.primary, None) or found.get("id") or found.get(shape.primary)
+    entity.pop(shape.vector, None)
+    text = entity.pop(shape.text, None)
+    return layout.hit(str(row_id), score, text if isinstance(text, str) else None, entity)
+
+
+def _check_text(record: Record) -> None:
+    text_bytes = len(record.text.encode("utf-8"))
+    if text_bytes > MAX_TEXT_BYTES:
+        raise StoreError(
+            f"chunk {record.id!r} has {text_bytes} bytes of UTF-8 text; a Milvus VARCHAR holds at "
+            f"most {MAX_TEXT_BYTES}; use smaller chunks (fewer tokens per chunk) or another store"
+        )
+
+
+def _varchar(name: str, length: int, *options: tuple[str, Any]) -> _Column:
+    return _Column(name, "VARCHAR", (*options, ("max_length", length)))
+
+
+_PRIMARY = ("is_primary", True)
+_FRAMEWORK_METRICS = "; e5 reads 'COSINE', 'IP' and 'L2' collections"
+_FRAMEWORK_FIELDS = "the fields of {layout} ({primary} primary key, {vector})"
+
+#: e5's own schema: explicit fields, no dynamic ones.
+_E5 = _Shape(
+    name="e5",
+    primary=PK_FIELD,
+    vector=VECTOR_FIELD,
+    text=TEXT_FIELD,
+    chunk_field=ID_FIELD,
+    metadata_field=METADATA_FIELD,
+    key=_own_key,
+    columns=(
+        _varchar(PK_FIELD, 64, _PRIMARY),
+        _varchar(ID_FIELD, MAX_ID_BYTES),
+        _Column(VECTOR_FIELD, "FLOAT_VECTOR"),
+        _varchar(TEXT_FIELD, MAX_TEXT_BYTES),
+        _Column(METADATA_FIELD, "JSON"),
+    ),
+    metric="COSINE",
+    index_type="AUTOINDEX",
+    index_named=False,
+    signature=frozenset({ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD}),
+    expected=f"the e5 schema ({PK_FIELD} primary key, {sorted([ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD])})",
+    metrics=("COSINE",),
+    metric_rule=", but e5 embeddings need 'COSINE'",
+    hash_fields=(PK_FIELD, METADATA_FIELD),
+    scan_fields=(ID_FIELD, METADATA_FIELD),
+    search_fields=(ID_FIELD, TEXT_FIELD, METADATA_FIELD),
+    encode=_own_row,
+    decode=_own_hit,
+)
+#: LangChain's ``Milvus`` collection made with ``auto_id=True`` (without ``ids=``): an INT64
+#: ``pk`` that Milvus assigns; e5 finds its rows by ``e5_chunk_id``.
+_LANGCHAIN_ASSIGNED = _Shape(
+    name="langchain",
+    primary=PK_FIELD,
+    vector="vector",
+    text=TEXT_FIELD,
+    chunk_field=CHUNK_ID_KEY,
+    metadata_field=None,
+    key=None,
+    # Milvus._create_collection, in its order
+    columns=(
+        _varchar(TEXT_FIELD, FRAMEWORK_VARCHAR),
+        _varchar(PK_FIELD, FRAMEWORK_VARCHAR, _PRIMARY, ("auto_id", False)),
+        _Column("vector", "FLOAT_VECTOR"),
+    ),
+    metric="L2",
+    index_type="AUTOINDEX",
+    index_named=False,
+    signature=frozenset({TEXT_FIELD, "vector"}),
+    expected=_FRAMEWORK_FIELDS.format(layout="{layout}", primary=PK_FIELD, vector="vector"),
+    metrics=_READABLE_METRICS,
+    metric_rule=_FRAMEWORK_METRICS,
+    hash_fields=(PK_FIELD, CONTENT_HASH_KEY),
+    scan_fields=(PK_FIELD, CHUNK_ID_KEY, DOCUMENT_ID_KEY, CONTENT_HASH_KEY),
+    search_fields=("*",),
+    encode=_framework_row,
+    decode=_framework_hit,
+    top_level=(PK_FIELD, TEXT_FIELD, "vector"),
+)
+#: The layouts' records, in the order :func:`_layout_of_schema` tries them.
+_SHAPES: dict[str, _Shape] = {
+    "e5": _E5,
+    # LangChain's ``Milvus(..., enable_dynamic_field=True)`` with ids: uuid5 VARCHAR keys
+    "langchain": replace(_LANGCHAIN_ASSIGNED, key=Layout.row_id, assigned=_LANGCHAIN_ASSIGNED),
+    # MilvusVectorStore._add_fields_to_schema
+    "llama-index": _Shape(
+        name="llama-index",
+        primary=ID_FIELD,
+        vector=VECTOR_FIELD,
+        text=TEXT_FIELD,
+        chunk_field=CHUNK_ID_KEY,
+        metadata_field=None,
+        key=Layout.row_id,
+        columns=(
+            _varchar(ID_FIELD, FRAMEWORK_VARCHAR, _PRIMARY),
+            _varchar(LLAMA_DOC_ID_FIELD, FRAMEWORK_VARCHAR),
+            _varchar(TEXT_FIELD, FRAMEWORK_VARCHAR),
+            _Column(VECTOR_FIELD, "FLOAT_VECTOR"),
+        ),
+        metric="COSINE",
+        index_type="FLAT",
+        index_named=True,
+        signature=frozenset({VECTOR_FIELD}),
+        expected=_FRAMEWORK_FIELDS.format(layout="{layout}", primary=ID_FIELD, vector=VECTOR_FIELD),
+        metrics=_READABLE_METRICS,
+        metric_rule=_FRAMEWORK_METRICS,
+        hash_fields=(ID_FIELD, CONTENT_HASH_KEY),
+        # _node_type tells LlamaIndex's "None" ref doc placeholder
+        scan_fields=(ID_FIELD, CHUNK_ID_KEY, DOCUMENT_ID_KEY, CONTENT_HASH_KEY, "_node_type"),
+        search_fields=("*",),
+        encode=_framework_row,
+        decode=_framework_hit,
+        top_level=(ID_FIELD, VECTOR_FIELD, TEXT_FIELD),
+    ),
+}
+#: The vector fields of every layout (request sizes, :func:`_row_bytes`).
+_VECTOR_FIELDS = frozenset(shape.vector for shape in _SHAPES.values())
 
 
 class MilvusSink(Sink):
@@ -172,6 +398,10 @@ class MilvusSink(Sink):
     """
 
     name: ClassVar[str] = "milvus"
+    #: The registered layouts (:func:`layout_names`) that this store has a record for in
+    #: :data:`_SHAPES`, in the registry's order; the registered :class:`Layout` gives their
+    #: row ids and metadata and hit codecs.
+    layouts: ClassVar[tuple[str, ...]] = tuple(n for n in layout_names("milvus") if n in _SHAPES)
 
     def __init__(
         self,
@@ -237,8 +467,7 @@ class MilvusSink(Sink):
                 f"of at most {MAX_ID_BYTES} bytes, so document ids of at most "
                 f"{MAX_ID_BYTES - CHUNK_SUFFIX_BYTES}; use shorter ids (--id-field)"
             )
-        fields = _FIELDS[get_layout(layout, cls.layouts, cls.name).family]
-        for key in fields.top_level:
+        for key in _SHAPES[get_layout(layout, cls.layouts, cls.name).name].top_level:
             if key in document.metadata:
                 return (
                     f"field {key!r}: in the {layout} layout Milvus keeps the metadata as top-level fields "
@@ -273,10 +502,7 @@ class MilvusSink(Sink):
             except Exception:
                 if not self._exists():  # not created meanwhile by another worker
                     raise
-        if layout.framework:
-            self._check_framework_schema(dim, layout)
-        else:
-            self._check_schema(dim)
+        self._check_schema(dim, layout)
         self._load()
         self._ready = True
 
@@ -289,29 +515,26 @@ class MilvusSink(Sink):
         """``{id: e5_content_hash}`` for the ids stored with a hash."""
         if not ids or not self._readable():
             return {}
-        layout = self.layout
-        if not layout.framework:
-            return self._fetch_e5_hashes(ids)
-        if self._keyed_by_chunk_id():
+        layout, shape = self.layout, self._shape()
+        if shape.key is None:
             return self._fetch_by_chunk_id(ids)
-        primary = _FIELDS[layout.family].primary
-        chunk_of = {layout.row_id(i): i for i in ids}
+        chunk_of = {shape.key(layout, i): i for i in ids}
         found: dict[str, str] = {}
         for part in by_count(list(chunk_of), READ_SLICE):
             rows = self._call(
                 functools.partial(
                     self._client.query,
                     self.collection,
-                    filter=f"{primary} in {json.dumps(part)}",
-                    output_fields=[primary, CONTENT_HASH_KEY],
+                    filter=f"{shape.primary} in {json.dumps(part)}",
+                    output_fields=list(shape.hash_fields),
                     consistency_level="Strong",
                     timeout=self._timeout,
                 )
             )
             for row in rows:
-                value = row.get(CONTENT_HASH_KEY)
-                if isinstance(value, str) and row.get(primary) in chunk_of:
-                    found[chunk_of[row[primary]]] = value
+                value = (_bookkeeping(row, shape) or {}).get(CONTENT_HASH_KEY)
+                if isinstance(value, str) and row.get(shape.primary) in chunk_of:
+                    found[chunk_of[row[shape.primary]]] = value
         return found
 
     def upsert(self, records: Sequence[Record]) -> None:
@@ -330,17 +553,15 @@ class MilvusSink(Sink):
                 f"Milvus collection {self.collection!r} at {self.uri} does not exist; "
                 "call ensure_collection(dim) before upsert"
             )
+        shape = self._shape()
         unique = last_per_id(records)  # Milvus 2.5 would keep both copies
-        if layout.framework and self._keyed_by_chunk_id():
-            self._replace_by_chunk_id([_framework_row(r, layout, self._has_text_field) for r in unique])
+        rows = [shape.encode(r, layout, shape, self._has_text_field) for r in unique]
+        if shape.key is None:
+            self._replace_by_chunk_id(rows)
             return
-        if layout.framework:
-            rows = [_framework_row(r, layout, self._has_text_field) for r in unique]
-        else:
-            rows = [_row(r) for r in unique]
         # milvus-lite 3's upsert merges a row's new dynamic fields onto its old ones (a metadata
         # key the new row lacks would survive); its insert replaces the row, as upsert does on servers
-        write = self._client.insert if layout.framework and self._insert_replaces else self._client.upsert
+        write = self._client.insert if shape.dynamic and self._insert_replaces else self._client.upsert
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
             self._call(functools.partial(write, self.collection, part, timeout=self._timeout))
 
@@ -355,11 +576,8 @@ class MilvusSink(Sink):
         """
         if k < 1 or not self._readable():
             return []
-        layout = self.layout
-        if not layout.framework:
-            return self._search_e5(vector, k)
-        fields = _FIELDS[layout.family]
-        metric = self._metric() or fields.metric
+        layout, shape = self.layout, self._shape()
+        metric = self._metric() or shape.metric
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if metric != "COSINE":
             query = unit_query(query)
@@ -367,9 +585,9 @@ class MilvusSink(Sink):
             lambda: self._client.search(
                 self.collection,
                 data=[query.tolist()],
-                anns_field=fields.vector,
+                anns_field=shape.vector,
                 limit=k,
-                output_fields=["*"],
+                output_fields=list(shape.search_fields),
                 search_params={"metric_type": metric},
                 consistency_level="Strong",
                 timeout=self._timeout,
@@ -378,14 +596,14 @@ class MilvusSink(Sink):
         found = list(result[0])
         if metric != "COSINE":
             where = f"Milvus collection {self.collection!r} at {self.uri}"
-            check_unit_norm([f["entity"].get(fields.vector) for f in found], where, metric)
-        return [_framework_hit(f, layout, fields, metric) for f in found]
+            check_unit_norm([f["entity"].get(shape.vector) for f in found], where, metric)
+        return [shape.decode(f, layout, shape, _score(f, metric)) for f in found]
 
     def dimension(self) -> int | None:
         """The dimension of the collection's vector field; ``None`` if it does not exist."""
         if not self._exists():
             return None
-        vector = _FIELDS[self.layout.family].vector
+        vector = self._shape().vector
         for field in self._describe().get("fields", []):
             if field.get("name") == vector:
                 return int(field.get("params", {}).get("dim", 0)) or None
@@ -395,11 +613,14 @@ class MilvusSink(Sink):
         """Records in the collection; 0 if it does not exist."""
         if not self._readable():
             return 0
-        # a framework's collection may be "Session" (its class's default): read it Strong
-        strong = {"consistency_level": "Strong"} if self.layout.framework else {}
+        # read Strong: a framework's collection may be "Session" (its class's default)
         rows = self._call(
             lambda: self._client.query(
-                self.collection, filter="", output_fields=["count(*)"], timeout=self._timeout, **strong
+                self.collection,
+                filter="",
+                output_fields=["count(*)"],
+                timeout=self._timeout,
+                consistency_level="Strong",
             )
         )
         return int(rows[0]["count(*)"])
@@ -410,17 +631,13 @@ class MilvusSink(Sink):
         id is their own row id."""
         if not self._readable():
             return
-        layout = self.layout
-        if layout.framework:
-            primary = _FIELDS[layout.family].primary
-            output = [primary, CHUNK_ID_KEY, DOCUMENT_ID_KEY, CONTENT_HASH_KEY]
-            if layout.family == "llama-index":
-                output.append("_node_type")  # tells LlamaIndex's "None" ref doc placeholder
-        else:
-            output = [ID_FIELD, METADATA_FIELD]
+        shape = self._shape()
         iterator = self._call(
             lambda: self._client.query_iterator(
-                self.collection, batch_size=page_size, output_fields=output, timeout=self._timeout
+                self.collection,
+                batch_size=page_size,
+                output_fields=list(shape.scan_fields),
+                timeout=self._timeout,
             )
         )
         try:
@@ -428,10 +645,7 @@ class MilvusSink(Sink):
                 rows = self._call(iterator.next)
                 if not rows:
                     return
-                if layout.framework:
-                    yield [(_chunk_id(row, primary), e5_document_id(row)) for row in rows]
-                else:
-                    yield [(row[ID_FIELD], e5_document_id(row.get(METADATA_FIELD))) for row in rows]
+                yield [(_chunk_id(row, shape), e5_document_id(_bookkeeping(row, shape))) for row in rows]
         finally:
             iterator.close()
 
@@ -440,15 +654,11 @@ class MilvusSink(Sink):
         ids = list(ids)
         if not ids or not self._exists():
             return
-        layout = self.layout
-        if layout.framework and self._keyed_by_chunk_id():
+        layout, shape = self.layout, self._shape()
+        if shape.key is None:
             self._delete_keys(self._keys_of_chunks(ids))
             return
-        keys = [layout.row_id(i) for i in ids] if layout.framework else [primary_key(i) for i in ids]
-        for part in by_count(keys, READ_SLICE):
-            self._call(
-                functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
-            )
+        self._delete_keys([shape.key(layout, i) for i in ids])
 
     def drop(self) -> None:
         """Drop the collection if it exists."""
@@ -485,47 +695,18 @@ class MilvusSink(Sink):
         info = self._call(lambda: self._client.describe_collection(self.collection, timeout=self._timeout))
         return dict(info)
 
-    def _fetch_e5_hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for part in by_count([primary_key(i) for i in ids], READ_SLICE):
-            rows = self._call(
-                functools.partial(
-                    self._client.query,
-                    self.collection,
-                    filter=f"{PK_FIELD} in {json.dumps(part)}",
-                    output_fields=[ID_FIELD, METADATA_FIELD],
-                    timeout=self._timeout,
-                )
-            )
-            for row in rows:
-                value = (row.get(METADATA_FIELD) or {}).get(CONTENT_HASH_KEY)
-                if isinstance(value, str):
-                    found[row[ID_FIELD]] = value
-        return found
-
-    def _search_e5(self, vector: np.ndarray, k: int) -> list[Hit]:
-        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
-        result = self._call(
-            lambda: self._client.search(
-                self.collection,
-                data=[query],
-                anns_field=VECTOR_FIELD,
-                limit=k,
-                output_fields=[ID_FIELD, TEXT_FIELD, METADATA_FIELD],
-                search_params={"metric_type": "COSINE"},
-                timeout=self._timeout,
-            )
-        )
-        return [_hit(found) for found in result[0]]
-
-    # -- auto_id: a LangChain collection whose INT64 primary key Milvus assigns -------------
-
-    def _keyed_by_chunk_id(self) -> bool:
-        """Whether Milvus assigns the collection's primary key (LangChain's ``auto_id=True``),
-        so e5 finds its rows by ``e5_chunk_id``. Call only when the collection exists."""
+    def _shape(self) -> _Shape:
+        """The record of the layout's collection: its :data:`_SHAPES` record, or the record's
+        ``assigned`` variant when Milvus assigns the existing collection's primary key. Call
+        only when the collection exists."""
+        shape = _SHAPES[self.layout.name]
+        if shape.assigned is None:
+            return shape
         if self._auto_id is None:
-            self._auto_id = self.layout.family == "langchain" and _assigned_primary(self._describe())
-        return self._auto_id
+            self._auto_id = _assigned_primary(self._describe())
+        return shape.assigned if self._auto_id else shape
+
+    # -- auto_id: a collection whose INT64 primary key Milvus assigns (LangChain's) ---------
 
     def _e5_rows_of(self, chunk_ids: Sequence[str], output: list[str]) -> Iterator[dict[str, Any]]:
         """e5's rows (``e5_chunk_id`` and a string ``e5_content_hash``) of ``chunk_ids``, every
@@ -557,22 +738,19 @@ class MilvusSink(Sink):
 
     def _keys_of_chunks(self, chunk_ids: Sequence[str]) -> list[int]:
         """The primary keys of every stored copy of ``chunk_ids`` that e5 wrote."""
-        primary = _FIELDS["langchain"].primary
+        primary = self._shape().primary
         return [row[primary] for row in self._e5_rows_of(chunk_ids, [primary])]
 
     def _replace_by_chunk_id(self, rows: list[dict[str, Any]]) -> None:
         """``upsert``: per request, read the keys of the chunks' stored copies, insert the
-        new rows (Milvus assigns their keys), then delete the old copies. In that order a
-        crash leaves a chunk twice, never missing (the module's docstring)."""
-        primary = _FIELDS["langchain"].primary
-        for row in rows:
-            del row[primary]
+        new rows (keyless: Milvus assigns their keys), then delete the old copies. In that
+        order a crash leaves a chunk twice, never missing (the module's docstring)."""
         for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
             old = self._keys_of_chunks([row[CHUNK_ID_KEY] for row in part])
             self._call(functools.partial(self._client.insert, self.collection, part, timeout=self._timeout))
             self._delete_keys(old)
 
-    def _delete_keys(self, keys: Sequence[int]) -> None:
+    def _delete_keys(self, keys: Sequence[Any]) -> None:
         for part in by_count(keys, READ_SLICE):
             self._call(
                 functools.partial(self._client.delete, self.collection, ids=part, timeout=self._timeout)
@@ -581,32 +759,17 @@ class MilvusSink(Sink):
     def _create(self, dim: int, layout: Layout) -> None:
         from pymilvus import DataType, MilvusClient
 
-        fields = _FIELDS[layout.family]
-        if layout.family == "e5":
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field(PK_FIELD, DataType.VARCHAR, is_primary=True, max_length=64)
-            schema.add_field(ID_FIELD, DataType.VARCHAR, max_length=MAX_ID_BYTES)
-            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
-            schema.add_field(METADATA_FIELD, DataType.JSON)
-        elif layout.family == "langchain":  # Milvus._create_collection, in its order
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
-            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
-            schema.add_field(
-                PK_FIELD, DataType.VARCHAR, is_primary=True, auto_id=False, max_length=FRAMEWORK_VARCHAR
-            )
-            schema.add_field(fields.vector, DataType.FLOAT_VECTOR, dim=dim)
-        else:  # MilvusVectorStore._add_fields_to_schema
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
-            schema.add_field(ID_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR, is_primary=True)
-            schema.add_field(LLAMA_DOC_ID_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
-            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=FRAMEWORK_VARCHAR)
-            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+        shape = _SHAPES[layout.name]
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=shape.dynamic)
+        for column in shape.columns:
+            options = dict(column.options)
+            if column.kind == "FLOAT_VECTOR":
+                options["dim"] = dim
+            schema.add_field(column.name, DataType[column.kind], **options)
         index = self._client.prepare_index_params()
-        # MilvusVectorStore names its index after the field; the others leave the name to Milvus
-        named = {"index_name": fields.vector} if layout.family == "llama-index" else {}
+        named = {"index_name": shape.vector} if shape.index_named else {}
         index.add_index(
-            field_name=fields.vector, index_type=fields.index_type, metric_type=fields.metric, **named
+            field_name=shape.vector, index_type=shape.index_type, metric_type=shape.metric, **named
         )
         self._call(
             lambda: self._client.create_collection(
@@ -617,7 +780,7 @@ class MilvusSink(Sink):
                 timeout=self._timeout,
             )
         )
-        self._metric_type = fields.metric
+        self._metric_type = shape.metric
         self._has_text_field = True
         self._auto_id = False
         self._load()
@@ -636,70 +799,53 @@ class MilvusSink(Sink):
     def _load(self) -> None:
         self._call(lambda: self._client.load_collection(self.collection, timeout=self._timeout))
 
-    def _check_schema(self, dim: int) -> None:
-        """Raise ``SchemaMismatchError`` unless the collection has our fields, ``dim`` and COSINE."""
-        where = f"Milvus collection {self.collection!r} at {self.uri}"
-        fix = rebuild_hint()
-        info = self._describe()
-        fields = {f["name"]: f for f in info.get("fields", [])}
-        expected = {PK_FIELD, ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD}
-        if not expected <= fields.keys() or not fields[PK_FIELD].get("is_primary"):
-            raise SchemaMismatchError(
-                f"{where} has fields {sorted(fields)}, not the e5 schema "
-                f"({PK_FIELD} primary key, {sorted(expected - {PK_FIELD})}); {fix}"
-            )
-        _check_dimension(fields[VECTOR_FIELD], dim, where)
-        metric = self._metric()
-        if metric != "COSINE":
-            raise SchemaMismatchError(
-                f"{where} indexes {VECTOR_FIELD!r} with metric {metric!r}, but e5 embeddings need "
-                f"'COSINE'; {fix}"
-            )
-
-    def _check_framework_schema(self, dim: int, layout: Layout) -> None:
+    def _check_schema(self, dim: int, layout: Layout) -> None:
         """Raise ``SchemaMismatchError`` unless e5 can write rows of ``layout`` into the
-        collection: the layout's fields, a VARCHAR primary key, dynamic fields (e5's
-        bookkeeping lives there), no other required field, ``dim`` and a metric e5 reads."""
+        collection: the layout's fields, ``dim`` and a metric e5 reads; where the metadata
+        lives in dynamic fields (a framework's collection) also a VARCHAR primary key (or one
+        Milvus assigns, where the layout's record allows it), dynamic fields (e5's bookkeeping
+        lives there) and no other required field."""
         from pymilvus import DataType
 
         where = f"Milvus collection {self.collection!r} at {self.uri}"
         fix = rebuild_hint()
-        wanted = _FIELDS[layout.family]
+        shape = _SHAPES[layout.name]
         info = self._describe()
         fields = {f["name"]: f for f in info.get("fields", [])}
-        if _layout_of_schema(info) != layout.family:
-            raise SchemaMismatchError(
-                f"{where} has fields {sorted(fields)}, not the fields of {layout.describe()} "
-                f"({wanted.primary} primary key, {wanted.vector}); {fix}"
-            )
-        primary = fields[wanted.primary]
-        assigned = layout.family == "langchain" and _assigned_primary(info)
-        if primary.get("type") != DataType.VARCHAR and not assigned:
+        if _layout_of_schema(info) != shape.name:
+            expected = shape.expected.format(layout=layout.describe())
+            raise SchemaMismatchError(f"{where} has fields {sorted(fields)}, not {expected}; {fix}")
+        primary = fields[shape.primary]
+        assigned = shape.assigned is not None and _assigned_primary(info)
+        if shape.dynamic and primary.get("type") != DataType.VARCHAR and not assigned:
             how = (
                 "Milvus assigns (auto_id=True)"
                 if _assigned_primary(info)
                 else "the writer sets (auto_id=False)"
             )
             raise SchemaMismatchError(
-                f"{where} has a {_type_name(primary)} primary key {wanted.primary!r} that {how}; e5 writes "
+                f"{where} has a {_type_name(primary)} primary key {shape.primary!r} that {how}; e5 writes "
                 f"rows of {layout.describe()} with VARCHAR keys, and lets Milvus assign INT64 ones only in a "
                 "LangChain collection made with auto_id=True (what langchain-milvus makes without ids=); "
                 f"{fix}"
             )
         self._auto_id = assigned
-        _check_dimension(fields[wanted.vector], dim, where)
-        if not info.get("enable_dynamic_field"):
+        _check_dimension(fields[shape.vector], dim, where)
+        if shape.dynamic and not info.get("enable_dynamic_field"):
             raise SchemaMismatchError(
                 f"{where} was made without dynamic fields (its metadata fields are {sorted(fields)}), so "
                 "it cannot hold e5's bookkeeping (document_id, e5_content_hash, e5_chunk_id) nor metadata "
                 "keys other than the first document's; make it with enable_dynamic_field=True (LangChain's "
                 f"Milvus(..., enable_dynamic_field=True); MilvusVectorStore always does), or {fix}"
             )
-        known = {wanted.primary, wanted.vector, TEXT_FIELD, LLAMA_DOC_ID_FIELD}
+        known = {shape.primary, shape.vector, shape.text, LLAMA_DOC_ID_FIELD}
         required = sorted(
             name
             for name, field in fields.items()
-            if name not in known and not field.get("nullable") and "default_value" not in field
+            if shape.dynamic
+            and name not in known
+            and not field.get("nullable")
+            and "default_value" not in field
         )
         if required:
             raise SchemaMismatchError(
@@ -707,18 +853,17 @@ class MilvusSink(Sink):
                 f"(not part of {layout.describe()}); {fix}"
             )
         metric = self._metric()
-        if metric not in _READABLE_METRICS:
+        if metric not in shape.metrics:
             raise SchemaMismatchError(
-                f"{where} indexes {wanted.vector!r} with metric {metric!r}; e5 reads 'COSINE', 'IP' and "
-                f"'L2' collections; {fix}"
+                f"{where} indexes {shape.vector!r} with metric {metric!r}{shape.metric_rule}; {fix}"
             )
-        self._has_text_field = TEXT_FIELD in fields
+        self._has_text_field = shape.text in fields
 
     def _metric(self) -> str | None:
         """The metric of the index on the vector field, or ``None`` without an index (kept)."""
         if self._metric_type is not None:
             return self._metric_type
-        vector = _FIELDS[self.layout.family].vector
+        vector = self._shape().vector
         names = self._call(
             lambda: self._client.list_indexes(self.collection, field_name=vector, timeout=self._timeout)
         )
@@ -784,16 +929,32 @@ def _merging_lite() -> bool:
 
 
 def _layout_of_schema(info: Mapping[str, Any]) -> str | None:
-    """The layout a collection's schema shows (the module's docstring), or ``None``."""
-    fields = {f["name"]: f for f in info.get("fields", [])}
-    primary = next((name for name, field in fields.items() if field.get("is_primary")), None)
-    if primary == PK_FIELD and {ID_FIELD, VECTOR_FIELD, TEXT_FIELD, METADATA_FIELD} <= fields.keys():
-        return "e5"
-    if primary == PK_FIELD and {TEXT_FIELD, "vector"} <= fields.keys():
-        return "langchain"
-    if primary == ID_FIELD and VECTOR_FIELD in fields:
-        return "llama-index"
+    """The layout a collection's schema shows (the first record in :data:`_SHAPES` whose primary
+    key and fields it has), or ``None``."""
+    fields = {f["name"] for f in info.get("fields", [])}
+    primary = next((f["name"] for f in info.get("fields", []) if f.get("is_primary")), None)
+    for shape in _SHAPES.values():
+        if primary == shape.primary and shape.signature <= fields:
+            return shape.name
     return None
+
+
+def _chunk_id(row: Mapping[str, Any], shape: _Shape) -> str:
+    """The chunk id of a row: its ``chunk_field``, else (not e5's row) its primary key."""
+    chunk = row.get(shape.chunk_field)
+    return chunk if isinstance(chunk, str) else str(row[shape.primary])
+
+
+def _bookkeeping(row: Mapping[str, Any], shape: _Shape) -> Any:
+    """Where a row keeps its metadata and e5's bookkeeping: its metadata field, or itself."""
+    return row if shape.metadata_field is None else row.get(shape.metadata_field)
+
+
+def _score(found: Mapping[str, Any], metric: str) -> float:
+    """The cosine similarity of a search result: Milvus' squared L2 is ``2 - 2cos`` between
+    unit vectors; COSINE and IP are the cosine."""
+    distance = float(found["distance"])
+    return 1.0 - distance / 2.0 if metric == "L2" else distance
 
 
 def _check_dimension(field: Mapping[str, Any], dim: int, where: str) -> None:
@@ -856,83 +1017,11 @@ def _translate_unreachable(fn: Callable[[], T]) -> T:
         raise
 
 
-def _row(record: Record) -> dict[str, Any]:
-    """The Milvus row of ``record``, after checking the VARCHAR limits."""
-    _check_text(record)
-    id_bytes = len(record.id.encode("utf-8"))
-    if id_bytes > MAX_ID_BYTES:
-        raise StoreError(
-            f"chunk id {record.id[:80]!r}... has {id_bytes} UTF-8 bytes; the Milvus sink stores ids "
-            f"of at most {MAX_ID_BYTES} bytes; use shorter source ids"
-        )
-    return {
-        PK_FIELD: primary_key(record.id),
-        ID_FIELD: record.id,
-        VECTOR_FIELD: np.asarray(record.embedding, dtype=np.float32).reshape(-1).tolist(),
-        TEXT_FIELD: record.text,
-        METADATA_FIELD: dict(record.metadata),
-    }
-
-
-def _hit(found: dict[str, Any]) -> Hit:
-    entity = found.get("entity", {})
-    return Hit(
-        id=entity[ID_FIELD],
-        score=float(found["distance"]),
-        text=entity.get(TEXT_FIELD, ""),
-        metadata=entity.get(METADATA_FIELD) or {},
-    )
-
-
-def _framework_row(record: Record, layout: Layout, text_field: bool) -> dict[str, Any]:
-    """The row the framework's class writes for ``record``: the layout's metadata as
-    top-level (dynamic) fields, then the row id, the text and the vector.
-
-    LlamaIndex's ``MilvusVectorStore.add`` writes ``node_to_metadata_dict(node,
-    remove_text=True)`` plus ``text``; a collection without a ``text`` field (an older
-    class) keeps the text inside ``_node_content``.
-    """
-    _check_text(record)
-    fields = _FIELDS[layout.family]
-    row = layout.metadata(record, remove_text=text_field)
-    row[fields.primary] = layout.row_id(record.id)
-    if text_field:
-        row[TEXT_FIELD] = record.text
-    row[fields.vector] = np.asarray(record.embedding, dtype=np.float32).reshape(-1).tolist()
-    return row
-
-
-def _framework_hit(found: Mapping[str, Any], layout: Layout, fields: _Fields, metric: str) -> Hit:
-    """A hit from a framework layout's search result (``output_fields=["*"]``)."""
-    entity = dict(found.get("entity", {}))
-    row_id = entity.pop(fields.primary, None) or found.get("id") or found.get(fields.primary)
-    entity.pop(fields.vector, None)
-    text = entity.pop(fields.text, None)
-    distance = float(found["distance"])
-    score = 1.0 - distance / 2.0 if metric == "L2" else distance  # squared L2 = 2 - 2cos
-    return layout.hit(str(row_id), score, text if isinstance(text, str) else None, entity)
-
-
-def _chunk_id(row: Mapping[str, Any], primary: str) -> str:
-    """The chunk id of a framework layout's row: ``e5_chunk_id``, else (not e5's row) its row id."""
-    chunk = row.get(CHUNK_ID_KEY)
-    return chunk if isinstance(chunk, str) else str(row[primary])
-
-
-def _check_text(record: Record) -> None:
-    text_bytes = len(record.text.encode("utf-8"))
-    if text_bytes > MAX_TEXT_BYTES:
-        raise StoreError(
-            f"chunk {record.id!r} has {text_bytes} bytes of UTF-8 text; a Milvus VARCHAR holds at "
-            f"most {MAX_TEXT_BYTES}; use smaller chunks (fewer tokens per chunk) or another store"
-        )
-
-
 def _row_bytes(row: dict[str, Any]) -> int:
     """Approximate request bytes of one row (any layout)."""
     size = 64
     for key, value in row.items():
-        if key in (VECTOR_FIELD, "vector") and isinstance(value, list):
+        if key in _VECTOR_FIELDS and isinstance(value, list):
             size += 4 * len(value)
         elif isinstance(value, str):
             size += len(value.encode("utf-8")) + len(key)

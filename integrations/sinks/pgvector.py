@@ -17,7 +17,10 @@ Indexes. pgvector's HNSW refuses ``vector`` columns above 2000 dimensions (e5-mi
   min_candidates)`` candidates by Hamming distance from that index and re-rank them by
   exact cosine distance. Before ``finalize`` they scan exactly.
 
-Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omitted):
+Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omitted). Each
+is one frozen record in ``_PG_LAYOUTS`` (``_PgLayout``: table and column names, id type,
+DDL, staging table, merge kind, collection scoping, indexes, how a hit is decoded), and every
+method of :class:`PGVectorSink` has one body that reads the record: a new layout is a record.
 
 - ``e5``: the table above, in the current schema (unchanged);
 - ``langchain``: ``langchain_postgres.PGVectorStore`` (v2): table ``public."<collection>"``
@@ -42,7 +45,7 @@ Layouts (``layout=``, ``e5 ingest --layout``; detected from the catalog when omi
   node's rows in one transaction, under an advisory lock, and adds a plain btree index
   ``data_<c>_e5_node_id`` on ``node_id`` (LlamaIndex's own writes are unaffected).
 
-In the framework layouts row ids are UUIDs (:meth:`~e5_integrations.ingest.Layout.row_id`)
+In the framework layouts row ids are UUIDs (:meth:`~e5_integrations.sinks.Layout.row_id`)
 and the chunk id is kept in the metadata (``e5_chunk_id``). Above 2000 dims
 :meth:`PGVectorSink.finalize` gives their tables the same binary-quantised HNSW expression
 index (partial, ``WHERE collection_id = ...``, for ``langchain-legacy``): it changes nothing
@@ -65,21 +68,28 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, get_layout, uuid_id
-from e5_integrations.ingest._sink import (
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
     CONTENT_HASH_KEY,
     DOCUMENT_ID_KEY,
+    ConfigurationError,
+    Document,
     Hit,
     Record,
+    RetryPolicy,
+    SchemaMismatchError,
     Sink,
+    StoreError,
+    get_layout,
+    layout_names,
     metadata_strings,
+    rebuild_hint,
+    redact,
     reserved_metadata_key,
+    secrets_of,
+    uuid_id,
 )
-from e5_integrations.ingest._sources import Document
 from e5_integrations.sinks._requests import last_per_id
-from e5_integrations.sinks._retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
@@ -108,7 +118,6 @@ _MAX_EF_SEARCH = 1000
 #: Longest document id, in UTF-8 bytes: a btree index row holds at most 2704 bytes, so
 #: chunk ids (the document id plus ``#index``) stay well under it even uncompressed.
 MAX_DOCUMENT_ID_BYTES = 2048
-_COLUMNS = ("id", "text", "metadata", "embedding")
 #: The staging table of an upsert, always written as ``pg_temp.e5_stage`` (the session's own
 #: temporary schema) while the collection's table is always schema-qualified, so a
 #: collection of the same name cannot be mistaken for it.
@@ -121,25 +130,232 @@ _AUTH_FAILED = ("28000", "28P01")
 #: The shared tables of LangChain's older ``PGVector`` (``langchain-legacy``).
 _LEGACY_COLLECTIONS = "langchain_pg_collection"
 _LEGACY_EMBEDDINGS = "langchain_pg_embedding"
-_LAYOUTS = ("e5", "langchain", "langchain-legacy", "llama-index")
+#: In a layout whose collections share one table, the column naming a row's collection.
+_SCOPE_COLUMN = "collection_id"
 
 
 @dataclass(frozen=True)
-class _Shape:
-    """Where one layout keeps a collection's rows: table and column names."""
+class _Names:
+    """What a layout's DDL names: the collection, its table (bare and schema-qualified) and,
+    for a layout whose collections share one table, the table listing the collections."""
 
-    schema: str | None  # None: the connection's current schema
+    collection: str
     table: str
-    id: str  # the row id column
+    qualified: sql.Identifier
+    registry: sql.Identifier | None
+
+
+@dataclass(frozen=True)
+class _PgLayout:
+    """One layout of a pgvector collection, as data: every :class:`PGVectorSink` method reads
+    it and has one body for all layouts, so a new layout is one record in :data:`_PG_LAYOUTS`.
+
+    Every layout keeps the vector in a column ``embedding``. Rows are written through a
+    staging table ``(id text, text text, metadata jsonb, embedding vector)``: the row id, the
+    text, :meth:`Layout.metadata` of the record and its vector.
+    """
+
+    name: str
+    #: The table's schema (None: the connection's current schema) and name, a template
+    #: over ``{collection}`` and ``{lower}`` (the collection lower-cased).
+    schema: str | None
+    table: str
+    #: Columns: the row id (and its SQL type), the text, the metadata (``json`` or ``jsonb``).
+    id: str
+    id_type: str
     text: str
     metadata: str
-    key: str  # a unique column to page through the rows by
-    id_type: str  # SQL type of the row ids
+    #: A unique column to page through the rows by (the id, or a serial key).
+    key: str
+    #: The columns that tell an existing table of this layout apart from other layouts'.
+    detect: tuple[str, ...]
+    #: The table's DDL (``IF NOT EXISTS``), as the layout's own writer creates it.
+    ddl: Callable[[_Names, int], list[_Statement]]
+    #: The columns of the staging table, a template over ``{table}`` (the collection's table).
+    stage: str = "id text, text text, metadata jsonb, embedding vector"
+    #: Whether the metadata holds the chunk id (``e5_chunk_id``; row ids are UUIDs), which
+    #: :meth:`scan` reads; False: the row id is the chunk id. Every layout's hits are decoded
+    #: by its registered :meth:`Layout.hit`.
+    chunk_in_metadata: bool = True
+    #: Whether rows written by LlamaIndex may be present, whose document id ``"None"`` (with a
+    #: ``_node_type``) marks a node without a document: such rows have no document id.
+    none_document: bool = True
+    #: Whether the id column is unique (merge: ``ON CONFLICT``); False: a node's rows are
+    #: deleted and inserted in one transaction, under an advisory lock on the table.
+    unique_id: bool = True
+    #: Whether every other column holds the metadata field of its name (LangChain's
+    #: ``metadata_columns``), written into it and read back from it.
+    metadata_columns: bool = False
+    #: Up to 2000 dims, whether the table has an HNSW ``vector_cosine_ops`` index, created with
+    #: it (and again by ``finalize``); above 2000 dims every layout gets the bit index.
+    vector_index: bool = False
+    #: Whether a table whose ``embedding`` has no dimension is refused (else: no dimension yet).
+    typed_vector: bool = False
+    #: Whether ``ensure_collection`` runs the DDL on an existing table too (to add e5's indexes).
+    reapply_ddl: bool = False
+    #: Collections share the table: the table listing them (``uuid``, ``name``); each row's
+    #: collection is in :data:`_SCOPE_COLUMN`, its id a UUID in the collection's namespace.
+    registry: str | None = None
+    #: How messages name the collection ("table" or "collection"), the collection with its
+    #: layout (``{collection!r}``, ``{layout}``), and an existing table that does not match.
+    noun: str = "collection"
+    named: str = "pgvector collection {collection!r} ({layout})"
+    foreign: str = "does not follow {layout}"
+
+    def table_of(self, collection: str) -> str:
+        """The name of ``collection``'s table in this layout."""
+        return self.table.format(collection=collection, lower=collection.lower())
 
 
-#: The columns of a LangChain ``PGVectorStore`` table (``init_vectorstore_table``'s defaults);
-#: any other column is one of its ``metadata_columns``.
-_LANGCHAIN_COLUMNS = ("langchain_id", "content", "embedding", "langchain_metadata")
+def _e5_ddl(names: _Names, dim: int) -> list[_Statement]:
+    from psycopg import sql
+
+    table = sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "
+        "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({}) NOT NULL)"
+    ).format(names.qualified, sql.Literal(dim))
+    return [(table, ())]
+
+
+def _langchain_ddl(names: _Names, dim: int) -> list[_Statement]:
+    from psycopg import sql
+
+    table = sql.SQL(
+        'CREATE TABLE IF NOT EXISTS {} ("langchain_id" UUID PRIMARY KEY, "content" TEXT NOT NULL, '
+        '"embedding" vector({}) NOT NULL, "langchain_metadata" JSON)'
+    ).format(names.qualified, sql.Literal(dim))
+    return [(table, ())]
+
+
+def _legacy_ddl(names: _Names, dim: int) -> list[_Statement]:
+    from psycopg import sql
+
+    assert names.registry is not None  # the layout's record names its registry
+    collections, table = names.registry, names.qualified
+    return [
+        (
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (uuid UUID NOT NULL, name VARCHAR NOT NULL, cmetadata JSON, "
+                "PRIMARY KEY (uuid), UNIQUE (name))"
+            ).format(collections),
+            (),
+        ),
+        (
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id VARCHAR NOT NULL, collection_id UUID, embedding VECTOR, "
+                "document VARCHAR, cmetadata JSONB, PRIMARY KEY (id), FOREIGN KEY(collection_id) "
+                "REFERENCES {} (uuid) ON DELETE CASCADE)"
+            ).format(table, collections),
+            (),
+        ),
+        (
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS ix_cmetadata_gin ON {} USING gin (cmetadata jsonb_path_ops)"
+            ).format(table),
+            (),
+        ),
+        (
+            sql.SQL(
+                "INSERT INTO {} (uuid, name, cmetadata) VALUES (%s, %s, NULL) ON CONFLICT (name) DO NOTHING"
+            ).format(collections),
+            (uuid.uuid4(), names.collection),
+        ),
+    ]
+
+
+def _llama_index_ddl(names: _Names, dim: int) -> list[_Statement]:
+    from psycopg import sql
+
+    table = names.qualified
+    return [
+        (
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL NOT NULL, text VARCHAR NOT NULL, "
+                "metadata_ JSON, node_id VARCHAR, embedding VECTOR({}), PRIMARY KEY (id))"
+            ).format(table, sql.Literal(dim)),
+            (),
+        ),
+        (
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((metadata_ ->> 'ref_doc_id'))").format(
+                sql.Identifier(_short(f"{names.collection.lower()}_idx_1")), table
+            ),
+            (),
+        ),
+        (
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (node_id)").format(
+                sql.Identifier(_short(f"{names.table}_e5_node_id")), table
+            ),
+            (),
+        ),
+    ]
+
+
+#: The pgvector layouts, by name (in the order detection tries them).
+_PG_LAYOUTS: dict[str, _PgLayout] = {
+    record.name: record
+    for record in (
+        _PgLayout(
+            name="e5",
+            schema=None,
+            table="{collection}",
+            id="id",
+            id_type="text",
+            text="text",
+            metadata="metadata",
+            key="id",
+            detect=("id", "text", "metadata", "embedding"),
+            ddl=_e5_ddl,
+            stage="LIKE {table}",
+            chunk_in_metadata=False,
+            none_document=False,
+            vector_index=True,
+            typed_vector=True,
+            noun="table",
+            named="pgvector table {collection!r}",
+            foreign="is not an e5 collection",
+        ),
+        _PgLayout(
+            name="langchain",
+            schema="public",
+            table="{collection}",
+            id="langchain_id",
+            id_type="uuid",
+            text="content",
+            metadata="langchain_metadata",
+            key="langchain_id",
+            detect=("langchain_id", "langchain_metadata"),
+            ddl=_langchain_ddl,
+            metadata_columns=True,
+        ),
+        _PgLayout(
+            name="langchain-legacy",
+            schema=None,
+            table=_LEGACY_EMBEDDINGS,
+            id="id",
+            id_type="text",
+            text="document",
+            metadata="cmetadata",
+            key="id",
+            detect=(),
+            ddl=_legacy_ddl,
+            registry=_LEGACY_COLLECTIONS,
+        ),
+        _PgLayout(
+            name="llama-index",
+            schema="public",
+            table="data_{lower}",
+            id="node_id",
+            id_type="text",
+            text="text",
+            metadata="metadata_",
+            key="id",
+            detect=("node_id", "metadata_"),
+            ddl=_llama_index_ddl,
+            unique_id=False,
+            reapply_ddl=True,
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -175,7 +391,7 @@ _AUTH_FAILED_TEXT = re.compile(
 
 def redact_dsn(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL and ``key=value`` forms); the same
-    function as :func:`e5_integrations._redact.redact`."""
+    function as :func:`e5_integrations.sinks.redact`."""
     return redact(dsn)
 
 
@@ -203,7 +419,10 @@ class PGVectorSink(Sink):
     """
 
     name: ClassVar[str] = "pgvector"
-    layouts: ClassVar[tuple[str, ...]] = _LAYOUTS
+    #: The registered layouts (:func:`layout_names`) that this store has a record for in
+    #: :data:`_PG_LAYOUTS`, in the registry's order; the registered :class:`Layout` gives their
+    #: row ids and metadata and hit codecs.
+    layouts: ClassVar[tuple[str, ...]] = tuple(n for n in layout_names("pgvector") if n in _PG_LAYOUTS)
 
     def __init__(
         self,
@@ -349,58 +568,159 @@ class PGVectorSink(Sink):
             secrets=self._secrets,
         )
 
-    # -- schema ------------------------------------------------------------------------------
+    # -- the layout's record and its table ----------------------------------------------------
 
-    def _table(self) -> sql.Identifier:
-        """The collection's table, qualified with the connection's current schema so that it
-        never resolves to a temporary table of the same name."""
+    @property
+    def _record(self) -> _PgLayout:
+        """This collection's layout, as data (resolved from the catalog if not given)."""
+        return _PG_LAYOUTS[self.layout.name]
+
+    def _qualified(self, schema: str | None, table: str) -> sql.Identifier:
         from psycopg import sql
 
-        if self._schema is None:
-            return sql.Identifier(self.collection)
-        return sql.Identifier(self._schema, self.collection)
+        schema = schema or self._schema
+        return sql.Identifier(schema, table) if schema else sql.Identifier(table)
 
-    def _table_columns(self, conn: _Conn) -> dict[str, tuple[str, int]] | None:
-        """``{column: (type, typmod)}`` of the collection's table, or None if it does not exist."""
+    def _table(self) -> sql.Identifier:
+        """The collection's table, always schema-qualified (with the connection's current
+        schema where the record names none) so that it never resolves to a temporary table."""
+        record = self._record
+        return self._qualified(record.schema, record.table_of(self.collection))
+
+    def _columns_of(self, conn: _Conn, schema: str | None, table: str) -> dict[str, tuple[str, int]] | None:
+        """``{column: (type, typmod)}`` of a table, or None if it does not exist."""
         rows = conn.execute(
             "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid "
-            "WHERE c.relname = %s AND n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
-            "AND a.attnum > 0 AND NOT a.attisdropped",
-            (self.collection,),
+            "WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema()) "
+            "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
+            (table, schema),
         ).fetchall()
         return {name: (typ, mod) for name, typ, mod in rows} if rows else None
 
-    def _existing_dim(self, conn: _Conn) -> int | None:
-        columns = self._table_columns(conn)
+    def _columns(self, conn: _Conn) -> dict[str, tuple[str, int]] | None:
+        """The columns of the collection's table, or None if it does not exist."""
+        record = self._record
+        return self._columns_of(conn, record.schema, record.table_of(self.collection))
+
+    def _registered(self, conn: _Conn, registry: str) -> str | None:
+        """This collection's uuid in the table ``registry`` (in a layout whose collections
+        share one table), ``None`` if it has none."""
+        from psycopg import sql
+
+        if self._columns_of(conn, None, registry) is None:
+            return None
+        table = self._qualified(None, registry)
+        # Another role's LangChain tables in the same schema: this role cannot have written a
+        # collection there, and reading would fail the whole detection (permission denied).
+        readable = conn.execute(
+            "SELECT has_table_privilege(%s, 'SELECT')", (table.as_string(conn),)
+        ).fetchone()
+        if not readable or not readable[0]:
+            return None
+        row = conn.execute(
+            sql.SQL("SELECT uuid FROM {} WHERE name = %s").format(table),
+            (self.collection,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _scope(self, conn: _Conn) -> sql.Composable | None:
+        """The SQL condition selecting this collection's rows (``TRUE`` but in a shared
+        table), or ``None`` when the collection does not exist."""
+        return self._scope_of(conn, self._columns(conn))
+
+    def _scope_of(self, conn: _Conn, columns: dict[str, tuple[str, int]] | None) -> sql.Composable | None:
+        """:meth:`_scope`, given the columns of the collection's table (None: no table)."""
+        from psycopg import sql
+
+        record = self._record
         if columns is None:
             return None
-        missing = [c for c in _COLUMNS if c not in columns]
+        if record.registry is None:
+            return sql.SQL("TRUE")
+        collection = self._registered(conn, record.registry)
+        if collection is None:
+            return None
+        return sql.SQL("{} = {}::uuid").format(sql.Identifier(_SCOPE_COLUMN), sql.Literal(collection))
+
+    def _metadata(self) -> sql.Composable:
+        """The metadata column as ``jsonb`` (LangChain and LlamaIndex keep ``json``)."""
+        from psycopg import sql
+
+        return sql.SQL("{}::jsonb").format(sql.Identifier(self._record.metadata))
+
+    def _row_id(self, chunk_id: str) -> str:
+        """The stored row id of a chunk: :meth:`Layout.row_id`, except in a table that
+        collections share, where it is a UUID in this collection's own namespace."""
+        if self._record.registry is not None:
+            return str(uuid.uuid5(uuid.UUID(uuid_id(self.collection)), chunk_id))
+        return self.layout.row_id(chunk_id)
+
+    def _dim_of(self, conn: _Conn) -> int | None:
+        """The collection's vector dimension (in a shared table with an untyped ``vector``:
+        that of its rows); ``None`` if it does not exist (or has no dimension yet).
+
+        Raises:
+            SchemaMismatchError: the table exists but lacks the layout's columns.
+        """
+        from psycopg import sql
+
+        record = self._record
+        table = record.table_of(self.collection)
+        columns = self._columns_of(conn, record.schema, table)
+        if columns is None:
+            return None
+        needed = (record.id, record.text, record.metadata, "embedding")
         typ, dim = columns.get("embedding", ("", -1))
-        if missing or typ != "vector" or dim < 1:
+        if any(c not in columns for c in needed) or typ != "vector" or (record.typed_vector and dim < 1):
             raise SchemaMismatchError(
-                f"table {self.collection!r} at {self.uri} exists but is not an e5 collection "
+                f"table {table!r} at {self.uri} exists but "
+                f"{record.foreign.format(layout=self.layout.describe())} "
                 f"(columns {sorted(columns)}; embedding type {typ or 'missing'}); expected columns "
-                f"{list(_COLUMNS)} with embedding vector(dim). Use another collection name"
+                f"{list(needed)} with embedding vector(dim). Use another collection name"
             )
-        return dim
+        if record.registry is None:
+            return dim if dim >= 1 else None
+        scope = self._scope(conn)
+        if scope is None:
+            return None
+        if dim >= 1:
+            return dim
+        row = conn.execute(
+            sql.SQL("SELECT vector_dims(embedding) FROM {} WHERE {} LIMIT 1").format(self._table(), scope)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
-    def _index_name(self) -> sql.Identifier:
+    def _own_index_name(self) -> str:
+        """The name of e5's HNSW index on the collection's table (one per collection in a
+        shared table)."""
+        record = self._record
+        table = record.table_of(self.collection)
+        if record.registry is not None:
+            return _index_name_for(f"{table}_{uuid_id(self.collection)}")
+        return _index_name_for(table)
+
+    _fw_index_name = _own_index_name  # its name before layouts were records
+
+    def _index_sql(self, dim: int, scope: sql.Composable | None) -> sql.Composed | None:
+        """e5's HNSW index on the table: up to 2000 dims on the vectors (in layouts that
+        have one, else ``None``), above 2000 dims on their binary quantisation (partial,
+        on ``scope``, in a shared table)."""
         from psycopg import sql
 
-        return sql.Identifier(self.index_name)
-
-    def _index_sql(self, dim: int) -> sql.Composed:
-        from psycopg import sql
-
+        record = self._record
         create = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ").format(
-            self._index_name(), self._table()
+            sql.Identifier(self._own_index_name()), self._table()
         )
         if dim <= HNSW_MAX_DIM:
-            return create + sql.SQL("(embedding vector_cosine_ops)")
-        bits = sql.SQL("((binary_quantize(embedding)::bit({})) bit_hamming_ops)").format(sql.Literal(dim))
-        return create + bits
+            return create + sql.SQL("(embedding vector_cosine_ops)") if record.vector_index else None
+        bits = create + sql.SQL("((binary_quantize(embedding)::bit({})) bit_hamming_ops)").format(
+            sql.Literal(dim)
+        )
+        if record.registry is not None and scope is not None:
+            bits += sql.SQL(" WHERE {}").format(scope)
+        return bits
 
     # -- Sink API ----------------------------------------------------------------------------
 
@@ -432,7 +752,7 @@ class PGVectorSink(Sink):
         """Also, in a LangChain ``PGVectorStore`` table, refuse a record that leaves one of its
         NOT NULL ``metadata_columns`` empty: before anything is written, not midway."""
         check = super().document_check()
-        if self.layout.name != "langchain":
+        if not self._record.metadata_columns:
             return check
         required = [c.name for c in self._run("check", self._metadata_columns) if c.required]
         required = [name for name in required if not reserved_metadata_key(name)]  # e5 always fills those
@@ -455,54 +775,65 @@ class PGVectorSink(Sink):
         return refuse_unfilled
 
     def _metadata_columns(self, conn: _Conn) -> tuple[_MetadataColumn, ...]:
-        """The ``metadata_columns`` of this collection's LangChain table (none if it has none
-        or does not exist yet)."""
-        shape = self._shape("langchain")
+        """The columns of this collection's table that hold metadata fields (LangChain's
+        ``metadata_columns``; none in other layouts, or if the table does not exist yet)."""
+        record = self._record
+        if not record.metadata_columns:
+            return ()
         rows = conn.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull AND NOT a.atthasdef "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid "
             "WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema()) "
             "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (shape.table, shape.schema),
+            (record.table_of(self.collection), record.schema),
         ).fetchall()
+        own = (record.id, record.text, "embedding", record.metadata)
         return tuple(
             _MetadataColumn(str(name), str(typ), bool(required))
             for name, typ, required in rows
-            if name not in _LANGCHAIN_COLUMNS
+            if name not in own
         )
 
     def ensure_collection(self, dim: int) -> None:
-        """Create the table (and, up to 2000 dims, its HNSW index) or check the existing
-        table's vector dimension (``SchemaMismatchError``; nothing is written)."""
-        layout = self.layout  # first: a disagreeing layout= fails before anything is created
+        """Create the table as the layout's writer does (in the e5 layout up to 2000 dims
+        with its HNSW index) or check the existing table's vector dimension
+        (``SchemaMismatchError``; nothing is written)."""
+        record = self._record  # first: a disagreeing layout= fails before anything is created
         if not 1 <= dim <= VECTOR_MAX_DIM:
             raise ConfigurationError(f"dim={dim} is outside pgvector's 1..{VECTOR_MAX_DIM} range")
-        if layout.framework:
-            self._run("ensure_collection", lambda conn: self._fw_ensure(conn, dim))
-        else:
-            self._run("ensure_collection", lambda conn: self._ensure(conn, dim))
+        self._run("ensure_collection", lambda conn: self._ensure(conn, record, dim))
         self._dim = dim
 
-    def _ensure(self, conn: _Conn, dim: int) -> None:
-        from psycopg import sql
-
-        existing = self._existing_dim(conn)
-        if existing is not None:
-            if existing != dim:
-                raise SchemaMismatchError(
-                    f"table {self.collection!r} at {self.uri} has vector({existing}) embeddings; "
-                    f"the embeddings are {dim}-dim; {rebuild_hint()}"
-                )
+    def _ensure(self, conn: _Conn, record: _PgLayout, dim: int) -> None:
+        table = record.table_of(self.collection)
+        if len(table.encode()) > _MAX_IDENTIFIER_BYTES:
+            raise ConfigurationError(
+                f"collection {self.collection!r} is too long for {self.layout.describe()}: its table "
+                f"{table!r} has more than {_MAX_IDENTIFIER_BYTES} bytes; pass a shorter name"
+            )
+        existing = self._dim_of(conn)
+        if existing is not None and existing != dim:
+            raise SchemaMismatchError(
+                f"{record.noun} {self.collection!r} at {self.uri} has vector({existing}) embeddings; "
+                f"the embeddings are {dim}-dim; {rebuild_hint()}"
+            )
+        if existing is not None and not record.reapply_ddl:
             if not self._register_vector(conn):
-                raise StoreError(f"table {self.collection!r} exists but the vector extension is missing")
+                raise StoreError(f"table {table!r} exists but the vector extension is missing")
             return
-        table = sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, "
-            "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({}) NOT NULL)"
-        ).format(self._table(), sql.Literal(dim))
-        self._create(conn, [(table, ())] + ([(self._index_sql(dim), ())] if dim <= HNSW_MAX_DIM else []))
-        _log.info("created pgvector table %r (vector(%d)) at %s", self.collection, dim, self.uri)
+        registry = None if record.registry is None else self._qualified(None, record.registry)
+        statements = record.ddl(_Names(self.collection, table, self._table(), registry), dim)
+        index = self._index_sql(dim, None) if dim <= HNSW_MAX_DIM else None
+        self._create(conn, statements + ([(index, ())] if index is not None else []))
+        _log.info(
+            "ensured pgvector %s %r (vector(%d)) in the %s layout at %s",
+            record.noun,
+            self.collection,
+            dim,
+            record.name,
+            self.uri,
+        )
 
     def _create(self, conn: _Conn, statements: Sequence[_Statement]) -> None:
         """Run ``statements`` (DDL) in one transaction, after the vector extension exists."""
@@ -545,26 +876,25 @@ class PGVectorSink(Sink):
         """Build the HNSW index after a bulk load (idempotent: ``IF NOT EXISTS``) and ANALYZE.
 
         Above 2000 dims this creates the binary-quantised index searches need; up to 2000
-        dims the index already exists and this only refreshes statistics. Call it at the
-        end of an ingestion run.
+        dims the index (in the e5 layout) already exists and this only refreshes statistics.
+        Call it at the end of an ingestion run.
         """
         from psycopg import sql
 
-        if self.layout.framework:
-            self._run("finalize", self._fw_finalize)
-            _log.info("indexed pgvector collection %r at %s", self.collection, self.uri)
-            return
+        record = self._record
 
         def build(conn: _Conn) -> None:
-            dim = self._existing_dim(conn)
+            dim = self._dim_of(conn)
             if dim is None:
                 return
-            self._build_index(conn, self._index_sql(dim))
+            index = self._index_sql(dim, self._scope(conn))
+            if index is not None:
+                self._build_index(conn, index)
             conn.execute(sql.SQL("ANALYZE {}").format(self._table()))
             self._has_bit_index = dim > HNSW_MAX_DIM
 
         self._run("finalize", build)
-        _log.info("indexed pgvector table %r at %s", self.collection, self.uri)
+        _log.info("indexed pgvector %s %r at %s", record.noun, self.collection, self.uri)
 
     def max_batch_records(self, dim: int) -> int:
         """COPY streams, so only memory bounds a batch: about 32 MB of vectors per batch."""
@@ -576,209 +906,373 @@ class PGVectorSink(Sink):
 
         if not ids:
             return {}
-        if self.layout.framework:
-            return self._fw_fetch_hashes(ids)
+        record = self._record
+        chunks = {self._row_id(i): i for i in ids}
 
         def fetch(conn: _Conn) -> dict[str, str]:
-            if self._table_columns(conn) is None:
+            scope = self._scope(conn)
+            if scope is None:
                 return {}
             rows = conn.execute(
                 sql.SQL(
-                    "SELECT id, metadata ->> %s FROM {} WHERE id = ANY(%s) "
-                    "AND jsonb_typeof(metadata -> %s) = 'string'"
-                ).format(self._table()),
-                (CONTENT_HASH_KEY, list(ids), CONTENT_HASH_KEY),
+                    "SELECT {id}::text, {m} ->> %s FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope} "
+                    "AND jsonb_typeof({m} -> %s) = 'string'"
+                ).format(
+                    id=sql.Identifier(record.id),
+                    m=self._metadata(),
+                    t=self._table(),
+                    typ=sql.SQL(record.id_type),
+                    scope=scope,
+                ),
+                (CONTENT_HASH_KEY, list(chunks), CONTENT_HASH_KEY),
             ).fetchall()
-            return {i: h for i, h in rows if h is not None}
+            return {chunks[i]: h for i, h in rows if h is not None and i in chunks}
 
         return self._run("fetch_hashes", fetch)
 
     def upsert(self, records: Sequence[Record]) -> None:
-        """COPY the batch into a staging table and merge it by id, in one transaction."""
+        """COPY the batch into a staging table and merge it into the collection's table, in
+        one transaction (see the module docs)."""
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
+        layout, record = self.layout, self._record
         latest = last_per_id(records)  # ON CONFLICT cannot update one row twice
-        if self.layout.framework:
-            self._fw_upsert(latest)
-            return
-        if not latest:
+        rows = [
+            (
+                self._row_id(r.id),
+                r.text,
+                Jsonb(layout.metadata(r, remove_text=True)),
+                np.asarray(r.embedding, dtype=np.float32).ravel(),
+            )
+            for r in latest
+        ]
+        if not rows:
             return
         stage = sql.Identifier("pg_temp", _STAGE)
-        columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
 
         def load(conn: _Conn) -> None:
+            columns = self._columns(conn)
+            scope = self._scope_of(conn, columns)
+            if scope is None or columns is None:
+                named = record.named.format(collection=self.collection, layout=layout.describe())
+                raise StoreError(f"{named} does not exist at {self.uri}; call ensure_collection(dim) first")
+            merge = self._merge(conn, latest, stage, columns.get(record.metadata, ("json", -1))[0])
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
-                    sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
-                        sql.Identifier(_STAGE), self._table()
+                    sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+                        sql.Identifier(_STAGE), sql.SQL(record.stage).format(table=self._table())
                     )
                 )
-                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(stage, columns)
+                copy_sql = sql.SQL(
+                    "COPY {} (id, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
+                ).format(stage)
                 with cur.copy(copy_sql) as copy:
                     copy.set_types(["text", "text", "jsonb", "vector"])
-                    for r in latest:
-                        vector = np.asarray(r.embedding, dtype=np.float32).ravel()
-                        copy.write_row((r.id, r.text, Jsonb(dict(r.metadata)), vector))
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
-                        "ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, "
-                        "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
-                    ).format(table=self._table(), cols=columns, stage=stage)
-                )
+                    for row in rows:
+                        copy.write_row(row)
+                for statement, params in merge:
+                    cur.execute(statement, params)
 
         self._run("upsert", load)
-        _log.debug("upserted %d rows into %r at %s", len(latest), self.collection, self.uri)
+        _log.debug("upserted %d rows into %r at %s", len(rows), self.collection, self.uri)
+
+    def _merge(
+        self, conn: _Conn, latest: Sequence[Record], stage: sql.Identifier, metadata_type: str
+    ) -> list[_Statement]:
+        """The statements merging the staged rows into the collection's table: ``INSERT ...
+        ON CONFLICT`` on the id (scoped to the collection in a shared table), or, without a
+        unique id, delete and insert a node's rows under an advisory lock. The metadata goes
+        in as the column's type (``json`` or ``jsonb``); with ``metadata_columns`` each of
+        them gets the metadata field of its name, which then stays out of the JSON, as
+        LangChain's ``PGVectorStore.add_texts`` writes (e5's own keys stay in it: they are how
+        e5 finds its rows)."""
+        from psycopg import sql
+
+        record = self._record
+        table = self._table()
+        columns = self._metadata_columns(conn)
+        for column in columns:
+            if not column.required or reserved_metadata_key(column.name):
+                continue
+            for r in latest:
+                if r.metadata.get(column.name) is None:
+                    raise SchemaMismatchError(
+                        f"chunk {r.id!r} has no {column.name!r} field, and column {column.name!r} of "
+                        f"table {self.collection!r} at {self.uri} is NOT NULL (one of the metadata_columns "
+                        f"of LangChain's PGVectorStore); nothing of this batch was written. Give every "
+                        f"record a {column.name!r} field, or make the column nullable"
+                    )
+        moved = [c.name for c in columns if not reserved_metadata_key(c.name)]
+        metadata = sql.SQL("(metadata - %s::text[])::{}").format(
+            sql.SQL("json" if metadata_type == "json" else "jsonb")
+        )
+        id_, text, meta = (sql.Identifier(c) for c in (record.id, record.text, record.metadata))
+        if not record.unique_id:  # writers of one table take turns to delete and insert
+            return [
+                (
+                    sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"),
+                    (f"e5:{record.table_of(self.collection)}",),
+                ),
+                (
+                    sql.SQL("DELETE FROM {t} WHERE {id} IN (SELECT id FROM {s})").format(
+                        t=table, id=id_, s=stage
+                    ),
+                    (),
+                ),
+                (
+                    sql.SQL(
+                        "INSERT INTO {t} ({text}, {meta}, {id}, embedding) "
+                        "SELECT text, {metadata}, id::{typ}, embedding FROM {s}"
+                    ).format(
+                        t=table,
+                        s=stage,
+                        text=text,
+                        meta=meta,
+                        id=id_,
+                        metadata=metadata,
+                        typ=sql.SQL(record.id_type),
+                    ),
+                    (moved,),
+                ),
+            ]
+        names = [sql.Identifier(c.name) for c in columns]
+        values = [c.value() for c in columns]
+        params: tuple[object, ...] = (moved,)
+        guard: sql.Composable = sql.SQL("")
+        if record.registry is not None:  # a shared table: the row's collection, never another's row
+            scope = sql.Identifier(_SCOPE_COLUMN)
+            names.append(scope)
+            values.append(sql.SQL("%s::uuid"))
+            params = (moved, self._registered(conn, record.registry))
+            guard = sql.SQL(" WHERE {t}.{c} = EXCLUDED.{c}").format(t=table, c=scope)
+        statement = sql.SQL(
+            "INSERT INTO {t} ({id}, {text}, embedding, {meta}{names}) "
+            "SELECT id::{typ}, text, embedding, {metadata}{values} FROM {s} "
+            "ON CONFLICT ({id}) DO UPDATE SET {text} = EXCLUDED.{text}, embedding = EXCLUDED.embedding, "
+            "{meta} = EXCLUDED.{meta}{sets}{guard}"
+        ).format(
+            t=table,
+            s=stage,
+            id=id_,
+            text=text,
+            meta=meta,
+            typ=sql.SQL(record.id_type),
+            metadata=metadata,
+            names=sql.SQL("").join(sql.SQL(", {}").format(n) for n in names),
+            values=sql.SQL("").join(sql.SQL(", {}").format(v) for v in values),
+            sets=sql.SQL("").join(sql.SQL(", {n} = EXCLUDED.{n}").format(n=n) for n in names[: len(columns)]),
+            guard=guard,
+        )
+        return [(statement, params)]
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest rows by cosine similarity, best first (see the module docs)."""
+        from psycopg import sql
+
         query = np.asarray(vector, dtype=np.float32).ravel()
-        if self.layout.framework:
-            return self._run("search", lambda conn: self._fw_search(conn, query, k))
+        layout = self.layout  # resolved before the retry loop
 
         def run(conn: _Conn) -> list[Hit]:
-            dim = self._dim or self._existing_dim(conn)
-            if dim is None or k < 1:
+            dim = self._dim or self._dim_of(conn)
+            scope = self._scope(conn)
+            if dim is None or scope is None or k < 1:
                 return []
             with conn.transaction(), conn.cursor() as cur:
                 if dim > HNSW_MAX_DIM and self._bit_index_exists(conn):
-                    rows = self._search_bits(cur, query, k, dim)
+                    candidates = min(max(self.candidate_factor * k, self.min_candidates, k), _MAX_EF_SEARCH)
+                    cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(candidates)))
+                    cur.execute(self._bits_query(dim, scope, conn), {"q": query, "n": candidates, "k": k})
                 else:
-                    rows = self._search_exact(cur, query, k)
-            return [Hit(id=i, score=float(s), text=t, metadata=m) for i, t, m, s in rows]
+                    ef_search = min(max(k, 40), _MAX_EF_SEARCH)
+                    cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+                    cur.execute(
+                        sql.SQL(
+                            "SELECT {cols}, 1 - (embedding <=> %(q)s) FROM {table} WHERE {scope} "
+                            "ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+                        ).format(cols=self._hit_columns(conn), table=self._table(), scope=scope),
+                        {"q": query, "k": k},
+                    )
+                rows = cur.fetchall()
+            return [layout.hit(i, float(s), t, m) for i, t, m, s in rows]
 
         return self._run("search", run)
 
+    def _hit_columns(self, conn: _Conn) -> sql.Composed:
+        """The row id, text and metadata of a hit; with ``metadata_columns``, as
+        ``PGVectorStore`` reads them: the JSON, then each metadata column's value."""
+        from psycopg import sql
+
+        record = self._record
+        metadata: sql.Composable = sql.Identifier(record.metadata)
+        columns = self._metadata_columns(conn)
+        if columns:
+            pairs = sql.SQL(", ").join(
+                sql.SQL("{}, {}").format(sql.Literal(c.name), sql.Identifier(c.name)) for c in columns
+            )
+            metadata = sql.SQL(
+                "(coalesce({}::jsonb, '{{}}') || jsonb_strip_nulls(jsonb_build_object({})))"
+            ).format(metadata, pairs)
+        return sql.SQL("{}::text, {}, {}").format(
+            sql.Identifier(record.id), sql.Identifier(record.text), metadata
+        )
+
+    def _bits_query(
+        self, dim: int, scope: sql.Composable | None = None, conn: _Conn | None = None
+    ) -> sql.Composed:
+        """``n`` candidates by Hamming distance (from the bit index) among ``scope``'s rows
+        (default: all), re-ranked by ``<=>``."""
+        from psycopg import sql
+
+        return sql.SQL(
+            "SELECT r, t, m, 1 - (embedding <=> %(q)s) FROM ("
+            "SELECT {cols}, embedding FROM {table} WHERE {scope} "
+            "ORDER BY binary_quantize(embedding)::bit({dim}) <~> binary_quantize(%(q)s) LIMIT %(n)s"
+            ") AS candidates (r, t, m, embedding) ORDER BY embedding <=> %(q)s LIMIT %(k)s"
+        ).format(
+            cols=self._hit_columns(conn or self._connection()),
+            table=self._table(),
+            scope=sql.SQL("TRUE") if scope is None else scope,
+            dim=sql.Literal(dim),
+        )
+
     def _bit_index_exists(self, conn: _Conn) -> bool:
         if not self._has_bit_index:
+            record = self._record
             row = conn.execute(
-                "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s "
-                "AND indexname = %s",
-                (self.collection, self.index_name),
+                "SELECT 1 FROM pg_indexes WHERE schemaname = coalesce(%s, current_schema()) "
+                "AND tablename = %s AND indexname = %s",
+                (record.schema, record.table_of(self.collection), self._own_index_name()),
             ).fetchone()
             self._has_bit_index = row is not None
         return self._has_bit_index
 
-    def _search_exact(self, cur: psycopg.Cursor[TupleRow], query: np.ndarray, k: int) -> list[TupleRow]:
-        from psycopg import sql
-
-        cur.execute(
-            sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(max(k, 40), _MAX_EF_SEARCH)))
-        )
-        cur.execute(
-            sql.SQL(
-                "SELECT id, text, metadata, 1 - (embedding <=> %(q)s) FROM {} "
-                "ORDER BY embedding <=> %(q)s LIMIT %(k)s"
-            ).format(self._table()),
-            {"q": query, "k": k},
-        )
-        return list(cur.fetchall())
-
-    def _search_bits(
-        self, cur: psycopg.Cursor[TupleRow], query: np.ndarray, k: int, dim: int
-    ) -> list[TupleRow]:
-        from psycopg import sql
-
-        candidates = min(max(self.candidate_factor * k, self.min_candidates, k), _MAX_EF_SEARCH)
-        cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(candidates)))
-        cur.execute(self._bits_query(dim), {"q": query, "n": candidates, "k": k})
-        return list(cur.fetchall())
-
-    def _bits_query(self, dim: int) -> sql.Composed:
-        """``n`` candidates by Hamming distance (from the bit index), re-ranked by ``<=>``."""
-        from psycopg import sql
-
-        return sql.SQL(
-            "SELECT id, text, metadata, 1 - (embedding <=> %(q)s) FROM ("
-            "SELECT id, text, metadata, embedding FROM {table} "
-            "ORDER BY binary_quantize(embedding)::bit({dim}) <~> binary_quantize(%(q)s) LIMIT %(n)s"
-            ") AS candidates ORDER BY embedding <=> %(q)s LIMIT %(k)s"
-        ).format(table=self._table(), dim=sql.Literal(dim))
-
     def dimension(self) -> int | None:
         """The table's ``vector(dim)`` (``langchain-legacy``: that of the collection's rows);
         ``None`` if the table (collection) does not exist."""
-        if self.layout.framework:
-            return self._run("dimension", self._fw_dim)
-        return self._run("dimension", self._existing_dim)
+        self._record  # noqa: B018  (resolved first: detection runs its own query)
+        return self._run("dimension", self._dim_of)
 
     def count(self) -> int:
-        """Number of rows; 0 if the table does not exist."""
+        """Number of the collection's rows; 0 if it does not exist."""
         from psycopg import sql
 
-        if self.layout.framework:
-            return self._run("count", self._fw_count)
+        self._record  # noqa: B018  (resolved first: detection runs its own query)
 
         def run(conn: _Conn) -> int:
-            if self._table_columns(conn) is None:
+            scope = self._scope(conn)
+            if scope is None:
                 return 0
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table())).fetchone()
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table(), scope)
+            ).fetchone()
             assert row is not None  # count(*) returns one row
             return int(row[0])
 
         return self._run("count", run)
 
     def scan(self, page_size: int = 1000) -> Iterator[list[tuple[str, str | None]]]:
-        """Pages of ``(id, document id)`` in id order (keyset pagination on the primary key);
-        the document id is ``None`` for rows e5 did not write (:func:`e5_document_id`)."""
+        """Pages of ``(chunk id, document id)`` in the order of the table's key (keyset
+        pagination); the chunk id is the row's own id in rows e5 did not write, the document
+        id ``None`` (:func:`e5_document_id`)."""
         from psycopg import sql
 
-        if self.layout.framework:
-            yield from self._fw_scan(page_size)
-            return
-        last: str | None = None
+        record = self._record
+        m = self._metadata()
+        chunk: sql.Composable = sql.SQL("{}::text").format(sql.Identifier(record.id))
+        chunk_keys: tuple[str, ...] = ()
+        if record.chunk_in_metadata:  # the chunk id e5 keeps in the metadata, else the row's own id
+            chunk = sql.SQL(
+                "CASE WHEN jsonb_typeof({m} -> %s) = 'string' THEN {m} ->> %s ELSE {c} END"
+            ).format(m=m, c=chunk)
+            chunk_keys = (CHUNK_ID_KEY, CHUNK_ID_KEY)
+        # the document id only of rows e5 wrote (e5_document_id): a document_id without e5's
+        # content hash is another writer's, e.g. a LangChain or LlamaIndex row, and reads as NULL
+        ours = sql.SQL("jsonb_typeof({m} -> %s) = 'string' AND jsonb_typeof({m} -> %s) = 'string'").format(
+            m=m
+        )
+        ours_keys: tuple[str, ...] = (CONTENT_HASH_KEY, DOCUMENT_ID_KEY)
+        if record.none_document:  # LlamaIndex's placeholder "None" (a node without a ref doc) is no document
+            ours += sql.SQL(" AND ({m} -> '_node_type' IS NULL OR {m} ->> %s <> 'None')").format(m=m)
+            ours_keys += (DOCUMENT_ID_KEY,)
+        keys = (*chunk_keys, *ours_keys, DOCUMENT_ID_KEY)
+        key = sql.Identifier(record.key)
+        last: object = None  # the key of the page's last row: a uuid, an integer or a string
         while True:
 
-            def page(conn: _Conn, after: str | None = last) -> list[tuple[str, str | None]]:
-                if self._table_columns(conn) is None:
+            def page(conn: _Conn, after: object = last) -> list[tuple[object, str, str | None]]:
+                scope = self._scope(conn)
+                if scope is None:
                     return []
-                # e5's rows only (e5_document_id): a document_id without e5's content hash is
-                # another writer's, e.g. a LangChain or LlamaIndex row, and reads as NULL
                 query = sql.SQL(
-                    "SELECT id, CASE WHEN jsonb_typeof(metadata -> %s) = 'string' "
-                    "AND jsonb_typeof(metadata -> %s) = 'string' THEN metadata ->> %s END "
-                    "FROM {} WHERE (%s::text IS NULL OR id > %s) ORDER BY id LIMIT %s"
-                ).format(self._table())
-                keys = (CONTENT_HASH_KEY, DOCUMENT_ID_KEY, DOCUMENT_ID_KEY)
-                return conn.execute(query, (*keys, after, after, page_size)).fetchall()
+                    "SELECT {key} AS e5_key, {chunk}, CASE WHEN {ours} THEN {m} ->> %s END "
+                    "FROM {t} WHERE {scope}{after} ORDER BY e5_key LIMIT %s"
+                ).format(
+                    key=key,
+                    chunk=chunk,
+                    ours=ours,
+                    m=m,
+                    t=self._table(),
+                    scope=scope,
+                    after=sql.SQL("") if after is None else sql.SQL(" AND {} > %s").format(key),
+                )
+                params = (*keys, page_size) if after is None else (*keys, after, page_size)
+                return conn.execute(query, params).fetchall()
 
             rows = self._run("scan", page)
             if rows:
-                yield [(row[0], row[1]) for row in rows]
+                yield [(row[1], row[2]) for row in rows]
             if len(rows) < page_size:
                 return
             last = rows[-1][0]
 
     def delete(self, ids: Iterable[str]) -> None:
-        """Delete rows by id (missing ids are ignored)."""
+        """Delete the collection's rows by chunk id (missing ids are ignored)."""
         from psycopg import sql
 
-        wanted = list(ids)
-        if self.layout.framework:
-            if wanted:
-                self._run("delete", lambda conn: self._fw_delete(conn, wanted))
+        record = self._record
+        wanted = [self._row_id(c) for c in ids]
+        if not wanted:
             return
 
         def delete(conn: _Conn) -> None:
-            if self._table_columns(conn) is not None:  # a missing table has nothing to delete
-                conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table()), (wanted,))
+            scope = self._scope(conn)
+            if scope is None:  # a missing collection has nothing to delete
+                return
+            conn.execute(
+                sql.SQL("DELETE FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope}").format(
+                    t=self._table(), id=sql.Identifier(record.id), typ=sql.SQL(record.id_type), scope=scope
+                ),
+                (wanted,),
+            )
 
-        if wanted:
-            self._run("delete", delete)
+        self._run("delete", delete)
 
     def drop(self) -> None:
-        """Drop the table and its index (no error if it does not exist); ``langchain-legacy``:
-        delete this collection's row in ``langchain_pg_collection`` (its rows cascade) and its
-        index, leaving the shared tables and other collections."""
+        """Drop the table and its indexes (no error if it does not exist); in a table that
+        collections share (``langchain-legacy``): delete this collection's row in the table
+        listing them (``langchain_pg_collection``; its rows cascade) and its index, leaving
+        the shared tables and other collections."""
         from psycopg import sql
 
-        if self.layout.framework:
-            self._run("drop", self._fw_drop)
-        else:
-            self._run(
-                "drop", lambda conn: conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table()))
-            )
+        record = self._record
+
+        def drop(conn: _Conn) -> None:
+            if record.registry is None:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table()))
+                return
+            if self._columns_of(conn, None, record.registry) is None:
+                return
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("DROP INDEX IF EXISTS {}").format(self._qualified(None, self._own_index_name()))
+                )
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE name = %s").format(self._qualified(None, record.registry)),
+                    (self.collection,),
+                )
+
+        self._run("drop", drop)
         self._dim = None
         self._has_bit_index = False
         self.forget_layout()
@@ -786,9 +1280,11 @@ class PGVectorSink(Sink):
     # -- layouts -----------------------------------------------------------------------------
 
     def detect_layout(self) -> str | None:
-        """The layout of the existing collection, from the catalog: table ``<collection>``
-        with e5's columns (``e5``) or with ``langchain_id`` (``langchain``), a row
-        ``<collection>`` in ``langchain_pg_collection`` (``langchain-legacy``), table
+        """The layout of the existing collection, from the catalog: the first of
+        :data:`_PG_LAYOUTS` whose table exists with its ``detect`` columns (and, where
+        collections share a table, a row ``<collection>`` in the table listing them): table
+        ``<collection>`` with e5's columns (``e5``) or with ``langchain_id`` (``langchain``),
+        a row ``<collection>`` in ``langchain_pg_collection`` (``langchain-legacy``), table
         ``data_<collection>`` (``llama-index``); ``None`` when there is none.
 
         Raises:
@@ -807,558 +1303,17 @@ class PGVectorSink(Sink):
 
     def _found_layouts(self, conn: _Conn) -> list[str]:
         found = []
-        for name in _LAYOUTS:
-            shape = self._shape(name)
-            if name == "llama-index" and len(shape.table.encode()) > _MAX_IDENTIFIER_BYTES:
+        for record in _PG_LAYOUTS.values():
+            table = record.table_of(self.collection)
+            if len(table.encode()) > _MAX_IDENTIFIER_BYTES:
                 continue
-            columns = self._columns_of(conn, shape.schema, shape.table)
-            if columns is None:
+            columns = self._columns_of(conn, record.schema, table)
+            if columns is None or any(c not in columns for c in record.detect):
                 continue
-            if name == "langchain-legacy":
-                if self._legacy_uuid(conn) is not None:
-                    found.append(name)
-            elif name == "e5":
-                if all(c in columns for c in _COLUMNS):
-                    found.append(name)
-            elif shape.id in columns and shape.metadata in columns:
-                found.append(name)
+            if record.registry is not None and self._registered(conn, record.registry) is None:
+                continue
+            found.append(record.name)
         return found
-
-    def _shape(self, layout: str | None = None) -> _Shape:
-        name = layout or self.layout.name
-        if name == "langchain":
-            return _Shape(
-                "public",
-                self.collection,
-                "langchain_id",
-                "content",
-                "langchain_metadata",
-                "langchain_id",
-                "uuid",
-            )
-        if name == "llama-index":
-            return _Shape(
-                "public", f"data_{self.collection.lower()}", "node_id", "text", "metadata_", "id", "text"
-            )
-        if name == "langchain-legacy":
-            return _Shape(None, _LEGACY_EMBEDDINGS, "id", "document", "cmetadata", "id", "text")
-        return _Shape(None, self.collection, "id", "text", "metadata", "id", "text")
-
-    def _qualified(self, schema: str | None, table: str) -> sql.Identifier:
-        from psycopg import sql
-
-        schema = schema or self._schema
-        return sql.Identifier(schema, table) if schema else sql.Identifier(table)
-
-    def _fw_table(self) -> sql.Identifier:
-        shape = self._shape()
-        return self._qualified(shape.schema, shape.table)
-
-    def _columns_of(self, conn: _Conn, schema: str | None, table: str) -> dict[str, tuple[str, int]] | None:
-        rows = conn.execute(
-            "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "JOIN pg_attribute a ON a.attrelid = c.oid "
-            "WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema()) "
-            "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
-            (table, schema),
-        ).fetchall()
-        return {name: (typ, mod) for name, typ, mod in rows} if rows else None
-
-    def _legacy_uuid(self, conn: _Conn) -> str | None:
-        """This collection's uuid in ``langchain_pg_collection``, ``None`` if it has none."""
-        from psycopg import sql
-
-        if self._columns_of(conn, None, _LEGACY_COLLECTIONS) is None:
-            return None
-        table = self._qualified(None, _LEGACY_COLLECTIONS)
-        # Another role's LangChain tables in the same schema: this role cannot have written a
-        # collection there, and reading would fail the whole detection (permission denied).
-        readable = conn.execute(
-            "SELECT has_table_privilege(%s, 'SELECT')", (table.as_string(conn),)
-        ).fetchone()
-        if not readable or not readable[0]:
-            return None
-        row = conn.execute(
-            sql.SQL("SELECT uuid FROM {} WHERE name = %s").format(table),
-            (self.collection,),
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def _row_id(self, chunk_id: str) -> str:
-        """The stored row id of a chunk: :meth:`Layout.row_id`, except in the shared table of
-        ``langchain-legacy``, where it is a UUID in this collection's own namespace."""
-        if self.layout.name == "langchain-legacy":
-            return str(uuid.uuid5(uuid.UUID(uuid_id(self.collection)), chunk_id))
-        return self.layout.row_id(chunk_id)
-
-    def _scope(self, conn: _Conn) -> sql.Composable | None:
-        """The SQL condition selecting this collection's rows (``TRUE`` but in the shared
-        legacy table), or ``None`` when the collection does not exist."""
-        from psycopg import sql
-
-        shape = self._shape()
-        if self._columns_of(conn, shape.schema, shape.table) is None:
-            return None
-        if self.layout.name != "langchain-legacy":
-            return sql.SQL("TRUE")
-        collection = self._legacy_uuid(conn)
-        if collection is None:
-            return None
-        return sql.SQL("collection_id = {}::uuid").format(sql.Literal(collection))
-
-    def _metadata(self) -> sql.Composable:
-        """The metadata column as ``jsonb`` (LangChain and LlamaIndex keep ``json``)."""
-        from psycopg import sql
-
-        return sql.SQL("{}::jsonb").format(sql.Identifier(self._shape().metadata))
-
-    def _fw_dim(self, conn: _Conn) -> int | None:
-        from psycopg import sql
-
-        shape = self._shape()
-        columns = self._columns_of(conn, shape.schema, shape.table)
-        if columns is None:
-            return None
-        needed = (shape.id, shape.text, shape.metadata, "embedding")
-        typ, dim = columns.get("embedding", ("", -1))
-        if any(c not in columns for c in needed) or typ != "vector":
-            raise SchemaMismatchError(
-                f"table {shape.table!r} at {self.uri} exists but does not follow {self.layout.describe()} "
-                f"(columns {sorted(columns)}; embedding type {typ or 'missing'}); expected columns "
-                f"{list(needed)} with embedding vector(dim). Use another collection name"
-            )
-        if self.layout.name != "langchain-legacy":
-            return dim if dim >= 1 else None
-        scope = self._scope(conn)
-        if scope is None:
-            return None
-        if dim >= 1:
-            return dim
-        row = conn.execute(
-            sql.SQL("SELECT vector_dims(embedding) FROM {} WHERE {} LIMIT 1").format(self._fw_table(), scope)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def _fw_ensure(self, conn: _Conn, dim: int) -> None:
-        shape = self._shape()
-        if len(shape.table.encode()) > _MAX_IDENTIFIER_BYTES:
-            raise ConfigurationError(
-                f"collection {self.collection!r} is too long for {self.layout.describe()}: its table "
-                f"{shape.table!r} has more than {_MAX_IDENTIFIER_BYTES} bytes; pass a shorter name"
-            )
-        existing = self._fw_dim(conn)
-        if existing is not None and existing != dim:
-            raise SchemaMismatchError(
-                f"collection {self.collection!r} at {self.uri} has vector({existing}) embeddings; "
-                f"the embeddings are {dim}-dim; {rebuild_hint()}"
-            )
-        if existing is not None and self.layout.name != "llama-index":
-            if not self._register_vector(conn):
-                raise StoreError(f"table {shape.table!r} exists but the vector extension is missing")
-            return
-        self._create(conn, self._fw_create_sql(dim))
-        _log.info(
-            "ensured pgvector collection %r in the %s layout at %s",
-            self.collection,
-            self.layout.name,
-            self.uri,
-        )
-
-    def _fw_create_sql(self, dim: int) -> list[_Statement]:
-        """The framework's own DDL (as its class creates the table), ``IF NOT EXISTS``."""
-        from psycopg import sql
-
-        table = self._fw_table()
-        name = self.layout.name
-        if name == "langchain":
-            return [
-                (
-                    sql.SQL(
-                        'CREATE TABLE IF NOT EXISTS {} ("langchain_id" UUID PRIMARY KEY, "content" TEXT NOT NULL, '
-                        '"embedding" vector({}) NOT NULL, "langchain_metadata" JSON)'
-                    ).format(table, sql.Literal(dim)),
-                    (),
-                )
-            ]
-        if name == "llama-index":
-            shape = self._shape()
-            return [
-                (
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL NOT NULL, text VARCHAR NOT NULL, "
-                        "metadata_ JSON, node_id VARCHAR, embedding VECTOR({}), PRIMARY KEY (id))"
-                    ).format(table, sql.Literal(dim)),
-                    (),
-                ),
-                (
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((metadata_ ->> 'ref_doc_id'))").format(
-                        sql.Identifier(_short(f"{self.collection.lower()}_idx_1")), table
-                    ),
-                    (),
-                ),
-                (
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (node_id)").format(
-                        sql.Identifier(_short(f"{shape.table}_e5_node_id")), table
-                    ),
-                    (),
-                ),
-            ]
-        collections = self._qualified(None, _LEGACY_COLLECTIONS)
-        return [
-            (
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (uuid UUID NOT NULL, name VARCHAR NOT NULL, cmetadata JSON, "
-                    "PRIMARY KEY (uuid), UNIQUE (name))"
-                ).format(collections),
-                (),
-            ),
-            (
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (id VARCHAR NOT NULL, collection_id UUID, embedding VECTOR, "
-                    "document VARCHAR, cmetadata JSONB, PRIMARY KEY (id), FOREIGN KEY(collection_id) "
-                    "REFERENCES {} (uuid) ON DELETE CASCADE)"
-                ).format(table, collections),
-                (),
-            ),
-            (
-                sql.SQL(
-                    "CREATE INDEX IF NOT EXISTS ix_cmetadata_gin ON {} USING gin (cmetadata jsonb_path_ops)"
-                ).format(table),
-                (),
-            ),
-            (
-                sql.SQL(
-                    "INSERT INTO {} (uuid, name, cmetadata) VALUES (%s, %s, NULL) ON CONFLICT (name) DO NOTHING"
-                ).format(collections),
-                (uuid.uuid4(), self.collection),
-            ),
-        ]
-
-    def _fw_index_name(self) -> str:
-        if self.layout.name == "langchain-legacy":
-            return _index_name_for(f"{_LEGACY_EMBEDDINGS}_{uuid_id(self.collection)}")
-        return _index_name_for(self._shape().table)
-
-    def _fw_finalize(self, conn: _Conn) -> None:
-        from psycopg import sql
-
-        dim = self._fw_dim(conn)
-        if dim is None:
-            return
-        if dim > HNSW_MAX_DIM:
-            scope = self._scope(conn)
-            bits = sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
-                "((binary_quantize(embedding)::bit({})) bit_hamming_ops)"
-            ).format(sql.Identifier(self._fw_index_name()), self._fw_table(), sql.Literal(dim))
-            if self.layout.name == "langchain-legacy":
-                bits += sql.SQL(" WHERE {}").format(scope)
-            self._build_index(conn, bits)
-        conn.execute(sql.SQL("ANALYZE {}").format(self._fw_table()))
-        self._has_bit_index = dim > HNSW_MAX_DIM
-
-    def _fw_fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        from psycopg import sql
-
-        chunks = {self._row_id(i): i for i in ids}
-        shape = self._shape()
-
-        def fetch(conn: _Conn) -> dict[str, str]:
-            scope = self._scope(conn)
-            if scope is None:
-                return {}
-            rows = conn.execute(
-                sql.SQL(
-                    "SELECT {id}::text, {m} ->> %s FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope} "
-                    "AND jsonb_typeof({m} -> %s) = 'string'"
-                ).format(
-                    id=sql.Identifier(shape.id),
-                    m=self._metadata(),
-                    t=self._fw_table(),
-                    typ=sql.SQL(shape.id_type),
-                    scope=scope,
-                ),
-                (CONTENT_HASH_KEY, list(chunks), CONTENT_HASH_KEY),
-            ).fetchall()
-            return {chunks[i]: h for i, h in rows if h is not None and i in chunks}
-
-        return self._run("fetch_hashes", fetch)
-
-    def _fw_upsert(self, latest: Sequence[Record]) -> None:
-        from psycopg import sql
-        from psycopg.types.json import Jsonb
-
-        layout = self.layout
-        rows = [
-            (
-                self._row_id(r.id),
-                r.text,
-                Jsonb(layout.metadata(r, remove_text=True)),
-                np.asarray(r.embedding, dtype=np.float32).ravel(),
-            )
-            for r in latest
-        ]
-        if not rows:
-            return
-        shape = self._shape()
-        stage = sql.Identifier("pg_temp", _STAGE)
-        table = self._fw_table()
-        # (statement, parameters); None: this collection's uuid, known inside the transaction
-        merge: list[tuple[_Query, tuple[object, ...] | None]]
-        if layout.name == "langchain":
-            merge = []  # built in the transaction, from the table's metadata columns
-        elif layout.name == "llama-index":
-            cast = sql.SQL("json") if self._metadata_type() == "json" else sql.SQL("jsonb")
-            merge = [
-                # no unique node_id: writers of one table take turns to delete and insert
-                (sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"), (f"e5:{shape.table}",)),
-                (
-                    sql.SQL("DELETE FROM {t} WHERE node_id IN (SELECT id FROM {s})").format(t=table, s=stage),
-                    (),
-                ),
-                (
-                    sql.SQL(
-                        "INSERT INTO {t} (text, metadata_, node_id, embedding) "
-                        "SELECT text, metadata::{c}, id, embedding FROM {s}"
-                    ).format(t=table, s=stage, c=cast),
-                    (),
-                ),
-            ]
-        else:
-            merge = [
-                (
-                    sql.SQL(
-                        "INSERT INTO {t} (id, collection_id, embedding, document, cmetadata) "
-                        "SELECT id, %s::uuid, embedding, text, metadata FROM {s} "
-                        "ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, document = EXCLUDED.document, "
-                        "cmetadata = EXCLUDED.cmetadata WHERE {t}.collection_id = EXCLUDED.collection_id"
-                    ).format(t=table, s=stage),
-                    None,
-                )
-            ]
-
-        def load(conn: _Conn) -> None:
-            scope = self._scope(conn)
-            if scope is None:
-                raise StoreError(
-                    f"pgvector collection {self.collection!r} ({layout.describe()}) does not exist at "
-                    f"{self.uri}; call ensure_collection(dim) first"
-                )
-            collection = self._legacy_uuid(conn) if layout.name == "langchain-legacy" else None
-            if layout.name == "langchain":
-                merge[:] = [self._langchain_merge(conn, latest, table, stage)]
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE {} (id text, text text, metadata jsonb, embedding vector) ON COMMIT DROP"
-                    ).format(sql.Identifier(_STAGE))
-                )
-                copy_sql = sql.SQL(
-                    "COPY {} (id, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
-                ).format(stage)
-                with cur.copy(copy_sql) as copy:
-                    copy.set_types(["text", "text", "jsonb", "vector"])
-                    for row in rows:
-                        copy.write_row(row)
-                for statement, params in merge:
-                    cur.execute(statement, (collection,) if params is None else params)
-
-        self._run("upsert", load)
-        _log.debug("upserted %d rows into %r at %s", len(rows), self.collection, self.uri)
-
-    def _langchain_merge(
-        self, conn: _Conn, latest: Sequence[Record], table: sql.Identifier, stage: sql.Identifier
-    ) -> _Statement:
-        """The merge into a LangChain ``PGVectorStore`` table: as ``PGVectorStore.add_texts``
-        writes, each of its ``metadata_columns`` gets the metadata field of its name, which
-        then stays out of ``langchain_metadata`` (e5's own keys stay in it too: they are how
-        e5 finds its rows)."""
-        from psycopg import sql
-
-        columns = self._metadata_columns(conn)
-        for column in columns:
-            if not column.required or reserved_metadata_key(column.name):
-                continue
-            for record in latest:
-                if record.metadata.get(column.name) is None:
-                    raise SchemaMismatchError(
-                        f"chunk {record.id!r} has no {column.name!r} field, and column {column.name!r} of "
-                        f"table {self.collection!r} at {self.uri} is NOT NULL (one of the metadata_columns "
-                        f"of LangChain's PGVectorStore); nothing of this batch was written. Give every "
-                        f"record a {column.name!r} field, or make the column nullable"
-                    )
-        names = [sql.Identifier(c.name) for c in columns]
-        moved = [c.name for c in columns if not reserved_metadata_key(c.name)]
-        statement = sql.SQL(
-            'INSERT INTO {t} ("langchain_id", "content", "embedding", "langchain_metadata"{names}) '
-            "SELECT id::uuid, text, embedding, (metadata - %s::text[])::json{values} FROM {s} "
-            'ON CONFLICT ("langchain_id") DO UPDATE SET "content" = EXCLUDED."content", '
-            '"embedding" = EXCLUDED."embedding", "langchain_metadata" = EXCLUDED."langchain_metadata"{sets}'
-        ).format(
-            t=table,
-            s=stage,
-            names=sql.SQL("").join(sql.SQL(", {}").format(n) for n in names),
-            values=sql.SQL("").join(sql.SQL(", {}").format(c.value()) for c in columns),
-            sets=sql.SQL("").join(sql.SQL(", {n} = EXCLUDED.{n}").format(n=n) for n in names),
-        )
-        return statement, (moved,)
-
-    def _metadata_type(self) -> str:
-        """``json`` or ``jsonb``: the type of the existing table's metadata column."""
-        shape = self._shape()
-        columns = self._run("upsert", lambda conn: self._columns_of(conn, shape.schema, shape.table)) or {}
-        return columns.get(shape.metadata, ("json", -1))[0]
-
-    def _fw_search(self, conn: _Conn, query: np.ndarray, k: int) -> list[Hit]:
-        from psycopg import sql
-
-        dim = self._dim or self._fw_dim(conn)
-        scope = self._scope(conn)
-        if dim is None or scope is None or k < 1:
-            return []
-        shape = self._shape()
-        metadata: sql.Composable = sql.Identifier(shape.metadata)
-        columns = self._metadata_columns(conn) if self.layout.name == "langchain" else ()
-        if columns:  # as PGVectorStore reads them: the JSON, then each metadata column's value
-            pairs = sql.SQL(", ").join(
-                sql.SQL("{}, {}").format(sql.Literal(c.name), sql.Identifier(c.name)) for c in columns
-            )
-            metadata = sql.SQL(
-                "(coalesce({}::jsonb, '{{}}') || jsonb_strip_nulls(jsonb_build_object({})))"
-            ).format(metadata, pairs)
-        cols = sql.SQL("{}::text, {}, {}").format(
-            sql.Identifier(shape.id), sql.Identifier(shape.text), metadata
-        )
-        with conn.transaction(), conn.cursor() as cur:
-            if dim > HNSW_MAX_DIM and self._fw_bit_index_exists(conn):
-                candidates = min(max(self.candidate_factor * k, self.min_candidates, k), _MAX_EF_SEARCH)
-                cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(candidates)))
-                cur.execute(
-                    sql.SQL(
-                        "SELECT r, t, m, 1 - (embedding <=> %(q)s) FROM ("
-                        "SELECT {cols}, embedding FROM {table} WHERE {scope} "
-                        "ORDER BY binary_quantize(embedding)::bit({dim}) <~> binary_quantize(%(q)s) LIMIT %(n)s"
-                        ") AS candidates (r, t, m, embedding) ORDER BY embedding <=> %(q)s LIMIT %(k)s"
-                    ).format(cols=cols, table=self._fw_table(), scope=scope, dim=sql.Literal(dim)),
-                    {"q": query, "n": candidates, "k": k},
-                )
-            else:
-                cur.execute(
-                    sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-                        sql.Literal(min(max(k, 40), _MAX_EF_SEARCH))
-                    )
-                )
-                cur.execute(
-                    sql.SQL(
-                        "SELECT {cols}, 1 - (embedding <=> %(q)s) FROM {table} WHERE {scope} "
-                        "ORDER BY embedding <=> %(q)s LIMIT %(k)s"
-                    ).format(cols=cols, table=self._fw_table(), scope=scope),
-                    {"q": query, "k": k},
-                )
-            rows = cur.fetchall()
-        return [self.layout.hit(i, float(s), t, m) for i, t, m, s in rows]
-
-    def _fw_bit_index_exists(self, conn: _Conn) -> bool:
-        if not self._has_bit_index:
-            shape = self._shape()
-            row = conn.execute(
-                "SELECT 1 FROM pg_indexes WHERE schemaname = coalesce(%s, current_schema()) "
-                "AND tablename = %s AND indexname = %s",
-                (shape.schema, shape.table, self._fw_index_name()),
-            ).fetchone()
-            self._has_bit_index = row is not None
-        return self._has_bit_index
-
-    def _fw_count(self, conn: _Conn) -> int:
-        from psycopg import sql
-
-        scope = self._scope(conn)
-        if scope is None:
-            return 0
-        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._fw_table(), scope)
-        row = conn.execute(query).fetchone()
-        assert row is not None  # count(*) returns one row
-        return int(row[0])
-
-    def _fw_scan(self, page_size: int) -> Iterator[list[tuple[str, str | None]]]:
-        from psycopg import sql
-
-        shape = self._shape()
-        last: object = None  # the key of the page's last row: a uuid, an integer or a string
-        while True:
-
-            def page(conn: _Conn, after: object = last) -> list[tuple[object, str, str | None]]:
-                scope = self._scope(conn)
-                if scope is None:
-                    return []
-                # the chunk id e5 keeps in the metadata, else the row's own id (an app's row);
-                # the document id only of rows e5 wrote (e5_document_id)
-                query = sql.SQL(
-                    "SELECT {key} AS e5_key, CASE WHEN jsonb_typeof({m} -> %s) = 'string' THEN {m} ->> %s "
-                    "ELSE {id}::text END, CASE WHEN jsonb_typeof({m} -> %s) = 'string' "
-                    "AND jsonb_typeof({m} -> %s) = 'string' "
-                    # LlamaIndex's placeholder "None" (a node without a ref doc) is no document
-                    "AND ({m} -> '_node_type' IS NULL OR {m} ->> %s <> 'None') THEN {m} ->> %s END "
-                    "FROM {t} WHERE {scope}{after} ORDER BY e5_key LIMIT %s"
-                ).format(
-                    key=sql.Identifier(shape.key),
-                    m=self._metadata(),
-                    id=sql.Identifier(shape.id),
-                    t=self._fw_table(),
-                    scope=scope,
-                    after=sql.SQL("")
-                    if after is None
-                    else sql.SQL(" AND {} > %s").format(sql.Identifier(shape.key)),
-                )
-                keys = (
-                    CHUNK_ID_KEY,
-                    CHUNK_ID_KEY,
-                    CONTENT_HASH_KEY,
-                    DOCUMENT_ID_KEY,
-                    DOCUMENT_ID_KEY,
-                    DOCUMENT_ID_KEY,
-                )
-                params = (*keys, page_size) if after is None else (*keys, after, page_size)
-                return conn.execute(query, params).fetchall()
-
-            rows = self._run("scan", page)
-            if rows:
-                yield [(row[1], row[2]) for row in rows]
-            if len(rows) < page_size:
-                return
-            last = rows[-1][0]
-
-    def _fw_delete(self, conn: _Conn, chunk_ids: list[str]) -> None:
-        from psycopg import sql
-
-        scope = self._scope(conn)
-        if scope is None:  # a missing collection has nothing to delete
-            return
-        shape = self._shape()
-        conn.execute(
-            sql.SQL("DELETE FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope}").format(
-                t=self._fw_table(), id=sql.Identifier(shape.id), typ=sql.SQL(shape.id_type), scope=scope
-            ),
-            ([self._row_id(c) for c in chunk_ids],),
-        )
-
-    def _fw_drop(self, conn: _Conn) -> None:
-        from psycopg import sql
-
-        if self.layout.name != "langchain-legacy":
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._fw_table()))
-            return
-        if self._columns_of(conn, None, _LEGACY_COLLECTIONS) is None:
-            return
-        with conn.transaction():
-            conn.execute(
-                sql.SQL("DROP INDEX IF EXISTS {}").format(self._qualified(None, self._fw_index_name()))
-            )
-            conn.execute(
-                sql.SQL("DELETE FROM {} WHERE name = %s").format(self._qualified(None, _LEGACY_COLLECTIONS)),
-                (self.collection,),
-            )
 
     def close(self) -> None:
         """Close the connection. Safe to call twice."""

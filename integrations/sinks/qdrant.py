@@ -36,18 +36,34 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SchemaMismatchError, StoreError, rebuild_hint
-from e5_integrations._redact import redact, secrets_of
-from e5_integrations.ingest._layout import CHUNK_ID_KEY, ID_NAMESPACE, get_layout
-from e5_integrations.ingest._sink import CONTENT_HASH_KEY, Hit, Record, Sink, e5_document_id
-from e5_integrations.ingest._sources import Document
+from e5_integrations.sinks import (
+    CHUNK_ID_KEY,
+    CONTENT_HASH_KEY,
+    ID_NAMESPACE,
+    ConfigurationError,
+    Document,
+    Hit,
+    Layout,
+    Record,
+    RetryPolicy,
+    SchemaMismatchError,
+    Sink,
+    StoreError,
+    Unreachable,
+    e5_document_id,
+    get_layout,
+    layout_names,
+    rebuild_hint,
+    redact,
+    secrets_of,
+)
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_size
-from e5_integrations.sinks._retry import RetryPolicy, Unreachable
 
 if TYPE_CHECKING:
     from qdrant_client import models
@@ -76,10 +92,6 @@ _FORBIDDEN_NAME_CHARS = '<>:"/\\|?*\0\x1f'
 _MAX_NAME_LENGTH = 255
 #: HTTP statuses that mean "the server is there but cannot answer now": retried.
 _RETRIED_STATUSES = (502, 503, 504)
-#: Keys langchain-qdrant's reader sets in every returned Document's metadata.
-_LANGCHAIN_READER_KEYS = ("_id", "_collection_name")
-#: The keyword payload index llama-index's QdrantVectorStore makes (``index_doc_id=True``).
-_LLAMA_INDEX_DOC_ID = "doc_id"
 #: Payload keys that tell a point's layout and hold the bookkeeping (scan, fetch_hashes).
 _BOOKKEEPING_PAYLOAD = ["id", "metadata", "_node_type", CHUNK_ID_KEY, "document_id", CONTENT_HASH_KEY]
 
@@ -87,6 +99,97 @@ _BOOKKEEPING_PAYLOAD = ["id", "metadata", "_node_type", CHUNK_ID_KEY, "document_
 def point_id(chunk_id: str) -> str:
     """The Qdrant point id (a UUID string) that stores chunk ``chunk_id``."""
     return str(uuid.uuid5(POINT_ID_NAMESPACE, chunk_id))
+
+
+@dataclass(frozen=True)
+class _Points:
+    """One layout's points in Qdrant (the module's docstring), the record that the methods of
+    :class:`QdrantSink` read: how a record becomes a payload and a point a hit, how a payload
+    shows its layout, and what the collection gets besides its cosine vector."""
+
+    #: the layout's name (``Layout.name``)
+    name: str
+    #: top-level payload keys that show a point is in this layout (:func:`_kind` tries the
+    #: records in :data:`_SHAPES`' order)
+    marks: tuple[str, ...]
+    #: the payload key holding the metadata and e5's bookkeeping; ``None``: the top level
+    metadata_key: str | None
+    #: a top-level payload key whose string is the chunk id, tried before ``e5_chunk_id``
+    id_key: str | None
+    #: the payload of a record
+    encode: Callable[[Record, Layout], dict[str, Any]]
+    #: the hit of a point (its id, its cosine score, its payload)
+    decode: Callable[[Layout, str, float, dict[str, Any]], Hit]
+    #: whether the unnamed vector is configured as ``{"": params}`` (langchain-qdrant's
+    #: ``from_texts``; the same collection)
+    vector_named: bool = False
+    #: a keyword payload index made on a server (llama-index's ``index_doc_id=True``; local
+    #: mode has none and warns)
+    keyword_index: str | None = None
+    #: the framework class whose reader sets ``reader_keys`` in every result's metadata,
+    #: so documents with such fields are refused
+    reader: str = ""
+    reader_keys: tuple[str, ...] = ()
+
+
+def _e5_payload(record: Record, layout: Layout) -> dict[str, Any]:
+    return {"id": record.id, "text": record.text, "metadata": layout.metadata(record)}
+
+
+def _e5_hit(layout: Layout, point: str, score: float, payload: dict[str, Any]) -> Hit:
+    return layout.hit(payload.get("id", point), score, payload.get("text"), payload.get("metadata"))
+
+
+def _langchain_payload(record: Record, layout: Layout) -> dict[str, Any]:
+    return {"page_content": record.text, "metadata": layout.metadata(record)}
+
+
+def _langchain_hit(layout: Layout, point: str, score: float, payload: dict[str, Any]) -> Hit:
+    return layout.hit(point, score, payload.get("page_content"), payload.get("metadata"))
+
+
+def _llama_index_payload(record: Record, layout: Layout) -> dict[str, Any]:
+    return layout.metadata(record, remove_text=False)
+
+
+def _llama_index_hit(layout: Layout, point: str, score: float, payload: dict[str, Any]) -> Hit:
+    return layout.hit(point, score, None, payload)
+
+
+#: The layouts' records, in the order a payload's layout is recognised (:func:`_kind`): a
+#: LlamaIndex payload may hold user fields called ``id``, ``text`` or ``metadata``.
+_SHAPES: dict[str, _Points] = {
+    "llama-index": _Points(
+        name="llama-index",
+        marks=("_node_content", "_node_type", CHUNK_ID_KEY),
+        metadata_key=None,
+        id_key=None,
+        encode=_llama_index_payload,
+        decode=_llama_index_hit,
+        keyword_index="doc_id",
+    ),
+    "langchain": _Points(
+        name="langchain",
+        marks=("page_content",),
+        metadata_key="metadata",
+        id_key="id",
+        encode=_langchain_payload,
+        decode=_langchain_hit,
+        vector_named=True,
+        reader="LangChain's QdrantVectorStore",
+        reader_keys=("_id", "_collection_name"),
+    ),
+    "e5": _Points(
+        name="e5",
+        marks=("id", "text", "metadata"),
+        metadata_key="metadata",
+        id_key="id",
+        encode=_e5_payload,
+        decode=_e5_hit,
+    ),
+}
+#: The record a payload of no known layout is read with.
+_UNMARKED = _SHAPES["e5"]
 
 
 class QdrantSink(Sink):
@@ -108,6 +211,10 @@ class QdrantSink(Sink):
     """
 
     name: ClassVar[str] = "qdrant"
+    #: The registered layouts (:func:`layout_names`) that this store has a record for in
+    #: :data:`_SHAPES`, in the registry's order; the registered :class:`Layout` gives their
+    #: row ids and metadata and hit codecs.
+    layouts: ClassVar[tuple[str, ...]] = tuple(n for n in layout_names("qdrant") if n in _SHAPES)
 
     def __init__(
         self,
@@ -235,14 +342,15 @@ class QdrantSink(Sink):
 
     @classmethod
     def check_document(cls, document: Document, layout: str = "e5") -> str | None:
-        """Also refuse, in the langchain layout, the fields that langchain-qdrant's reader
-        overwrites in every returned Document (``_id``, ``_collection_name``)."""
-        problem = super().check_document(document, layout)
-        if problem is None and layout == "langchain":
-            for key in _LANGCHAIN_READER_KEYS:
+        """Also refuse the fields that the layout's framework reader overwrites in every
+        returned result (langchain-qdrant: ``_id``, ``_collection_name``)."""
+        problem = super().check_document(document, layout)  # first: an unknown layout is refused
+        if problem is None:
+            shape = _SHAPES[layout]
+            for key in shape.reader_keys:
                 if key in document.metadata:
                     return (
-                        f"field {key!r}: LangChain's QdrantVectorStore sets its own {key!r} in the metadata "
+                        f"field {key!r}: {shape.reader} sets its own {key!r} in the metadata "
                         "of every Document it returns, so the document's field would be lost; rename the "
                         "field in the source"
                     )
@@ -284,6 +392,7 @@ class QdrantSink(Sink):
         (``SchemaMismatchError``; nothing is written). A collection in another layout than
         ``layout=`` is a ``SchemaMismatchError`` too."""
         layout = self.layout  # a disagreeing layout= fails here, before anything is written
+        shape = _SHAPES[layout.name]
         self._vectors = None
         if self._exists():
             self._check_schema(dim)
@@ -292,9 +401,8 @@ class QdrantSink(Sink):
         from qdrant_client import models
 
         params = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=self.on_disk or None)
-        # langchain-qdrant's from_texts names the default vector "" explicitly; the same collection
         vectors: models.VectorParams | dict[str, models.VectorParams] = (
-            {"": params} if layout.family == "langchain" else params
+            {"": params} if shape.vector_named else params
         )
         quantization = None
         if self.quantization == "int8":
@@ -307,14 +415,13 @@ class QdrantSink(Sink):
                 self.collection, vectors_config=vectors, quantization_config=quantization
             ),
         )
-        if layout.family == "llama-index" and self.is_server:
-            # as llama-index's QdrantVectorStore(index_doc_id=True); local mode has no payload
-            # indexes (and warns), so it is made on a server only
+        keyword_index = shape.keyword_index
+        if keyword_index is not None and self.is_server:
             self._call(
                 "create_payload_index",
                 lambda: self._client.create_payload_index(
                     self.collection,
-                    field_name=_LLAMA_INDEX_DOC_ID,
+                    field_name=keyword_index,
                     field_schema=models.PayloadSchemaType.KEYWORD,
                     wait=True,
                 ),
@@ -374,6 +481,7 @@ class QdrantSink(Sink):
         if not records:
             return
         layout = self.layout  # a disagreeing layout= fails here, before anything is written
+        encode = _SHAPES[layout.name].encode
         if not self._ready:
             if not self._exists():
                 raise StoreError(
@@ -385,7 +493,7 @@ class QdrantSink(Sink):
             models.PointStruct(
                 id=point_id(r.id),
                 vector=np.asarray(r.embedding, dtype=np.float32).tolist(),
-                payload=self._payload(r),
+                payload=encode(r, layout),
             )
             for r in records
         ]
@@ -397,15 +505,6 @@ class QdrantSink(Sink):
         _log.debug(
             "upserted %d points into qdrant collection %r (%s)", len(points), self.collection, layout.name
         )
-
-    def _payload(self, record: Record) -> dict[str, Any]:
-        """The point payload of ``record`` in this sink's layout (module docstring)."""
-        layout = self.layout
-        if layout.family == "langchain":
-            return {"page_content": record.text, "metadata": layout.metadata(record)}
-        if layout.family == "llama-index":
-            return layout.metadata(record, remove_text=False)
-        return {"id": record.id, "text": record.text, "metadata": dict(record.metadata)}
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records by cosine similarity, best first; ``[]`` when the
@@ -546,27 +645,29 @@ def _unnamed(
 
 def _kind(payload: dict[str, Any]) -> str | None:
     """The layout a point's payload follows, by its shape; ``None`` for an unknown one."""
-    if any(key in payload for key in ("_node_content", "_node_type", CHUNK_ID_KEY)):
-        return "llama-index"
-    if "page_content" in payload:
-        return "langchain"
-    if "id" in payload or "text" in payload or "metadata" in payload:
-        return "e5"
-    return None
+    return next((s.name for s in _SHAPES.values() if any(key in payload for key in s.marks)), None)
+
+
+def _shape_of(payload: dict[str, Any]) -> _Points:
+    """The record a point is read with: its payload's layout's, else e5's."""
+    kind = _kind(payload)
+    return _UNMARKED if kind is None else _SHAPES[kind]
 
 
 def _flat_metadata(payload: dict[str, Any]) -> dict[str, Any]:
     """A point's metadata, with e5's bookkeeping, wherever its layout keeps it."""
-    if _kind(payload) == "llama-index":
+    key = _shape_of(payload).metadata_key
+    if key is None:
         return payload
-    metadata = payload.get("metadata")
+    metadata = payload.get(key)
     return metadata if isinstance(metadata, dict) else {}
 
 
 def _chunk_id(point: str, payload: dict[str, Any]) -> str:
     """The chunk id of a point: e5's (``id``, or ``e5_chunk_id`` in the framework layouts),
     else the point id (a point e5 did not write)."""
-    found = None if _kind(payload) == "llama-index" else payload.get("id")
+    key = _shape_of(payload).id_key
+    found = None if key is None else payload.get(key)
     if not isinstance(found, str):
         found = _flat_metadata(payload).get(CHUNK_ID_KEY)
     return found if isinstance(found, str) else point
@@ -574,17 +675,8 @@ def _chunk_id(point: str, payload: dict[str, Any]) -> str:
 
 def _hit(point: str, score: float, payload: dict[str, Any]) -> Hit:
     """A search hit from a point, decoded by its own payload's layout."""
-    kind = _kind(payload)
-    if kind == "langchain":
-        return get_layout("langchain").hit(point, score, payload.get("page_content"), payload.get("metadata"))
-    if kind == "llama-index":
-        return get_layout("llama-index").hit(point, score, None, payload)
-    return Hit(
-        id=payload.get("id", point),
-        score=score,
-        text=payload.get("text", ""),
-        metadata=payload.get("metadata") or {},
-    )
+    shape = _shape_of(payload)
+    return shape.decode(get_layout(shape.name), point, score, payload)
 
 
 def _check_collection_name(name: str) -> None:

@@ -9,9 +9,8 @@ import pytest
 
 from e5_integrations import ConfigurationError, StoreUnavailableError
 from e5_integrations._errors import cli_front
-from e5_integrations.ingest import DEFAULT_RETRY_SECONDS
-from e5_integrations.sinks import _retry
-from e5_integrations.sinks._retry import RetryPolicy, call_with_retry
+from e5_integrations.ingest import DEFAULT_RETRY_SECONDS, _retry
+from e5_integrations.ingest._retry import RetryPolicy, call_with_retry
 
 
 class FakeClock:
