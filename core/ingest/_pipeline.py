@@ -58,6 +58,7 @@ import numpy as np
 
 from e5_integrations._embedder import Embedder
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
+from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import (
     DEFAULT_CHUNK_OVERLAP,
     DEFAULT_CHUNK_TOKENS,
@@ -301,10 +302,14 @@ def _stored_value(chunk: PendingChunk) -> str:
     return value if isinstance(value, str) else chunk.hash
 
 
-def _is_marked(record: Record) -> bool:
-    """Whether a record carries a document mark or an object seal (written last)."""
+def _kind(record: Record) -> int:
+    """0: a plain record; 1: one with a document mark; 2: one with a file's or object's seal
+    (the order they are written in)."""
     value = record.metadata.get(CONTENT_HASH_KEY)
-    return isinstance(value, str) and not parse_stored_hash(value).plain
+    if not isinstance(value, str):
+        return 0
+    stored = parse_stored_hash(value)
+    return 2 if stored.seal is not None else 1 if stored.fingerprint is not None else 0
 
 
 def delete_stale_chunks(sink: Sink, doc_id: str, first: int) -> int:
@@ -550,7 +555,16 @@ class _LocalSeals:
         self._current: SourceFile | None = None
 
     def look_up(self, batch: Sequence[SourceFile]) -> list[tuple[SourceFile, FileSeal | None, str | None]]:
-        return look_up(batch, self.fields, self.settings, self.fetch)
+        try:
+            return look_up(batch, self.fields, self.settings, self.fetch)
+        except Exception as exc:  # an optimisation: the store's own checks come next
+            # The collection is read before it is checked (ensure_collection runs after this
+            # pass): one the sink will refuse (another schema, another dimension) or a store
+            # that fails now is not a reason to fail here. No file is skipped; the load
+            # pass's checks give the real error.
+            logger.debug("file seals not looked up: %s", redact(str(exc)))
+            self.fetch = None
+            return look_up(batch, self.fields, self.settings, None)
 
     def unchanged(self, source: SourceFile, seal: FileSeal, stored: str | None, ids: DuplicateIds) -> bool:
         """Whether ``source`` is sealed as it is: count it as unchanged and register its
@@ -950,14 +964,15 @@ class _Run:
             return 0
 
     def write(self, records: list[Record]) -> int:
-        """Upsert the plain records, then the marked and sealed ones (a chunk 0 that ends its
-        document, a probe chunk that ends its object), in order: a mark or a seal is
-        acknowledged only after all of its document's or object's other chunks."""
-        plain = [record for record in records if not _is_marked(record)]
-        marked = [record for record in records if _is_marked(record)]
-        return upsert_in_batches(self.sink, plain, self.max_records) + upsert_in_batches(
-            self.sink, marked, self.max_records
-        )
+        """Upsert the plain records, then the marked ones (a chunk 0 that ends its document),
+        then the sealed ones (a probe chunk that ends its file or object), each kind in requests
+        of its own: a mark or a seal is acknowledged only after every other row of its document
+        or file is (a store whose upsert is two steps, Milvus with its own keys, has finished
+        both for them)."""
+        kinds: tuple[list[Record], list[Record], list[Record]] = ([], [], [])
+        for record in records:
+            kinds[_kind(record)].append(record)
+        return sum(upsert_in_batches(self.sink, kind, self.max_records) for kind in kinds)
 
     # -- embedding (main thread) ---------------------------------------------------------
     def embed(self, group: _Group, stored: Mapping[str, str]) -> list[Record]:

@@ -282,7 +282,8 @@ def _prune_and_refuse(
     assert (again["embedded"], again["skipped_unchanged"]) == (0, N_RECORDS)
     fewer = _write_corpus(tmp_path / "fewer", N_RECORDS - 5)
     pruned = _ingest(model, uri, collection, fewer, "--prune")
-    assert (pruned["embedded"], pruned["pruned"]) == (0, 5)
+    # embedded: the file's probe chunk only, written again with the new file's seal
+    assert (pruned["embedded"], pruned["pruned"]) == (1, 5)
     assert _count(uri, collection) == N_RECORDS - 5 + len(APP_TEXTS)  # the app's rows are kept
 
     code, _, err = _e5(
@@ -516,20 +517,33 @@ def test_a_crash_inside_an_auto_id_upsert_ends_exact_after_a_rerun(
     assert e5_ingest(model, store, collection, source)["embedded"] == 12
     changed = _rewrite(source, _changed)
 
-    def killed(self: Any, *args: Any, **kwargs: Any) -> None:
-        raise _Killed  # the upsert's delete of the old rows never happens
+    inserted = []
+    insert, delete = MilvusClient.insert, MilvusClient.delete
+
+    def inserting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        inserted.append(True)
+        return insert(self, *args, **kwargs)
+
+    def killed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if inserted:
+            raise _Killed  # the upsert's delete of the old rows never happens
+        return delete(self, *args, **kwargs)  # deletes before any write (a stale file seal) go through
 
     with monkeypatch.context() as patch:
+        patch.setattr(MilvusClient, "insert", inserting)
         patch.setattr(MilvusClient, "delete", killed)
         with pytest.raises(_Killed):
             e5_ingest(model, store, collection, changed)
     rows = _rows(uri, collection)
     texts = sorted(r["text"] for r in rows if r.get("e5_chunk_id") == "rec-5#0")
     assert texts == sorted([record_text(5), "Record 5 now says something else about stores entirely."])
-    assert len(rows) == 12 + 1 + len(APP_TEXTS)
+    # rec-5#0 twice; rec-0#0, the file's probe chunk, was deleted with its stale seal before
+    # the file's rows changed, and the run died before writing it again
+    assert len(rows) == 12 + 1 - 1 + len(APP_TEXTS)
 
     rerun = e5_ingest(model, store, collection, changed)
-    assert (rerun["embedded"], rerun["skipped_unchanged"]) == (1, 11)  # only the doubled chunk
+    # the doubled chunk, and the probe chunk the killed run had deleted
+    assert (rerun["embedded"], rerun["skipped_unchanged"]) == (2, 10)
     rows = _rows(uri, collection)
     assert len(rows) == 12 + len(APP_TEXTS) and set(_chunks_per_id(rows).values()) == {1}
     assert [r["text"] for r in rows if r.get("e5_chunk_id") == "rec-5#0"] == [
