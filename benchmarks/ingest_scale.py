@@ -315,6 +315,8 @@ def sink_write(store: str, uri: str, rows: tuple[Any, ...]) -> float:
         Record(i, t, {**m, SOURCE_KEY: "records.jsonl", CONTENT_HASH_KEY: f"{n:064x}"}, v)
         for n, (i, t, m, v) in enumerate(zip(ids, texts, metadata, vectors, strict=True))
     ]
+    if store == "qdrant" and "://" not in uri:  # local mode locks its folder: a folder of its own
+        uri = uri + "-sinkw"
     sink = open_sink(store, uri, f"sinkw_{uuid.uuid4().hex[:8]}")
     try:
         sink.ensure_collection(dim)
