@@ -30,7 +30,7 @@ from e5_integrations.ingest._chunking import chunk_id
 from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._readers import is_whole_file, reader_for
 from e5_integrations.ingest._readers._base import Fields, RecordError
-from e5_integrations.ingest._sources import Document, SourceFile, read_source_file
+from e5_integrations.ingest._sources import Document, SourceFile, read_source_file, record_document_id
 
 __all__ = ["FileSeal", "file_seal", "first_document_id", "record_ids", "stored_seal"]
 
@@ -116,8 +116,8 @@ class NotSealed(Exception):
 
 
 def record_ids(source: SourceFile, fields: Fields) -> Iterator[str]:
-    """The document ids of a sealed file, by the rules of ``_record_to_document``, without
-    building documents or validating them again; raises :class:`NotSealed` on anything the
+    """The document ids of a sealed file (:func:`record_document_id`), without building
+    documents or validating them again; raises :class:`NotSealed` on anything the
     sealing run could not have accepted."""
     if is_whole_file(source):
         yield source.file_id
@@ -125,20 +125,16 @@ def record_ids(source: SourceFile, fields: Fields) -> Iterator[str]:
     reader = reader_for(source)
     if reader is None:
         raise NotSealed(source.location)
-    name = fields.id_name
-    for position, item in reader(source, fields):
-        if isinstance(item, dict) or (not isinstance(item, Document) and isinstance(item, Mapping)):
-            raw = item.get(name)
-            if raw is None or raw == "":
-                yield f"{source.file_id}:{position}"
-            elif isinstance(raw, (str, int)) and not isinstance(raw, bool):
-                yield str(raw)
-            else:
+    try:
+        for position, item in reader(source, fields):
+            if isinstance(item, dict) or (not isinstance(item, Document) and isinstance(item, Mapping)):
+                yield record_document_id(item, fields, source, position)  # dict first: the hot path
+            elif isinstance(item, Document):
+                yield item.id
+            elif isinstance(item, RecordError):
                 raise NotSealed(source.location)
-        elif isinstance(item, Document):
-            yield item.id
-        elif isinstance(item, RecordError):
-            raise NotSealed(source.location)
+    except RecordError as exc:
+        raise NotSealed(source.location) from exc
 
 
 def look_up(

@@ -562,7 +562,9 @@ class _LocalSeals:
             # pass): one the sink will refuse (another schema, another dimension) or a store
             # that fails now is not a reason to fail here. No file is skipped; the load
             # pass's checks give the real error.
-            logger.debug("file seals not looked up: %s", redact(str(exc)))
+            self.report.warnings.append(
+                f"file seals could not be looked up ({redact(str(exc))}); every file is read this run"
+            )
             self.fetch = None
             return look_up(batch, self.fields, self.settings, None)
 

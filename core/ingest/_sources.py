@@ -280,6 +280,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def record_document_id(record: Mapping[str, Any], fields: Fields, source: SourceFile, position: int) -> str:
+    """The document id of one JSONL/CSV/parquet record: its id field, else ``file id:position``.
+
+    Raises:
+        RecordError: the id field was given and is empty, or holds neither a string nor an int.
+    """
+    raw_id = record.get(fields.id_name)
+    if raw_id is None or raw_id == "":
+        if fields.id is not None:
+            raise RecordError(f"no value for the id field {fields.id!r} (given with {option('id_field')})")
+        return f"{source.file_id}:{position}"
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        raise RecordError(
+            f"id field {fields.id_name!r} is {type(raw_id).__name__}, expected a string or integer"
+        )
+    return str(raw_id)
+
+
 def _record_to_document(
     record: Mapping[str, Any], fields: Fields, source: SourceFile, position: int
 ) -> Document:
@@ -295,17 +313,7 @@ def _record_to_document(
         text = ""
     if not isinstance(text, str):
         raise RecordError(f"field {fields.text!r} is {type(text).__name__}, expected a string")
-    raw_id = record.get(fields.id_name)
-    if raw_id is None or raw_id == "":
-        if fields.id is not None:
-            raise RecordError(f"no value for the id field {fields.id!r} (given with {option('id_field')})")
-        doc_id = f"{source.file_id}:{position}"
-    elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-        raise RecordError(
-            f"id field {fields.id_name!r} is {type(raw_id).__name__}, expected a string or integer"
-        )
-    else:
-        doc_id = str(raw_id)
+    doc_id = record_document_id(record, fields, source, position)
     metadata = {
         str(key): _jsonable(value)
         for key, value in record.items()

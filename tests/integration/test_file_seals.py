@@ -9,19 +9,19 @@ Target: embedded Chroma, with the tiny model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e5_integrations import SourceError
-from e5_integrations.ingest import Record, Sink, _sources, open_sink
+from e5_integrations.ingest import Sink, _sources, open_sink
 from e5_integrations.ingest._chunking import chunk_id
 from e5_integrations.ingest._file_seals import stored_seal
 from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._pipeline import ingest
-from tests.integration.test_fingerprint_skip import _DiesBeforeMarks
+from tests.integration.test_fingerprint_skip import _DiesBeforeSeals
 
 pytestmark = pytest.mark.integration
 
@@ -150,18 +150,6 @@ def test_prune_and_duplicate_ids_see_the_ids_of_sealed_files(
     assert skipped.skipped_invalid == 1 and skipped.embedded == 0
     assert _stored(sink) == after
     assert first.documents == sum(files.values())
-
-
-class _DiesBeforeSeals(_DiesBeforeMarks):
-    """A real sink that raises on the first upsert carrying a mark or a seal."""
-
-    def upsert(self, records: Sequence[Record]) -> None:
-        if any(not parse_stored_hash(str(r.metadata.get("e5_content_hash"))).plain for r in records):
-            raise RuntimeError("killed before the marks")
-        self.inner.upsert(records)
-
-    def dimension(self) -> int | None:
-        return self.inner.dimension()
 
 
 def test_a_run_that_dies_inside_a_changed_file_leaves_no_seal_to_trust(

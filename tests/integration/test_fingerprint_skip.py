@@ -284,6 +284,18 @@ class _DiesBeforeMarks(Sink):
         return self.inner.layout
 
 
+class _DiesBeforeSeals(_DiesBeforeMarks):
+    """A real sink that raises on the first upsert carrying a mark or a file's or object's seal."""
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        if any(not parse_stored_hash(str(r.metadata.get("e5_content_hash"))).plain for r in records):
+            raise RuntimeError("killed before the marks")
+        self.inner.upsert(records)
+
+    def dimension(self) -> int | None:
+        return self.inner.dimension()
+
+
 def test_a_run_that_dies_between_a_documents_chunks_leaves_no_stale_mark_to_trust(
     sink: Sink, encoder: Any, records: list[dict[str, Any]], tmp_path: Path
 ) -> None:

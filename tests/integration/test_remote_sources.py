@@ -16,19 +16,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e5_integrations import SourceError
-from e5_integrations.ingest import Record, Sink, open_sink
+from e5_integrations.ingest import Sink, open_sink
 from e5_integrations.ingest._chunking import chunk_id
 from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._pipeline import ingest
 from tests.integration._s3_server import S3Server, dummy_credentials, s3_server
-from tests.integration.test_fingerprint_skip import _DiesBeforeMarks
+from tests.integration.test_fingerprint_skip import _DiesBeforeSeals
 
 pytestmark = pytest.mark.integration
 
@@ -211,15 +211,6 @@ def test_modified_and_deleted_objects_stale_chunks_and_prune(
     report = _run(sink, encoder, s3, bucket, prune=True)
     assert report.embedded == 0 and report.pruned == 0 and report.objects_unchanged == 5
     assert _gets(s3) == {"docs/sub/ids.jsonl"}
-
-
-class _DiesBeforeSeals(_DiesBeforeMarks):
-    """A real sink that raises on the first upsert carrying a mark or an object seal."""
-
-    def upsert(self, records: Sequence[Record]) -> None:
-        if any(not parse_stored_hash(str(r.metadata.get("e5_content_hash"))).plain for r in records):
-            raise RuntimeError("killed before the marks")
-        self.inner.upsert(records)
 
 
 def test_a_run_that_dies_inside_a_changed_object_leaves_no_stale_seal_to_trust(
