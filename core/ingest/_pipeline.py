@@ -1232,6 +1232,7 @@ def ingest(
         "text_field": text_field,
         "id_field": id_field,
     }
+    sink.begin_bulk_load()  # finalize() runs after the last upsert: deferred indexes
     sink.ensure_collection(encoder.dimension)
     run = _Run(sink, encoder, chunker, group_tokens, report, on_error)
     run.marks_possible = sink.count() > 0

@@ -139,6 +139,16 @@ class Sink(abc.ABC):
         """
         return _lone_surrogate(document) or get_layout(layout, cls.layouts, cls.name).check_document(document)
 
+    def begin_bulk_load(self) -> None:
+        """Called once, before ``ensure_collection``, by a run that calls :meth:`finalize`
+        after its last upsert (``e5 ingest``, :func:`ingest`, :func:`ingest_ray`): a sink may
+        then leave to ``finalize`` the indexes that are cheaper to build once than to grow row
+        by row (PGVector's HNSW index on a table this run creates).
+
+        Code that writes through a sink without ever calling ``finalize`` must not call it
+        either, so its collections are indexed from the start. The default does nothing.
+        """
+
     @abc.abstractmethod
     def ensure_collection(self, dim: int) -> None:
         """Create the collection (cosine metric) or check that the existing one matches.

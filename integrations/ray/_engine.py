@@ -402,6 +402,7 @@ def ingest_ray(
         options["layout"] = report.layout = sink.layout.name
         sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items())))
         report.documents = total
+        sink.begin_bulk_load()  # finalize() runs after the last upsert: deferred indexes
         sink.ensure_collection(dim)
         max_records = max(1, int(sink.max_batch_records(dim)))
         if write_batch_records is not None:

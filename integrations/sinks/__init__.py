@@ -16,6 +16,11 @@ The interface and its rules:
     ``Sink`` (the abstract base class), ``e5_document_id`` (the ownership rule: a row is
     e5's only with a ``document_id`` and e5's content hash; ``Sink.scan`` reports it) and
     ``metadata_strings`` (every key and string of a metadata value, for a store's checks).
+    A run (``e5 ingest``, ``ingest_ray``) calls ``begin_bulk_load``, ``ensure_collection``,
+    then ``fetch_hashes`` / ``upsert`` / ``delete`` per batch, and ``finalize`` once at the
+    end: an index that is cheaper to build once than to grow row by row may wait for
+    ``finalize`` (code that never calls ``finalize`` calls neither, and its collections are
+    indexed at once).
 
 Layouts (whose schema a collection follows; each is one registered record):
     ``Layout`` (name, family, description, reserved keys, metadata and hit codecs),

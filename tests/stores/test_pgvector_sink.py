@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from e5_integrations import ConfigurationError, SchemaMismatchError, StoreUnavailableError
+from e5_integrations.ingest import CONTENT_HASH_KEY, Record
 from tests.stores._common import DIM, SinkFactory, records
 
 if TYPE_CHECKING:
@@ -168,6 +169,69 @@ def test_high_dim_search_uses_bit_index_with_good_recall(pg_sink: SinkFactory[PG
     recall = bench.recall_at_k(sink, docs, queries, k=10)
     print(f"pgvector recall@10 (bit HNSW + re-rank, 3000 x 4096): {recall:.3f}")
     assert recall >= 0.95
+
+
+def _index_of(sink: PGVectorSink) -> str | None:
+    row = (
+        sink._connection()
+        .execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (sink._own_index_name(),))
+        .fetchone()
+    )
+    return None if row is None else str(row[0])
+
+
+def test_a_bulk_load_builds_the_hnsw_index_at_finalize(
+    pg_sink: SinkFactory[PGVectorSink], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Up to 2000 dims: a writer that never calls finalize gets its index with the table; a run that does (begin_bulk_load) gets it built once after the load, and a
+    run that stopped before finalize has it built by the next run's finalize."""
+    plain = pg_sink()
+    plain.ensure_collection(DIM)
+    assert "hnsw (embedding vector_cosine_ops)" in (_index_of(plain) or "")
+
+    run = pg_sink()
+    run.begin_bulk_load()
+    run.ensure_collection(DIM)
+    assert _index_of(run) is None
+    rs = records(60)
+    run.upsert(rs)
+    [hit] = run.search(rs[5].embedding, 1)  # no index yet: an exact scan
+    assert hit.id == rs[5].id
+    with caplog.at_level(logging.WARNING, logger="e5_integrations"):
+        run.close()  # stopped before finalize: said, not silent
+    assert f"{run.collection!r}" in caplog.text and "has no HNSW index yet" in caplog.text
+
+    with type(run)(run._dsn, run.collection) as again:
+        again.begin_bulk_load()
+        again.ensure_collection(DIM)  # the table exists: nothing is created
+        assert _index_of(again) is None
+        again.upsert(records(70)[60:])
+        again.finalize()
+        assert "hnsw (embedding vector_cosine_ops)" in (_index_of(again) or "")
+        assert again.count() == 70
+        again.drop()
+        again.ensure_collection(DIM)  # after finalize and drop: a plain writer's table, indexed at once
+        assert "hnsw (embedding vector_cosine_ops)" in (_index_of(again) or "")
+        again.drop()
+
+
+def test_a_batch_meeting_stored_rows_leaves_no_copy_behind(pg_sink: SinkFactory[PGVectorSink]) -> None:
+    """The first batches are COPYed straight into the table; one holding a stored id undoes
+    its COPY (nothing of it stays: no duplicate, no half batch) and is merged, and so is
+    every later batch of this sink."""
+    sink = pg_sink()
+    sink.begin_bulk_load()
+    sink.ensure_collection(DIM)
+    rs = records(30)
+    sink.upsert(rs[:10])
+    assert sink._copy_direct
+    again = [Record(r.id, "again", {CONTENT_HASH_KEY: "again"}, r.embedding) for r in rs[5:20]]
+    sink.upsert(again)
+    assert not sink._copy_direct
+    sink.upsert(rs[20:])
+    stored = sink._connection().execute(f'SELECT id, text FROM "{sink.collection}"').fetchall()
+    assert len(stored) == 30 == len({i for i, _ in stored})
+    assert dict(stored) == {r.id: ("again" if 5 <= n < 20 else r.text) for n, r in enumerate(rs)}
 
 
 # -- layouts (issue 12): the framework tables as their classes make them ------------------------

@@ -125,6 +125,32 @@ def test_upsert_twice_is_idempotent(any_sink: Target) -> None:
     assert (hit.id, hit.text, dict(hit.metadata)) == (rs[7].id, "new text", {CONTENT_HASH_KEY: "h-new"})
 
 
+def test_a_bulk_load_is_exact_when_batches_meet_stored_rows(any_sink: Target) -> None:
+    """What a run does (begin_bulk_load, ensure_collection, upserts, finalize), with batches
+    of new rows, then one that mixes stored and new rows (a re-run, a retried write), then new
+    rows again: every row once, the latest copy of each, and searches find them after
+    finalize (pgvector COPYs new rows straight into its table and builds its index here)."""
+    sink = any_sink()
+    sink.begin_bulk_load()
+    sink.ensure_collection(DIM)
+    rs = records(120)
+    sink.upsert(rs[:40])
+    sink.upsert(rs[40:60])
+    mixed = [
+        Record(r.id, f"again {i}", {**r.metadata, CONTENT_HASH_KEY: f"again{i}"}, r.embedding)
+        for i, r in enumerate(rs[30:80])
+    ]
+    sink.upsert(mixed)
+    sink.upsert(rs[80:])
+    assert sink.count() == 120
+    expected = {**_hashes(rs), **{r.id: r.metadata[CONTENT_HASH_KEY] for r in mixed}}
+    assert sink.fetch_hashes([r.id for r in rs]) == expected
+    sink.finalize()
+    for r in (rs[0], mixed[0], mixed[-1], rs[-1]):
+        [hit] = sink.search(r.embedding, 1)
+        assert (hit.id, hit.text) == (r.id, r.text)
+
+
 def test_fetch_hashes_returns_only_stored_ids(any_sink: Target) -> None:
     sink = any_sink()
     assert sink.fetch_hashes(["nothing"]) == {}  # no collection yet
