@@ -56,16 +56,13 @@ class Server:
         raise NotImplementedError
 
 
-class ChromaServer(Server):
-    store = "chroma"
+class _ServerProcess(Server):
+    """A server run as a child process in its own process group, on a free local port."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.port = root, free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = _start_chroma(self.root, self.port)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -77,14 +74,19 @@ class ChromaServer(Server):
             stop_process(self.proc)
 
 
-class MilvusServer(Server):
+class ChromaServer(_ServerProcess):
+    store = "chroma"
+
+    def start(self) -> None:
+        self.proc = _start_chroma(self.root, self.port)
+
+
+class MilvusServer(_ServerProcess):
     store = "milvus"
 
     def __init__(self, root: Path) -> None:
+        super().__init__(root)
         self.python = milvus_lite_python()
-        self.root, self.port = root, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.root / "milvus.log"
@@ -104,15 +106,6 @@ class MilvusServer(Server):
                 start_new_session=True,
             )
         _wait_for_port(self.port, self.proc, log)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def close(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
 
 
 _PG_START = (
