@@ -17,6 +17,12 @@ corpus of ``--rows`` one-chunk records:
 - ``peak_rss_mb`` per phase: the benchmark process's resident memory (sampled every 20 ms;
   for the embedded stores it includes the store itself; the servers run in their own process).
 
+``--engine ray`` runs the ingest phases with ``ingest_ray`` on a local Ray cluster (the server
+stores only): each embedding actor gets the same hash backend through ``backend_factory=``,
+and ``peak_rss_mb`` is then the Ray driver's (this process). The vectors then have the
+model's own dimension whatever ``--dim`` says (the driver sizes the collection from the model's
+config).
+
 Run it with another checkout's Python to measure that code on the same corpus, e.g. BEFORE
 with ``/work/main/.venv/bin/python benchmarks/ingest_scale.py ...`` (this file puts its own
 repository's root on ``sys.path`` for the test servers only; ``e5_integrations`` comes from
@@ -26,6 +32,7 @@ Usage::
 
     python benchmarks/ingest_scale.py --model .cache/e5-tiny --rows 10000 --dim 128 \\
         --stores chroma,chroma-server,pgvector,milvus-server,qdrant --out results.json
+    python benchmarks/ingest_scale.py --engine ray --stores pgvector,milvus-server ...
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STORES = ("chroma", "chroma-server", "pgvector", "milvus-server", "qdrant")
+#: The stores the Ray engine can write (servers: many workers write at once).
+RAY_STORES = ("chroma-server", "pgvector", "milvus-server")
 _WORDS = [
     "vector",
     "store",
@@ -108,6 +117,11 @@ class HashBackend:
         for row, ids in enumerate(batch):
             np.add.at(counts[row], np.asarray(list(ids), dtype=np.int64) % 1024, 1.0)
         return self._torch.from_numpy(counts @ self._table + 1e-3)
+
+
+def hash_backends(dim: int) -> list[HashBackend]:
+    """The Ray engine's ``backend_factory``: each embedding actor calls it for its backends."""
+    return [HashBackend(dim)]
 
 
 def _text(i: int, salt: str = "") -> str:
@@ -188,7 +202,19 @@ def _bulk_rows(encoder: Any, corpus: Path) -> tuple[list[str], list[str], list[d
     records = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
     ids = [f"{r['id']}#0" for r in records]
     texts = [r["text"] for r in records]
-    metadata = [{"team": r["team"], "document_id": r["id"], "chunk_index": 0} for r in records]
+    from e5_integrations.ingest._sink import CONTENT_HASH_KEY, SOURCE_KEY
+
+    # The metadata e5 writes, its bookkeeping included, so that both paths write the same bytes.
+    metadata = [
+        {
+            "team": r["team"],
+            "document_id": r["id"],
+            "chunk_index": 0,
+            SOURCE_KEY: "records.jsonl",
+            CONTENT_HASH_KEY: f"{n:064x}",
+        }
+        for n, r in enumerate(records)
+    ]
     vectors = np.asarray(encoder.encode_documents(texts), dtype=np.float32)
     return ids, texts, metadata, vectors
 
@@ -301,28 +327,30 @@ def bulk_write(store: str, uri: str, rows: tuple[Any, ...]) -> float:
 INDEXED_BULK: list[bool] = []
 
 
-def sink_write(store: str, uri: str, rows: tuple[Any, ...]) -> float:
-    """Seconds the sink's own write path (``upsert_in_batches`` at ``max_batch_records``, what
-    ``e5 ingest`` calls) takes to write ``rows`` into a fresh collection: the same rows as the
-    bulk path, without the pipeline's reading, chunking and embedding."""
+def sink_write(store: str, uri: str, rows: tuple[Any, ...]) -> tuple[float, float]:
+    """Seconds the sink's own write path (``begin_bulk_load``, ``ensure_collection``,
+    ``upsert_in_batches`` at ``max_batch_records``, then ``finalize``: what ``e5 ingest``
+    calls) takes to write ``rows`` into a fresh collection: the same rows as the bulk path,
+    without the pipeline's reading, chunking and embedding. Returns (the upserts, the upserts
+    and ``finalize``)."""
     from e5_integrations.ingest import open_sink
     from e5_integrations.ingest._pipeline import upsert_in_batches
-    from e5_integrations.ingest._sink import CONTENT_HASH_KEY, SOURCE_KEY, Record
+    from e5_integrations.ingest._sink import Record
 
     ids, texts, metadata, vectors = rows
     dim = vectors.shape[1]
-    records = [
-        Record(i, t, {**m, SOURCE_KEY: "records.jsonl", CONTENT_HASH_KEY: f"{n:064x}"}, v)
-        for n, (i, t, m, v) in enumerate(zip(ids, texts, metadata, vectors, strict=True))
-    ]
+    records = [Record(*row) for row in zip(ids, texts, metadata, vectors, strict=True)]
     if store == "qdrant" and "://" not in uri:  # local mode locks its folder: a folder of its own
         uri = uri + "-sinkw"
     sink = open_sink(store, uri, f"sinkw_{uuid.uuid4().hex[:8]}")
     try:
+        sink.begin_bulk_load()
         sink.ensure_collection(dim)
         started = time.perf_counter()
         upsert_in_batches(sink, records, max(1, int(sink.max_batch_records(dim))))
-        return time.perf_counter() - started
+        written = time.perf_counter() - started
+        sink.finalize()
+        return written, time.perf_counter() - started
     finally:
         with contextlib.suppress(Exception):
             sink.drop()
@@ -330,13 +358,41 @@ def sink_write(store: str, uri: str, rows: tuple[Any, ...]) -> float:
 
 
 # -- one store ---------------------------------------------------------------------------------------
-def run_store(store: str, model: str, rows: int, dim: int, bulk: bool) -> dict[str, Any]:
-    """Every phase on one store; returns the figures."""
+def _start_ray() -> None:
+    """A local Ray cluster on this machine's cores whose workers import this repository (the
+    embedding actors unpickle ``benchmarks.ingest_scale.hash_backends``)."""
+    import ray
+
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+
+
+def run_store(
+    store: str, model: str, rows: int, dim: int, bulk: bool, engine: str = "local"
+) -> dict[str, Any]:
+    """Every phase on one store, with ``engine`` ("local": ``ingest``; "ray": ``ingest_ray``
+    on a local Ray cluster, the benchmark process being its driver); returns the figures."""
+    import functools
+
     from e5_integrations import E5Encoder
     from e5_integrations.ingest import ingest, open_sink
 
+    if engine == "ray" and store not in RAY_STORES:
+        raise SystemExit(f"the ray engine writes to servers only: {', '.join(RAY_STORES)}, not {store!r}")
+    if engine == "ray":  # ingest_ray's driver sizes the collection from the model's config
+        from e5_integrations._encoder import model_dimension
+
+        dim = model_dimension(model)
     encoder = E5Encoder(model, backends=[HashBackend(dim)], show_progress=False)
-    result: dict[str, Any] = {"store": store, "rows": rows, "dim": dim}
+    result: dict[str, Any] = {"store": store, "engine": engine, "rows": rows, "dim": dim}
+    if engine == "ray":
+        import benchmarks.ingest_scale as by_name  # pickled by name: the workers import it
+        from e5_integrations.ray import ingest_ray
+
+        _start_ray()
+        factory = functools.partial(by_name.hash_backends, dim)
     with (
         tempfile.TemporaryDirectory(prefix="e5-scale-") as tmp,
         store_target(store, Path(tmp)) as (name, uri),
@@ -344,11 +400,25 @@ def run_store(store: str, model: str, rows: int, dim: int, bulk: bool) -> dict[s
         root = Path(tmp) / "corpus"
         root.mkdir()
         corpus = root / "records.jsonl"
-        sink = open_sink(name, uri, f"scale_{uuid.uuid4().hex[:8]}")
+        collection = f"scale_{uuid.uuid4().hex[:8]}"
+        sink = open_sink(name, uri, collection)
 
         def phase(label: str, **options: Any) -> None:
             with PeakRss() as rss:
-                report = ingest([root], sink, encoder, id_root=root, **options)
+                if engine == "ray":
+                    report = ingest_ray(
+                        [root],
+                        store=name,
+                        uri=uri,
+                        collection=collection,
+                        model=model,
+                        backend_factory=factory,
+                        id_root=root,
+                        progress=False,
+                        **options,
+                    )
+                else:
+                    report = ingest([root], sink, encoder, id_root=root, **options)
             seconds = report.seconds
             result[label] = {
                 "seconds": round(seconds, 2),
@@ -360,7 +430,7 @@ def run_store(store: str, model: str, rows: int, dim: int, bulk: bool) -> dict[s
                 "pruned": report.pruned,
                 "peak_rss_mb": rss.mb,
             }
-            print(f"{store} {label}: {result[label]}", file=sys.stderr, flush=True)
+            print(f"{store} ({engine}) {label}: {result[label]}", file=sys.stderr, flush=True)
 
         try:
             write_corpus(corpus, rows)
@@ -374,28 +444,27 @@ def run_store(store: str, model: str, rows: int, dim: int, bulk: bool) -> dict[s
             if bulk:
                 write_corpus(corpus, rows)
                 data = _bulk_rows(encoder, corpus)
-                seconds = bulk_write(name, uri, data)
+                seconds = bulk = bulk_write(name, uri, data)
                 result["bulk"] = {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
                 print(f"{store} bulk: {result['bulk']}", file=sys.stderr, flush=True)
-                if name == "pgvector":  # e5's table has its HNSW index (<= 2000 dims) from the start
+                if name == "pgvector":  # e5's searchable table: COPY, then its HNSW index (<= 2000 dims)
                     INDEXED_BULK.append(True)
-                    seconds = bulk_write(name, uri, data)
+                    seconds = bulk_indexed = bulk_write(name, uri, data)
                     INDEXED_BULK.clear()
                     result["bulk_indexed"] = {
                         "seconds": round(seconds, 2),
                         "rows_per_s": round(rows / seconds),
                     }
                     print(f"{store} bulk_indexed: {result['bulk_indexed']}", file=sys.stderr, flush=True)
-                seconds = sink_write(name, uri, data)
+                seconds, finalized = sink_write(name, uri, data)
                 result["sink_write"] = {
                     "seconds": round(seconds, 2),
                     "rows_per_s": round(rows / seconds),
-                    "of_bulk": round(result["bulk"]["seconds"] / seconds, 2),
+                    "of_bulk": round(bulk / seconds, 2),  # unrounded seconds: small runs too
                 }
-                if "bulk_indexed" in result:
-                    result["sink_write"]["of_bulk_indexed"] = round(
-                        result["bulk_indexed"]["seconds"] / seconds, 2
-                    )
+                if "bulk_indexed" in result:  # e5's table: its index built by finalize
+                    result["sink_write"]["with_finalize_seconds"] = round(finalized, 2)
+                    result["sink_write"]["of_bulk_indexed"] = round(bulk_indexed / finalized, 2)
                 print(f"{store} sink_write: {result['sink_write']}", file=sys.stderr, flush=True)
         finally:
             with contextlib.suppress(Exception):
@@ -411,6 +480,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--no-bulk", action="store_true", help="skip the stores' own bulk paths")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help=f"ingest (local) or ingest_ray on a local Ray cluster (stores: {', '.join(RAY_STORES)})",
+    )
     parser.add_argument("--label", default="", help="recorded with the figures (e.g. before/after)")
     parser.add_argument("--out", type=Path, help="append the figures here as JSON lines")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -418,14 +493,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stores = [s for s in args.stores.split(",") if s]
     if args.one:  # a child: one store, figures as one JSON line on stdout
-        print(json.dumps(run_store(stores[0], args.model, args.rows, args.dim, not args.no_bulk)))
+        print(
+            json.dumps(run_store(stores[0], args.model, args.rows, args.dim, not args.no_bulk, args.engine))
+        )
         return
+    failed = []
     for store in stores:
         command = [sys.executable, __file__, "--one", "--model", args.model, "--rows", str(args.rows)]
-        command += ["--dim", str(args.dim), "--stores", store] + (["--no-bulk"] if args.no_bulk else [])
+        command += ["--dim", str(args.dim), "--stores", store, "--engine", args.engine]
+        command += ["--no-bulk"] if args.no_bulk else []
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
         if done.returncode != 0:
             print(f"{store}: failed with exit code {done.returncode}", file=sys.stderr)
+            failed.append(store)
             continue
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         figures["label"] = args.label
@@ -433,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.out is not None:
             with args.out.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(figures) + "\n")
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (the other stores' figures are above)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -143,3 +144,46 @@ def test_pgvector_framework_query_script_smoke(tmp_path: Path, pg_dsn: str) -> N
         assert "Seq Scan" in " ".join(paths[framework]["plan"])
     assert "| path | rows | dims | p50 ms | p95 ms | recall@k vs exact | plan |" in result.stdout
     assert "| e5 | 300 | 4096 |" in result.stdout and "linear extrapolation" in result.stdout
+
+
+def _ingest_scale(tmp_path: Path, tiny_model_dir: Path, *options: str) -> dict[str, Any]:
+    out = tmp_path / "scale.jsonl"
+    rows = ["--rows", "300", "--dim", "16", "--stores", "pgvector", "--out", str(out)]
+    command = [sys.executable, str(REPO / "benchmarks" / "ingest_scale.py"), "--model", str(tiny_model_dir)]
+    result = subprocess.run([*command, *rows, *options], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [figures] = [json.loads(line) for line in out.read_text().splitlines()]
+    return cast("dict[str, Any]", figures)
+
+
+def _assert_nightly_counts(figures: dict[str, Any]) -> None:
+    """300 one-chunk records; every 100th edited (3), then every 100th removed (3)."""
+    assert (figures["first"]["embedded"], figures["first"]["written"]) == (300, 300)
+    assert (figures["rerun"]["embedded"], figures["rerun"]["skipped_unchanged"]) == (0, 300)
+    assert (
+        figures["rerun_1pct"]["skipped_unchanged"] >= 296
+    )  # an edited file's probe chunk may be written again
+    assert 3 <= figures["rerun_1pct"]["embedded"] <= 4
+    assert (figures["prune_1pct"]["pruned"], figures["count_after"]) == (3, 297)
+    for phase in ("first", "rerun", "rerun_1pct", "prune_1pct"):
+        assert figures[phase]["rows_per_s"] > 0 and figures[phase]["peak_rss_mb"] > 0
+
+
+@pytest.mark.integration
+def test_ingest_scale_script_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The nightly-job benchmark, local engine, with the store's bulk paths beside it."""
+    figures = _ingest_scale(tmp_path, tiny_model_dir)
+    assert figures["engine"] == "local"
+    _assert_nightly_counts(figures)
+    assert figures["bulk"]["rows_per_s"] > 0 and figures["bulk_indexed"]["rows_per_s"] > 0
+    write = figures["sink_write"]
+    assert write["rows_per_s"] > 0 and write["of_bulk"] > 0 and write["of_bulk_indexed"] > 0
+
+
+@pytest.mark.integration
+def test_ingest_scale_script_smoke_on_ray(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The same phases through ingest_ray, the hash backend reaching the actors by name."""
+    pytest.importorskip("ray")
+    figures = _ingest_scale(tmp_path, tiny_model_dir, "--engine", "ray", "--no-bulk")
+    assert figures["engine"] == "ray"
+    _assert_nightly_counts(figures)
