@@ -75,6 +75,7 @@ __all__ = [
     "register_layout",
     "resolve_layout",
     "uuid_id",
+    "with_content_hash",
 ]
 
 DEFAULT_LAYOUT = "e5"
@@ -121,6 +122,25 @@ def node_metadata(layout: Layout, record: Record, remove_text: bool) -> dict[str
     blanks the text inside ``_node_content``."""
     metadata = flat_metadata(layout, record, remove_text)
     return _llama_index_metadata(layout.row_id(record.id), record.text, metadata, remove_text)
+
+
+def with_content_hash(metadata: Mapping[str, Any], value: str) -> dict[str, Any]:
+    """A stored row's layout metadata (what :meth:`Layout.metadata` wrote) with its
+    ``e5_content_hash`` set to ``value``, in ``_node_content`` too where LlamaIndex keeps a
+    copy of the node's metadata there: the same bytes the layout writes for a record whose
+    hash is ``value`` (``Sink.set_content_hashes`` writes it back)."""
+    updated = {**metadata, CONTENT_HASH_KEY: value}
+    node_content = metadata.get("_node_content")
+    if isinstance(node_content, str):
+        try:
+            node = json.loads(node_content)
+        except ValueError:
+            return updated  # not LlamaIndex's: left as it is
+        inner = node.get("metadata") if isinstance(node, dict) else None
+        if isinstance(inner, dict) and CONTENT_HASH_KEY in inner:
+            inner[CONTENT_HASH_KEY] = value  # json keeps the key order: as node_to_metadata_dict dumps it
+            updated["_node_content"] = json.dumps(node, ensure_ascii=False)
+    return updated
 
 
 def plain_row(text: str | None, metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
@@ -174,6 +174,24 @@ class Sink(abc.ABC):
         """Insert or replace records by id; returns only when the store acknowledged them
         and a following read sees them. Idempotent. ``len(records)`` never exceeds
         ``max_batch_records``."""
+
+    def set_content_hashes(self, values: Mapping[str, str]) -> int:
+        """Replace the ``e5_content_hash`` of stored chunks (``{chunk id: new value}``) and
+        nothing else of their rows: text, vector and every other metadata key stay as they
+        are; where the layout keeps a second copy of the metadata (LlamaIndex's
+        ``_node_content``), that copy's hash changes too (:func:`with_content_hash`).
+
+        Ids not stored, or stored without a string ``e5_content_hash`` (not e5's rows), are
+        left alone. Returns how many rows were changed; a following :meth:`fetch_hashes`
+        sees the new values. Idempotent.
+
+        ``ingest_ray`` calls it after its job to seal the files it read whole (see
+        ``e5_integrations.ingest._file_seals``): a write of the hash alone, since the Ray
+        engine writes a file's rows in no set order. A sink without it (the default raises
+        ``NotImplementedError``) still works with both engines; the Ray engine then reads
+        every file again on each run.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support set_content_hashes")
 
     @abc.abstractmethod
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:

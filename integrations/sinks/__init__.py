@@ -17,8 +17,8 @@ The interface and its rules:
     e5's only with a ``document_id`` and e5's content hash; ``Sink.scan`` reports it) and
     ``metadata_strings`` (every key and string of a metadata value, for a store's checks).
     A run (``e5 ingest``, ``ingest_ray``) calls ``begin_bulk_load``, ``ensure_collection``,
-    then ``fetch_hashes`` / ``upsert`` / ``delete`` per batch, and ``finalize`` once at the
-    end: an index that is cheaper to build once than to grow row by row may wait for
+    then ``fetch_hashes`` / ``upsert`` / ``delete`` per batch, ``set_content_hashes`` (Ray:
+    file seals, optional) and ``finalize`` once at the end: an index that is cheaper to build once than to grow row by row may wait for
     ``finalize`` (code that never calls ``finalize`` calls neither, and its collections are
     indexed at once).
 
@@ -30,7 +30,8 @@ Layouts (whose schema a collection follows; each is one registered record):
     layouts use, to reuse in a new one: ``MetadataEncoder`` (``own_metadata``,
     ``flat_metadata``, ``node_metadata``) and ``MetadataDecoder`` (``plain_row``,
     ``node_row``); ``uuid_id`` and ``ID_NAMESPACE`` (framework row ids), ``CHUNK_ID_KEY``
-    (where framework rows keep the chunk id), ``LLAMA_INDEX_KEYS``.
+    (where framework rows keep the chunk id), ``LLAMA_INDEX_KEYS``; ``with_content_hash``
+    (a stored row's metadata with a new ``e5_content_hash``, for ``set_content_hashes``).
 
 Reaching a store:
     ``RetryPolicy`` (one patient back-off for every store call; ``DEFAULT_RETRY_SECONDS``),
@@ -77,6 +78,7 @@ from e5_integrations.ingest._layout import (
     register_layout,
     resolve_layout,
     uuid_id,
+    with_content_hash,
 )
 from e5_integrations.ingest._readers._base import Document
 from e5_integrations.ingest._records import (
@@ -145,4 +147,5 @@ __all__ = [
     "resolve_layout",
     "secrets_of",
     "uuid_id",
+    "with_content_hash",
 ]

@@ -63,6 +63,7 @@ from e5_integrations.sinks import (
     rebuild_hint,
     redact,
     secrets_of,
+    with_content_hash,
 )
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, last_per_id
@@ -251,6 +252,34 @@ class ChromaSink(Sink):
                 if isinstance(value, str):
                     found[chunk_of[id_]] = value
         return found
+
+    def set_content_hashes(self, values: Mapping[str, str]) -> int:
+        """Set the ``e5_content_hash`` of stored rows (``{chunk id: value}``), in
+        ``_node_content`` too in LlamaIndex's layout (:func:`with_content_hash`): an ``update``
+        of those keys only, which Chroma merges into each row's metadata (the vector, the
+        document and the other keys stay). Returns the rows changed."""
+        collection = self._collection or self._existing()
+        if collection is None or not values:
+            return 0
+        chunk_of = self._row_ids(list(values))
+        changed = 0
+        for part in by_count(list(chunk_of), READ_SLICE):
+            got = self._call(functools.partial(collection.get, ids=part, include=["metadatas"]))
+            ids: list[str] = []
+            metadatas: list[dict[str, Any]] = []
+            for id_, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                stored = dict(meta or {})
+                value = values[chunk_of[id_]]
+                if not isinstance(stored.get(CONTENT_HASH_KEY), str) or stored[CONTENT_HASH_KEY] == value:
+                    continue
+                kept = {key: stored[key] for key in (CONTENT_HASH_KEY, "_node_content") if key in stored}
+                ids.append(id_)
+                metadatas.append(with_content_hash(kept, value))
+            if ids:
+                # chromadb's annotation wants Mapping[str, scalar]; these are strings
+                self._call(functools.partial(collection.update, ids=ids, metadatas=metadatas))  # type: ignore[arg-type]
+                changed += len(ids)
+        return changed
 
     def upsert(self, records: Sequence[Record]) -> None:
         """Insert or replace ``records`` by id (metadata keys they no longer have are removed)."""

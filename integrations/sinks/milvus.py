@@ -69,6 +69,7 @@ import functools
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -97,6 +98,7 @@ from e5_integrations.sinks import (
     rebuild_hint,
     redact,
     secrets_of,
+    with_content_hash,
 )
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
 from e5_integrations.sinks._requests import by_count, by_size, last_per_id
@@ -556,14 +558,83 @@ class MilvusSink(Sink):
         shape = self._shape()
         unique = last_per_id(records)  # Milvus 2.5 would keep both copies
         rows = [shape.encode(r, layout, shape, self._has_text_field) for r in unique]
+        self._write_rows(rows, shape)
+
+    def set_content_hashes(self, values: Mapping[str, str]) -> int:
+        """Replace the ``e5_content_hash`` of stored chunks (``{chunk id: new value}``) and
+        nothing else of their rows; returns how many rows were changed.
+
+        Milvus has no partial update, so each row is read whole (Strong, ``"*"`` and the
+        vector field named as well), its bookkeeping changed where the layout keeps it (the
+        ``metadata`` JSON field, or the dynamic fields with LlamaIndex's ``_node_content``
+        copy: :func:`with_content_hash`) and the row written back the way :meth:`upsert`
+        writes it; every other field comes back as it was read. Ids not stored, or stored
+        without a string ``e5_content_hash``, and rows that already hold the value are left
+        alone (so it is idempotent). Where Milvus assigns the keys, a chunk stored more than
+        once (a crash inside an upsert) is left alone as well: ``fetch_hashes`` keeps
+        reporting it as changed, so the next run embeds it again and repairs it.
+
+        Raises:
+            StoreError: the server did not return a row's vector, or refused the rows.
+        """
+        if not values or not self._readable():
+            return 0
+        layout, shape = self.layout, self._shape()
+        fields = {f["name"]: f for f in self._describe().get("fields", [])}
+        dim = int(fields.get(shape.vector, {}).get("params", {}).get("dim", 0) or 0)
+        # at most a request's worth of maximal rows per read: the replies carry texts and vectors
+        read_slice = min(READ_SLICE, self.max_batch_records(max(dim, 1)))
+        # fields that query returns and a write refuses: computed ones, and keys Milvus assigns
+        computed = {name for name, field in fields.items() if field.get("is_function_output")}
         if shape.key is None:
-            self._replace_by_chunk_id(rows)
-            return
-        # milvus-lite 3's upsert merges a row's new dynamic fields onto its old ones (a metadata
-        # key the new row lacks would survive); its insert replaces the row, as upsert does on servers
-        write = self._client.insert if shape.dynamic and self._insert_replaces else self._client.upsert
-        for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
-            self._call(functools.partial(write, self.collection, part, timeout=self._timeout))
+            computed.add(shape.primary)
+        output = ["*", shape.vector]
+        stored: list[tuple[str, dict[str, Any]]] = []
+        if shape.key is None:
+            for part in by_count(list(values), read_slice):
+                stored.extend((row[CHUNK_ID_KEY], row) for row in self._e5_rows_of(part, output))
+            copies = Counter(chunk for chunk, _ in stored)
+            stored = [(chunk, row) for chunk, row in stored if copies[chunk] == 1]
+        else:
+            chunk_of = {shape.key(layout, i): i for i in values}
+            for part in by_count(list(chunk_of), read_slice):
+                rows = self._call(
+                    functools.partial(
+                        self._client.query,
+                        self.collection,
+                        filter=f"{shape.primary} in {json.dumps(part)}",
+                        output_fields=output,
+                        consistency_level="Strong",
+                        timeout=self._timeout,
+                    )
+                )
+                stored.extend(
+                    (chunk_of[row[shape.primary]], row) for row in rows if row.get(shape.primary) in chunk_of
+                )
+        changed: list[dict[str, Any]] = []
+        for chunk, found in stored:
+            row = _as_written(found, computed)
+            kept = _bookkeeping(row, shape)
+            if not isinstance(kept, Mapping):
+                continue
+            old, new = kept.get(CONTENT_HASH_KEY), values[chunk]
+            if not isinstance(old, str) or old == new:
+                continue
+            vector = row.get(shape.vector)
+            if vector is None:
+                raise StoreError(
+                    f"Milvus collection {self.collection!r} at {self.uri} returned chunk {chunk!r} without "
+                    f"its vector field {shape.vector!r}; its content hash was not changed"
+                )
+            row[shape.vector] = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+            if shape.metadata_field is None:
+                row = with_content_hash(row, new)
+            else:
+                row[shape.metadata_field] = with_content_hash(kept, new)
+            changed.append(row)
+        if changed:
+            self._write_rows(changed, shape)
+        return len(changed)
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records with their cosine similarity.
@@ -678,6 +749,17 @@ class MilvusSink(Sink):
         self._client.close()
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _write_rows(self, rows: list[dict[str, Any]], shape: _Shape) -> None:
+        """Write whole rows, each replacing the stored row of its chunk (``upsert``)."""
+        if shape.key is None:
+            self._replace_by_chunk_id(rows)
+            return
+        # milvus-lite 3's upsert merges a row's new dynamic fields onto its old ones (a metadata
+        # key the new row lacks would survive); its insert replaces the row, as upsert does on servers
+        write = self._client.insert if shape.dynamic and self._insert_replaces else self._client.upsert
+        for part in by_size(rows, REQUEST_BUDGET_BYTES, _row_bytes):
+            self._call(functools.partial(write, self.collection, part, timeout=self._timeout))
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run a client call, retrying connection failures, then ``StoreUnavailableError``."""
@@ -948,6 +1030,18 @@ def _chunk_id(row: Mapping[str, Any], shape: _Shape) -> str:
 def _bookkeeping(row: Mapping[str, Any], shape: _Shape) -> Any:
     """Where a row keeps its metadata and e5's bookkeeping: its metadata field, or itself."""
     return row if shape.metadata_field is None else row.get(shape.metadata_field)
+
+
+def _as_written(found: Mapping[str, Any], dropped: set[str]) -> dict[str, Any]:
+    """A row as a query returned it, in the form a write takes: without ``dropped`` (fields
+    a write refuses) and with the dynamic fields top-level (an engine that returns them as
+    ``$meta`` gets them unpacked, as pymilvus does)."""
+    row = {key: value for key, value in found.items() if key not in dropped and key != "$meta"}
+    meta = found.get("$meta")
+    if isinstance(meta, Mapping):
+        for key, value in meta.items():
+            row.setdefault(key, value)
+    return row
 
 
 def _score(found: Mapping[str, Any], metric: str) -> float:

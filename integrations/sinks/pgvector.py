@@ -66,7 +66,7 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
@@ -92,6 +92,7 @@ from e5_integrations.sinks import (
     reserved_metadata_key,
     secrets_of,
     uuid_id,
+    with_content_hash,
 )
 from e5_integrations.sinks._requests import last_per_id
 
@@ -962,6 +963,56 @@ class PGVectorSink(Sink):
             return {chunks[i]: h for i, h in rows if h is not None and i in chunks}
 
         return self._run("fetch_hashes", fetch)
+
+    def set_content_hashes(self, values: Mapping[str, str]) -> int:
+        """Set the ``e5_content_hash`` of stored rows (``{chunk id: value}``) in their metadata
+        column, in ``_node_content`` too in LlamaIndex's layout (:func:`with_content_hash`);
+        the rest of each row is untouched. One transaction per call; returns the rows changed."""
+        from psycopg import sql
+        from psycopg.types.json import Jsonb
+
+        record = self._record
+        wanted = {self._row_id(chunk): value for chunk, value in values.items()}
+        if not wanted:
+            return 0
+
+        def apply(conn: _Conn) -> int:
+            scope = self._scope(conn)
+            columns = self._columns(conn)
+            if scope is None or columns is None:
+                return 0
+            names = {
+                "id": sql.Identifier(record.id),
+                "m": sql.Identifier(record.metadata),
+                "t": self._table(),
+                "typ": sql.SQL(record.id_type),
+                "scope": scope,
+                "mtype": sql.SQL(columns.get(record.metadata, ("jsonb", -1))[0]),
+            }
+            with conn.transaction():
+                found = conn.execute(
+                    sql.SQL(
+                        "SELECT {id}::text, {m}::jsonb FROM {t} WHERE {id} = ANY(%s::{typ}[]) AND {scope} "
+                        "AND jsonb_typeof({m}::jsonb -> %s) = 'string' FOR UPDATE"
+                    ).format(**names),
+                    (list(wanted), CONTENT_HASH_KEY),
+                ).fetchall()
+                changed = [
+                    (row_id, Jsonb(with_content_hash(metadata, wanted[row_id])))
+                    for row_id, metadata in found
+                    if row_id in wanted and metadata.get(CONTENT_HASH_KEY) != wanted[row_id]
+                ]
+                if changed:
+                    conn.execute(
+                        sql.SQL(
+                            "UPDATE {t} SET {m} = u.m::{mtype} FROM unnest(%s::text[], %s::jsonb[]) AS u(id, m) "
+                            "WHERE {t}.{id} = u.id::{typ} AND {scope}"
+                        ).format(**names),
+                        ([row_id for row_id, _ in changed], [value for _, value in changed]),
+                    )
+            return len(changed)
+
+        return self._run("set_content_hashes", apply)
 
     def upsert(self, records: Sequence[Record]) -> None:
         """COPY the batch into a staging table and merge it into the collection's table, in

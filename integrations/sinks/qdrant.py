@@ -61,9 +61,10 @@ from e5_integrations.sinks import (
     rebuild_hint,
     redact,
     secrets_of,
+    with_content_hash,
 )
 from e5_integrations.sinks._metric import check_unit_norm, unit_query
-from e5_integrations.sinks._requests import by_size
+from e5_integrations.sinks._requests import by_count, by_size
 
 if TYPE_CHECKING:
     from qdrant_client import models
@@ -86,6 +87,8 @@ _REQUEST_BUDGET = 0.75
 _JSON_BYTES_PER_DIM = 24
 #: Text and metadata bytes assumed per record when only the dimension is known.
 _PAYLOAD_ESTIMATE_BYTES = 16 * 1024
+#: Point ids per ``retrieve`` of :meth:`QdrantSink.set_content_hashes` (payloads hold the text).
+_RETRIEVE_SLICE = 256
 _QUANTIZATIONS = (None, "int8")
 #: Characters a Qdrant server refuses in a collection name (it also becomes a folder name).
 _FORBIDDEN_NAME_CHARS = '<>:"/\\|?*\0\x1f'
@@ -506,6 +509,59 @@ class QdrantSink(Sink):
             "upserted %d points into qdrant collection %r (%s)", len(points), self.collection, layout.name
         )
 
+    def set_content_hashes(self, values: Mapping[str, str]) -> int:
+        """Replace the ``e5_content_hash`` of stored chunks (``{chunk id: new value}``) and
+        nothing else of their points: the vector, the text and every other payload key stay.
+
+        The points are read in slices (payload only) and each changed one gets a
+        ``SetPayloadOperation`` holding only the keys that change, at the path where its own
+        payload's layout keeps the metadata (``key="metadata"`` for e5 and langchain, the top
+        level for llama-index, whose ``_node_content`` copy changes too:
+        :func:`with_content_hash`); the operations go in ``batch_update_points`` requests
+        (``wait=True``) that stay under the request size limit. Ids not stored, or stored
+        without a string ``e5_content_hash``, are left alone, and so are points that already
+        hold the value (idempotent). Returns how many points were changed."""
+        from qdrant_client import models
+
+        if not values or not self._exists():
+            return 0
+        chunks = {point_id(chunk): chunk for chunk in values}
+        # points that get the same change (the same value, no _node_content) share one operation
+        changes: dict[tuple[str | None, str], tuple[dict[str, Any], list[models.ExtendedPointId]]] = {}
+        changed = 0
+        for ids in by_count(list(chunks), _RETRIEVE_SLICE):
+            points = self._call(
+                "retrieve",
+                functools.partial(
+                    self._client.retrieve, self.collection, ids=ids, with_payload=True, with_vectors=False
+                ),
+            )
+            for point in points:
+                chunk = chunks.get(str(point.id))
+                payload = point.payload or {}
+                metadata = _flat_metadata(payload)
+                if chunk is None or not isinstance(metadata.get(CONTENT_HASH_KEY), str):
+                    continue  # not e5's point
+                updated = with_content_hash(metadata, values[chunk])
+                change = {k: v for k, v in updated.items() if k not in metadata or metadata[k] != v}
+                if not change:
+                    continue  # already holds the value
+                key = _shape_of(payload).metadata_key
+                group = (key, json.dumps(change, ensure_ascii=False, sort_keys=True, default=str))
+                changes.setdefault(group, (change, []))[1].append(str(point.id))
+                changed += 1
+        operations = [
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload=change, points=ids, key=key))
+            for (key, _), (change, ids) in changes.items()
+        ]
+        for request in by_size(operations, int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET), _operation_bytes):
+            self._call(
+                "batch_update_points",
+                functools.partial(self._client.batch_update_points, self.collection, request, wait=True),
+            )
+        _log.debug("set the content hash of %d points in qdrant collection %r", changed, self.collection)
+        return changed
+
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records by cosine similarity, best first; ``[]`` when the
         collection does not exist.
@@ -713,3 +769,10 @@ def _estimated_json_bytes(point: models.PointStruct) -> int:
 def _split_by_size(points: list[models.PointStruct]) -> Iterable[list[models.PointStruct]]:
     """Group points into requests whose estimated JSON size fits the request budget."""
     return by_size(points, int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET), _estimated_json_bytes)
+
+
+def _operation_bytes(operation: models.SetPayloadOperation) -> int:
+    """The estimated JSON size of a ``SetPayloadOperation`` in a ``batch_update_points`` request."""
+    change = operation.set_payload
+    payload = json.dumps(change.payload, ensure_ascii=False, default=str)
+    return len(payload.encode()) + 40 * len(change.points or ()) + 128

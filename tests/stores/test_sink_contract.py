@@ -151,6 +151,40 @@ def test_a_bulk_load_is_exact_when_batches_meet_stored_rows(any_sink: Target) ->
         assert (hit.id, hit.text) == (r.id, r.text)
 
 
+def test_set_content_hashes_changes_the_hash_and_nothing_else(any_sink: Target) -> None:
+    """What the Ray engine's file seals write: a new ``e5_content_hash`` on stored rows, with
+    the text, the vector and the rest of the metadata as they were; ids not stored are left
+    alone (nothing is created)."""
+    sink = any_sink()
+    sink.ensure_collection(DIM)
+    rs = records(30, seed=4)
+    rich = {
+        **rs[3].metadata,
+        DOCUMENT_ID_KEY: "docs/a.txt",
+        "nested": {"authors": ["Zoë", "李"], "year": 2024},
+        "tags": ["a", "b"],
+        "score": 0.5,
+    }
+    rs[3] = Record(rs[3].id, "Grüße 🙂", rich, rs[3].embedding)
+    sink.upsert(rs)
+    sealed = "h3~object:0123456789abcdef01234567:1:4"
+    changed = sink.set_content_hashes({rs[3].id: sealed, rs[20].id: "h20-new", "docs/a.txt#missing": "x"})
+    assert changed == 2
+    assert sink.count() == 30
+    expected = {**_hashes(rs), rs[3].id: sealed, rs[20].id: "h20-new"}
+    assert sink.fetch_hashes([r.id for r in rs] + ["docs/a.txt#missing"]) == expected
+    reader = any_sink.peer(sink)
+    assert reader.fetch_hashes([rs[3].id]) == {rs[3].id: sealed}  # another client sees it
+    for r in (rs[3], rs[20], rs[21]):
+        [hit] = reader.search(r.embedding, 1)
+        assert (hit.id, hit.text) == (r.id, r.text)
+        assert dict(hit.metadata) == {**r.metadata, CONTENT_HASH_KEY: expected[r.id]}
+        assert hit.score == pytest.approx(1.0, abs=1e-4)  # the vector is the one written
+    assert reader.set_content_hashes({rs[20].id: "h20-new"}) in (0, 1)  # idempotent
+    assert reader.fetch_hashes([rs[20].id]) == {rs[20].id: "h20-new"}
+    assert reader.set_content_hashes({}) == 0
+
+
 def test_fetch_hashes_returns_only_stored_ids(any_sink: Target) -> None:
     sink = any_sink()
     assert sink.fetch_hashes(["nothing"]) == {}  # no collection yet

@@ -17,7 +17,13 @@ from e5_integrations.ingest import (
     Record,
     get_layout,
 )
-from e5_integrations.ingest._layout import ID_NAMESPACE, layout_of_metadata, resolve_layout, uuid_id
+from e5_integrations.ingest._layout import (
+    ID_NAMESPACE,
+    layout_of_metadata,
+    resolve_layout,
+    uuid_id,
+    with_content_hash,
+)
 from e5_integrations.sinks.qdrant import POINT_ID_NAMESPACE, point_id
 
 BOOKKEEPING = {"source": "docs/a.txt", DOCUMENT_ID_KEY: "docs/a.txt", "chunk_index": 2, CONTENT_HASH_KEY: "h"}
@@ -63,6 +69,27 @@ def test_llama_index_metadata_is_what_node_to_metadata_dict_writes_and_parses_ba
     assert "lang: en" in shown and CONTENT_HASH_KEY not in shown and CHUNK_ID_KEY not in shown
     kept = layout.metadata(RECORD, remove_text=False)
     assert json.loads(kept["_node_content"])["text"] == "the chunk text"
+
+
+@pytest.mark.parametrize("name", ["e5", "langchain", "llama-index"])
+@pytest.mark.parametrize("remove_text", [True, False])
+def test_a_new_content_hash_is_the_metadata_the_layout_writes_for_it(name: str, remove_text: bool) -> None:
+    """What ``Sink.set_content_hashes`` writes back equals, byte for byte, what the layout
+    encodes for the record with the new hash (in ``_node_content`` too)."""
+    layout = get_layout(name)
+    sealed = "h~object:0123456789abcdef01234567:1:3"
+    resealed = Record(RECORD.id, RECORD.text, {**RECORD.metadata, CONTENT_HASH_KEY: sealed}, RECORD.embedding)
+    stored = layout.metadata(RECORD, remove_text=remove_text)
+    updated = with_content_hash(stored, sealed)
+    assert updated == layout.metadata(resealed, remove_text=remove_text)
+    assert json.dumps(updated, ensure_ascii=False) == json.dumps(
+        layout.metadata(resealed, remove_text=remove_text), ensure_ascii=False
+    )
+    assert stored[CONTENT_HASH_KEY] == "h"  # the stored dict is not changed in place
+    assert with_content_hash({"_node_content": "not json", CONTENT_HASH_KEY: "h"}, "x") == {
+        "_node_content": "not json",
+        CONTENT_HASH_KEY: "x",
+    }
 
 
 def test_hits_decode_the_chunk_id_text_and_user_metadata() -> None:
