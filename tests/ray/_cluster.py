@@ -18,6 +18,7 @@ so the test process's own Ray session (``ray_session``) is not touched.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ def main(temp_dir: str) -> None:
     # the repository on the path: actors import the tests' backend (tests/ray/_gated_backend.py)
     repo = str(Path(__file__).resolve().parents[2])
     env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": repo}
+    # Cluster writes the head's address to Ray's default temp folder (/tmp/ray), which a
+    # fresh machine does not have yet: every other Ray file goes under temp_dir
+    from ray._common.utils import get_default_ray_temp_dir
+
+    os.makedirs(get_default_ray_temp_dir(), exist_ok=True)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
