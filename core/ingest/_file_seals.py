@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from e5_integrations._errors import SourceError
-from e5_integrations.ingest._chunking import chunk_id
+from e5_integrations.ingest._chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, chunk_id
 from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._readers import is_whole_file, reader_for
 from e5_integrations.ingest._readers._base import Fields, RecordError
 from e5_integrations.ingest._sources import Document, SourceFile, read_source_file, record_document_id
 
-__all__ = ["FileSeal", "file_seal", "first_document_id", "record_ids", "stored_seal"]
+__all__ = ["FileSeal", "file_seal", "first_document_id", "record_ids", "seal_settings", "stored_seal"]
 
 _BLOCK = 1 << 20
 
@@ -52,6 +52,34 @@ class StoredSeal:
     seal: str
     documents: int
     chunks: int
+
+
+def seal_settings(
+    *,
+    model: str,
+    max_length: int,
+    recipe: str | None,
+    chunk_tokens: int | None,
+    chunk_overlap: int | None,
+    text_field: str,
+    id_field: str | None,
+    ocr: bool,
+) -> dict[str, object]:
+    """The run's settings a seal is made of, the same in both engines (so a file sealed by
+    one is skipped by the other): the model, its resolved ``max_length``, the recipe's key
+    (``recipe_key``), the chunk sizes as asked (with the defaults they fall back to), the
+    text and id fields and ``--ocr``."""
+    return {
+        "model": model,
+        "max_length": max_length,
+        "recipe": recipe,
+        "chunk_tokens": chunk_tokens,
+        "chunk_overlap": chunk_overlap,
+        "defaults": [DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_OVERLAP],
+        "text_field": text_field,
+        "id_field": id_field,
+        "ocr": ocr,
+    }
 
 
 def file_seal(source: SourceFile, settings: Mapping[str, object]) -> str:

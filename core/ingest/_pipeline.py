@@ -60,8 +60,6 @@ from e5_integrations._embedder import Embedder
 from e5_integrations._errors import ConfigurationError, InputError, SchemaMismatchError, SourceError, option
 from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import (
-    DEFAULT_CHUNK_OVERLAP,
-    DEFAULT_CHUNK_TOKENS,
     Chunker,
     check_chunk_sizes,
     chunk_id,
@@ -75,6 +73,7 @@ from e5_integrations.ingest._file_seals import (
     file_seal,
     look_up,
     record_ids,
+    seal_settings,
     sealed_value,
     stored_seal,
 )
@@ -1204,17 +1203,16 @@ def ingest(
         # ones asked for (the chunker, which needs the tokenizer, is made after the input is
         # checked); what they resolve to follows from them and the model.
         fetch = sink.fetch_hashes if sink.dimension() is not None else None
-        file_settings = {
-            "model": encoder.model_name,
-            "max_length": encoder.max_length,
-            "recipe": recipe_key(recipe),
-            "chunk_tokens": chunk_tokens,
-            "chunk_overlap": chunk_overlap,
-            "defaults": [DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_OVERLAP],
-            "text_field": text_field,
-            "id_field": id_field,
-            "ocr": ocr,
-        }
+        file_settings = seal_settings(
+            model=encoder.model_name,
+            max_length=encoder.max_length,
+            recipe=recipe_key(recipe),
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+            text_field=text_field,
+            id_field=id_field,
+            ocr=ocr,
+        )
         fields = Fields(text=text_field, id=id_field or None, ocr=ocr)
         seals = _LocalSeals(fields, file_settings, fetch, report)
         total, document_ids = _check_sources(

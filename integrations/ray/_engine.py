@@ -28,6 +28,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -36,10 +37,19 @@ if TYPE_CHECKING:
 from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
 from e5_integrations._recipe import Recipe
 from e5_integrations._redact import redact
-from e5_integrations.ingest._pipeline import nothing_to_ingest, prune_removed_documents
+from e5_integrations.ingest._file_seals import file_seal, seal_settings, sealed_value
+from e5_integrations.ingest._fingerprint import parse_stored_hash
+from e5_integrations.ingest._pipeline import (
+    PROBE_BATCH,
+    _batches,
+    _LocalSeals,
+    nothing_to_ingest,
+    prune_removed_documents,
+)
 from e5_integrations.ingest._readers import is_whole_file
+from e5_integrations.ingest._readers._base import Fields
 from e5_integrations.ingest._registry import document_check, infer_store, is_shared_store
-from e5_integrations.ingest._remote import is_remote
+from e5_integrations.ingest._remote import is_remote, sealed_hash
 from e5_integrations.ingest._report import IngestReport
 from e5_integrations.ingest._sink import Sink
 from e5_integrations.ingest._sources import (
@@ -47,6 +57,7 @@ from e5_integrations.ingest._sources import (
     DocumentCheck,
     DuplicateIds,
     OnError,
+    SourceFile,
     SourceProblem,
     iter_source_files,
     read_source_file,
@@ -108,6 +119,8 @@ def _datasink_class() -> type:
             self.max_records = max_records
             self.totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
             self.problems: list[str] = []
+            #: file id -> [documents, chunks, problems], for the driver's seals
+            self.files: dict[str, list[int]] = {}
 
         def get_name(self) -> str:
             return f"E5Store({self.sink_spec.store})"
@@ -130,6 +143,11 @@ def _datasink_class() -> type:
                 for name, value in counts.items():
                     if name == "problems":
                         self.problems.extend(value)
+                    elif name == "files":
+                        for file_id, tally in value.items():
+                            found = self.files.setdefault(file_id, [0, 0, 0])
+                            for position, count in enumerate(tally):
+                                found[position] += int(count)
                     else:
                         self.totals[name] += int(value)
 
@@ -152,38 +170,78 @@ def _scan(
     check: DocumentCheck | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    seals: _LocalSeals | None = None,
+    unseal: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
     """The local engine's check pass, file by file (``check`` is the sink's
     ``check_document``): one read task per file, with the ordinals of the documents to
-    drop because an earlier record has their id."""
+    drop because an earlier record has their id.
+
+    With ``seals`` (see ``_file_seals``), a file whose stored seal matches is counted as
+    unchanged and gets no read task (only its ids are read, for the duplicate check and
+    ``prune``); a file validated without a problem is noted in ``seals.clean``, to be sealed
+    after the job. A file to be read whose probe chunk holds a seal goes into ``unseal``
+    (probe chunk id -> its content hash without the seal): the seal is cleared before the
+    job writes any of the file's rows."""
     duplicates = DuplicateIds(on_error, report.record_problem)
     files: list[dict[str, Any]] = []
     total = 0
-    for source in iter_source_files(paths, id_root=id_root, include=include, exclude=exclude):
-        skip: list[int] = []
-        documents = read_source_file(
-            source,
-            text_field=text_field,
-            id_field=id_field,
-            on_error=on_error,
-            on_problem=report.record_problem,
-            check=check,
-            keep_empty=True,
-            list_whole_files=True,  # parsed once, by the read tasks
-        )
-        kept = 0
-        for ordinal, document in enumerate(documents):
-            if duplicates.is_duplicate(document, source):
-                skip.append(ordinal)
-            else:
-                kept += 1
-                # an empty record only deletes its chunks; a listed whole file counts until it fails
-                total += 1 if document.text.strip() or is_whole_file(source) else 0
-        if kept:
-            files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
+    listed = iter_source_files(paths, id_root=id_root, include=include, exclude=exclude)
+    for batch in _batches(listed, PROBE_BATCH):
+        checked = seals.look_up(batch) if seals is not None else [(source, None, None) for source in batch]
+        for source, seal, stored in checked:
+            if seals is not None and seal is not None and seals.unchanged(source, seal, stored, duplicates):
+                continue
+            if unseal is not None and seal is not None and stored is not None:
+                held = parse_stored_hash(stored)
+                if held.seal is not None:
+                    unseal[seal.probe] = held.content_hash
+            invalid = report.skipped_invalid
+            kept, counted = _check_file(
+                source, text_field, id_field, on_error, report, check, duplicates, files
+            )
+            total += counted
+            if seals is not None and seal is not None and report.skipped_invalid == invalid and kept:
+                seals.validated(source, seal, stored)
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return files, total, duplicates
+
+
+def _check_file(
+    source: SourceFile,
+    text_field: str,
+    id_field: str | None,
+    on_error: OnError,
+    report: IngestReport,
+    check: DocumentCheck | None,
+    duplicates: DuplicateIds,
+    files: list[dict[str, Any]],
+) -> tuple[int, int]:
+    """Check one file's documents; add its read task to ``files``. Returns the documents
+    kept and those counted (an empty record only deletes its chunks)."""
+    skip: list[int] = []
+    documents = read_source_file(
+        source,
+        text_field=text_field,
+        id_field=id_field,
+        on_error=on_error,
+        on_problem=report.record_problem,
+        check=check,
+        keep_empty=True,
+        list_whole_files=True,  # parsed once, by the read tasks
+    )
+    kept = total = 0
+    for ordinal, document in enumerate(documents):
+        if duplicates.is_duplicate(document, source):
+            skip.append(ordinal)
+        else:
+            kept += 1
+            # an empty record only deletes its chunks; a listed whole file counts until it fails
+            total += 1 if document.text.strip() or is_whole_file(source) else 0
+    if kept:
+        files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
+    return kept, total
 
 
 def _plan_workers(ray: Any, gpus_per_worker: float | None, workers: int | None) -> tuple[float, int]:
@@ -376,6 +434,8 @@ def ingest_ray(
     opening = _LayoutCheck(SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items()))))
     source_spec = SourceSpec.of(storage_options, include, exclude, retry_seconds)
     files: list[dict[str, Any]] | None
+    seals: _LocalSeals | None = None
+    unseal: dict[str, str] = {}  # probe chunks of files to read whose stored seal is cleared first
     try:
         if remote:
             # the driver only checks that the first URL lists (a missing bucket fails here)
@@ -389,10 +449,35 @@ def ingest_ray(
                 raise SourceError(nothing_to_ingest(paths, report))
             files, total, document_ids = None, 0, None
         else:
-            files, total, document_ids = _scan(
-                paths, text_field, id_field, on_error, report, id_root, opening, include, exclude
+            seals = _LocalSeals(
+                Fields(text=text_field, id=id_field or None, ocr=ocr),
+                seal_settings(
+                    model=model_name,
+                    max_length=max_length,
+                    recipe=spec.recipe_key(),
+                    chunk_tokens=chunk_tokens,
+                    chunk_overlap=chunk_overlap,
+                    text_field=text_field,
+                    id_field=id_field,
+                    ocr=ocr,
+                ),
+                opening.fetch_hashes,
+                report,
             )
-            if total == 0:
+            files, total, document_ids = _scan(
+                paths,
+                text_field,
+                id_field,
+                on_error,
+                report,
+                id_root,
+                opening,
+                include,
+                exclude,
+                seals,
+                unseal,
+            )
+            if total == 0 and not report.files_unchanged:
                 raise SourceError(nothing_to_ingest(paths, report))
         sink = opening.sink()
     except BaseException:
@@ -401,7 +486,7 @@ def ingest_ray(
     try:
         options["layout"] = report.layout = sink.layout.name
         sink_spec = SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items())))
-        report.documents = total
+        report.documents += total  # and those of the sealed files, counted by the check pass
         sink.begin_bulk_load()  # finalize() runs after the last upsert: deferred indexes
         sink.ensure_collection(dim)
         max_records = max(1, int(sink.max_batch_records(dim)))
@@ -411,8 +496,10 @@ def ingest_ray(
                     f"write_batch_records={write_batch_records}; expected a positive int"
                 )
             max_records = min(max_records, write_batch_records)
+        if unseal:
+            _clear_seals(sink, unseal)
         if files or remote:
-            totals, problems = _run(
+            totals, problems, tallies = _run(
                 files if files is not None else remote,
                 spec,
                 sink_spec,
@@ -434,12 +521,14 @@ def ingest_ray(
                 source_spec,
                 backend_factory,
             )
-            for name in COUNTERS:
-                setattr(report, name, totals[name])
+            for name in COUNTERS:  # added to the sealed files' counts
+                setattr(report, name, getattr(report, name) + totals[name])
             for problem in sorted(problems):  # the order tasks finished in is not the sources'
                 report.record_problem(SourceProblem(**json.loads(problem)))
             if not remote:  # URL sources: the driver counted no documents
                 report.documents -= report.skipped_unreadable
+            if seals is not None and files:
+                _seal_files(sink, seals, files, tallies, report)
         if remote:
             report.warnings.append(
                 "documents are not counted by the ray engine for URL sources (the driver does not read them); "
@@ -485,6 +574,7 @@ class _LayoutCheck:
         self._spec = spec
         self._sink: Sink | None = None
         self._check: Callable[[Document], str | None] | None = None
+        self._empty: bool | None = None
 
     def __call__(self, document: Document) -> str | None:
         if self._check is None:
@@ -497,9 +587,84 @@ class _LayoutCheck:
             self._sink = self._spec.open()
         return self._sink
 
+    def fetch_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """The driver sink's ``fetch_hashes`` for the check pass's seal lookups (nothing is
+        stored while the collection does not exist)."""
+        sink = self.sink()
+        if self._empty is None:
+            self._empty = sink.dimension() is None
+        return {} if self._empty else sink.fetch_hashes(ids)
+
     def close(self) -> None:
         if self._sink is not None:
             self._sink.close()
+
+
+#: Probe chunks per ``fetch_hashes`` / ``set_content_hashes`` call of the driver's seals.
+SEAL_BATCH = 1000
+
+
+def _clear_seals(sink: Sink, unseal: Mapping[str, str]) -> None:
+    """Clear the stored seals of files about to be read again (their rows are about to
+    change: a job killed midway must not leave a seal that a file changed back would
+    match): the probe chunks keep their content hash without the seal, or are deleted
+    where the sink cannot set hashes, as the local engine does."""
+    probes = list(unseal)
+    for start in range(0, len(probes), SEAL_BATCH):
+        part = {probe: unseal[probe] for probe in probes[start : start + SEAL_BATCH]}
+        try:
+            sink.set_content_hashes(part)
+        except NotImplementedError:
+            sink.delete(list(part))
+
+
+def _seal_files(
+    sink: Sink,
+    seals: _LocalSeals,
+    files: Sequence[Mapping[str, Any]],
+    tallies: Mapping[str, Sequence[int]],
+    report: IngestReport,
+) -> None:
+    """After a job that wrote every row: seal each file the check pass validated without a
+    problem, that the read tasks read without one and whose bytes are still those checked,
+    on its probe chunk (chunk 0 of its first document) with the file's documents and chunks
+    (see ``_file_seals``); the next run skips it unread. The seal is written alone, by
+    ``Sink.set_content_hashes``: the job's rows landed in no set order, so no row of it
+    could carry the seal."""
+    todo: list[tuple[SourceFile, str, str, Sequence[int]]] = []
+    for row in files:
+        start = seals.clean.get(row["file_id"])
+        tally = tallies.get(row["file_id"])
+        if start is None or tally is None or tally[2] or not tally[0]:
+            continue  # a problem in a read task, or no chunk: not sealed, read again next run
+        todo.append((SourceFile(Path(row["path"]), row["file_id"]), start.probe, start.seal, tally))
+    sealed = 0
+    for begin in range(0, len(todo), SEAL_BATCH):
+        part = []
+        for source, probe, seal, tally in todo[begin : begin + SEAL_BATCH]:
+            try:
+                if file_seal(source, seals.settings) == seal:  # not changed since it was checked
+                    part.append((probe, seal, tally))
+            except OSError:
+                continue
+        stored = sink.fetch_hashes([probe for probe, _, _ in part])
+        values = {
+            probe: sealed_hash(
+                parse_stored_hash(stored[probe]).content_hash,
+                sealed_value(seal, int(tally[0]), int(tally[1])),
+            )
+            for probe, seal, tally in part
+            if probe in stored  # an empty first document has no chunk 0 to carry it
+        }
+        try:
+            sealed += sink.set_content_hashes(values) if values else 0
+        except NotImplementedError:
+            report.warnings.append(
+                f"the {sink.name} sink cannot set content hashes (Sink.set_content_hashes), so the ray "
+                "engine does not seal files in it: every file is read again on each run"
+            )
+            return
+    logger.info("sealed %d of %d files", sealed, len(todo))
 
 
 def _run(
@@ -516,7 +681,7 @@ def _run(
     progress: bool | None,
     source_spec: SourceSpec | None = None,
     backend_factory: BackendFactory | None = None,
-) -> tuple[dict[str, int], list[str]]:
+) -> tuple[dict[str, int], list[str], dict[str, list[int]]]:
     ray = _import_ray()
     started_here = False
     if not ray.is_initialized():
@@ -583,7 +748,7 @@ def _run(
         except Exception as exc:
             _raise_source_error(exc)
             raise
-        return dict(datasink.totals), list(datasink.problems)
+        return dict(datasink.totals), list(datasink.problems), datasink.files
     finally:
         if started_here:
             ray.shutdown()

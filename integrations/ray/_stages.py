@@ -370,6 +370,7 @@ _PROBE_ONLY: dict[str, Any] = {
     "problem": "",
     "marked_docs": 0,
     "marked_chunks": 0,
+    "files": "",
 }
 #: ``n_chunks`` of a problem row: no chunk, no probe (its stored chunks stay).
 PROBLEM_ROW = -1
@@ -387,6 +388,10 @@ def chunk_documents(
     ``fetch_hashes``): a document whose mark matches its fingerprint is not tokenized, only
     counted on the batch's counter row; a document about to be rewritten in parts has its
     chunk 0 (with the stale mark) deleted before any of its rows leave this stage.
+
+    The counter row also carries, in ``files``, each source file's documents, chunks and
+    problems in this batch (``{file id: [documents, chunks, problems]}``, JSON): the driver
+    adds them up to seal the files read whole (see :func:`add_file_tallies`).
     """
     chunker = spec.chunker()
     recipe = spec.recipe_key()
@@ -422,6 +427,7 @@ def chunk_documents(
     columns: dict[str, list[Any]] = {name: [] for name in _PROBE_ONLY}
     marked_docs = marked_chunks = 0
     unmark: list[str] = []
+    files: dict[str, list[int]] = {}  # file id -> [documents, chunks, problems], as the local engine counts
     for row, document in zip(rows, documents, strict=True):
         if document is None:  # carried to the writers' report; nothing is probed or deleted for it
             for name, value in _PROBE_ONLY.items():
@@ -429,14 +435,20 @@ def chunk_documents(
             columns["document_id"][-1] = str(row[0])
             columns["n_chunks"][-1] = PROBLEM_ROW
             columns["problem"][-1] = str(row[-1])
+            files.setdefault(str(row[0]), [0, 0, 0])[2] += 1  # a problem row's doc_id is its file's id
             continue
+        tally = files.setdefault(document.source, [0, 0, 0])
         fingerprint = fingerprint_of(document, chunker, spec.model, spec.max_length, recipe)
         mark = marks.get(document.id)
         if mark is not None and mark.fingerprint == fingerprint:
             marked_docs += 1
             marked_chunks += mark.chunks
+            tally[0] += 1
+            tally[1] += mark.chunks
             continue
         chunks = prepare_chunks(document, chunker, spec.model, spec.max_length, recipe)
+        tally[0] += 1 if chunks else 0
+        tally[1] += len(chunks)
         if sink is not None:
             chunks = mark_chunks(chunks, fingerprint, last=False)
             if mark is not None and mark.fingerprint is not None and len(chunks) > 1:
@@ -457,17 +469,19 @@ def chunk_documents(
             columns["problem"].append("")
             columns["marked_docs"].append(0)
             columns["marked_chunks"].append(0)
+            columns["files"].append("")
     if unmark and sink is not None:
         try:
             sink.delete(unmark)  # idempotent: a retried task deletes nothing more
         except NotImplementedError:
             logger.warning("the %s sink cannot delete; stale document marks were not cleared", sink.name)
-    if marked_docs:  # the counter row: no chunk, no probe
+    if marked_docs or files:  # the counter row: no chunk, no probe
         for name, value in _PROBE_ONLY.items():
             columns[name].append(value)
         columns["chunk_index"][-1] = _COUNTER_ROW
         columns["marked_docs"][-1] = marked_docs
         columns["marked_chunks"][-1] = marked_chunks
+        columns["files"][-1] = json.dumps(files, ensure_ascii=False) if files else ""
     return {
         name: np.asarray(values, dtype=np.int64 if name in _COUNT_COLUMNS else object)
         for name, values in columns.items()
@@ -524,11 +538,14 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
     out["deleted"] = np.zeros(int(keep.sum()), dtype=np.int64)
     marked_docs = int(np.sum(np.asarray(batch["marked_docs"])[counter]))
     marked_chunks = int(np.sum(np.asarray(batch["marked_chunks"])[counter]))
+    files: dict[str, list[int]] = {}
+    add_file_tallies(files, (str(value) for value in np.asarray(batch["files"])[counter]))
     skipped = int(unchanged.sum()) + marked_chunks
-    if skipped or deleted or marked_docs:
+    if skipped or deleted or marked_docs or files:
         summary: dict[str, Any] = dict.fromkeys(
             ("id", "text", "metadata", "hash", "document_id", "problem"), ""
         )
+        summary["files"] = json.dumps(files, ensure_ascii=False) if files else ""
         summary.update(
             tokens=0,
             chunk_index=-1,
@@ -541,6 +558,17 @@ def lookup_stored(batch: dict[str, np.ndarray], *, sink_spec: SinkSpec) -> dict[
         )
         out = {name: np.append(out[name], np.asarray([summary[name]], dtype=out[name].dtype)) for name in out}
     return out
+
+
+def add_file_tallies(total: dict[str, list[int]], tallies: Iterable[str]) -> None:
+    """Add ``files`` columns (JSON ``{file id: [documents, chunks, problems]}``) into ``total``."""
+    for text in tallies:
+        if not text:
+            continue
+        for file_id, counts in json.loads(text).items():
+            found = total.setdefault(file_id, [0, 0, 0])
+            for position, value in enumerate(counts):
+                found[position] += int(value)
 
 
 # -- stage 4: embed (actor pool, one encoder per actor) -----------------------------------------
@@ -606,14 +634,19 @@ COUNTERS = (
 def write_rows(
     batches: Iterable[Mapping[str, np.ndarray]], sink_spec: SinkSpec, max_records: int
 ) -> dict[str, Any]:
-    """Upsert the embedded rows of ``batches``; returns this task's counters, and under
-    ``"problems"`` the problem rows' JSON (files that could not be parsed, pages left out)."""
+    """Upsert the embedded rows of ``batches``; returns this task's counters, under
+    ``"problems"`` the problem rows' JSON (files that could not be parsed, pages left out),
+    and under ``"files"`` the tallies of the source files (see :func:`chunk_documents`)."""
     sink = sink_spec.cached()
     counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
     problems: list[str] = []
     counts["problems"] = problems
+    files: dict[str, list[int]] = {}
+    counts["files"] = files
     pending: list[Record] = []
     for batch in batches:
+        if "files" in batch:
+            add_file_tallies(files, (str(value) for value in batch["files"]))
         counts["chunks"] += int(np.sum(batch["stands_for"]))
         counts["deleted_stale"] += int(np.sum(batch["deleted"]))
         counts["skipped_documents"] += int(np.sum(batch["marked_docs"]))

@@ -89,11 +89,27 @@ def test_exact_rows_then_idempotent_rerun_then_shrink(
         0,
         0,
     )
-    # documents of one chunk carry their mark (written with their only chunk): skipped untokenized
-    single = [key for key in expected if key.endswith("#0") and key[:-1] + "1" not in expected]
-    assert again.skipped_documents == len(single) > 10
+    # the first run sealed every file it read whole: none is read again
+    assert (again.files_unchanged, again.skipped_documents) == (3, 122)
     with open_sink(*store_target) as sink:
         assert sink.count() == len(expected)
+
+    # an edited file is read again: its documents of one chunk carry their mark (written with
+    # their only chunk) and are skipped untokenized, except its first, whose chunk 0 carried
+    # the file's seal instead (cleared before the job, kept as a plain unchanged row)
+    with (corpus / "records.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "doc-extra", "text": "Record extra: one more about shards."}) + "\n")
+    single = [
+        key
+        for key in expected
+        if key.startswith("doc-") and key.endswith("#0") and key[:-1] + "1" not in expected
+    ]
+    first_single = "doc-00000#0" in single
+    edited = run_ray(store_target, corpus, tiny_model_dir)
+    assert edited.files_unchanged == 2 and edited.embedded == 1
+    assert edited.skipped_documents == len(single) - first_single + 2 > 10  # + notes.txt, guide.md
+    expected = expected_rows(encoder, corpus)
+    assert {id_: text for id_, (text, _, _) in dump_rows(*store_target).items()} == expected
 
     (corpus / "notes.txt").write_text("Short notes now.", encoding="utf-8")
     shrunk = run_ray(store_target, corpus, tiny_model_dir)

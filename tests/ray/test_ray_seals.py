@@ -1,0 +1,113 @@
+"""File seals on the Ray engine: after a job that wrote every row, the driver seals each file
+it read whole (``Sink.set_content_hashes`` on the file's probe chunk), so a re-run with
+nothing changed reads none of them, on real stores, with the tiny model.
+
+The seals are the local engine's (one rule, ``e5_integrations.ingest._file_seals``): a file
+sealed by one engine is skipped by the other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e5_integrations import SourceError
+from e5_integrations.ingest import ingest, open_sink
+from e5_integrations.ingest._file_seals import probe_of, stored_seal
+from e5_integrations.ingest._readers._base import Fields
+from e5_integrations.ingest._sources import iter_source_files
+from tests.ray.conftest import dump_rows, write_corpus
+from tests.ray.test_ray_engine import CHUNK, expected_rows, run_ray
+
+pytestmark = pytest.mark.integration
+
+
+def _seals(target: tuple[str, str, str], corpus: Path) -> dict[str, Any]:
+    """``{file name: StoredSeal or None}`` of every file under ``corpus``."""
+    sources = list(iter_source_files([corpus]))
+    probes = {source.path.name: probe_of(source, Fields(text="text", id=None)) for source in sources}
+    with open_sink(*target) as sink:
+        stored = sink.fetch_hashes([probe for probe in probes.values() if probe is not None])
+    return {name: stored_seal(stored.get(probe)) if probe else None for name, probe in probes.items()}
+
+
+def _texts(target: tuple[str, str, str]) -> dict[str, str]:
+    return {id_: text for id_, (text, _, _) in dump_rows(*target).items()}
+
+
+@pytest.mark.parametrize("store_target", ["pgvector", "chroma"], indirect=True)
+def test_a_rerun_reads_no_sealed_file_and_a_changed_file_is_read_again(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "docs", documents=60)
+    expected = expected_rows(encoder, corpus)
+    first = run_ray(store_target, corpus, tiny_model_dir, embed_batch_rows=16)
+    assert _texts(store_target) == expected
+    assert (first.chunks, first.embedded, first.files_unchanged) == (len(expected), len(expected), 0)
+
+    seals = _seals(store_target, corpus)
+    assert len(seals) == 3 and all(seal is not None for seal in seals.values()), seals
+    # each seal counts its file's documents and chunks, as the local engine's do
+    assert sum(seal.documents for seal in seals.values()) == first.documents == 62
+    assert sum(seal.chunks for seal in seals.values()) == first.chunks
+    rows = dump_rows(*store_target)
+
+    again = run_ray(store_target, corpus, tiny_model_dir)
+    assert again.files_unchanged == 3
+    assert (again.documents, again.chunks, again.skipped_unchanged, again.skipped_documents) == (
+        first.documents,
+        first.chunks,
+        first.chunks,
+        first.documents,
+    )
+    assert (again.embedded, again.written, again.deleted_stale) == (0, 0, 0)
+    after = dump_rows(*store_target)
+    assert sorted(after) == sorted(rows)
+    for id_, (text, metadata, _) in rows.items():
+        assert (after[id_][0], after[id_][1]) == (text, metadata), id_
+
+    # the local engine skips what the Ray engine sealed
+    with open_sink(*store_target) as sink:
+        local = ingest([corpus], sink, encoder, **CHUNK)
+    assert (local.files_unchanged, local.embedded, local.chunks) == (3, 0, first.chunks)
+
+    # a changed file is read again (the others stay sealed) and sealed anew
+    with (corpus / "records.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "doc-new", "text": "A new record about replicas."}) + "\n")
+    (corpus / "notes.txt").write_text("Short notes now.", encoding="utf-8")
+    changed = run_ray(store_target, corpus, tiny_model_dir)
+    now = expected_rows(encoder, corpus)
+    assert changed.files_unchanged == 1  # guide.md
+    assert changed.embedded == 2  # the new record, notes.txt#0
+    assert changed.deleted_stale == len(expected) - len(now) + 1 > 0
+    assert _texts(store_target) == now
+    assert all(seal is not None for seal in _seals(store_target, corpus).values())
+    last = run_ray(store_target, corpus, tiny_model_dir)
+    assert (last.files_unchanged, last.embedded, last.chunks) == (3, 0, len(now))
+
+
+@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+def test_no_seal_for_a_file_with_a_problem_nor_after_a_failed_job(
+    ray_session: Any, store_target: tuple[str, str, str], tiny_model_dir: Path, encoder: Any, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "docs", documents=20)
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.7 not a pdf at all")  # fails in its read task
+    with pytest.raises(SourceError, match="broken.pdf"):
+        run_ray(store_target, corpus, tiny_model_dir)  # on_error="fail": the job stops
+    # rows of the other files may have landed (in no set order), but no file is sealed
+    assert all(seal is None for seal in _seals(store_target, corpus).values())
+
+    with (corpus / "records.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write('{"text": 42}\n')  # an invalid record, skipped under on_error="skip"
+    skipped = run_ray(store_target, corpus, tiny_model_dir, on_error="skip")
+    assert skipped.skipped_invalid == 1 and skipped.skipped_unreadable == 1
+    seals = _seals(store_target, corpus)
+    assert seals["records.jsonl"] is None  # an invalid record: read again next run
+    assert seals["broken.pdf"] is None
+    assert seals["notes.txt"] is not None and seals["guide.md"] is not None
+    again = run_ray(store_target, corpus, tiny_model_dir, on_error="skip")
+    assert again.files_unchanged == 2 and again.embedded == 0
+    assert _texts(store_target) == expected_rows(encoder, corpus, on_error="skip")
