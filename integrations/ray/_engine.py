@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     import numpy as np
 
-from e5_integrations._errors import ConfigurationError, SourceError, for_front, option
+from e5_integrations._errors import ConfigurationError, SourceError, StoreError, for_front, option
 from e5_integrations._recipe import Recipe
 from e5_integrations._redact import redact
 from e5_integrations.ingest._file_seals import file_seal, seal_settings, sealed_value
@@ -647,21 +647,27 @@ def _seal_files(
                     part.append((probe, seal, tally))
             except OSError:
                 continue
-        stored = sink.fetch_hashes([probe for probe, _, _ in part])
-        values = {
-            probe: sealed_hash(
-                parse_stored_hash(stored[probe]).content_hash,
-                sealed_value(seal, int(tally[0]), int(tally[1])),
-            )
-            for probe, seal, tally in part
-            if probe in stored  # an empty first document has no chunk 0 to carry it
-        }
         try:
+            stored = sink.fetch_hashes([probe for probe, _, _ in part])
+            values = {
+                probe: sealed_hash(
+                    parse_stored_hash(stored[probe]).content_hash,
+                    sealed_value(seal, int(tally[0]), int(tally[1])),
+                )
+                for probe, seal, tally in part
+                if probe in stored  # an empty first document has no chunk 0 to carry it
+            }
             sealed += sink.set_content_hashes(values) if values else 0
         except NotImplementedError:
             report.warnings.append(
                 f"the {sink.name} sink cannot set content hashes (Sink.set_content_hashes), so the ray "
                 "engine does not seal files in it: every file is read again on each run"
+            )
+            return
+        except StoreError as exc:  # every row is written: a seal only spares the next run's reading
+            report.warnings.append(
+                f"files were not sealed after the job ({redact(str(exc))}): their rows are all written, "
+                "and the next run reads them again"
             )
             return
     logger.info("sealed %d of %d files", sealed, len(todo))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from e5_integrations import SourceError
+from e5_integrations import SourceError, StoreUnavailableError
 from e5_integrations.ingest import ingest, open_sink
 from e5_integrations.ingest._file_seals import probe_of, stored_seal
 from e5_integrations.ingest._readers._base import Fields
@@ -111,3 +111,45 @@ def test_no_seal_for_a_file_with_a_problem_nor_after_a_failed_job(
     again = run_ray(store_target, corpus, tiny_model_dir, on_error="skip")
     assert again.files_unchanged == 2 and again.embedded == 0
     assert _texts(store_target) == expected_rows(encoder, corpus, on_error="skip")
+
+
+@pytest.mark.parametrize("store_target", ["pgvector"], indirect=True)
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (
+            StoreUnavailableError("PostgreSQL at postgresql://u:***@db/x is unreachable"),
+            "not sealed after the job",
+        ),
+        (NotImplementedError("no"), "cannot set content hashes"),
+    ],
+)
+def test_a_seal_that_cannot_be_written_is_a_warning_not_a_failed_run(
+    store_target: tuple[str, str, str], tmp_path: Path, error: Exception, says: str
+) -> None:
+    """Sealing comes after every row is written: a store that refuses it (down, or a sink
+    without ``set_content_hashes``) leaves the files unsealed, with a warning in the report."""
+    from e5_integrations.ingest import IngestReport, Record
+    from e5_integrations.ingest._pipeline import _LocalSeals
+    from e5_integrations.ray._engine import _seal_files
+
+    (tmp_path / "a.txt").write_text("Some text about shards.", encoding="utf-8")
+    [source] = iter_source_files([tmp_path])
+    fields = Fields(text="text", id=None)
+    report = IngestReport()
+    seals = _LocalSeals(fields, {"model": "m"}, None, report)
+    [(source, seal, stored)] = seals.look_up([source])
+    assert seal is not None and stored is None
+    seals.validated(source, seal, stored)
+    with open_sink(*store_target) as sink:
+        sink.ensure_collection(4)
+        sink.upsert([Record(seal.probe, "Some text about shards.", {"e5_content_hash": "h"}, [1.0, 0, 0, 0])])
+
+        def refuse(values: Any) -> int:
+            raise error
+
+        sink.set_content_hashes = refuse  # type: ignore[method-assign]
+        files = [{"path": str(source.path), "file_id": source.file_id, "skip": "[]"}]
+        _seal_files(sink, seals, files, {source.file_id: [1, 1, 0]}, report)
+        assert sink.fetch_hashes([seal.probe]) == {seal.probe: "h"}  # not sealed
+    assert len(report.warnings) == 1 and says in report.warnings[0], report.warnings
