@@ -28,7 +28,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -37,12 +36,13 @@ if TYPE_CHECKING:
 from e5_integrations._errors import ConfigurationError, SourceError, StoreError, for_front, option
 from e5_integrations._recipe import Recipe
 from e5_integrations._redact import redact
-from e5_integrations.ingest._file_seals import file_seal, seal_settings, sealed_value
+from e5_integrations.ingest._file_seals import seal_settings, sealed_value
 from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._pipeline import (
     PROBE_BATCH,
     _batches,
     _LocalSeals,
+    delete_stale_chunks,
     nothing_to_ingest,
     prune_removed_documents,
 )
@@ -203,6 +203,7 @@ def _scan(
             total += counted
             if seals is not None and seal is not None and report.skipped_invalid == invalid and kept:
                 seals.validated(source, seal, stored)
+                files[-1]["seal"] = seal.seal  # its read task checks that it reads these bytes
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return files, total, duplicates
@@ -240,7 +241,9 @@ def _check_file(
             # an empty record only deletes its chunks; a listed whole file counts until it fails
             total += 1 if document.text.strip() or is_whole_file(source) else 0
     if kept:
-        files.append({"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip)})
+        files.append(
+            {"path": str(source.path), "file_id": source.file_id, "skip": json.dumps(skip), "seal": ""}
+        )
     return kept, total
 
 
@@ -497,7 +500,7 @@ def ingest_ray(
                 )
             max_records = min(max_records, write_batch_records)
         if unseal:
-            _clear_seals(sink, unseal)
+            _clear_seals(sink, unseal, report)
         if files or remote:
             totals, problems, tallies = _run(
                 files if files is not None else remote,
@@ -520,6 +523,7 @@ def ingest_ray(
                 progress,
                 source_spec,
                 backend_factory,
+                seals.settings if seals is not None else None,
             )
             for name in COUNTERS:  # added to the sealed files' counts
                 setattr(report, name, getattr(report, name) + totals[name])
@@ -604,18 +608,28 @@ class _LayoutCheck:
 SEAL_BATCH = 1000
 
 
-def _clear_seals(sink: Sink, unseal: Mapping[str, str]) -> None:
+def _clear_seals(sink: Sink, unseal: Mapping[str, str], report: IngestReport) -> None:
     """Clear the stored seals of files about to be read again (their rows are about to
     change: a job killed midway must not leave a seal that a file changed back would
-    match): the probe chunks keep their content hash without the seal, or are deleted
-    where the sink cannot set hashes, as the local engine does."""
+    match): the probe chunks keep their content hash without the seal. Where the sink
+    cannot set hashes, the probe chunk's document is deleted whole (the job writes it
+    again; deleting chunk 0 alone would hide the rest from the stale-chunk check of a
+    document that became empty)."""
     probes = list(unseal)
     for start in range(0, len(probes), SEAL_BATCH):
         part = {probe: unseal[probe] for probe in probes[start : start + SEAL_BATCH]}
         try:
             sink.set_content_hashes(part)
         except NotImplementedError:
-            sink.delete(list(part))
+            try:
+                for probe in part:
+                    delete_stale_chunks(sink, probe.rpartition("#")[0], 0)
+            except NotImplementedError:
+                report.warnings.append(
+                    f"the {sink.name} sink can neither set content hashes nor delete: the seals of "
+                    "files read again were not cleared before rewriting; a run killed midway may leave them"
+                )
+                return
 
 
 def _seal_files(
@@ -626,27 +640,21 @@ def _seal_files(
     report: IngestReport,
 ) -> None:
     """After a job that wrote every row: seal each file the check pass validated without a
-    problem, that the read tasks read without one and whose bytes are still those checked,
-    on its probe chunk (chunk 0 of its first document) with the file's documents and chunks
+    problem and that its read task read without one, from the bytes checked (see
+    :func:`~e5_integrations.ray._stages.read_file`), on its probe chunk (chunk 0 of its first document) with the file's documents and chunks
     (see ``_file_seals``); the next run skips it unread. The seal is written alone, by
     ``Sink.set_content_hashes``: the job's rows landed in no set order, so no row of it
     could carry the seal."""
-    todo: list[tuple[SourceFile, str, str, Sequence[int]]] = []
+    todo: list[tuple[str, str, Sequence[int]]] = []
     for row in files:
         start = seals.clean.get(row["file_id"])
         tally = tallies.get(row["file_id"])
         if start is None or tally is None or tally[2] or not tally[0]:
             continue  # a problem in a read task, or no chunk: not sealed, read again next run
-        todo.append((SourceFile(Path(row["path"]), row["file_id"]), start.probe, start.seal, tally))
+        todo.append((start.probe, start.seal, tally))
     sealed = 0
     for begin in range(0, len(todo), SEAL_BATCH):
-        part = []
-        for source, probe, seal, tally in todo[begin : begin + SEAL_BATCH]:
-            try:
-                if file_seal(source, seals.settings) == seal:  # not changed since it was checked
-                    part.append((probe, seal, tally))
-            except OSError:
-                continue
+        part = todo[begin : begin + SEAL_BATCH]
         try:
             stored = sink.fetch_hashes([probe for probe, _, _ in part])
             values = {
@@ -687,6 +695,7 @@ def _run(
     progress: bool | None,
     source_spec: SourceSpec | None = None,
     backend_factory: BackendFactory | None = None,
+    seal_settings: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, int], list[str], dict[str, list[int]]]:
     ray = _import_ray()
     started_here = False
@@ -721,6 +730,7 @@ def _run(
                 read_file,
                 fn_kwargs={
                     **read_options,
+                    "seal_settings": seal_settings,
                     "store": sink_spec.store,
                     "layout": dict(sink_spec.options).get("layout", "e5"),
                     "source_spec": source_spec,
@@ -730,7 +740,7 @@ def _run(
                 chunk_documents,
                 batch_size=CHUNK_BATCH_DOCUMENTS,
                 batch_format="numpy",
-                fn_kwargs={"spec": spec, "sink_spec": sink_spec},
+                fn_kwargs={"spec": spec, "sink_spec": sink_spec, "tally_files": seal_settings is not None},
             )
             .map_batches(
                 lookup_stored,

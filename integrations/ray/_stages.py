@@ -51,6 +51,7 @@ import numpy as np
 from e5_integrations._embedder import Embedder
 from e5_integrations._redact import redact
 from e5_integrations.ingest._chunking import Chunker, chunk_id
+from e5_integrations.ingest._file_seals import file_seal
 from e5_integrations.ingest._fingerprint import fetch_marks, stored_unchanged
 from e5_integrations.ingest._parsing import Parsed, ParsePool
 from e5_integrations.ingest._pipeline import (
@@ -276,6 +277,7 @@ def _problem_row(problem: SourceProblem, document_id: str) -> dict[str, Any]:
         "metadata": "{}",
         "spans": "[]",
         "problem": json.dumps(detail, ensure_ascii=False),
+        "unsealed": 0,
     }
 
 
@@ -292,8 +294,10 @@ def read_file(
     parse_workers: int | None = None,
     parse_timeout: float | None = None,
     source_spec: SourceSpec | None = None,
+    seal_settings: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The documents of one source file as rows ``{doc_id, text, source, metadata, spans, problem}``.
+    """The documents of one source file as rows ``{doc_id, text, source, metadata, spans,
+    problem, unsealed}``.
 
     The driver's check pass has validated record files and reported their problems; here
     invalid records, and those ``store``'s ``check_document`` refuses in ``layout``, are skipped
@@ -306,6 +310,10 @@ def read_file(
     (with ``source_spec``'s storage options); its problems (invalid records, empty texts, a
     type without a reader...) are raised under ``on_error="fail"``, else become problem rows,
     counted in the report as the local engine counts them.
+
+    A local file that the driver means to seal (``row["seal"]``, made with ``seal_settings``)
+    is hashed again first: if its bytes are no longer those the driver checked, its rows say
+    ``unsealed`` and the driver does not seal it (the seal must describe the bytes read).
     """
     source: SourceFile
     if row.get("url"):
@@ -317,6 +325,12 @@ def read_file(
     else:
         source = SourceFile(Path(row["path"]), row["file_id"])
     skip = set(json.loads(row["skip"]))
+    unsealed = 0
+    if seal_settings is not None and row.get("seal"):
+        try:
+            unsealed = int(file_seal(source, seal_settings) != row["seal"])
+        except OSError:
+            unsealed = 1
     rows: list[dict[str, Any]] = []
     check = document_check(store, layout) if store is not None else None
     problems: list[SourceProblem] = []
@@ -350,6 +364,7 @@ def read_file(
                 "metadata": json.dumps(dict(document.metadata), ensure_ascii=False, sort_keys=True),
                 "spans": _spans_json(document.spans),
                 "problem": "",
+                "unsealed": unsealed,
             }
         )
     rows.extend(_problem_row(problem, source.file_id) for problem in problems)
@@ -380,7 +395,11 @@ _COUNT_COLUMNS = ("tokens", "chunk_index", "n_chunks", "marked_docs", "marked_ch
 
 
 def chunk_documents(
-    batch: Mapping[str, np.ndarray], *, spec: EncoderSpec, sink_spec: SinkSpec | None = None
+    batch: Mapping[str, np.ndarray],
+    *,
+    spec: EncoderSpec,
+    sink_spec: SinkSpec | None = None,
+    tally_files: bool = False,
 ) -> dict[str, Any]:
     """Split documents into chunk rows with ids, metadata and content hashes.
 
@@ -389,9 +408,11 @@ def chunk_documents(
     counted on the batch's counter row; a document about to be rewritten in parts has its
     chunk 0 (with the stale mark) deleted before any of its rows leave this stage.
 
-    The counter row also carries, in ``files``, each source file's documents, chunks and
-    problems in this batch (``{file id: [documents, chunks, problems]}``, JSON): the driver
-    adds them up to seal the files read whole (see :func:`add_file_tallies`).
+    With ``tally_files`` the counter row also carries, in ``files``, each source file's
+    documents, chunks and problems in this batch (``{file id: [documents, chunks, problems]}``,
+    JSON; a file read from other bytes than the driver checked counts a problem): the driver
+    adds them up to seal the files read whole (see :func:`add_file_tallies`). Local files
+    only: with URL sources the driver seals nothing, and keeps no tally per object.
     """
     chunker = spec.chunker()
     recipe = spec.recipe_key()
@@ -406,6 +427,7 @@ def chunk_documents(
             strict=False,
         )
     )
+    unsealed = np.asarray(batch["unsealed"]) if "unsealed" in batch else np.zeros(len(rows), dtype=np.int64)
     documents = [
         None
         if problem
@@ -428,7 +450,7 @@ def chunk_documents(
     marked_docs = marked_chunks = 0
     unmark: list[str] = []
     files: dict[str, list[int]] = {}  # file id -> [documents, chunks, problems], as the local engine counts
-    for row, document in zip(rows, documents, strict=True):
+    for position, (row, document) in enumerate(zip(rows, documents, strict=True)):
         if document is None:  # carried to the writers' report; nothing is probed or deleted for it
             for name, value in _PROBE_ONLY.items():
                 columns[name].append(value)
@@ -438,6 +460,7 @@ def chunk_documents(
             files.setdefault(str(row[0]), [0, 0, 0])[2] += 1  # a problem row's doc_id is its file's id
             continue
         tally = files.setdefault(document.source, [0, 0, 0])
+        tally[2] += int(unsealed[position])
         fingerprint = fingerprint_of(document, chunker, spec.model, spec.max_length, recipe)
         mark = marks.get(document.id)
         if mark is not None and mark.fingerprint == fingerprint:
@@ -475,13 +498,13 @@ def chunk_documents(
             sink.delete(unmark)  # idempotent: a retried task deletes nothing more
         except NotImplementedError:
             logger.warning("the %s sink cannot delete; stale document marks were not cleared", sink.name)
-    if marked_docs or files:  # the counter row: no chunk, no probe
+    if marked_docs or (files and tally_files):  # the counter row: no chunk, no probe
         for name, value in _PROBE_ONLY.items():
             columns[name].append(value)
         columns["chunk_index"][-1] = _COUNTER_ROW
         columns["marked_docs"][-1] = marked_docs
         columns["marked_chunks"][-1] = marked_chunks
-        columns["files"][-1] = json.dumps(files, ensure_ascii=False) if files else ""
+        columns["files"][-1] = json.dumps(files, ensure_ascii=False) if files and tally_files else ""
     return {
         name: np.asarray(values, dtype=np.int64 if name in _COUNT_COLUMNS else object)
         for name, values in columns.items()

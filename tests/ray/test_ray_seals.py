@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from e5_integrations import SourceError, StoreUnavailableError
@@ -143,7 +144,16 @@ def test_a_seal_that_cannot_be_written_is_a_warning_not_a_failed_run(
     seals.validated(source, seal, stored)
     with open_sink(*store_target) as sink:
         sink.ensure_collection(4)
-        sink.upsert([Record(seal.probe, "Some text about shards.", {"e5_content_hash": "h"}, [1.0, 0, 0, 0])])
+        sink.upsert(
+            [
+                Record(
+                    seal.probe,
+                    "Some text about shards.",
+                    {"e5_content_hash": "h"},
+                    np.eye(4, dtype=np.float32)[0],
+                )
+            ]
+        )
 
         def refuse(values: Any) -> int:
             raise error
@@ -153,3 +163,25 @@ def test_a_seal_that_cannot_be_written_is_a_warning_not_a_failed_run(
         _seal_files(sink, seals, files, {source.file_id: [1, 1, 0]}, report)
         assert sink.fetch_hashes([seal.probe]) == {seal.probe: "h"}  # not sealed
     assert len(report.warnings) == 1 and says in report.warnings[0], report.warnings
+
+
+def test_a_read_task_marks_a_file_changed_since_the_check_pass_unsealed(tmp_path: Path) -> None:
+    """The seal must describe the bytes read: a read task hashes its file first, and rows of
+    a file whose bytes differ from those the driver checked say ``unsealed`` (so the file's
+    tally counts a problem and it is not sealed)."""
+    from e5_integrations.ingest._file_seals import file_seal
+    from e5_integrations.ray._stages import read_file
+
+    path = tmp_path / "a.txt"
+    path.write_text("Some text about shards.", encoding="utf-8")
+    [source] = iter_source_files([tmp_path])
+    settings = {"model": "m"}
+    row = {"path": str(path), "file_id": source.file_id, "skip": "[]", "seal": file_seal(source, settings)}
+    options: dict[str, Any] = {"text_field": "text", "id_field": None, "on_error": "fail", "parse_workers": 0}
+    [same] = read_file(row, **options, seal_settings=settings)
+    assert same["unsealed"] == 0 and same["text"] == "Some text about shards."
+    path.write_text("Other text, written after the check pass.", encoding="utf-8")
+    [changed] = read_file(row, **options, seal_settings=settings)
+    assert changed["unsealed"] == 1 and changed["text"].startswith("Other text")
+    [unsealable] = read_file({**row, "seal": ""}, **options, seal_settings=settings)
+    assert unsealable["unsealed"] == 0  # nothing to check: the driver does not seal it anyway
