@@ -11,6 +11,12 @@ recipe, chunk sizes, text and id fields, ``--ocr``), so an edited file, a change
 another model never matches. The counts let a re-run report the file's documents and chunks
 as unchanged without reading them.
 
+The Ray engine writes a file's rows in no set order, so no row of its job can carry the seal:
+its driver clears the stale seals of the files it will read before the job, and after a job
+that wrote every row sets the seal alone (``Sink.set_content_hashes``) on each file that the
+check pass and its read task (which hashes the file again first) read without a problem. The
+seals are the same in both engines (:func:`seal_settings`).
+
 What a sealed file still costs a run: reading its bytes once for the digest, its first
 record for the probe id, one ``fetch_hashes`` per :data:`PROBE_BATCH` files, and, when its
 records carry their own ids, those ids (a JSON parse per line, no validation, no Document),

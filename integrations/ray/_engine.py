@@ -8,9 +8,10 @@ The job is the local engine's, split into Ray Data stages::
         ──E5StoreDatasink (write tasks, batched idempotent upserts)──▶ the store
 
 The driver only scans the sources (the same check pass as the local engine: malformed
-records fail the run before anything is written, duplicates and problems are reported),
-creates the collection, and adds up the writers' counters into an
-:class:`~e5_integrations.ingest.IngestReport`.
+records fail the run before anything is written, duplicates and problems are reported, and
+files sealed unchanged get no read task), creates the collection, adds up the writers'
+counters into an :class:`~e5_integrations.ingest.IngestReport`, and seals the files the job
+read whole (``Sink.set_content_hashes``, after the last row is written).
 
 Same rows as the local engine: the chunker, ids (``"{document id}#{chunk index}"``),
 metadata and content hashes come from the same functions, and every store write is an
@@ -353,15 +354,23 @@ def ingest_ray(
             the store, so the driver's memory does not grow with the prefix. There is no
             check pass (a bad record under ``on_error="fail"`` fails the job where it is
             met), duplicate ids across objects are not detected, and ``prune`` is refused.
-            Every object is read: the seal that lets the local engine skip an unchanged
-            object unread is written by the local engine only (Ray writes a job's rows in no
-            set order, so a seal could land before the rest of its object).
+            Every object is read: the driver, which seals what the job read (see below),
+            never lists the objects, so only the local engine seals them.
         backend_factory: a picklable callable that each embedding actor calls once to get
             the :class:`~e5_integrations._backend.Backend` objects its encoder computes
             with, as ``E5Encoder(backends=...)``, instead of loading ``model`` on the actor's
             devices: custom kernels, or a fast deterministic test double (``model`` still
             gives the tokenizer, the recipe and the content hashes, so rows and ids are the
             same; the vectors are the backends').
+
+    Local files are sealed as the local engine seals them (``_file_seals``; the seals are
+    the same, so a file sealed by one engine is skipped by the other): the driver's check pass
+    gives a file whose stored seal matches no read task (its documents and chunks count as
+    unchanged, ``files_unchanged``), clears the seal of a file it will read before the job
+    writes anything, and once the job has written every row, seals each file that the check
+    pass and its read task read without a problem, from the bytes checked, with
+    ``Sink.set_content_hashes`` on its probe chunk (the job's rows land in no set order, so no
+    row of it can carry the seal). A failed or killed job seals nothing.
 
     Returns:
         An :class:`~e5_integrations.ingest.IngestReport`, counted from what the write tasks
