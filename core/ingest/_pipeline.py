@@ -137,6 +137,7 @@ __all__ = [
     "prune_removed_documents",
     "search",
     "span_metadata",
+    "to_check",
     "upsert_in_batches",
 ]
 
@@ -492,7 +493,7 @@ def _check_sources(
     check: DocumentCheck | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
-    seals: _LocalSeals | None = None,
+    seals: LocalSeals | None = None,
 ) -> tuple[int, DuplicateIds]:
     """Pass 1: parse and validate every record file, list the whole-file documents (with the
     sink's ``check_document``, so what the store would refuse fails here, not midway); count
@@ -504,34 +505,45 @@ def _check_sources(
     count = 0
     ids = DuplicateIds(on_error, report.record_problem)
     files = iter_source_files(sources, id_root=id_root, include=include, exclude=exclude)
-    for batch in _batches(files, PROBE_BATCH):
-        checked = seals.look_up(batch) if seals is not None else [(source, None, None) for source in batch]
-        for source, seal, stored in checked:
-            if seals is not None and seal is not None and seals.unchanged(source, seal, stored, ids):
-                continue
-            invalid = report.skipped_invalid
-            for document in read_source_file(
-                source,
-                text_field=text_field,
-                id_field=id_field,
-                on_error=on_error,
-                on_problem=report.record_problem,
-                check=check,
-                keep_empty=True,
-                list_whole_files=True,
-            ):
-                if not ids.is_duplicate(document, source):
-                    count += 1
-            if seals is not None and seal is not None and report.skipped_invalid == invalid:
-                seals.validated(source, seal, stored)
+    for source, seal, stored in to_check(files, seals, ids):
+        invalid = report.skipped_invalid
+        for document in read_source_file(
+            source,
+            text_field=text_field,
+            id_field=id_field,
+            on_error=on_error,
+            on_problem=report.record_problem,
+            check=check,
+            keep_empty=True,
+            list_whole_files=True,
+        ):
+            if not ids.is_duplicate(document, source):
+                count += 1
+        if seals is not None and seal is not None and report.skipped_invalid == invalid:
+            seals.validated(source, seal, stored)
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return count, ids
 
 
-class _LocalSeals:
+def to_check(
+    files: Iterable[SourceFile], seals: LocalSeals | None, ids: DuplicateIds
+) -> Iterator[tuple[SourceFile, FileSeal | None, str | None]]:
+    """The files a check pass must read, each with its seal and its probe's stored value
+    (``None`` without ``seals``): the seals are looked up :data:`PROBE_BATCH` files at a time,
+    and a file sealed as it is is counted unchanged (:meth:`LocalSeals.unchanged`) instead."""
+    for batch in _batches(files, PROBE_BATCH):
+        checked = seals.look_up(batch) if seals is not None else [(source, None, None) for source in batch]
+        for source, seal, stored in checked:
+            if seals is not None and seal is not None and seals.unchanged(source, seal, stored, ids):
+                continue
+            yield source, seal, stored
+
+
+class LocalSeals:
     """The seals of local files in one run (see ``_file_seals``): which files the load pass
-    skips, and which it seals once read."""
+    skips, and which it seals once read. The Ray engine's driver uses it too (it seals what
+    its job read after the job)."""
 
     def __init__(
         self,
@@ -1182,7 +1194,7 @@ def ingest(
     remote = any(is_remote(path) for path in paths)
     files: Iterator[SourceFile] | None = None
     document_ids: Any
-    seals: _LocalSeals | None = None
+    seals: LocalSeals | None = None
     if remote:
         files = iter_source_files(
             paths,
@@ -1214,7 +1226,7 @@ def ingest(
             ocr=ocr,
         )
         fields = Fields(text=text_field, id=id_field or None, ocr=ocr)
-        seals = _LocalSeals(fields, file_settings, fetch, report)
+        seals = LocalSeals(fields, file_settings, fetch, report)
         total, document_ids = _check_sources(
             paths, text_field, id_field, on_error, report, id_root, check, include, exclude, seals
         )

@@ -40,12 +40,11 @@ from e5_integrations._redact import redact
 from e5_integrations.ingest._file_seals import seal_settings, sealed_value
 from e5_integrations.ingest._fingerprint import parse_stored_hash
 from e5_integrations.ingest._pipeline import (
-    PROBE_BATCH,
-    _batches,
-    _LocalSeals,
+    LocalSeals,
     delete_stale_chunks,
     nothing_to_ingest,
     prune_removed_documents,
+    to_check,
 )
 from e5_integrations.ingest._readers import is_whole_file
 from e5_integrations.ingest._readers._base import Fields
@@ -171,7 +170,7 @@ def _scan(
     check: DocumentCheck | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
-    seals: _LocalSeals | None = None,
+    seals: LocalSeals | None = None,
     unseal: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], int, DuplicateIds]:
     """The local engine's check pass, file by file (``check`` is the sink's
@@ -188,23 +187,17 @@ def _scan(
     files: list[dict[str, Any]] = []
     total = 0
     listed = iter_source_files(paths, id_root=id_root, include=include, exclude=exclude)
-    for batch in _batches(listed, PROBE_BATCH):
-        checked = seals.look_up(batch) if seals is not None else [(source, None, None) for source in batch]
-        for source, seal, stored in checked:
-            if seals is not None and seal is not None and seals.unchanged(source, seal, stored, duplicates):
-                continue
-            if unseal is not None and seal is not None and stored is not None:
-                held = parse_stored_hash(stored)
-                if held.seal is not None:
-                    unseal[seal.probe] = held.content_hash
-            invalid = report.skipped_invalid
-            kept, counted = _check_file(
-                source, text_field, id_field, on_error, report, check, duplicates, files
-            )
-            total += counted
-            if seals is not None and seal is not None and report.skipped_invalid == invalid and kept:
-                seals.validated(source, seal, stored)
-                files[-1]["seal"] = seal.seal  # its read task checks that it reads these bytes
+    for source, seal, stored in to_check(listed, seals, duplicates):
+        if unseal is not None and seal is not None and stored is not None:
+            held = parse_stored_hash(stored)
+            if held.seal is not None:
+                unseal[seal.probe] = held.content_hash
+        invalid = report.skipped_invalid
+        kept, counted = _check_file(source, text_field, id_field, on_error, report, check, duplicates, files)
+        total += counted
+        if seals is not None and seal is not None and report.skipped_invalid == invalid and kept:
+            seals.validated(source, seal, stored)
+            files[-1]["seal"] = seal.seal  # its read task checks that it reads these bytes
     for problem in report.problems:
         logger.info("skipped %s", problem)
     return files, total, duplicates
@@ -446,7 +439,7 @@ def ingest_ray(
     opening = _LayoutCheck(SinkSpec(store_name, resolved_uri, collection, tuple(sorted(options.items()))))
     source_spec = SourceSpec.of(storage_options, include, exclude, retry_seconds)
     files: list[dict[str, Any]] | None
-    seals: _LocalSeals | None = None
+    seals: LocalSeals | None = None
     unseal: dict[str, str] = {}  # probe chunks of files to read whose stored seal is cleared first
     try:
         if remote:
@@ -461,7 +454,7 @@ def ingest_ray(
                 raise SourceError(nothing_to_ingest(paths, report))
             files, total, document_ids = None, 0, None
         else:
-            seals = _LocalSeals(
+            seals = LocalSeals(
                 Fields(text=text_field, id=id_field or None, ocr=ocr),
                 seal_settings(
                     model=model_name,
@@ -643,7 +636,7 @@ def _clear_seals(sink: Sink, unseal: Mapping[str, str], report: IngestReport) ->
 
 def _seal_files(
     sink: Sink,
-    seals: _LocalSeals,
+    seals: LocalSeals,
     files: Sequence[Mapping[str, Any]],
     tallies: Mapping[str, Sequence[int]],
     report: IngestReport,

@@ -131,14 +131,14 @@ def test_a_seal_that_cannot_be_written_is_a_warning_not_a_failed_run(
     """Sealing comes after every row is written: a store that refuses it (down, or a sink
     without ``set_content_hashes``) leaves the files unsealed, with a warning in the report."""
     from e5_integrations.ingest import IngestReport, Record
-    from e5_integrations.ingest._pipeline import _LocalSeals
+    from e5_integrations.ingest._pipeline import LocalSeals
     from e5_integrations.ray._engine import _seal_files
 
     (tmp_path / "a.txt").write_text("Some text about shards.", encoding="utf-8")
     [source] = iter_source_files([tmp_path])
     fields = Fields(text="text", id=None)
     report = IngestReport()
-    seals = _LocalSeals(fields, {"model": "m"}, None, report)
+    seals = LocalSeals(fields, {"model": "m"}, None, report)
     [(source, seal, stored)] = seals.look_up([source])
     assert seal is not None and stored is None
     seals.validated(source, seal, stored)
