@@ -39,6 +39,8 @@ from tests.stores._milvus_server import LAUNCHER, _wait_for_port, milvus_lite_py
 pytestmark = pytest.mark.integration
 
 N_DOCS = 40
+#: The repository root: the working folder of QDRANT_KILL_CMD and QDRANT_START_CMD.
+REPO = Path(__file__).resolve().parents[2]
 #: A Qdrant server the tests do not own, and the shell commands that kill and start it.
 _QDRANT = (
     os.environ.get("QDRANT_URL"),
@@ -134,14 +136,18 @@ class ExternalServer(Server):
         import urllib.error
         import urllib.request
 
-        subprocess.run(self.start_cmd, shell=True, check=True, timeout=300)
+        subprocess.run(self.start_cmd, shell=True, check=True, timeout=300, cwd=REPO)
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(self.uri + "/", timeout=5):
+                with urllib.request.urlopen(self.uri + "/readyz", timeout=5):  # Qdrant's readiness
                     return
-            except urllib.error.HTTPError:
-                return  # it answers (an error status is an answer)
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403, 404):
+                    return  # it answers, without that endpoint or without a key
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.store} at {self.uri} is not ready: HTTP {exc.code}") from None
+                time.sleep(1)
             except (urllib.error.URLError, OSError):
                 if time.monotonic() > deadline:
                     raise RuntimeError(
@@ -150,7 +156,7 @@ class ExternalServer(Server):
                 time.sleep(1)
 
     def kill(self) -> None:
-        subprocess.run(self.kill_cmd, shell=True, check=True, timeout=120)
+        subprocess.run(self.kill_cmd, shell=True, check=True, timeout=120, cwd=REPO)
 
     def close(self) -> None:
         self.start()  # up again for the tests that follow
@@ -233,17 +239,19 @@ def _docs(root: Path) -> list[str]:
 
 
 class _AfterFirstWrite(logging.Handler):
-    """Calls ``action`` once, on a thread, when the pipeline logs its first acknowledged write."""
+    """Calls ``action`` once when the pipeline logs its first acknowledged write, in the
+    writing thread itself: the run waits for it (a kill by ``docker compose`` takes a second),
+    so the run's next write meets a dead server whatever the kill costs."""
 
     def __init__(self, action: Callable[[], None]) -> None:
         super().__init__(logging.INFO)
         self.action = action
-        self.thread: threading.Thread | None = None
+        self.called = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.thread is None and record.getMessage().startswith("upserted"):
-            self.thread = threading.Thread(target=self.action, daemon=True)
-            self.thread.start()
+        if not self.called and record.getMessage().startswith("upserted"):
+            self.called = True
+            self.action()
 
 
 @contextlib.contextmanager
@@ -258,46 +266,70 @@ def _on_first_write(action: Callable[[], None]) -> Iterator[_AfterFirstWrite]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-        if handler.thread is not None:
-            handler.thread.join(180)
+
+
+@contextlib.contextmanager
+def _collection(server: Server, prefix: str) -> Iterator[str]:
+    """A fresh collection name, dropped at the end whatever happened (a server the test does
+    not own keeps its collections)."""
+    collection = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        yield collection
+    finally:
+        with (
+            contextlib.suppress(Exception),
+            open_sink(server.store, server.uri, collection, retry_seconds=5) as sink,
+        ):
+            sink.drop()
 
 
 def _assert_exact(server: Server, collection: str, expected: list[str]) -> None:
     with open_sink(server.store, server.uri, collection) as sink:
         assert sink.count() == len(expected)  # no duplicate, nothing else
         assert set(sink.fetch_hashes(expected)) == set(expected)  # none lost
-        sink.drop()  # a server the test does not own keeps its collections
 
 
 def test_a_server_killed_and_restarted_mid_write_is_ridden_out(
     server: Server, encoder: Any, tmp_path: Path
 ) -> None:
     expected = _docs(tmp_path / "docs")
-    collection = f"e5_killed_{uuid.uuid4().hex[:8]}"
-    killed = threading.Event()
+    restarts: list[threading.Thread] = []
 
-    def kill_and_restart() -> None:
-        server.kill()
-        killed.set()
+    def restart() -> None:
         time.sleep(1)
         server.start()
 
-    sink = open_sink(server.store, server.uri, collection, retry_seconds=120)
-    try:
-        with _on_first_write(kill_and_restart):
-            report = ingest(tmp_path / "docs", sink, encoder, group_tokens=32, id_root=tmp_path / "docs")
-    finally:
-        sink.close()
-    assert killed.is_set()
-    assert (report.chunks, report.embedded, report.written) == (N_DOCS, N_DOCS, N_DOCS)
-    _assert_exact(server, collection, expected)
+    def kill_then_restart() -> None:
+        server.kill()
+        restarts.append(threading.Thread(target=restart, daemon=True))
+        restarts[0].start()
+
+    with _collection(server, "e5_killed") as collection:
+        sink = open_sink(server.store, server.uri, collection, retry_seconds=120)
+        try:
+            with _on_first_write(kill_then_restart):
+                report = ingest(tmp_path / "docs", sink, encoder, group_tokens=32, id_root=tmp_path / "docs")
+        finally:
+            sink.close()
+            for thread in restarts:
+                thread.join(300)
+        assert len(restarts) == 1
+        assert sink.retry_wait_seconds > 0  # the run met the dead server and waited for it
+        assert (report.chunks, report.embedded, report.written) == (N_DOCS, N_DOCS, N_DOCS)
+        _assert_exact(server, collection, expected)
 
 
 def test_a_server_down_longer_than_the_retry_budget_fails_clearly_then_a_rerun_ends_exact(
     server: Server, encoder: Any, tmp_path: Path
 ) -> None:
     expected = _docs(tmp_path / "docs")
-    collection = f"e5_down_{uuid.uuid4().hex[:8]}"
+    with _collection(server, "e5_down") as collection:
+        _down_then_rerun(server, encoder, tmp_path, collection, expected)
+
+
+def _down_then_rerun(
+    server: Server, encoder: Any, tmp_path: Path, collection: str, expected: list[str]
+) -> None:
     sink = open_sink(server.store, server.uri, collection, retry_seconds=3)
     try:
         with _on_first_write(server.kill), pytest.raises(StoreUnavailableError) as info:
