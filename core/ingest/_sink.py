@@ -182,8 +182,9 @@ class Sink(abc.ABC):
         ``_node_content``), that copy's hash changes too (:func:`with_content_hash`).
 
         Ids not stored, or stored without a string ``e5_content_hash`` (not e5's rows), are
-        left alone. Returns how many rows were changed; a following :meth:`fetch_hashes`
-        sees the new values. Idempotent.
+        left alone, and so are rows that hold the value already. Returns how many rows were
+        changed (0 when called again with the same values); a following :meth:`fetch_hashes`
+        sees the new values.
 
         ``ingest_ray`` calls it after its job to seal the files it read whole (see
         ``e5_integrations.ingest._file_seals``): a write of the hash alone, since the Ray

@@ -643,8 +643,9 @@ def _seal_files(
 ) -> None:
     """After a job that wrote every row: seal each file the check pass validated without a
     problem and that its read task read without one, from the bytes checked (see
-    :func:`~e5_integrations.ray._stages.read_file`), on its probe chunk (chunk 0 of its first document) with the file's documents and chunks
-    (see ``_file_seals``); the next run skips it unread. The seal is written alone, by
+    :func:`~e5_integrations.ray._stages.read_file`), on its probe chunk (chunk 0 of its first
+    document) with the file's documents and chunks (see ``_file_seals``); the next run skips
+    it unread. The seal is written alone, by
     ``Sink.set_content_hashes``: the job's rows landed in no set order, so no row of it
     could carry the seal."""
     todo: list[tuple[str, str, Sequence[int]]] = []

@@ -427,7 +427,7 @@ def chunk_documents(
             strict=False,
         )
     )
-    unsealed = np.asarray(batch["unsealed"]) if "unsealed" in batch else np.zeros(len(rows), dtype=np.int64)
+    unsealed = np.asarray(batch["unsealed"])
     documents = [
         None
         if problem
@@ -668,8 +668,7 @@ def write_rows(
     counts["files"] = files
     pending: list[Record] = []
     for batch in batches:
-        if "files" in batch:
-            add_file_tallies(files, (str(value) for value in batch["files"]))
+        add_file_tallies(files, (str(value) for value in batch["files"]))
         counts["chunks"] += int(np.sum(batch["stands_for"]))
         counts["deleted_stale"] += int(np.sum(batch["deleted"]))
         counts["skipped_documents"] += int(np.sum(batch["marked_docs"]))

@@ -517,26 +517,14 @@ class MilvusSink(Sink):
         """``{id: e5_content_hash}`` for the ids stored with a hash."""
         if not ids or not self._readable():
             return {}
-        layout, shape = self.layout, self._shape()
+        shape = self._shape()
         if shape.key is None:
             return self._fetch_by_chunk_id(ids)
-        chunk_of = {shape.key(layout, i): i for i in ids}
         found: dict[str, str] = {}
-        for part in by_count(list(chunk_of), READ_SLICE):
-            rows = self._call(
-                functools.partial(
-                    self._client.query,
-                    self.collection,
-                    filter=f"{shape.primary} in {json.dumps(part)}",
-                    output_fields=list(shape.hash_fields),
-                    consistency_level="Strong",
-                    timeout=self._timeout,
-                )
-            )
-            for row in rows:
-                value = (_bookkeeping(row, shape) or {}).get(CONTENT_HASH_KEY)
-                if isinstance(value, str) and row.get(shape.primary) in chunk_of:
-                    found[chunk_of[row[shape.primary]]] = value
+        for chunk, row in self._rows_by_key(ids, list(shape.hash_fields), READ_SLICE):
+            value = (_bookkeeping(row, shape) or {}).get(CONTENT_HASH_KEY)
+            if isinstance(value, str):
+                found[chunk] = value
         return found
 
     def upsert(self, records: Sequence[Record]) -> None:
@@ -579,7 +567,7 @@ class MilvusSink(Sink):
         """
         if not values or not self._readable():
             return 0
-        layout, shape = self.layout, self._shape()
+        shape = self._shape()
         fields = {f["name"]: f for f in self._describe().get("fields", [])}
         dim = int(fields.get(shape.vector, {}).get("params", {}).get("dim", 0) or 0)
         # at most a request's worth of maximal rows per read: the replies carry texts and vectors
@@ -596,21 +584,7 @@ class MilvusSink(Sink):
             copies = Counter(chunk for chunk, _ in stored)
             stored = [(chunk, row) for chunk, row in stored if copies[chunk] == 1]
         else:
-            chunk_of = {shape.key(layout, i): i for i in values}
-            for part in by_count(list(chunk_of), read_slice):
-                rows = self._call(
-                    functools.partial(
-                        self._client.query,
-                        self.collection,
-                        filter=f"{shape.primary} in {json.dumps(part)}",
-                        output_fields=output,
-                        consistency_level="Strong",
-                        timeout=self._timeout,
-                    )
-                )
-                stored.extend(
-                    (chunk_of[row[shape.primary]], row) for row in rows if row.get(shape.primary) in chunk_of
-                )
+            stored.extend(self._rows_by_key(list(values), output, read_slice))
         changed: list[dict[str, Any]] = []
         for chunk, found in stored:
             row = _as_written(found, computed)
@@ -787,6 +761,30 @@ class MilvusSink(Sink):
         if self._auto_id is None:
             self._auto_id = _assigned_primary(self._describe())
         return shape.assigned if self._auto_id else shape
+
+    def _rows_by_key(
+        self, chunk_ids: Sequence[str], output: list[str], read_slice: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(chunk id, row)`` of the stored ``chunk_ids`` (by primary key, Strong), read
+        ``read_slice`` keys at a time, with ``output``'s fields. Call only when the shape has
+        a key (``shape.key``)."""
+        layout, shape = self.layout, self._shape()
+        assert shape.key is not None
+        chunk_of = {shape.key(layout, i): i for i in chunk_ids}
+        for part in by_count(list(chunk_of), read_slice):
+            rows = self._call(
+                functools.partial(
+                    self._client.query,
+                    self.collection,
+                    filter=f"{shape.primary} in {json.dumps(part)}",
+                    output_fields=output,
+                    consistency_level="Strong",
+                    timeout=self._timeout,
+                )
+            )
+            for row in rows:
+                if row.get(shape.primary) in chunk_of:
+                    yield chunk_of[row[shape.primary]], row
 
     # -- auto_id: a collection whose INT64 primary key Milvus assigns (LangChain's) ---------
 

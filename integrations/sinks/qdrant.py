@@ -526,9 +526,7 @@ class QdrantSink(Sink):
         if not values or not self._exists():
             return 0
         chunks = {point_id(chunk): chunk for chunk in values}
-        # points that get the same change (the same value, no _node_content) share one operation
-        changes: dict[tuple[str | None, str], tuple[dict[str, Any], list[models.ExtendedPointId]]] = {}
-        changed = 0
+        operations: list[models.SetPayloadOperation] = []
         for ids in by_count(list(chunks), _RETRIEVE_SLICE):
             points = self._call(
                 "retrieve",
@@ -547,20 +545,20 @@ class QdrantSink(Sink):
                 if not change:
                     continue  # already holds the value
                 key = _shape_of(payload).metadata_key
-                group = (key, json.dumps(change, ensure_ascii=False, sort_keys=True, default=str))
-                changes.setdefault(group, (change, []))[1].append(str(point.id))
-                changed += 1
-        operations = [
-            models.SetPayloadOperation(set_payload=models.SetPayload(payload=change, points=ids, key=key))
-            for (key, _), (change, ids) in changes.items()
-        ]
+                operations.append(
+                    models.SetPayloadOperation(
+                        set_payload=models.SetPayload(payload=change, points=[point.id], key=key)
+                    )
+                )
         for request in by_size(operations, int(REQUEST_LIMIT_BYTES * _REQUEST_BUDGET), _operation_bytes):
             self._call(
                 "batch_update_points",
                 functools.partial(self._client.batch_update_points, self.collection, request, wait=True),
             )
-        _log.debug("set the content hash of %d points in qdrant collection %r", changed, self.collection)
-        return changed
+        _log.debug(
+            "set the content hash of %d points in qdrant collection %r", len(operations), self.collection
+        )
+        return len(operations)
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest records by cosine similarity, best first; ``[]`` when the
